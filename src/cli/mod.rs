@@ -1,0 +1,115 @@
+//! The command line: clap types and one file per subcommand, each with its
+//! `Args` and a `run()` that returns an [`ExitStatus`]. Errors reach this
+//! edge as `anyhow` with context and are printed once, here.
+
+mod init;
+mod log;
+mod render;
+mod validate;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// What the process reports to its caller (CI acts on these codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// Everything passed.
+    Success,
+    /// The command ran and found a failure: invalid files, a failed gate.
+    Failure,
+    /// The command could not run: bad arguments, unreadable config, an
+    /// unreachable provider.
+    Error,
+}
+
+impl From<ExitStatus> for ExitCode {
+    fn from(s: ExitStatus) -> Self {
+        match s {
+            ExitStatus::Success => ExitCode::from(0),
+            ExitStatus::Failure => ExitCode::from(1),
+            ExitStatus::Error => ExitCode::from(2),
+        }
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "promptgate",
+    version,
+    about = "Git-native LLMOps: versioned prompts and datasets, PR quality gates, a canary proxy with automatic rollback"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Scaffold a working promptgate repository (git init + first commit).
+    Init(init::Args),
+    /// Check every file against its schema and all cross-references.
+    Validate(validate::Args),
+    /// Render a prompt's messages with the given variables.
+    Render(render::Args),
+    /// List the versions of a prompt from git history.
+    Log(log::Args),
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let result = match cli.command {
+        Command::Init(args) => init::run(args),
+        Command::Validate(args) => validate::run(args),
+        Command::Render(args) => render::run(args),
+        Command::Log(args) => log::run(args),
+    };
+    match result {
+        Ok(status) => status.into(),
+        Err(err) => {
+            // A closed pipe (`promptgate log | head`) is not an error.
+            if err
+                .chain()
+                .filter_map(|e| e.downcast_ref::<std::io::Error>())
+                .any(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            {
+                return ExitCode::from(0);
+            }
+            let mut stderr = std::io::stderr().lock();
+            let _ = writeln!(stderr, "error: {err:#}");
+            ExitStatus::Error.into()
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PROMPTGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Writes to stdout, turning a closed pipe into an error the edge ignores.
+pub(crate) fn out(text: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    stdout.flush()?;
+    Ok(())
+}
+
+/// The repository root for `--repo` (default: discovered from the current folder).
+pub(crate) fn repo_root(repo: Option<&std::path::Path>) -> anyhow::Result<std::path::PathBuf> {
+    use anyhow::Context;
+    let start = match repo {
+        Some(p) => p.to_path_buf(),
+        None => std::env::current_dir().context("reading the current folder")?,
+    };
+    let git = crate::repo::GitRepo::discover(&start)?;
+    git.workdir()
+        .map(|p| p.to_path_buf())
+        .with_context(|| format!("{}: a bare repository has no working tree", start.display()))
+}

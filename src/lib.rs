@@ -1,0 +1,13 @@
+//! promptgate: git-native LLMOps. Prompts and datasets are versioned files in
+//! a git repository; pull requests are quality gates; a reloadable proxy
+//! serves the refs `rollout.yaml` names and rolls a regressing canary back
+//! with a git commit.
+//!
+//! Data flows one way: spec -> repo -> template -> project -> provider ->
+//! dataset/eval/logstore -> stats -> canary/report. The CLI sits on top.
+
+pub mod cli;
+pub mod project;
+pub mod repo;
+pub mod spec;
+pub mod template;

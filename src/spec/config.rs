@@ -1,0 +1,250 @@
+//! `promptgate.yaml`: providers, models with prices, logging and server settings.
+//!
+//! Every struct denies unknown fields so a typo is an error, not a silently
+//! ignored setting.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole `promptgate.yaml`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// File format version; only `1` exists.
+    pub version: u32,
+    pub providers: BTreeMap<String, ProviderConfig>,
+    pub models: BTreeMap<String, ModelConfig>,
+    #[serde(default)]
+    pub logging: LoggingConfig,
+    #[serde(default)]
+    pub server: ServerConfig,
+}
+
+/// The wire format a provider speaks.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// Ollama native API (`/api/chat`, NDJSON streaming).
+    Ollama,
+    /// OpenAI-compatible API (`/v1/chat/completions`, SSE streaming): vLLM,
+    /// llama.cpp server, LM Studio, TGI, OpenAI.
+    Openai,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Ollama => "ollama",
+            ProviderKind::Openai => "openai",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub kind: ProviderKind,
+    /// Base URL without the API path, e.g. `http://127.0.0.1:11434`.
+    pub base_url: String,
+    /// Name of the environment variable holding the API key. The key itself
+    /// never appears in a config file, a log or an error.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    /// Retries after the first attempt on connect errors, 429 and 5xx.
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+}
+
+fn default_max_retries() -> u32 {
+    2
+}
+
+/// Timeouts of one call, in milliseconds.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    #[serde(default = "default_connect_ms")]
+    pub connect_ms: u64,
+    #[serde(default = "default_first_token_ms")]
+    pub first_token_ms: u64,
+    #[serde(default = "default_total_ms")]
+    pub total_ms: u64,
+}
+
+fn default_connect_ms() -> u64 {
+    2_000
+}
+fn default_first_token_ms() -> u64 {
+    60_000
+}
+fn default_total_ms() -> u64 {
+    300_000
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect_ms: default_connect_ms(),
+            first_token_ms: default_first_token_ms(),
+            total_ms: default_total_ms(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Key into `providers`.
+    pub provider: String,
+    /// The model name the upstream knows, e.g. `llama3.2:1b`.
+    pub name: String,
+    /// Default parameters (temperature, max_tokens, seed, ...); a prompt's
+    /// own params override them key by key.
+    #[serde(default)]
+    pub params: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    pub price: Price,
+    /// Overrides the provider's timeouts for this model.
+    #[serde(default)]
+    pub timeouts: Option<Timeouts>,
+}
+
+/// Price table of a model. Token prices are per million tokens; `per_second`
+/// prices wall-clock time for self-hosted models.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    #[serde(default)]
+    pub input_per_mtok: f64,
+    #[serde(default)]
+    pub output_per_mtok: f64,
+    #[serde(default)]
+    pub per_second: f64,
+}
+
+impl Price {
+    /// Cost of one call in the config's currency.
+    pub fn cost(&self, input_tokens: u64, output_tokens: u64, seconds: f64) -> f64 {
+        (input_tokens as f64) * self.input_per_mtok / 1e6
+            + (output_tokens as f64) * self.output_per_mtok / 1e6
+            + seconds * self.per_second
+    }
+}
+
+/// What the request logger does when its channel is full.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFull {
+    /// Wait for room: nothing is lost, requests may slow down.
+    #[default]
+    Block,
+    /// Drop the row and count it: request latency stays flat.
+    Drop,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LoggingConfig {
+    /// Root of the Parquet logs, relative to the repository root.
+    #[serde(default = "default_log_dir")]
+    pub dir: String,
+    #[serde(default = "default_flush_interval_ms")]
+    pub flush_interval_ms: u64,
+    #[serde(default = "default_flush_rows")]
+    pub flush_rows: usize,
+    #[serde(default = "default_channel_capacity")]
+    pub channel_capacity: usize,
+    #[serde(default)]
+    pub on_full: OnFull,
+    #[serde(default)]
+    pub redact: Redaction,
+}
+
+fn default_log_dir() -> String {
+    ".promptgate/logs".to_string()
+}
+fn default_flush_interval_ms() -> u64 {
+    1_000
+}
+fn default_flush_rows() -> usize {
+    10_000
+}
+fn default_channel_capacity() -> usize {
+    65_536
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        LoggingConfig {
+            dir: default_log_dir(),
+            flush_interval_ms: default_flush_interval_ms(),
+            flush_rows: default_flush_rows(),
+            channel_capacity: default_channel_capacity(),
+            on_full: OnFull::default(),
+            redact: Redaction::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Redaction {
+    #[serde(default)]
+    pub emails: bool,
+    #[serde(default)]
+    pub phones: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Environment variable holding the bearer token for `/admin/*`.
+    #[serde(default)]
+    pub admin_token_env: Option<String>,
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// Git ref whose `rollout.yaml` is served; `HEAD` follows the checked-out branch.
+    #[serde(default = "default_control_ref")]
+    pub control_ref: String,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8787".to_string()
+}
+fn default_max_body_bytes() -> usize {
+    1 << 20
+}
+fn default_request_timeout_ms() -> u64 {
+    300_000
+}
+fn default_control_ref() -> String {
+    "HEAD".to_string()
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: default_listen(),
+            admin_token_env: None,
+            max_body_bytes: default_max_body_bytes(),
+            request_timeout_ms: default_request_timeout_ms(),
+            control_ref: default_control_ref(),
+        }
+    }
+}
+
+impl Config {
+    /// Effective timeouts of a model: its own override, else its provider's.
+    pub fn timeouts_for(&self, model: &str) -> Option<Timeouts> {
+        let m = self.models.get(model)?;
+        let p = self.providers.get(&m.provider)?;
+        Some(m.timeouts.unwrap_or(p.timeouts))
+    }
+}

@@ -1,0 +1,209 @@
+//! Rendering prompt messages with minijinja.
+//!
+//! Invariants: undefined variables are errors that name the variable (strict
+//! undefined); there is no loader, so a template cannot include files; input
+//! values are data, never parsed as templates, so `{{ 7*7 }}` inside a value
+//! comes out verbatim.
+
+use std::collections::BTreeSet;
+
+use minijinja::{Environment, UndefinedBehavior};
+use serde::Serialize;
+
+use crate::spec::prompt::{MessageTemplate, Role};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("message {index} ({role}): {message}")]
+    Render {
+        index: usize,
+        role: &'static str,
+        message: String,
+        /// 1-based line inside the template, when minijinja knows it.
+        line: Option<usize>,
+    },
+}
+
+/// A rendered chat message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ChatMessage {
+    pub role: String,
+    pub content: String,
+}
+
+fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    // Prompts are plain text, not HTML.
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+    env
+}
+
+/// Describes a minijinja error with its line, in one sentence.
+fn describe(err: &minijinja::Error) -> (String, Option<usize>) {
+    let mut msg = err.kind().to_string();
+    if let Some(detail) = err.detail() {
+        msg.push_str(": ");
+        msg.push_str(detail);
+    }
+    (msg, err.line())
+}
+
+/// Renders every message of a prompt with `vars` as the context.
+pub fn render_messages(
+    messages: &[MessageTemplate],
+    vars: &serde_json::Map<String, serde_json::Value>,
+) -> Result<Vec<ChatMessage>, TemplateError> {
+    let env = environment();
+    messages
+        .iter()
+        .enumerate()
+        .map(|(index, m)| {
+            // minijinja's strict mode says "undefined value" without a name;
+            // checking the top-level names first gives the user the name.
+            if let Ok(used) = variables_used(&m.content) {
+                if let Some(missing) = used
+                    .iter()
+                    .find(|v| !vars.contains_key(*v) && !is_builtin(v))
+                {
+                    return Err(TemplateError::Render {
+                        index,
+                        role: m.role.as_str(),
+                        message: format!("undefined variable `{missing}`"),
+                        line: None,
+                    });
+                }
+            }
+            let content = render_str(&env, &m.content, vars).map_err(|e| {
+                let (message, line) = describe(&e);
+                TemplateError::Render {
+                    index,
+                    role: m.role.as_str(),
+                    message,
+                    line,
+                }
+            })?;
+            Ok(ChatMessage {
+                role: m.role.as_str().to_string(),
+                content,
+            })
+        })
+        .collect()
+}
+
+fn render_str<S: Serialize>(
+    env: &Environment<'_>,
+    source: &str,
+    vars: &S,
+) -> Result<String, minijinja::Error> {
+    env.render_str(source, minijinja::value::Serde(vars))
+}
+
+/// Renders a single template string (assertion values such as
+/// `{{ row.expected }}`).
+pub fn render_one<S: Serialize>(source: &str, vars: &S) -> Result<String, String> {
+    let env = environment();
+    render_str(&env, source, vars).map_err(|e| describe(&e).0)
+}
+
+/// A template that does not compile: the message and 1-based line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompileError {
+    pub message: String,
+    pub line: Option<usize>,
+}
+
+/// Names minijinja provides itself (functions such as `range`).
+pub fn is_builtin(name: &str) -> bool {
+    matches!(
+        name,
+        "range" | "dict" | "namespace" | "debug" | "loop" | "self"
+    )
+}
+
+/// The top-level variables a template reads, or why it does not compile.
+pub fn variables_used(source: &str) -> Result<BTreeSet<String>, CompileError> {
+    let env = environment();
+    let tmpl = env.template_from_str(source).map_err(|e| {
+        let (message, line) = describe(&e);
+        CompileError { message, line }
+    })?;
+    Ok(tmpl
+        .undeclared_variables(false)
+        .into_iter()
+        .filter(|v| !is_builtin(v))
+        .collect())
+}
+
+/// The role of a message as the wire formats spell it.
+pub fn role_str(role: Role) -> &'static str {
+    role.as_str()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn vars(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    fn msgs(content: &str) -> Vec<MessageTemplate> {
+        vec![MessageTemplate {
+            role: Role::User,
+            content: content.to_string(),
+        }]
+    }
+
+    #[test]
+    fn values_are_never_evaluated_as_templates() {
+        let out = render_messages(
+            &msgs("Q: {{ input }}"),
+            &vars(json!({"input": "{{ 7*7 }} {% if 1 %}x{% endif %}"})),
+        )
+        .unwrap();
+        assert_eq!(out[0].content, "Q: {{ 7*7 }} {% if 1 %}x{% endif %}");
+    }
+
+    #[test]
+    fn missing_variable_is_an_error_naming_it() {
+        let err = render_messages(&msgs("Hello {{ name }}"), &vars(json!({}))).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("undefined variable `name`"), "{text}");
+        assert!(text.contains("message 0 (user)"), "{text}");
+    }
+
+    #[test]
+    fn no_html_escaping() {
+        let out = render_messages(&msgs("{{ x }}"), &vars(json!({"x": "<a & b>"}))).unwrap();
+        assert_eq!(out[0].content, "<a & b>");
+    }
+
+    #[test]
+    fn undeclared_variables_are_found() {
+        let vars =
+            variables_used("{{ a }} {% for x in items %}{{ x.name }}{% endfor %} {{ b | upper }}")
+                .unwrap();
+        assert_eq!(
+            vars.into_iter().collect::<Vec<_>>(),
+            vec!["a", "b", "items"]
+        );
+    }
+
+    #[test]
+    fn syntax_error_has_a_line() {
+        let err = variables_used("line one\n{{ oops ").unwrap_err();
+        assert_eq!(err.line, Some(2));
+    }
+
+    #[test]
+    fn includes_are_impossible() {
+        let err =
+            render_messages(&msgs("{% include 'secrets.txt' %}"), &vars(json!({}))).unwrap_err();
+        assert!(
+            err.to_string().contains("template not found") || err.to_string().contains("not found"),
+            "{err}"
+        );
+    }
+}
