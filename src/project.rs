@@ -119,6 +119,44 @@ impl Project {
         Ok(diags)
     }
 
+    /// Loads only the config and one prompt, checked: enough to render or
+    /// call a prompt even when unrelated files of the repository are broken.
+    pub fn load_prompt(source: &dyn FileSource, id: &str) -> Result<(Config, LoadedPrompt), ProjectError> {
+        if !is_valid_id(id) {
+            return Err(ProjectError::NotFound {
+                kind: "prompt",
+                name: id.to_string(),
+                source_desc: source.describe(),
+            });
+        }
+        let opts = LoadOptions { resolve_ref: None };
+        let mut loader = Loader::new(source, &opts);
+        let config = loader.parse::<Config>(CONFIG_FILE, FileKind::Config)?;
+        if let Some((c, f)) = &config {
+            loader.check_config(c, f);
+        } else if loader.diags.is_empty() {
+            loader.missing_file(CONFIG_FILE, "promptgate.yaml (the repository's config)");
+        }
+        let path = format!("{PROMPTS_DIR}/{id}.yaml");
+        let prompt = loader.parse::<Prompt>(&path, FileKind::Prompt)?;
+        if let Some((p, f)) = &prompt {
+            loader.check_prompt(p, f, id, config.as_ref().map(|(c, _)| c));
+        }
+        let errors: Vec<Diagnostic> = loader.diags.into_iter().filter(Diagnostic::is_error).collect();
+        match (config, prompt) {
+            (Some((config, _)), Some((prompt, _))) if errors.is_empty() => {
+                let blob = source.blob_id(&path)?.unwrap_or_default();
+                Ok((config, LoadedPrompt { prompt, blob, path }))
+            }
+            (_, None) if errors.is_empty() => Err(ProjectError::NotFound {
+                kind: "prompt",
+                name: id.to_string(),
+                source_desc: source.describe(),
+            }),
+            _ => Err(ProjectError::Invalid(errors)),
+        }
+    }
+
     pub fn prompt(&self, id: &str) -> Result<&LoadedPrompt, ProjectError> {
         self.prompts.get(id).ok_or_else(|| ProjectError::NotFound {
             kind: "prompt",
@@ -147,6 +185,9 @@ struct Loader<'s, 'o> {
     source: &'s dyn FileSource,
     opts: &'o LoadOptions<'o>,
     diags: Vec<Diagnostic>,
+    /// Files that exist but did not parse (`prompt:<id>`, `dataset:<name>`):
+    /// references to them are not reported again.
+    broken: BTreeSet<String>,
 }
 
 impl<'s, 'o> Loader<'s, 'o> {
@@ -155,6 +196,7 @@ impl<'s, 'o> Loader<'s, 'o> {
             source,
             opts,
             diags: Vec::new(),
+            broken: BTreeSet::new(),
         }
     }
 
@@ -240,13 +282,15 @@ impl<'s, 'o> Loader<'s, 'o> {
                 self.check_prompt(&p, &f, &stem, config.as_ref());
                 let blob = self.source.blob_id(&path)?.unwrap_or_default();
                 prompts.insert(
-                    p.id.clone(),
+                    stem,
                     LoadedPrompt {
                         prompt: p,
                         blob,
                         path,
                     },
                 );
+            } else {
+                self.broken.insert(format!("prompt:{stem}"));
             }
         }
 
@@ -259,6 +303,7 @@ impl<'s, 'o> Loader<'s, 'o> {
             let Some((spec, spec_file)) =
                 self.parse::<DatasetSpec>(&spec_path, FileKind::Dataset)?
             else {
+                self.broken.insert(format!("dataset:{name}"));
                 continue;
             };
             if !is_valid_id(&name) {
@@ -416,7 +461,7 @@ impl<'s, 'o> Loader<'s, 'o> {
     ) -> Result<Option<LoadedEval>, ProjectError> {
         let errors_before = self.diags.iter().filter(|d| d.is_error()).count();
         let prompt = prompts.get(&suite.prompt);
-        if prompt.is_none() {
+        if prompt.is_none() && !self.broken.contains(&format!("prompt:{}", suite.prompt)) {
             let known = prompts.keys().cloned().collect::<Vec<_>>().join(", ");
             self.error(f.at_value(
                 Severity::Error,
@@ -433,7 +478,7 @@ impl<'s, 'o> Loader<'s, 'o> {
         };
         let dataset = dataset_ref.as_ref().and_then(|r| {
             let d = datasets.get(&r.name);
-            if d.is_none() {
+            if d.is_none() && !self.broken.contains(&format!("dataset:{}", r.name)) {
                 let known = datasets.keys().cloned().collect::<Vec<_>>().join(", ");
                 self.diags.push(f.at_value(
                     Severity::Error,
@@ -632,7 +677,7 @@ impl<'s, 'o> Loader<'s, 'o> {
         }
         if let Some(c) = &r.canary {
             for (i, p) in c.prompts.iter().enumerate() {
-                if !prompts.contains_key(p) {
+                if !prompts.contains_key(p) && !self.broken.contains(&format!("prompt:{p}")) {
                     self.error(f.at_value(
                         Severity::Error,
                         &format!("/canary/prompts/{i}"),

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 
 use super::ExitStatus;
-use crate::project::{LoadOptions, Project};
+use crate::project::Project;
+use crate::repo::FileSource;
 use crate::repo::GitRepo;
 use crate::template;
 
@@ -32,9 +33,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitStatus> {
     let root = super::repo_root(args.repo.as_deref())?;
     let git = GitRepo::open(&root)?;
     let tree = git.tree_at(&args.git_ref)?;
-    let project = Project::load(&tree, &LoadOptions { resolve_ref: None })
-        .with_context(|| format!("loading the repository at `{}`", args.git_ref))?;
-    let loaded = project.prompt(&args.prompt)?;
+    let (_config, loaded) = Project::load_prompt(&tree, &args.prompt)
+        .with_context(|| format!("loading prompt `{}` at `{}`", args.prompt, args.git_ref))?;
     let vars = parse_vars(&args.vars, &loaded.prompt)?;
     let messages = template::render_messages(&loaded.prompt.messages, &vars)
         .with_context(|| format!("rendering prompt `{}`", args.prompt))?;
@@ -42,7 +42,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitStatus> {
         let out = serde_json::json!({
             "prompt": args.prompt,
             "model": loaded.prompt.model,
-            "version": { "commit": project.commit, "blob": loaded.blob },
+            "version": { "commit": tree.commit().map(|c| c.to_string()), "blob": loaded.blob },
             "messages": messages,
         });
         super::out(&format!("{}\n", serde_json::to_string_pretty(&out)?))?;

@@ -175,7 +175,7 @@ mod tests {
             idx.value("/a/x~1y/1"),
             Pos {
                 line: 1,
-                column: 15
+                column: 14
             }
         );
     }
