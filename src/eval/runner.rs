@@ -1,0 +1,318 @@
+//! Runs one eval suite: renders the suite's prompt for every row of the
+//! pinned dataset snapshot, calls the model with bounded concurrency, scores
+//! every assertion, and summarises.
+//!
+//! Invariants: a failing case (render error, provider error, assertion
+//! error) never aborts the run; only an unreachable provider does. Cases are
+//! returned in dataset order whatever order the calls complete in.
+
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use serde::Serialize;
+
+use super::assertions::{self, AssertionResult, CompiledAssertion, Observation};
+use super::call::{CallFailure, ModelCall, ModelCaller, ModelReply};
+use crate::dataset::{self, Row};
+use crate::project::Project;
+use crate::repo::FileSource;
+use crate::spec::eval::{Check, Gates};
+use crate::template::{self, ChatMessage};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error(transparent)]
+    Project(#[from] crate::project::ProjectError),
+    #[error(transparent)]
+    Dataset(#[from] crate::dataset::DatasetError),
+    #[error("suite `{suite}`: model `{model}` is not configured in promptgate.yaml")]
+    UnknownModel { suite: String, model: String },
+    #[error("suite `{suite}`: assertion `{name}`: {message}")]
+    Assertion {
+        suite: String,
+        name: String,
+        message: String,
+    },
+    #[error("model `{model}` is unreachable, the run stopped: {message}")]
+    Unreachable { model: String, message: String },
+}
+
+/// A suite ready to run: rows read, prompts rendered, assertions compiled.
+pub struct PreparedSuite {
+    pub suite: String,
+    pub prompt_id: String,
+    /// Git blob id of the prompt file.
+    pub prompt_version: String,
+    /// Commit the suite was read from (None for the working tree).
+    pub commit: Option<String>,
+    /// `name@vN`.
+    pub dataset: String,
+    pub model: String,
+    pub upstream: String,
+    pub params: serde_json::Map<String, serde_json::Value>,
+    pub repeat: u32,
+    pub gates: Gates,
+    cases: Vec<PreparedCase>,
+    assertions: Vec<CompiledAssertion>,
+    judges: Vec<Option<(String, String)>>,
+}
+
+struct PreparedCase {
+    key: String,
+    row: Row,
+    messages: Result<Vec<ChatMessage>, String>,
+}
+
+impl PreparedSuite {
+    pub fn case_count(&self) -> usize {
+        self.cases.len() * self.repeat as usize
+    }
+
+    pub fn assertion_names(&self) -> Vec<String> {
+        self.assertions.iter().map(|a| a.name().to_string()).collect()
+    }
+}
+
+/// One evaluated case (one row, one repeat).
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseResult {
+    pub row_key: String,
+    pub repeat: u32,
+    pub messages: Vec<ChatMessage>,
+    pub output: String,
+    pub assertions: Vec<AssertionResult>,
+    pub score: f64,
+    pub pass: bool,
+    pub latency_ms: f64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost: f64,
+    pub cached: bool,
+    pub error: Option<String>,
+}
+
+/// Reads, renders and compiles everything a run needs from one source.
+pub fn prepare(project: &Project, source: &dyn FileSource, suite_name: &str) -> Result<PreparedSuite, EvalError> {
+    let suite = project.eval(suite_name)?;
+    let prompt = project.prompt(&suite.suite.prompt)?;
+    let model_key = prompt.prompt.model.clone();
+    let (upstream, mut params) = model_identity(project, suite_name, &model_key)?;
+    // The prompt's params override the model's defaults key by key.
+    for (k, v) in &prompt.prompt.params {
+        params.insert(k.clone(), v.clone());
+    }
+    let snapshot = dataset::read_snapshot(source, &suite.dataset)?;
+    let mut assertions = Vec::new();
+    let mut judges = Vec::new();
+    for a in &suite.assertions {
+        let compiled = CompiledAssertion::compile(a).map_err(|e| EvalError::Assertion {
+            suite: suite_name.to_string(),
+            name: a.name.clone(),
+            message: e.to_string(),
+        })?;
+        judges.push(match &a.check {
+            Check::LlmJudge { judge, .. } => {
+                let (up, _) = model_identity(project, suite_name, judge)?;
+                Some((judge.clone(), up))
+            }
+            _ => None,
+        });
+        assertions.push(compiled);
+    }
+    let cases = snapshot
+        .rows
+        .iter()
+        .map(|row| {
+            let key = snapshot.key_of(row);
+            let messages = prompt_vars(&prompt.prompt, &suite.suite.vars, row).and_then(|vars| {
+                template::render_messages(&prompt.prompt.messages, &vars).map_err(|e| e.to_string())
+            });
+            PreparedCase {
+                key,
+                row: row.clone(),
+                messages,
+            }
+        })
+        .collect();
+    Ok(PreparedSuite {
+        suite: suite_name.to_string(),
+        prompt_id: prompt.prompt.id.clone(),
+        prompt_version: prompt.blob.clone(),
+        commit: project.commit.clone(),
+        dataset: suite.dataset.to_string(),
+        model: model_key,
+        upstream,
+        params,
+        repeat: suite.suite.repeat.max(1),
+        gates: suite.suite.gates.clone(),
+        cases,
+        assertions,
+        judges,
+    })
+}
+
+/// The upstream identity of a model (for the cache key) and its default params.
+fn model_identity(
+    project: &Project,
+    suite: &str,
+    model: &str,
+) -> Result<(String, serde_json::Map<String, serde_json::Value>), EvalError> {
+    let unknown = || EvalError::UnknownModel {
+        suite: suite.to_string(),
+        model: model.to_string(),
+    };
+    let m = project.config.models.get(model).ok_or_else(unknown)?;
+    let p = project.config.providers.get(&m.provider).ok_or_else(unknown)?;
+    Ok((format!("{}@{}:{}", m.name, p.kind.as_str(), p.base_url), m.params.clone()))
+}
+
+/// The prompt's variables for one row: each input takes the column `vars`
+/// maps it to, else the column of the same name.
+fn prompt_vars(
+    prompt: &crate::spec::prompt::Prompt,
+    mapping: &std::collections::BTreeMap<String, String>,
+    row: &Row,
+) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    let mut vars = serde_json::Map::new();
+    for (input, spec) in &prompt.inputs {
+        let column = mapping.get(input).unwrap_or(input);
+        match row.get(column) {
+            Some(v) if !v.is_null() => {
+                if !spec.kind.accepts(v) {
+                    return Err(format!(
+                        "column `{column}` holds {v}, but input `{input}` is a {}",
+                        spec.kind.as_str()
+                    ));
+                }
+                vars.insert(input.clone(), v.clone());
+            }
+            _ if spec.required => return Err(format!("column `{column}` (input `{input}`) is empty")),
+            _ => {}
+        }
+    }
+    Ok(vars)
+}
+
+/// Options of one run.
+pub struct RunOptions {
+    pub concurrency: usize,
+    /// Called after each finished case (progress bars).
+    pub on_case: Option<Box<dyn Fn() + Send + Sync>>,
+}
+
+/// Runs every case; returns them in dataset order (then repeat order).
+pub async fn run(prepared: &PreparedSuite, caller: Arc<dyn ModelCaller>, opts: &RunOptions) -> Result<Vec<CaseResult>, EvalError> {
+    let jobs = prepared
+        .cases
+        .iter()
+        .flat_map(|c| (0..prepared.repeat).map(move |r| (c, r)));
+    let mut stream = futures_util::stream::iter(jobs)
+        .map(|(case, repeat)| {
+            let caller = caller.clone();
+            async move { run_case(prepared, case, repeat, caller.as_ref()).await }
+        })
+        .buffered(opts.concurrency.max(1));
+    let mut out = Vec::with_capacity(prepared.case_count());
+    while let Some(result) = stream.next().await {
+        match result {
+            Ok(case) => out.push(case),
+            Err(message) => {
+                return Err(EvalError::Unreachable {
+                    model: prepared.model.clone(),
+                    message,
+                });
+            }
+        }
+        if let Some(cb) = &opts.on_case {
+            cb();
+        }
+    }
+    Ok(out)
+}
+
+/// One case. Per-case failures become the case's `error`; the only `Err`
+/// is an unreachable provider, which stops the run.
+async fn run_case(
+    prepared: &PreparedSuite,
+    case: &PreparedCase,
+    repeat: u32,
+    caller: &dyn ModelCaller,
+) -> Result<CaseResult, String> {
+    let mut result = CaseResult {
+        row_key: case.key.clone(),
+        repeat,
+        messages: Vec::new(),
+        output: String::new(),
+        assertions: Vec::new(),
+        score: 0.0,
+        pass: false,
+        latency_ms: 0.0,
+        input_tokens: 0,
+        output_tokens: 0,
+        cost: 0.0,
+        cached: false,
+        error: None,
+    };
+    let messages = match &case.messages {
+        Ok(m) => m.clone(),
+        Err(e) => {
+            result.error = Some(format!("render: {e}"));
+            return Ok(result);
+        }
+    };
+    result.messages = messages.clone();
+    let call = ModelCall {
+        model: prepared.model.clone(),
+        upstream: prepared.upstream.clone(),
+        messages,
+        params: prepared.params.clone(),
+        draw: repeat,
+    };
+    let reply: ModelReply = match caller.call(&call).await {
+        Ok(r) => r,
+        Err(CallFailure::Case(e)) => {
+            result.error = Some(e);
+            return Ok(result);
+        }
+        Err(CallFailure::Unreachable(e)) => return Err(e),
+    };
+    result.output = reply.content.clone();
+    result.latency_ms = reply.latency_ms;
+    result.input_tokens = reply.input_tokens;
+    result.output_tokens = reply.output_tokens;
+    result.cost = reply.cost;
+    result.cached = reply.cached;
+    let obs = Observation {
+        output: &reply.content,
+        row: Some(&case.row),
+        latency_ms: reply.latency_ms,
+        cost: reply.cost,
+    };
+    for (a, judge) in prepared.assertions.iter().zip(&prepared.judges) {
+        let r = match judge {
+            None => a.evaluate(&obs),
+            Some((judge_model, judge_upstream)) => {
+                let judge_call = ModelCall {
+                    model: judge_model.clone(),
+                    upstream: judge_upstream.clone(),
+                    messages: assertions::judge_messages(a.rubric().unwrap_or_default(), &reply.content, Some(&case.row)),
+                    params: serde_json::Map::from_iter([("temperature".to_string(), 0.into())]),
+                    draw: 0,
+                };
+                match caller.call(&judge_call).await {
+                    Ok(j) => {
+                        result.cost += j.cost;
+                        a.judge_result(Ok(&j.content))
+                    }
+                    Err(CallFailure::Case(e)) => a.judge_result(Err(format!("judge call failed: {e}"))),
+                    Err(CallFailure::Unreachable(e)) => return Err(e),
+                }
+            }
+        };
+        result.assertions.push(r);
+    }
+    let (score, pass) = assertions::aggregate(&result.assertions);
+    result.score = score;
+    result.pass = pass;
+    Ok(result)
+}
