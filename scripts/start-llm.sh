@@ -4,8 +4,8 @@
 # GET /v1/models answers. Run scripts/setup-llm.sh first.
 #   usage: scripts/start-llm.sh PORT [extra llama_cpp.server args...]
 # Log: $PROMPTGATE_CACHE/llm-PORT.log, PID: $PROMPTGATE_CACHE/llm-PORT.pid
-# Env: PROMPTGATE_CACHE, PROMPTGATE_LLM_THREADS (default 2),
-#      PROMPTGATE_LLM_CHAT_FORMAT (default chatml), PROMPTGATE_LLM_WAIT (s, default 120)
+# Env: PROMPTGATE_CACHE, PROMPTGATE_LLM_THREADS (default 1: steadier when tests/cargo share the 2 cores),
+#      PROMPTGATE_LLM_CHAT_FORMAT (default chatml; auto = GGUF template), PROMPTGATE_LLM_WAIT (s, default 120)
 set -euo pipefail
 
 PORT="${1:?usage: start-llm.sh PORT [extra server args...]}"
@@ -17,7 +17,7 @@ VPY="$CACHE/venv/bin/python"
 MODEL="$CACHE/models/SmolLM2-135M-Instruct.Q4_1.gguf"
 LOG="$CACHE/llm-$PORT.log"
 PIDF="$CACHE/llm-$PORT.pid"
-THREADS="${PROMPTGATE_LLM_THREADS:-2}"
+THREADS="${PROMPTGATE_LLM_THREADS:-1}"
 CHAT_FORMAT="${PROMPTGATE_LLM_CHAT_FORMAT:-chatml}"
 WAIT="${PROMPTGATE_LLM_WAIT:-120}"
 URL="http://127.0.0.1:$PORT/v1/models"
@@ -27,7 +27,7 @@ URL="http://127.0.0.1:$PORT/v1/models"
 
 answers() { curl -fsS -m 2 -o /dev/null "$URL" 2>/dev/null; }
 
-if [ -f "$PIDF" ] && kill -0 "$(cat "$PIDF")" 2>/dev/null; then
+if [ -f "$PIDF" ] && tr '\0' ' ' <"/proc/$(cat "$PIDF")/cmdline" 2>/dev/null | grep -q 'llama_cpp.server'; then
   if answers; then
     echo "[start-llm] already running on 127.0.0.1:$PORT (pid $(cat "$PIDF"))"
     exit 0
@@ -40,12 +40,17 @@ if answers; then
   exit 1
 fi
 
+# "auto" = no --chat_format: llama-cpp-python then uses the GGUF's embedded
+# tokenizer.chat_template (for SmolLM2 that is ChatML too).
+FMT_ARGS=()
+[ "$CHAT_FORMAT" = auto ] || FMT_ARGS=(--chat_format "$CHAT_FORMAT")
+
 # Own session (setsid) so it outlives this script and the caller's job control.
 setsid "$VPY" -m llama_cpp.server \
   --model "$MODEL" --model_alias smollm2 \
   --host 127.0.0.1 --port "$PORT" \
   --n_ctx 2048 --n_threads "$THREADS" --n_threads_batch "$THREADS" \
-  --chat_format "$CHAT_FORMAT" "$@" \
+  "${FMT_ARGS[@]}" "$@" \
   </dev/null >"$LOG" 2>&1 &
 PID=$!
 echo "$PID" >"$PIDF"

@@ -17,6 +17,12 @@ if ! kill -0 "$PID" 2>/dev/null; then
   rm -f "$PIDF"
   exit 0
 fi
+# Guard against a recycled PID: only signal our llama_cpp.server.
+if ! tr '\0' ' ' <"/proc/$PID/cmdline" 2>/dev/null | grep -q 'llama_cpp.server'; then
+  echo "[stop-llm] pid $PID is not a llama_cpp.server; removing stale pid file" >&2
+  rm -f "$PIDF"
+  exit 0
+fi
 kill -TERM "$PID" 2>/dev/null || true
 for _ in $(seq 1 50); do           # up to 10 s for a clean exit
   kill -0 "$PID" 2>/dev/null || break

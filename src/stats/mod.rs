@@ -3,6 +3,8 @@
 //! Everything here is a pure function over numbers; callers decide what the
 //! numbers mean.
 
+pub mod paired;
+
 /// The `q`-quantile (0..=1) of `values` by linear interpolation between
 /// closest ranks (type 7, as numpy's default). None when empty.
 pub fn quantile(values: &[f64], q: f64) -> Option<f64> {
