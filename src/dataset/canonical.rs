@@ -140,8 +140,8 @@ mod tests {
 
     #[test]
     fn canonical_json_sorts_keys_and_drops_whitespace() {
-        let a: Value = serde_json::from_str(r#"{ "b": [1, {"y": 2, "x": "é\n"}], "a": 1.5 }"#)
-            .expect("json");
+        let a: Value =
+            serde_json::from_str(r#"{ "b": [1, {"y": 2, "x": "é\n"}], "a": 1.5 }"#).expect("json");
         assert_eq!(canonical_json(&a), r#"{"a":1.5,"b":[1,{"x":"é\n","y":2}]}"#);
         assert_eq!(canonical_json(&json!("q\"")), r#""q\"""#);
     }

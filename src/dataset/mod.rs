@@ -85,6 +85,8 @@ mod diff;
 mod parquet_io;
 mod rows;
 mod store;
+#[cfg(test)]
+mod tests;
 
 use std::path::PathBuf;
 
@@ -94,9 +96,8 @@ pub use canonical::canonical_json;
 pub use diff::{ChangedRow, RowDiff, ValueChange, diff_versions};
 pub use rows::{Column, RowError, Schema, parse_rows};
 pub use store::{
-    DatasetStatus, IntegrityProblem, RowsStatus, Snapshot, SnapshotOutcome,
-    VersionStatus, content_hash, load_lock, load_schema, read_snapshot, snapshot, status,
-    verify_snapshots,
+    DatasetStatus, IntegrityProblem, RowsStatus, Snapshot, SnapshotOutcome, VersionStatus,
+    content_hash, load_lock, load_schema, read_snapshot, snapshot, status, verify_snapshots,
 };
 
 use crate::repo::RepoError;

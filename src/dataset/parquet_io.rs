@@ -76,7 +76,9 @@ pub(crate) fn write(
     let arrow = Arc::new(arrow_schema(schema));
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(schema.columns.len());
     for col in &schema.columns {
-        let values = rows.iter().map(|r| r.get(&col.name).unwrap_or(&Value::Null));
+        let values = rows
+            .iter()
+            .map(|r| r.get(&col.name).unwrap_or(&Value::Null));
         let array: ArrayRef = match col.kind {
             ColumnType::String => {
                 let mut b = StringBuilder::new();

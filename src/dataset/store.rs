@@ -86,7 +86,9 @@ pub enum IntegrityProblem {
         version: u32,
     },
     /// A `v<N>.parquet` the lock does not record.
-    Unrecorded { file: String },
+    Unrecorded {
+        file: String,
+    },
 }
 
 impl std::fmt::Display for IntegrityProblem {
@@ -212,10 +214,10 @@ pub fn snapshot(root: &Path, name: &str) -> Result<SnapshotOutcome, DatasetError
         errors,
     })?;
     let hash = content_hash(&schema, &rows);
-    if let Some(latest) = lock.latest() {
-        if latest.content_sha256 == hash {
-            return Ok(SnapshotOutcome::Unchanged(latest.clone()));
-        }
+    if let Some(latest) = lock.latest()
+        && latest.content_sha256 == hash
+    {
+        return Ok(SnapshotOutcome::Unchanged(latest.clone()));
     }
 
     let version = lock.latest().map_or(1, |v| v.version + 1);
@@ -279,9 +281,7 @@ fn write_durably(
         use std::os::unix::fs::PermissionsExt;
         builder.permissions(std::fs::Permissions::from_mode(0o644));
     }
-    let mut tmp = builder
-        .tempfile_in(dir)
-        .map_err(io(dir))?;
+    let mut tmp = builder.tempfile_in(dir).map_err(io(dir))?;
     tmp.write_all(bytes).map_err(io(tmp.path()))?;
     tmp.as_file().sync_all().map_err(io(tmp.path()))?;
     if overwrite {
@@ -438,11 +438,17 @@ pub struct VersionStatus {
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum RowsStatus {
     Missing,
-    Invalid { errors: usize },
+    Invalid {
+        errors: usize,
+    },
     /// Same content as this version.
-    Snapshotted { version: u32 },
+    Snapshotted {
+        version: u32,
+    },
     /// Content not in the latest snapshot (None: there is none yet).
-    Changed { latest: Option<u32> },
+    Changed {
+        latest: Option<u32>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -483,9 +489,9 @@ pub fn status(source: &dyn FileSource, name: &str) -> Result<DatasetStatus, Data
             Ok(rows) => {
                 let hash = content_hash(&schema, &rows);
                 match lock.latest() {
-                    Some(l) if l.content_sha256 == hash => RowsStatus::Snapshotted {
-                        version: l.version,
-                    },
+                    Some(l) if l.content_sha256 == hash => {
+                        RowsStatus::Snapshotted { version: l.version }
+                    }
                     l => RowsStatus::Changed {
                         latest: l.map(|l| l.version),
                     },
