@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 
 use super::ExitStatus;
-use crate::repo;
+use crate::repo::{self, FileSource};
 use crate::spec::FileKind;
 
 #[derive(Debug, clap::Args)]
@@ -96,7 +96,20 @@ pub fn scaffold(dir: &Path, force: bool) -> anyhow::Result<String> {
     Ok(commit.to_string())
 }
 
+/// Snapshots every dataset of the scaffold, so the first commit holds
+/// `snapshots/v1.parquet` and `dataset.lock` for each.
 fn snapshot_datasets(dir: &Path) -> anyhow::Result<()> {
-    let _ = dir;
+    let names = repo::WorkTree::new(dir).list(crate::project::DATASETS_DIR)?;
+    for name in names {
+        if dir
+            .join(crate::project::DATASETS_DIR)
+            .join(&name)
+            .join("dataset.yaml")
+            .is_file()
+        {
+            crate::dataset::snapshot(dir, &name)
+                .with_context(|| format!("snapshotting dataset `{name}`"))?;
+        }
+    }
     Ok(())
 }

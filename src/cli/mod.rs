@@ -2,6 +2,7 @@
 //! `Args` and a `run()` that returns an [`ExitStatus`]. Errors reach this
 //! edge as `anyhow` with context and are printed once, here.
 
+mod dataset;
 mod init;
 mod log;
 mod render;
@@ -55,6 +56,8 @@ pub enum Command {
     Render(render::Args),
     /// List the versions of a prompt from git history.
     Log(log::Args),
+    /// Dataset snapshots (Parquet), versions and row diffs.
+    Dataset(dataset::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -65,6 +68,7 @@ pub fn main() -> ExitCode {
         Command::Validate(args) => validate::run(args),
         Command::Render(args) => render::run(args),
         Command::Log(args) => log::run(args),
+        Command::Dataset(args) => dataset::run(args),
     };
     match result {
         Ok(status) => status.into(),
