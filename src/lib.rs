@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod project;
+pub mod provider;
 pub mod repo;
 pub mod spec;
 pub mod template;
