@@ -55,10 +55,10 @@ pub fn build_body(req: &ChatRequest, stream: bool) -> Value {
         match k.as_str() {
             "options" => explicit = v.as_object(),
             "response_format" => {
-                if !req.params.contains_key("format") {
-                    if let Some(f) = format_from_response_format(v) {
-                        body.insert("format".into(), f);
-                    }
+                if !req.params.contains_key("format")
+                    && let Some(f) = format_from_response_format(v)
+                {
+                    body.insert("format".into(), f);
                 }
             }
             "max_tokens" | "max_completion_tokens" => {
@@ -101,20 +101,19 @@ fn format_from_response_format(rf: &Value) -> Option<Value> {
 fn normalize_message(m: &Value) -> Value {
     let mut m = m.clone();
     if let Some(obj) = m.as_object_mut() {
-        if let Some(c) = obj.get("content") {
-            if c.is_array() {
-                let text = super::content_text(c).unwrap_or_default();
-                obj.insert("content".into(), Value::String(text));
-            }
+        if let Some(c) = obj.get("content")
+            && c.is_array()
+        {
+            let text = super::content_text(c).unwrap_or_default();
+            obj.insert("content".into(), Value::String(text));
         }
         if let Some(Value::Array(calls)) = obj.get_mut("tool_calls") {
             for call in calls {
-                if let Some(args) = call.pointer_mut("/function/arguments") {
-                    if let Value::String(s) = args {
-                        if let Ok(v) = serde_json::from_str::<Value>(s) {
-                            *args = v;
-                        }
-                    }
+                if let Some(args) = call.pointer_mut("/function/arguments")
+                    && let Value::String(s) = args
+                    && let Ok(v) = serde_json::from_str::<Value>(s)
+                {
+                    *args = v;
                 }
             }
         }
@@ -206,10 +205,10 @@ impl StreamDecoder {
             return Err(format!("upstream error in stream: {err}"));
         }
         if let Some(message) = v.get("message") {
-            if let Some(c) = message.get("content").and_then(Value::as_str) {
-                if !c.is_empty() {
-                    out.push(ChatEvent::Content(c.to_string()));
-                }
+            if let Some(c) = message.get("content").and_then(Value::as_str)
+                && !c.is_empty()
+            {
+                out.push(ChatEvent::Content(c.to_string()));
             }
             for call in tool_calls(message) {
                 let arguments = call.arguments_text();

@@ -121,10 +121,10 @@ fn normalize_message(m: &Value) -> Value {
                 .or_insert_with(|| Value::String("function".into()));
             obj.entry("id")
                 .or_insert_with(|| Value::String(format!("call_{i}")));
-            if let Some(args) = obj.get_mut("function").and_then(|f| f.get_mut("arguments")) {
-                if !args.is_string() {
-                    *args = Value::String(args.to_string());
-                }
+            if let Some(args) = obj.get_mut("function").and_then(|f| f.get_mut("arguments"))
+                && !args.is_string()
+            {
+                *args = Value::String(args.to_string());
             }
         }
     }
@@ -239,10 +239,10 @@ impl StreamDecoder {
         let Some(delta) = choice.get("delta") else {
             return Ok(());
         };
-        if let Some(c) = delta.get("content").and_then(Value::as_str) {
-            if !c.is_empty() {
-                out.push(ChatEvent::Content(c.to_string()));
-            }
+        if let Some(c) = delta.get("content").and_then(Value::as_str)
+            && !c.is_empty()
+        {
+            out.push(ChatEvent::Content(c.to_string()));
         }
         if let Some(calls) = delta.get("tool_calls").and_then(Value::as_array) {
             for (pos, c) in calls.iter().enumerate() {
