@@ -60,7 +60,7 @@ pub fn provider_from_config(
     let api_key = match &cfg.api_key_env {
         None => None,
         Some(var) => match std::env::var(var) {
-            Ok(v) if !v.is_empty() => Some(Secret(Arc::from(v.as_str()))),
+            Ok(v) if !v.is_empty() => Some(v),
             _ => {
                 return Err(ProviderError::Config(format!(
                     "provider `{name}`: environment variable `{var}` (its api_key_env) is not set"
@@ -68,6 +68,17 @@ pub fn provider_from_config(
             }
         },
     };
+    provider_with_key(name, cfg, connect_ms, api_key)
+}
+
+/// [`provider_from_config`] with the API key given directly (`api_key_env`
+/// is ignored). The key is sent as `Authorization: Bearer` and never shown.
+pub fn provider_with_key(
+    name: &str,
+    cfg: &ProviderConfig,
+    connect_ms: u64,
+    api_key: Option<String>,
+) -> Result<Arc<dyn Provider>, ProviderError> {
     let url = match cfg.kind {
         ProviderKind::Ollama => OllamaProvider::chat_url_for(&cfg.base_url),
         ProviderKind::Openai => OpenAiProvider::chat_url_for(&cfg.base_url),
@@ -75,7 +86,7 @@ pub fn provider_from_config(
     let endpoint = Endpoint {
         provider: name.to_string(),
         url,
-        api_key,
+        api_key: api_key.map(|k| Secret(Arc::from(k.as_str()))),
         client: shared_client(connect_ms)?,
         connect_ms,
         policy: RetryPolicy::new(cfg.max_retries),

@@ -34,7 +34,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 pub use crate::spec::config::{ProviderKind, Timeouts};
-pub use client::{Completion, ModelClient, messages_json, provider_from_config};
+pub use client::{
+    Completion, ModelClient, merge_params, messages_json, provider_from_config, provider_with_key,
+};
 pub use error::{ErrorKind, ProviderError, TimeoutPhase};
 
 /// One chat call, independent of the wire format.
