@@ -366,23 +366,23 @@ fn decide(
     if cfg.error_rate > 0.0 && draws.unit(1) < cfg.error_rate {
         return out(Answer::Error, 0);
     }
-    if !tools.is_empty() {
-        if let Some(caps) = CALL_RE.as_ref().and_then(|re| re.captures(last_user)) {
-            let name = caps.get(1).map_or("", |m| m.as_str());
-            if tool_names(tools).any(|t| t == name) {
-                let arguments = caps
-                    .get(2)
-                    .and_then(|m| serde_json::from_str::<Value>(m.as_str()).ok())
-                    .unwrap_or_else(|| json!({}));
-                let n = words(&arguments.to_string()).max(1);
-                return out(
-                    Answer::Tool {
-                        name: name.to_string(),
-                        arguments,
-                    },
-                    n,
-                );
-            }
+    if !tools.is_empty()
+        && let Some(caps) = CALL_RE.as_ref().and_then(|re| re.captures(last_user))
+    {
+        let name = caps.get(1).map_or("", |m| m.as_str());
+        if tool_names(tools).any(|t| t == name) {
+            let arguments = caps
+                .get(2)
+                .and_then(|m| serde_json::from_str::<Value>(m.as_str()).ok())
+                .unwrap_or_else(|| json!({}));
+            let n = words(&arguments.to_string()).max(1);
+            return out(
+                Answer::Tool {
+                    name: name.to_string(),
+                    arguments,
+                },
+                n,
+            );
         }
     }
     let mut text = None;
