@@ -176,6 +176,34 @@ impl Endpoint {
         .await
     }
 
+    /// A pass-through call: retries around send until headers arrive (within
+    /// the first-token deadline when `stream`, else the total one) and
+    /// returns the response with its body unread.
+    pub async fn post_raw(
+        &self,
+        body: Bytes,
+        stream: bool,
+        opts: CallOptions,
+    ) -> Result<reqwest::Response, ProviderError> {
+        let t = opts.timeouts;
+        let deadline = Instant::now() + Duration::from_millis(t.total_ms);
+        retry(self.policy, deadline, |_| {
+            let body = body.clone();
+            async move {
+                let (until, phase) = if stream {
+                    (
+                        (Instant::now() + Duration::from_millis(t.first_token_ms)).min(deadline),
+                        (TimeoutPhase::FirstToken, t.first_token_ms),
+                    )
+                } else {
+                    (deadline, (TimeoutPhase::Total, t.total_ms))
+                };
+                self.send_once(body, until, phase).await
+            }
+        })
+        .await
+    }
+
     /// A streaming call: retries around send until headers arrive; then the
     /// body is decoded into events by `decoder` under the first-token and
     /// total deadlines.

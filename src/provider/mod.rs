@@ -180,6 +180,17 @@ pub trait Provider: Send + Sync + fmt::Debug {
         req: &'a ChatRequest,
         opts: CallOptions,
     ) -> BoxFuture<'a, Result<EventStream, ProviderError>>;
+    /// Raw pass-through: POSTs `body` (already in this provider's wire
+    /// format) to [`Provider::chat_url`] with the API key, retries and
+    /// timeouts, and returns the successful response with its body unread
+    /// (a non-success status is an error). `stream` selects the first-token
+    /// deadline for the headers.
+    fn send_raw<'a>(
+        &'a self,
+        body: bytes::Bytes,
+        stream: bool,
+        opts: CallOptions,
+    ) -> BoxFuture<'a, Result<reqwest::Response, ProviderError>>;
 }
 
 /// Folds stream events into a [`ChatResponse`].

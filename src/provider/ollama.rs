@@ -318,4 +318,13 @@ impl Provider for OllamaProvider {
                 .await
         })
     }
+
+    fn send_raw<'a>(
+        &'a self,
+        body: Bytes,
+        stream: bool,
+        opts: CallOptions,
+    ) -> BoxFuture<'a, Result<reqwest::Response, ProviderError>> {
+        Box::pin(self.endpoint.post_raw(body, stream, opts))
+    }
 }

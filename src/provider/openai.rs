@@ -371,4 +371,13 @@ impl Provider for OpenAiProvider {
                 .await
         })
     }
+
+    fn send_raw<'a>(
+        &'a self,
+        body: Bytes,
+        stream: bool,
+        opts: CallOptions,
+    ) -> BoxFuture<'a, Result<reqwest::Response, ProviderError>> {
+        Box::pin(self.endpoint.post_raw(body, stream, opts))
+    }
 }

@@ -404,3 +404,36 @@ async fn openai_base_url_may_end_in_v1() {
     );
     c.chat(&user("hi"), &params(json!({}))).await.unwrap();
 }
+
+#[tokio::test]
+async fn raw_pass_through_returns_upstream_bytes_and_retries() {
+    let sse = fixture("openai/chat_stream.sse");
+    let sse2 = sse.clone();
+    let srv = serve(move |n, _, _| match n {
+        0 => Reply::json(500, "boom"),
+        _ => Reply::typed("text/event-stream", sse2.clone()),
+    })
+    .await;
+    let cfg = config("openai", &srv.url, "    max_retries: 1", "");
+    let c = ModelClient::from_config(&cfg, "m").unwrap();
+    let body = json!({"model": "client-chosen", "stream": true, "messages": [], "x_extra": 1});
+    let resp = c
+        .provider()
+        .send_raw(
+            body.to_string().into(),
+            true,
+            promptgate::provider::CallOptions {
+                timeouts: c.timeouts(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    assert_eq!(resp.text().await.unwrap(), sse);
+    assert_eq!(srv.hits(), 2);
+    assert_eq!(
+        srv.last_body(),
+        body,
+        "the body reaches the upstream untouched"
+    );
+}
