@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod dataset;
 pub mod project;
+pub mod provider;
 pub mod repo;
 pub mod spec;
 pub mod template;

@@ -5,6 +5,7 @@
 mod dataset;
 mod init;
 mod log;
+mod mock_llm;
 mod render;
 mod validate;
 
@@ -58,6 +59,8 @@ pub enum Command {
     Log(log::Args),
     /// Dataset snapshots (Parquet), versions and row diffs.
     Dataset(dataset::Args),
+    /// Run a deterministic mock LLM server (Ollama + OpenAI wire formats).
+    MockLlm(mock_llm::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -69,6 +72,7 @@ pub fn main() -> ExitCode {
         Command::Render(args) => render::run(args),
         Command::Log(args) => log::run(args),
         Command::Dataset(args) => dataset::run(args),
+        Command::MockLlm(args) => mock_llm::run(args),
     };
     match result {
         Ok(status) => status.into(),

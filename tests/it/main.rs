@@ -7,3 +7,9 @@
 mod common;
 mod dataset;
 mod foundation;
+mod provider;
+mod provider_fixtures;
+mod provider_mock_bin;
+mod provider_support;
+mod provider_upstream;
+mod provider_wire;

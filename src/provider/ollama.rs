@@ -1,0 +1,330 @@
+//! The Ollama native dialect: `POST {base}/api/chat`, NDJSON streaming.
+//!
+//! Body mapping ([`build_body`]): `format`, `tools`, `keep_alive`, `think`
+//! stay top-level; OpenAI's `response_format` becomes `format` (`"json"` for
+//! `json_object`, the schema for `json_schema`); `max_tokens` becomes
+//! `options.num_predict`; every other parameter (`temperature`, `seed`,
+//! `top_p`, `stop`, `num_ctx`, ...) goes into `options`, and an explicit
+//! `options` object wins key by key. Tool-call arguments in assistant
+//! messages are sent as objects, as Ollama expects.
+//!
+//! Usage: `prompt_eval_count` is input tokens, `eval_count` output tokens;
+//! both arrive on the final (`done: true`) object.
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use serde_json::{Map, Value};
+
+use super::error::ProviderError;
+use super::http::{Endpoint, EventDecoder};
+use super::wire::NdjsonDecoder;
+use super::{
+    CallOptions, ChatEvent, ChatRequest, ChatResponse, EventStream, Provider, ProviderKind,
+    ToolCall, ToolCallDelta, Usage,
+};
+
+/// Keys that stay at the top level of an Ollama request.
+const TOP_LEVEL: &[&str] = &["format", "tools", "keep_alive", "think"];
+/// OpenAI-only keys with no Ollama meaning; dropped rather than sent as options.
+const DROPPED: &[&str] = &[
+    "model",
+    "messages",
+    "stream",
+    "stream_options",
+    "tool_choice",
+    "parallel_tool_calls",
+    "n",
+    "user",
+    "logit_bias",
+    "logprobs",
+    "top_logprobs",
+];
+
+/// The `/api/chat` body for `req`.
+pub fn build_body(req: &ChatRequest, stream: bool) -> Value {
+    let mut body = Map::new();
+    body.insert("model".into(), Value::String(req.model.clone()));
+    body.insert(
+        "messages".into(),
+        Value::Array(req.messages.iter().map(normalize_message).collect()),
+    );
+    body.insert("stream".into(), Value::Bool(stream));
+    let mut options = Map::new();
+    let mut explicit = None;
+    for (k, v) in &req.params {
+        match k.as_str() {
+            "options" => explicit = v.as_object(),
+            "response_format" => {
+                if !req.params.contains_key("format")
+                    && let Some(f) = format_from_response_format(v)
+                {
+                    body.insert("format".into(), f);
+                }
+            }
+            "max_tokens" | "max_completion_tokens" => {
+                options.insert("num_predict".into(), v.clone());
+            }
+            k if TOP_LEVEL.contains(&k) => {
+                body.insert(k.to_string(), v.clone());
+            }
+            k if DROPPED.contains(&k) => {}
+            _ => {
+                options.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    if let Some(explicit) = explicit {
+        for (k, v) in explicit {
+            options.insert(k.clone(), v.clone());
+        }
+    }
+    if !options.is_empty() {
+        body.insert("options".into(), Value::Object(options));
+    }
+    Value::Object(body)
+}
+
+fn format_from_response_format(rf: &Value) -> Option<Value> {
+    match rf.get("type").and_then(Value::as_str)? {
+        "json_object" => Some(Value::String("json".into())),
+        "json_schema" => rf
+            .get("json_schema")
+            .and_then(|s| s.get("schema"))
+            .cloned()
+            .or(Some(Value::String("json".into()))),
+        _ => None,
+    }
+}
+
+/// Converts OpenAI-shaped parts of a message to Ollama's: tool-call
+/// arguments as objects, a content array as its text. Everything else is kept.
+fn normalize_message(m: &Value) -> Value {
+    let mut m = m.clone();
+    if let Some(obj) = m.as_object_mut() {
+        if let Some(c) = obj.get("content")
+            && c.is_array()
+        {
+            let text = super::content_text(c).unwrap_or_default();
+            obj.insert("content".into(), Value::String(text));
+        }
+        if let Some(Value::Array(calls)) = obj.get_mut("tool_calls") {
+            for call in calls {
+                if let Some(args) = call.pointer_mut("/function/arguments")
+                    && let Value::String(s) = args
+                    && let Ok(v) = serde_json::from_str::<Value>(s)
+                {
+                    *args = v;
+                }
+            }
+        }
+    }
+    m
+}
+
+fn tool_calls(message: &Value) -> Vec<ToolCall> {
+    let Some(calls) = message.get("tool_calls").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    calls
+        .iter()
+        .filter_map(|c| {
+            let f = c.get("function")?;
+            let name = f.get("name")?.as_str()?.to_string();
+            let arguments = match f.get("arguments") {
+                Some(Value::String(s)) => ToolCall::from_text(None, name.clone(), s).arguments,
+                Some(v) => v.clone(),
+                None => Value::Object(Map::new()),
+            };
+            Some(ToolCall {
+                id: c.get("id").and_then(Value::as_str).map(str::to_string),
+                name,
+                arguments,
+            })
+        })
+        .collect()
+}
+
+fn usage(v: &Value) -> Option<Usage> {
+    let input = v.get("prompt_eval_count").and_then(Value::as_u64);
+    let output = v.get("eval_count").and_then(Value::as_u64);
+    if input.is_none() && output.is_none() {
+        return None;
+    }
+    Some(Usage {
+        input_tokens: input.unwrap_or(0),
+        output_tokens: output.unwrap_or(0),
+    })
+}
+
+fn str_field(v: &Value, key: &str) -> Option<String> {
+    v.get(key).and_then(Value::as_str).map(str::to_string)
+}
+
+/// Parses a non-streaming `/api/chat` response.
+pub fn parse_response(v: Value) -> Result<ChatResponse, String> {
+    if let Some(err) = v.get("error") {
+        return Err(format!("upstream error: {err}"));
+    }
+    let message = v
+        .get("message")
+        .ok_or_else(|| "no `message` in the response".to_string())?;
+    Ok(ChatResponse {
+        content: message
+            .get("content")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        tool_calls: tool_calls(message),
+        usage: usage(&v),
+        finish_reason: str_field(&v, "done_reason"),
+        model: str_field(&v, "model"),
+        raw: v,
+    })
+}
+
+/// Decodes an `/api/chat` NDJSON stream into events.
+#[derive(Debug, Default)]
+pub struct StreamDecoder {
+    lines: NdjsonDecoder,
+    next_tool_index: usize,
+    done: bool,
+}
+
+impl StreamDecoder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn line(&mut self, line: &str, out: &mut Vec<ChatEvent>) -> Result<(), String> {
+        if self.done {
+            return Ok(());
+        }
+        let v: Value =
+            serde_json::from_str(line).map_err(|e| format!("invalid NDJSON line: {e}"))?;
+        if let Some(err) = v.get("error") {
+            return Err(format!("upstream error in stream: {err}"));
+        }
+        if let Some(message) = v.get("message") {
+            if let Some(c) = message.get("content").and_then(Value::as_str)
+                && !c.is_empty()
+            {
+                out.push(ChatEvent::Content(c.to_string()));
+            }
+            for call in tool_calls(message) {
+                let arguments = call.arguments_text();
+                out.push(ChatEvent::ToolCall(ToolCallDelta {
+                    index: self.next_tool_index,
+                    id: call.id,
+                    name: Some(call.name),
+                    arguments,
+                }));
+                self.next_tool_index += 1;
+            }
+        }
+        if v.get("done").and_then(Value::as_bool) == Some(true) {
+            self.done = true;
+            out.push(ChatEvent::Done {
+                usage: usage(&v),
+                finish_reason: str_field(&v, "done_reason"),
+                model: str_field(&v, "model"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Events completed by `chunk`.
+    pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<ChatEvent>, String> {
+        let mut out = Vec::new();
+        for line in self.lines.push(chunk) {
+            self.line(&line, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    /// The rest at the end of the body; an error if `done: true` never came.
+    pub fn finish(&mut self) -> Result<Vec<ChatEvent>, String> {
+        let mut out = Vec::new();
+        for line in self.lines.finish() {
+            self.line(&line, &mut out)?;
+        }
+        if !self.done {
+            return Err("the stream ended before `done: true`".into());
+        }
+        Ok(out)
+    }
+}
+
+impl EventDecoder for StreamDecoder {
+    fn push(&mut self, chunk: &[u8]) -> Result<Vec<ChatEvent>, String> {
+        StreamDecoder::push(self, chunk)
+    }
+    fn finish(&mut self) -> Result<Vec<ChatEvent>, String> {
+        StreamDecoder::finish(self)
+    }
+}
+
+/// An Ollama server.
+#[derive(Debug, Clone)]
+pub struct OllamaProvider {
+    pub(crate) endpoint: Endpoint,
+}
+
+impl OllamaProvider {
+    /// The chat URL of an Ollama base URL.
+    pub fn chat_url_for(base_url: &str) -> String {
+        format!("{}/api/chat", base_url.trim_end_matches('/'))
+    }
+}
+
+impl Provider for OllamaProvider {
+    fn name(&self) -> &str {
+        &self.endpoint.provider
+    }
+
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Ollama
+    }
+
+    fn chat_url(&self) -> &str {
+        &self.endpoint.url
+    }
+
+    fn build_body(&self, req: &ChatRequest, stream: bool) -> Value {
+        build_body(req, stream)
+    }
+
+    fn chat<'a>(
+        &'a self,
+        req: &'a ChatRequest,
+        opts: CallOptions,
+    ) -> BoxFuture<'a, Result<ChatResponse, ProviderError>> {
+        Box::pin(async move {
+            let body = Bytes::from(build_body(req, false).to_string());
+            let bytes = self.endpoint.post_full(body, opts).await?;
+            let v: Value = serde_json::from_slice(&bytes).map_err(|e| self.endpoint.decode(e))?;
+            parse_response(v).map_err(|e| self.endpoint.decode(e))
+        })
+    }
+
+    fn chat_stream<'a>(
+        &'a self,
+        req: &'a ChatRequest,
+        opts: CallOptions,
+    ) -> BoxFuture<'a, Result<EventStream, ProviderError>> {
+        Box::pin(async move {
+            let body = Bytes::from(build_body(req, true).to_string());
+            self.endpoint
+                .post_stream(body, opts, || Box::new(StreamDecoder::new()))
+                .await
+        })
+    }
+
+    fn send_raw<'a>(
+        &'a self,
+        body: Bytes,
+        stream: bool,
+        opts: CallOptions,
+    ) -> BoxFuture<'a, Result<reqwest::Response, ProviderError>> {
+        Box::pin(self.endpoint.post_raw(body, stream, opts))
+    }
+}

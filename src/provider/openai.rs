@@ -1,0 +1,383 @@
+//! The OpenAI-compatible dialect: `POST {base}/v1/chat/completions`, SSE
+//! streaming ending in `data: [DONE]`. Covers vLLM, llama.cpp server, LM
+//! Studio, TGI and OpenAI.
+//!
+//! Body mapping ([`build_body`]): parameters are top-level as they are
+//! (`temperature`, `seed`, `top_p`, `max_tokens`, `stop`, `tools`,
+//! `tool_choice`, `response_format`, ...). Ollama-shaped ones are
+//! translated: `format: "json"` becomes `response_format: {type:
+//! json_object}`, a schema `format` becomes `json_schema`, `num_predict`
+//! becomes `max_tokens`, and the generic keys inside an `options` object are
+//! lifted; Ollama-only knobs (`num_ctx`, `keep_alive`, ...) are dropped. A
+//! streaming request asks for `stream_options: {include_usage: true}`.
+//! Tool-call arguments in assistant messages are sent as JSON text.
+//!
+//! The base URL may or may not end in `/v1`.
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use serde_json::{Map, Value, json};
+
+use super::error::ProviderError;
+use super::http::{Endpoint, EventDecoder};
+use super::wire::SseDecoder;
+use super::{
+    CallOptions, ChatEvent, ChatRequest, ChatResponse, EventStream, Provider, ProviderKind,
+    ToolCall, ToolCallDelta, Usage,
+};
+
+/// Ollama-only keys with no OpenAI meaning.
+const DROPPED: &[&str] = &[
+    "model",
+    "messages",
+    "stream",
+    "stream_options",
+    "keep_alive",
+    "think",
+    "num_ctx",
+    "num_gpu",
+    "num_thread",
+    "num_batch",
+    "num_keep",
+    "repeat_last_n",
+    "mirostat",
+    "mirostat_eta",
+    "mirostat_tau",
+];
+/// Keys of an Ollama `options` object that OpenAI has at the top level.
+const LIFTED_OPTIONS: &[&str] = &[
+    "temperature",
+    "seed",
+    "top_p",
+    "stop",
+    "presence_penalty",
+    "frequency_penalty",
+];
+
+/// The `/v1/chat/completions` body for `req`.
+pub fn build_body(req: &ChatRequest, stream: bool) -> Value {
+    let mut body = Map::new();
+    body.insert("model".into(), Value::String(req.model.clone()));
+    body.insert(
+        "messages".into(),
+        Value::Array(req.messages.iter().map(normalize_message).collect()),
+    );
+    for (k, v) in &req.params {
+        match k.as_str() {
+            "options" => {
+                if let Some(opts) = v.as_object() {
+                    for (ok, ov) in opts {
+                        if LIFTED_OPTIONS.contains(&ok.as_str()) && !req.params.contains_key(ok) {
+                            body.insert(ok.clone(), ov.clone());
+                        } else if ok == "num_predict" && !req.params.contains_key("max_tokens") {
+                            body.insert("max_tokens".into(), ov.clone());
+                        }
+                    }
+                }
+            }
+            "format" => {
+                if !req.params.contains_key("response_format") {
+                    let rf = match v {
+                        Value::String(s) if s == "json" => Some(json!({"type": "json_object"})),
+                        Value::Object(_) => Some(json!({
+                            "type": "json_schema",
+                            "json_schema": {"name": "response", "schema": v},
+                        })),
+                        _ => None,
+                    };
+                    if let Some(rf) = rf {
+                        body.insert("response_format".into(), rf);
+                    }
+                }
+            }
+            "num_predict" => {
+                if !req.params.contains_key("max_tokens") {
+                    body.insert("max_tokens".into(), v.clone());
+                }
+            }
+            k if DROPPED.contains(&k) => {}
+            _ => {
+                body.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    body.insert("stream".into(), Value::Bool(stream));
+    if stream {
+        body.insert("stream_options".into(), json!({"include_usage": true}));
+    }
+    Value::Object(body)
+}
+
+/// Converts Ollama-shaped tool calls in a message to OpenAI's: arguments as
+/// JSON text, `type: function`, an id when missing. Everything else is kept.
+fn normalize_message(m: &Value) -> Value {
+    let mut m = m.clone();
+    if let Some(Value::Array(calls)) = m.get_mut("tool_calls") {
+        for (i, call) in calls.iter_mut().enumerate() {
+            let Some(obj) = call.as_object_mut() else {
+                continue;
+            };
+            obj.entry("type")
+                .or_insert_with(|| Value::String("function".into()));
+            obj.entry("id")
+                .or_insert_with(|| Value::String(format!("call_{i}")));
+            if let Some(args) = obj.get_mut("function").and_then(|f| f.get_mut("arguments"))
+                && !args.is_string()
+            {
+                *args = Value::String(args.to_string());
+            }
+        }
+    }
+    m
+}
+
+fn usage(v: &Value) -> Option<Usage> {
+    let u = v.get("usage").filter(|u| u.is_object())?;
+    Some(Usage {
+        input_tokens: u.get("prompt_tokens").and_then(Value::as_u64).unwrap_or(0),
+        output_tokens: u
+            .get("completion_tokens")
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
+    })
+}
+
+fn str_field(v: &Value, key: &str) -> Option<String> {
+    v.get(key).and_then(Value::as_str).map(str::to_string)
+}
+
+/// Parses a non-streaming chat completion.
+pub fn parse_response(v: Value) -> Result<ChatResponse, String> {
+    if let Some(err) = v.get("error") {
+        return Err(format!("upstream error: {err}"));
+    }
+    let choice = v
+        .get("choices")
+        .and_then(|c| c.get(0))
+        .ok_or_else(|| "no `choices[0]` in the response".to_string())?;
+    let message = choice
+        .get("message")
+        .ok_or_else(|| "no `choices[0].message` in the response".to_string())?;
+    let tool_calls = message
+        .get("tool_calls")
+        .and_then(Value::as_array)
+        .map(|calls| {
+            calls
+                .iter()
+                .filter_map(|c| {
+                    let f = c.get("function")?;
+                    let name = f.get("name")?.as_str()?.to_string();
+                    let id = c.get("id").and_then(Value::as_str).map(str::to_string);
+                    Some(match f.get("arguments") {
+                        Some(Value::String(s)) => ToolCall::from_text(id, name, s),
+                        Some(other) => ToolCall {
+                            id,
+                            name,
+                            arguments: other.clone(),
+                        },
+                        None => ToolCall::from_text(id, name, ""),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(ChatResponse {
+        content: message
+            .get("content")
+            .and_then(super::content_text)
+            .unwrap_or_default(),
+        tool_calls,
+        usage: usage(&v),
+        finish_reason: str_field(choice, "finish_reason"),
+        model: str_field(&v, "model"),
+        raw: v,
+    })
+}
+
+/// Decodes a chat-completions SSE stream into events. [`ChatEvent::Done`]
+/// comes at `[DONE]` and carries the usage chunk's counts (if the server
+/// sent one) and the last `finish_reason`.
+#[derive(Debug, Default)]
+pub struct StreamDecoder {
+    sse: SseDecoder,
+    usage: Option<Usage>,
+    finish_reason: Option<String>,
+    model: Option<String>,
+    done: bool,
+}
+
+impl StreamDecoder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn data(&mut self, data: &str, out: &mut Vec<ChatEvent>) -> Result<(), String> {
+        if self.done {
+            return Ok(());
+        }
+        if data.trim() == "[DONE]" {
+            self.done = true;
+            out.push(self.done_event());
+            return Ok(());
+        }
+        let v: Value = serde_json::from_str(data).map_err(|e| format!("invalid SSE data: {e}"))?;
+        if let Some(err) = v.get("error") {
+            return Err(format!("upstream error in stream: {err}"));
+        }
+        if let Some(m) = str_field(&v, "model") {
+            self.model = Some(m);
+        }
+        if let Some(u) = usage(&v) {
+            self.usage = Some(u);
+        }
+        let Some(choice) = v.get("choices").and_then(|c| c.get(0)) else {
+            return Ok(());
+        };
+        if let Some(r) = str_field(choice, "finish_reason") {
+            self.finish_reason = Some(r);
+        }
+        let Some(delta) = choice.get("delta") else {
+            return Ok(());
+        };
+        if let Some(c) = delta.get("content").and_then(Value::as_str)
+            && !c.is_empty()
+        {
+            out.push(ChatEvent::Content(c.to_string()));
+        }
+        if let Some(calls) = delta.get("tool_calls").and_then(Value::as_array) {
+            for (pos, c) in calls.iter().enumerate() {
+                let f = c.get("function");
+                out.push(ChatEvent::ToolCall(ToolCallDelta {
+                    index: c
+                        .get("index")
+                        .and_then(Value::as_u64)
+                        .map_or(pos, |i| i as usize),
+                    id: str_field(c, "id"),
+                    name: f.and_then(|f| str_field(f, "name")),
+                    arguments: f
+                        .and_then(|f| f.get("arguments"))
+                        .map(|a| match a {
+                            Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        })
+                        .unwrap_or_default(),
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    fn done_event(&self) -> ChatEvent {
+        ChatEvent::Done {
+            usage: self.usage,
+            finish_reason: self.finish_reason.clone(),
+            model: self.model.clone(),
+        }
+    }
+
+    pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<ChatEvent>, String> {
+        let mut out = Vec::new();
+        for ev in self.sse.push(chunk) {
+            self.data(&ev.data, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    /// The rest at the end of the body. A stream without `[DONE]` is
+    /// accepted when a `finish_reason` arrived (some servers omit it);
+    /// otherwise it ended early and that is an error.
+    pub fn finish(&mut self) -> Result<Vec<ChatEvent>, String> {
+        let mut out = Vec::new();
+        for ev in self.sse.finish() {
+            self.data(&ev.data, &mut out)?;
+        }
+        if !self.done {
+            if self.finish_reason.is_none() {
+                return Err("the stream ended before `[DONE]`".into());
+            }
+            self.done = true;
+            out.push(self.done_event());
+        }
+        Ok(out)
+    }
+}
+
+impl EventDecoder for StreamDecoder {
+    fn push(&mut self, chunk: &[u8]) -> Result<Vec<ChatEvent>, String> {
+        StreamDecoder::push(self, chunk)
+    }
+    fn finish(&mut self) -> Result<Vec<ChatEvent>, String> {
+        StreamDecoder::finish(self)
+    }
+}
+
+/// An OpenAI-compatible server.
+#[derive(Debug, Clone)]
+pub struct OpenAiProvider {
+    pub(crate) endpoint: Endpoint,
+}
+
+impl OpenAiProvider {
+    /// The chat URL of a base URL, with or without a trailing `/v1`.
+    pub fn chat_url_for(base_url: &str) -> String {
+        let base = base_url.trim_end_matches('/');
+        if base.ends_with("/v1") {
+            format!("{base}/chat/completions")
+        } else {
+            format!("{base}/v1/chat/completions")
+        }
+    }
+}
+
+impl Provider for OpenAiProvider {
+    fn name(&self) -> &str {
+        &self.endpoint.provider
+    }
+
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Openai
+    }
+
+    fn chat_url(&self) -> &str {
+        &self.endpoint.url
+    }
+
+    fn build_body(&self, req: &ChatRequest, stream: bool) -> Value {
+        build_body(req, stream)
+    }
+
+    fn chat<'a>(
+        &'a self,
+        req: &'a ChatRequest,
+        opts: CallOptions,
+    ) -> BoxFuture<'a, Result<ChatResponse, ProviderError>> {
+        Box::pin(async move {
+            let body = Bytes::from(build_body(req, false).to_string());
+            let bytes = self.endpoint.post_full(body, opts).await?;
+            let v: Value = serde_json::from_slice(&bytes).map_err(|e| self.endpoint.decode(e))?;
+            parse_response(v).map_err(|e| self.endpoint.decode(e))
+        })
+    }
+
+    fn chat_stream<'a>(
+        &'a self,
+        req: &'a ChatRequest,
+        opts: CallOptions,
+    ) -> BoxFuture<'a, Result<EventStream, ProviderError>> {
+        Box::pin(async move {
+            let body = Bytes::from(build_body(req, true).to_string());
+            self.endpoint
+                .post_stream(body, opts, || Box::new(StreamDecoder::new()))
+                .await
+        })
+    }
+
+    fn send_raw<'a>(
+        &'a self,
+        body: Bytes,
+        stream: bool,
+        opts: CallOptions,
+    ) -> BoxFuture<'a, Result<reqwest::Response, ProviderError>> {
+        Box::pin(self.endpoint.post_raw(body, stream, opts))
+    }
+}

@@ -1,0 +1,205 @@
+//! Incremental decoders for the two streaming wire formats: newline-delimited
+//! JSON (Ollama) and server-sent events (OpenAI-compatible).
+//!
+//! Invariants: the decoders are pure byte-in/event-out state machines with no
+//! I/O, so the same bytes give the same events however the network splits
+//! them into chunks (a property test pins this). A line may end in `\n` or
+//! `\r\n`; a multi-byte UTF-8 character split across chunks is reassembled
+//! because lines are decoded only once complete. Bytes after the last newline
+//! stay buffered until [`LineBuffer::finish`].
+
+/// Splits a byte stream into lines (without their terminators).
+#[derive(Debug, Default)]
+pub struct LineBuffer {
+    buf: Vec<u8>,
+}
+
+impl LineBuffer {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends `chunk` and calls `emit` with every line it completes.
+    pub fn push(&mut self, chunk: &[u8], mut emit: impl FnMut(&str)) {
+        // Fast path: nothing buffered, decode complete lines straight from the chunk.
+        let mut rest = chunk;
+        if !self.buf.is_empty() {
+            match rest.iter().position(|&b| b == b'\n') {
+                None => {
+                    self.buf.extend_from_slice(rest);
+                    return;
+                }
+                Some(i) => {
+                    self.buf.extend_from_slice(&rest[..i]);
+                    let line = std::mem::take(&mut self.buf);
+                    emit(trim_cr(&String::from_utf8_lossy(&line)));
+                    rest = &rest[i + 1..];
+                }
+            }
+        }
+        while let Some(i) = rest.iter().position(|&b| b == b'\n') {
+            emit(trim_cr(&String::from_utf8_lossy(&rest[..i])));
+            rest = &rest[i + 1..];
+        }
+        self.buf.extend_from_slice(rest);
+    }
+
+    /// Ends the stream: a trailing line without a newline is still a line.
+    pub fn finish(&mut self, mut emit: impl FnMut(&str)) {
+        if !self.buf.is_empty() {
+            let line = std::mem::take(&mut self.buf);
+            emit(trim_cr(&String::from_utf8_lossy(&line)));
+        }
+    }
+}
+
+fn trim_cr(s: &str) -> &str {
+    s.strip_suffix('\r').unwrap_or(s)
+}
+
+/// Newline-delimited JSON: one value per non-blank line.
+#[derive(Debug, Default)]
+pub struct NdjsonDecoder {
+    lines: LineBuffer,
+}
+
+impl NdjsonDecoder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Returns the JSON texts of the lines `chunk` completes (blank lines skipped).
+    pub fn push(&mut self, chunk: &[u8]) -> Vec<String> {
+        let mut out = Vec::new();
+        self.lines.push(chunk, |l| {
+            if !l.trim().is_empty() {
+                out.push(l.to_string());
+            }
+        });
+        out
+    }
+
+    pub fn finish(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        self.lines.finish(|l| {
+            if !l.trim().is_empty() {
+                out.push(l.to_string());
+            }
+        });
+        out
+    }
+}
+
+/// One server-sent event: its `event:` name (if any) and its `data:` lines
+/// joined with `\n`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SseEvent {
+    pub event: Option<String>,
+    pub data: String,
+}
+
+/// Server-sent events per the WHATWG rules that matter for LLM APIs: `data:`
+/// lines accumulate, a blank line dispatches, `:` lines are comments, a single
+/// space after the colon is dropped, `id:`/`retry:` are ignored.
+#[derive(Debug, Default)]
+pub struct SseDecoder {
+    lines: LineBuffer,
+    event: Option<String>,
+    data: Option<String>,
+}
+
+impl SseDecoder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn push(&mut self, chunk: &[u8]) -> Vec<SseEvent> {
+        let mut out = Vec::new();
+        let Self { lines, event, data } = self;
+        lines.push(chunk, |l| Self::line(event, data, l, &mut out));
+        out
+    }
+
+    /// Ends the stream; an event not closed by a blank line is still dispatched.
+    pub fn finish(&mut self) -> Vec<SseEvent> {
+        let mut out = Vec::new();
+        let Self { lines, event, data } = self;
+        lines.finish(|l| Self::line(event, data, l, &mut out));
+        Self::line(event, data, "", &mut out);
+        out
+    }
+
+    fn line(
+        event: &mut Option<String>,
+        data: &mut Option<String>,
+        line: &str,
+        out: &mut Vec<SseEvent>,
+    ) {
+        if line.is_empty() {
+            if let Some(d) = data.take() {
+                out.push(SseEvent {
+                    event: event.take(),
+                    data: d,
+                });
+            }
+            *event = None;
+            return;
+        }
+        if line.starts_with(':') {
+            return;
+        }
+        let (field, value) = match line.split_once(':') {
+            Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
+            None => (line, ""),
+        };
+        match field {
+            "data" => match data {
+                Some(d) => {
+                    d.push('\n');
+                    d.push_str(value);
+                }
+                None => *data = Some(value.to_string()),
+            },
+            "event" => *event = Some(value.to_string()),
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sse_basic() {
+        let mut d = SseDecoder::new();
+        let ev = d.push(
+            b": keepalive\n\ndata: {\"a\":1}\r\n\r\nevent: x\ndata: l1\ndata:l2\n\ndata: [DONE]",
+        );
+        assert_eq!(ev.len(), 2);
+        assert_eq!(ev[0].data, "{\"a\":1}");
+        assert_eq!(ev[1].event.as_deref(), Some("x"));
+        assert_eq!(ev[1].data, "l1\nl2");
+        let rest = d.finish();
+        assert_eq!(
+            rest,
+            vec![SseEvent {
+                event: None,
+                data: "[DONE]".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn ndjson_split_utf8() {
+        let text = "{\"c\":\"é\"}\n\n{\"c\":2}".as_bytes();
+        let mut d = NdjsonDecoder::new();
+        let mut got = d.push(&text[..7]);
+        got.extend(d.push(&text[7..]));
+        got.extend(d.finish());
+        assert_eq!(
+            got,
+            vec!["{\"c\":\"é\"}".to_string(), "{\"c\":2}".to_string()]
+        );
+    }
+}
