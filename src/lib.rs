@@ -7,6 +7,7 @@
 //! dataset/eval/logstore -> stats -> canary/report. The CLI sits on top.
 
 pub mod cli;
+pub mod eval;
 pub mod project;
 pub mod repo;
 pub mod spec;

@@ -1,0 +1,3 @@
+//! Offline evaluation: scoring model outputs against a suite's assertions.
+pub mod assertions;
+pub mod similarity;
