@@ -687,7 +687,7 @@ static BARE: LazyLock<Result<Regex, regex::Error>> = LazyLock::new(|| {
 });
 static LABELED: LazyLock<Result<Regex, regex::Error>> = LazyLock::new(|| {
     Regex::new(&format!(
-        r#"(?i)\b(?:score|rating|grade)s?\b[\s"'*:=]*(?:is\s+|of\s+)?[\s"'*:=]*({NUM})\s*(?:(?:/|out\s+of)\s*({NUM})|(%))?"#
+        r#"(?i)\b(?:score|rating|grade)s?\b[\s"'*:=]*(?:is\s+|of\s+)?[\s"'*:=]*({NUM})\s*(?:(?:/|out\s+of)\s*({NUM})|(%))?(\s*(?:-|–|to)\s*\d)?"#
     ))
 });
 static FRACTION: LazyLock<Result<Regex, regex::Error>> =
@@ -730,6 +730,9 @@ fn normalise(n: &str, denom: Option<&str>, percent: bool) -> Result<f64, String>
 }
 
 fn from_captures(c: &regex::Captures<'_>) -> Result<f64, String> {
+    if c.get(4).is_some() {
+        return Err("ambiguous: the answer gives a range of scores".to_string());
+    }
     let n = c.get(1).map(|m| m.as_str()).unwrap_or_default();
     normalise(n, c.get(2).map(|m| m.as_str()), c.get(3).is_some())
 }
@@ -906,4 +909,537 @@ pub fn aggregate(results: &[AssertionResult]) -> (f64, bool) {
         results.iter().map(|r| r.score).sum::<f64>() / results.len() as f64
     };
     (score.clamp(0.0, 1.0), pass)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn assertion(check: Check) -> Assertion {
+        Assertion {
+            name: check_kind(&check).to_string(),
+            check,
+            weight: 1.0,
+            online: false,
+            sample_rate: 1.0,
+        }
+    }
+
+    fn row() -> Map<String, Value> {
+        match json!({"expected": "Paris", "answer": "The capital of France is Paris.", "n": 3, "none": null})
+        {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        }
+    }
+
+    fn run_with(check: Check, output: &str, row: Option<&Map<String, Value>>) -> AssertionResult {
+        let c = CompiledAssertion::compile(&assertion(check)).unwrap();
+        c.evaluate(&Observation {
+            output,
+            row,
+            latency_ms: 120.0,
+            cost: 0.002,
+        })
+    }
+
+    fn run(check: Check, output: &str) -> AssertionResult {
+        run_with(check, output, Some(&row()))
+    }
+
+    fn passes(r: &AssertionResult) -> bool {
+        assert!(r.error.is_none(), "unexpected error: {r:?}");
+        assert_eq!(r.pass, r.detail.is_none(), "detail iff failed: {r:?}");
+        assert!((0.0..=1.0).contains(&r.score));
+        r.pass
+    }
+
+    fn v(s: &str) -> String {
+        s.to_string()
+    }
+
+    #[test]
+    fn equals_compares_trimmed() {
+        let c = || Check::Equals { value: v("Paris") };
+        assert!(passes(&run(c(), "  Paris\n")));
+        let r = run(c(), "paris");
+        assert!(!passes(&r));
+        assert_eq!(r.score, 0.0);
+        assert_eq!(
+            r.detail.as_deref(),
+            Some(r#"expected "Paris", got "paris""#)
+        );
+    }
+
+    #[test]
+    fn contains_is_case_sensitive() {
+        let c = || Check::Contains { value: v("Paris") };
+        assert!(passes(&run(c(), "It is Paris.")));
+        assert!(!passes(&run(c(), "It is PARIS.")));
+    }
+
+    #[test]
+    fn icontains_lowercases_unicode() {
+        let c = || Check::Icontains { value: v("ÉCOLE") };
+        assert!(passes(&run(c(), "une école")));
+        assert!(!passes(&run(c(), "une ecole")));
+    }
+
+    #[test]
+    fn not_contains() {
+        let c = || Check::NotContains { value: v("sorry") };
+        assert!(passes(&run(c(), "Paris")));
+        let r = run(c(), "I'm sorry, I cannot");
+        assert!(!passes(&r));
+        assert!(r.detail.unwrap().contains("sorry"));
+    }
+
+    #[test]
+    fn starts_with_trims_leading_whitespace() {
+        let c = || Check::StartsWith { value: v("Yes") };
+        assert!(passes(&run(c(), "\n  Yes, it is.")));
+        assert!(!passes(&run(c(), "No. Yes.")));
+    }
+
+    #[test]
+    fn regex_searches() {
+        let c = || Check::Regex {
+            pattern: v(r"\b\d{4}\b"),
+        };
+        assert!(passes(&run(c(), "It was founded in 1889 by")));
+        assert!(!passes(&run(c(), "no year here")));
+        // Anchors make a full match.
+        let full = || Check::Regex {
+            pattern: v(r"^\d+$"),
+        };
+        assert!(!passes(&run(full(), "12 apples")));
+    }
+
+    #[test]
+    fn invalid_regex_fails_to_compile() {
+        let err =
+            CompiledAssertion::compile(&assertion(Check::Regex { pattern: v("(") })).unwrap_err();
+        assert!(matches!(err, AssertionCompileError::Regex { .. }), "{err}");
+    }
+
+    #[test]
+    fn static_regex_is_compiled_once_and_reused() {
+        let before = REGEX_BUILDS.with(|n| n.get());
+        let c = CompiledAssertion::compile(&assertion(Check::Regex {
+            pattern: v("Par+is"),
+        }))
+        .unwrap();
+        assert_eq!(REGEX_BUILDS.with(|n| n.get()), before + 1);
+        let r = row();
+        for i in 0..100 {
+            let out = format!("case {i}: Paris");
+            let res = c.evaluate(&Observation {
+                output: &out,
+                row: Some(&r),
+                latency_ms: 1.0,
+                cost: 0.0,
+            });
+            assert!(res.pass);
+        }
+        assert_eq!(
+            REGEX_BUILDS.with(|n| n.get()),
+            before + 1,
+            "no recompile per case"
+        );
+    }
+
+    #[test]
+    fn templated_regex_is_expanded_per_row() {
+        let c = || Check::Regex {
+            pattern: v("(?i)^{{ row.expected }}"),
+        };
+        assert!(passes(&run(c(), "paris is the capital")));
+        assert!(!passes(&run(c(), "Lyon")));
+        // A row value that is not a valid pattern is an error for that case.
+        let mut bad = row();
+        bad.insert(v("expected"), json!("(unclosed"));
+        let r = run_with(c(), "x", Some(&bad));
+        assert!(!r.pass);
+        assert!(r.error.unwrap().contains("does not compile"));
+    }
+
+    #[test]
+    fn json_valid_accepts_fenced_block() {
+        assert!(passes(&run(Check::JsonValid, r#" {"a": 1} "#)));
+        assert!(passes(&run(
+            Check::JsonValid,
+            "```json\n{\"a\": [1, 2]}\n```"
+        )));
+        assert!(passes(&run(Check::JsonValid, "```\n[1]\n```")));
+        let r = run(Check::JsonValid, "{\"a\": 1");
+        assert!(!passes(&r));
+        assert!(r.detail.unwrap().starts_with("not valid JSON"));
+        // JSON inside prose is not a JSON output.
+        assert!(!passes(&run(
+            Check::JsonValid,
+            "Here you go:\n```json\n{}\n```"
+        )));
+        assert!(!passes(&run(Check::JsonValid, "```python\n{}\n```")));
+    }
+
+    #[test]
+    fn json_schema_validates() {
+        let schema = json!({
+            "type": "object",
+            "required": ["city"],
+            "properties": {"city": {"type": "string"}, "pop": {"type": "integer"}}
+        });
+        let c = || Check::JsonSchema {
+            schema: schema.clone(),
+        };
+        assert!(passes(&run(c(), r#"{"city": "Paris", "pop": 2}"#)));
+        let r = run(c(), r#"{"city": 3, "pop": "many"}"#);
+        assert!(!passes(&r));
+        let d = r.detail.unwrap();
+        assert!(d.contains("/city") && d.contains("(and 1 more)"), "{d}");
+        let r = run(c(), "not json");
+        assert!(!passes(&r));
+        assert!(r.detail.unwrap().starts_with("not valid JSON"));
+    }
+
+    #[test]
+    fn invalid_schema_fails_to_compile() {
+        let err = CompiledAssertion::compile(&assertion(Check::JsonSchema {
+            schema: json!({"type": 12}),
+        }))
+        .unwrap_err();
+        assert!(matches!(err, AssertionCompileError::Schema { .. }), "{err}");
+    }
+
+    #[test]
+    fn lengths_count_chars_of_trimmed_output() {
+        // 5 characters, 10 bytes.
+        let out = " ééééé \n";
+        assert!(passes(&run(Check::MinLength { min: 5 }, out)));
+        assert!(!passes(&run(Check::MinLength { min: 6 }, out)));
+        assert!(passes(&run(Check::MaxLength { max: 5 }, out)));
+        let r = run(Check::MaxLength { max: 4 }, out);
+        assert!(!passes(&r));
+        assert_eq!(r.detail.as_deref(), Some("5 characters, more than 4"));
+    }
+
+    #[test]
+    fn similarity_scores_against_row_column() {
+        let c = |metric, threshold| Check::Similarity {
+            column: v("answer"),
+            metric,
+            threshold,
+        };
+        let r = run(
+            c(SimilarityMetric::RougeL, 0.5),
+            "the capital of france is paris",
+        );
+        assert!(passes(&r));
+        assert_eq!(r.score, 1.0);
+        let r = run(c(SimilarityMetric::TokenF1, 0.9), "Paris is in France");
+        assert!(!passes(&r));
+        assert!(r.score > 0.0 && r.score < 0.9);
+        assert!(r.detail.unwrap().starts_with("token_f1"));
+        // Non-string columns compare as their JSON text.
+        let n = Check::Similarity {
+            column: v("n"),
+            metric: SimilarityMetric::TokenF1,
+            threshold: 1.0,
+        };
+        assert!(passes(&run(n, "3")));
+    }
+
+    #[test]
+    fn similarity_missing_column_or_row_is_an_error() {
+        let c = |column: &str| Check::Similarity {
+            column: v(column),
+            metric: SimilarityMetric::RougeL,
+            threshold: 0.5,
+        };
+        let r = run(c("reference"), "Paris");
+        assert!(!r.pass);
+        assert_eq!(r.score, 0.0);
+        assert!(r.error.unwrap().contains("`reference`"));
+        assert!(run(c("none"), "Paris").error.unwrap().contains("null"));
+        let r = run_with(c("answer"), "Paris", None);
+        assert!(r.error.unwrap().contains("no row"));
+    }
+
+    #[test]
+    fn templates_use_the_row() {
+        let c = || Check::Equals {
+            value: v("{{ row.expected }}"),
+        };
+        assert!(passes(&run(c(), "Paris")));
+        assert!(!passes(&run(c(), "Lyon")));
+        // Row values are data, not templates.
+        let mut r = row();
+        r.insert(v("expected"), json!("{{ 7*7 }}"));
+        assert!(passes(&run_with(c(), "{{ 7*7 }}", Some(&r))));
+    }
+
+    #[test]
+    fn template_errors_name_the_column() {
+        let c = Check::Contains {
+            value: v("{{ row.missing_col }}"),
+        };
+        let r = run(c.clone(), "Paris");
+        assert!(!r.pass);
+        assert_eq!(
+            r.error.as_deref(),
+            Some("dataset row has no column `missing_col`")
+        );
+        let r = run_with(c, "Paris", None);
+        assert!(r.error.unwrap().contains("no row"));
+    }
+
+    #[test]
+    fn templates_that_do_not_compile_or_read_other_variables_are_rejected() {
+        let err = CompiledAssertion::compile(&assertion(Check::Contains {
+            value: v("{{ row.expected "),
+        }))
+        .unwrap_err();
+        assert!(
+            matches!(err, AssertionCompileError::Template { .. }),
+            "{err}"
+        );
+        let err = CompiledAssertion::compile(&assertion(Check::Contains {
+            value: v("{{ expected }}"),
+        }))
+        .unwrap_err();
+        assert!(
+            matches!(&err, AssertionCompileError::TemplateVariable { variable, .. } if variable == "expected"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn latency_and_cost_limits() {
+        assert!(passes(&run(Check::LatencyMs { max: 120.0 }, "x")));
+        let r = run(Check::LatencyMs { max: 100.0 }, "x");
+        assert!(!passes(&r));
+        assert_eq!(r.detail.as_deref(), Some("latency 120 ms > max 100 ms"));
+        assert!(passes(&run(Check::Cost { max: 0.01 }, "x")));
+        assert!(!passes(&run(Check::Cost { max: 0.001 }, "x")));
+        let c = CompiledAssertion::compile(&assertion(Check::LatencyMs { max: 1.0 })).unwrap();
+        let r = c.evaluate(&Observation {
+            output: "",
+            row: None,
+            latency_ms: f64::NAN,
+            cost: 0.0,
+        });
+        assert!(!r.pass && r.error.is_some());
+    }
+
+    fn judge_check(threshold: f64) -> Check {
+        Check::LlmJudge {
+            rubric: v("Names {{ row.expected }} as the capital."),
+            judge: v("judge-model"),
+            threshold,
+        }
+    }
+
+    #[test]
+    fn llm_judge_goes_through_judge_functions() {
+        let c = CompiledAssertion::compile(&assertion(judge_check(0.7))).unwrap();
+        assert!(c.needs_judge());
+        assert_eq!(c.judge_model(), Some("judge-model"));
+        let r = row();
+        let obs = Observation {
+            output: "It is {{ row.expected }}: Paris",
+            row: Some(&r),
+            latency_ms: 1.0,
+            cost: 0.0,
+        };
+        let e = c.evaluate(&obs);
+        assert!(!e.pass && e.error.is_some());
+        let msgs = c.judge_messages(&obs).unwrap();
+        assert_eq!(msgs.len(), 2);
+        assert_eq!(msgs[0].role, "system");
+        let user = &msgs[1].content;
+        assert!(user.contains("Names Paris as the capital."));
+        // The output is data: not rendered.
+        assert!(user.contains("It is {{ row.expected }}: Paris"));
+        assert!(user.contains("\"expected\": \"Paris\""));
+
+        let ok = c.judge_result(Ok(r#"{"score": 0.8, "reason": "correct"}"#));
+        assert!(passes(&ok));
+        assert_eq!(ok.score, 0.8);
+        assert_eq!(ok.kind, "llm_judge");
+        let low = c.judge_result(Ok("Score: 3/5"));
+        assert!(!passes(&low));
+        assert!((low.score - 0.6).abs() < 1e-12);
+        let bad = c.judge_result(Ok("It is quite good."));
+        assert!(!bad.pass);
+        assert!(bad.error.unwrap().starts_with("unparsable judge answer"));
+        let failed = c.judge_result(Err(v("connection refused")));
+        assert!(!failed.pass && failed.error.is_some());
+        assert!(
+            !CompiledAssertion::compile(&assertion(Check::JsonValid))
+                .unwrap()
+                .needs_judge()
+        );
+    }
+
+    #[test]
+    fn judge_messages_free_function() {
+        let r = row();
+        let msgs = judge_messages("Mentions {{ row.expected }}", "Paris", Some(&r)).unwrap();
+        assert!(msgs[1].content.contains("Mentions Paris"));
+        assert!(
+            judge_messages("Mentions {{ row.nope }}", "Paris", Some(&r))
+                .unwrap_err()
+                .contains("`nope`")
+        );
+        let plain = judge_messages("Is polite", "Hi", None).unwrap();
+        assert!(!plain[1].content.contains("dataset row"));
+    }
+
+    #[test]
+    fn judge_result_rejects_non_judge_assertion() {
+        let r = judge_result(&assertion(Check::JsonValid), Ok("1"));
+        assert!(!r.pass && r.error.is_some());
+    }
+
+    #[test]
+    fn judge_answers_parse() {
+        let ok = |s: &str, want: f64| {
+            let got = parse_judge_score(s).unwrap_or_else(|e| panic!("{s:?}: {e}"));
+            assert!((got - want).abs() < 1e-12, "{s:?}: {got} != {want}");
+        };
+        ok(r#"{"score": 0.8, "reason": "fine"}"#, 0.8);
+        ok("```json\n{\"score\": 1}\n```", 1.0);
+        ok(r#"{"score": "4/5"}"#, 0.8);
+        ok(
+            r#"Sure! {"score": 0.25, "reason": "weak"} Hope that helps."#,
+            0.25,
+        );
+        ok("Score: 4/5", 0.8);
+        ok("**Score:** 4 out of 5\nThe answer is mostly right.", 0.8);
+        ok("0.7", 0.7);
+        ok("0.7.", 0.7);
+        ok("7/10", 0.7);
+        ok("80%", 0.8);
+        ok(
+            "Rating: 9/10. Reason: the score 9/10 reflects a minor slip.",
+            0.9,
+        );
+        ok("I would give this response 7/10 because it is short.", 0.7);
+        ok("1", 1.0);
+        ok("0", 0.0);
+        let v = parse_judge_answer(r#"{"score": 0.5, "reason": "half"}"#).unwrap();
+        assert_eq!(v.reason.as_deref(), Some("half"));
+    }
+
+    #[test]
+    fn judge_answers_rejected() {
+        for s in [
+            "",
+            "   ",
+            "Looks good to me.",
+            "8",
+            "Score: 4",
+            "Score: 6/5",
+            "-0.2",
+            "150%",
+            "Score: 3/5. On reflection, Score: 4/5.",
+            "It is 3/5 or maybe 4/5.",
+            "Score: 0.7-0.8",
+            "Score: 3 to 4 out of 5",
+            r#"{"reason": "no score"}"#,
+            r#"{"score": 7}"#,
+            r#"{"score": true}"#,
+            r#"{"score": null}"#,
+            "[0.5]",
+            "x/0",
+            "1/0",
+        ] {
+            assert!(parse_judge_score(s).is_err(), "{s:?} should be rejected");
+        }
+    }
+
+    fn result(score: f64, weight: f64, pass: bool, error: bool) -> AssertionResult {
+        AssertionResult {
+            name: v("a"),
+            kind: "contains",
+            score,
+            pass,
+            weight,
+            detail: None,
+            error: error.then(|| v("boom")),
+        }
+    }
+
+    #[test]
+    fn aggregate_weights_and_verdict() {
+        let (s, p) = aggregate(&[
+            result(1.0, 3.0, true, false),
+            result(0.0, 1.0, false, false),
+        ]);
+        assert!((s - 0.75).abs() < 1e-12);
+        assert!(!p);
+        let (s, p) = aggregate(&[result(1.0, 1.0, true, false), result(0.5, 1.0, true, false)]);
+        assert!((s - 0.75).abs() < 1e-12);
+        assert!(p);
+        // An error never passes, even if marked so.
+        let (_, p) = aggregate(&[result(1.0, 1.0, true, true)]);
+        assert!(!p);
+        // All-zero weights: plain mean.
+        let (s, _) = aggregate(&[
+            result(1.0, 0.0, true, false),
+            result(0.0, 0.0, false, false),
+        ]);
+        assert!((s - 0.5).abs() < 1e-12);
+        assert_eq!(aggregate(&[]), (1.0, true));
+    }
+
+    #[test]
+    fn compiled_assertions_are_shareable_across_threads() {
+        fn check<T: Send + Sync>() {}
+        check::<CompiledAssertion>();
+    }
+
+    #[test]
+    fn compile_all_stops_at_first_error() {
+        let ok = [assertion(Check::JsonValid), assertion(judge_check(0.5))];
+        assert_eq!(CompiledAssertion::compile_all(&ok).unwrap().len(), 2);
+        let bad = [
+            assertion(Check::JsonValid),
+            assertion(Check::Regex { pattern: v("[") }),
+        ];
+        assert!(CompiledAssertion::compile_all(&bad).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn parse_judge_score_never_panics_and_stays_in_range(s in "\\PC{0,80}") {
+            if let Ok(score) = parse_judge_score(&s) {
+                prop_assert!((0.0..=1.0).contains(&score), "{s:?} -> {score}");
+            }
+        }
+
+        #[test]
+        fn parse_judge_score_on_score_like_text(
+            prefix in "(Score|score|Rating|\\*\\*Score:\\*\\*|)[: ]{0,2}",
+            n in -20.0f64..20.0,
+            d in prop::option::of(-5.0f64..20.0),
+            suffix in "[ .%a-z/{}\"]{0,12}",
+        ) {
+            let s = match d {
+                Some(d) => format!("{prefix}{n}/{d}{suffix}"),
+                None => format!("{prefix}{n}{suffix}"),
+            };
+            if let Ok(score) = parse_judge_score(&s) {
+                prop_assert!((0.0..=1.0).contains(&score), "{s:?} -> {score}");
+            }
+        }
+
+        #[test]
+        fn parse_judge_score_json_roundtrip(x in 0.0f64..=1.0) {
+            let s = json!({"score": x, "reason": "r"}).to_string();
+            prop_assert_eq!(parse_judge_score(&s).ok(), Some(x));
+        }
+    }
 }
