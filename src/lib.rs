@@ -8,8 +8,12 @@
 
 pub mod cli;
 pub mod dataset;
+pub mod durable;
+pub mod eval;
+pub mod logstore;
 pub mod project;
 pub mod provider;
 pub mod repo;
 pub mod spec;
+pub mod stats;
 pub mod template;

@@ -3,6 +3,7 @@
 
 pub mod assertions;
 pub mod call;
+pub mod provider_caller;
 pub mod results;
 pub mod runner;
 pub mod similarity;
