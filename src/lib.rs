@@ -7,6 +7,8 @@
 //! dataset/eval/logstore -> stats -> canary/report. The CLI sits on top.
 
 pub mod cli;
+pub mod durable;
+pub mod logstore;
 pub mod project;
 pub mod repo;
 pub mod spec;
