@@ -4,6 +4,7 @@
 
 mod init;
 mod log;
+mod logs;
 mod render;
 mod validate;
 
@@ -55,6 +56,8 @@ pub enum Command {
     Render(render::Args),
     /// List the versions of a prompt from git history.
     Log(log::Args),
+    /// Request and feedback logs: compact, query.
+    Logs(logs::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -65,6 +68,7 @@ pub fn main() -> ExitCode {
         Command::Validate(args) => validate::run(args),
         Command::Render(args) => render::run(args),
         Command::Log(args) => log::run(args),
+        Command::Logs(args) => logs::run(args),
     };
     match result {
         Ok(status) => status.into(),
