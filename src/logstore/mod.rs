@@ -187,3 +187,6 @@ impl LogStoreError {
 }
 
 pub type Result<T, E = LogStoreError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests;

@@ -451,7 +451,11 @@ fn write_rows(dir: &Path, mut rows: Vec<RequestLogRow>, redactor: Redactor) -> W
     out
 }
 
-pub(crate) fn write_partition_file(dir: &Path, date: NaiveDate, rows: &[RequestLogRow]) -> Result<()> {
+pub(crate) fn write_partition_file(
+    dir: &Path,
+    date: NaiveDate,
+    rows: &[RequestLogRow],
+) -> Result<()> {
     let name = files::new_file_name("part", chrono::Utc::now());
     let path = dir
         .join(REQUESTS_DIR)
