@@ -19,9 +19,9 @@ fn day(d: u32, micros: i64) -> DateTime<Utc> {
 
 fn row(i: usize, ts: DateTime<Utc>) -> RequestLogRow {
     let mut r = RequestLogRow::new(format!("req-{i:06}"), ts);
-    r.prompt_id = (i % 3 != 0).then(|| format!("p{}", i % 2));
+    r.prompt_id = (!i.is_multiple_of(3)).then(|| format!("p{}", i % 2));
     r.commit = "c0ffee".into();
-    r.variant = if i % 2 == 0 {
+    r.variant = if i.is_multiple_of(2) {
         Variant::Stable
     } else {
         Variant::Canary
@@ -139,9 +139,9 @@ async fn every_logged_row_is_read_back_once_partitioned_by_utc_date() {
     let (logger, report) =
         RequestLogger::start(tmp.path(), &cfg(7, 60_000, 1024, OnFull::Block)).unwrap();
     assert!(report.is_empty());
-    let n = 50;
+    let n: usize = 50;
     for i in 0..n {
-        let ts = if i % 2 == 0 {
+        let ts = if i.is_multiple_of(2) {
             day(1, i as i64)
         } else {
             day(2, i as i64)
@@ -157,7 +157,7 @@ async fn every_logged_row_is_read_back_once_partitioned_by_utc_date() {
         .map(|i| {
             row(
                 i,
-                if i % 2 == 0 {
+                if i.is_multiple_of(2) {
                     day(1, i as i64)
                 } else {
                     day(2, i as i64)
@@ -547,12 +547,13 @@ fn run_interrupted(
     for (_, p) in parts(dir) {
         prop_assert_eq!(parquet_files(&p).len(), 1);
     }
-    prop_assert!(all_files(&dir.join(REQUESTS_DIR)).iter().all(|p| {
+    let no_temporaries = all_files(&dir.join(REQUESTS_DIR)).iter().all(|p| {
         !p.file_name()
             .unwrap()
             .to_string_lossy()
             .starts_with(".tmp-")
-    }));
+    });
+    prop_assert!(no_temporaries, "a temporary was left under requests/");
     Ok(())
 }
 
@@ -687,7 +688,7 @@ fn feedback_compaction_is_idempotent_and_crash_safe() {
         j.append(r).unwrap();
     }
     let mut expected = recs.clone();
-    expected.sort_by(|a, b| a.ts.cmp(&b.ts));
+    expected.sort_by_key(|a| a.ts);
     let journal_text = std::fs::read(j.journal_path()).unwrap();
 
     let r = j.compact().unwrap();
@@ -741,7 +742,7 @@ fn feedback_compaction_is_idempotent_and_crash_safe() {
     .unwrap();
     let mut with_more = expected.clone();
     with_more.push(more);
-    with_more.sort_by(|a, b| a.ts.cmp(&b.ts));
+    with_more.sort_by_key(|a| a.ts);
     assert_eq!(read_feedback(&[dir]).unwrap(), with_more);
     let r = compact_feedback(dir).unwrap();
     assert_eq!(r.journals_processed, 1);
