@@ -93,7 +93,8 @@ impl RequestLogger {
     ///
     /// Takes `<dir>/.writer.lock` for the writer's lifetime (a second writer
     /// on the same folder fails with [`LogStoreError::Locked`]) and first
-    /// recovers leftover temporaries.
+    /// recovers leftover temporaries. Blocking file I/O (and a wait for a
+    /// running `logs compact` to finish): call once at start-up.
     pub fn start(dir: &Path, cfg: &LoggingConfig) -> Result<(RequestLogger, RecoveryReport)> {
         let Some(lock) = DirLock::try_acquire(dir, WRITER_LOCK)? else {
             return Err(LogStoreError::Locked {
