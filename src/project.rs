@@ -121,7 +121,10 @@ impl Project {
 
     /// Loads only the config and one prompt, checked: enough to render or
     /// call a prompt even when unrelated files of the repository are broken.
-    pub fn load_prompt(source: &dyn FileSource, id: &str) -> Result<(Config, LoadedPrompt), ProjectError> {
+    pub fn load_prompt(
+        source: &dyn FileSource,
+        id: &str,
+    ) -> Result<(Config, LoadedPrompt), ProjectError> {
         if !is_valid_id(id) {
             return Err(ProjectError::NotFound {
                 kind: "prompt",
@@ -142,7 +145,11 @@ impl Project {
         if let Some((p, f)) = &prompt {
             loader.check_prompt(p, f, id, config.as_ref().map(|(c, _)| c));
         }
-        let errors: Vec<Diagnostic> = loader.diags.into_iter().filter(Diagnostic::is_error).collect();
+        let errors: Vec<Diagnostic> = loader
+            .diags
+            .into_iter()
+            .filter(Diagnostic::is_error)
+            .collect();
         match (config, prompt) {
             (Some((config, _)), Some((prompt, _))) if errors.is_empty() => {
                 let blob = source.blob_id(&path)?.unwrap_or_default();
@@ -338,8 +345,8 @@ impl<'s, 'o> Loader<'s, 'o> {
 
         let mut evals = BTreeMap::new();
         for (stem, path) in self.yaml_files(EVALS_DIR)? {
-            if let Some((suite, f)) = self.parse::<EvalSuite>(&path, FileKind::Eval)? {
-                if let Some(loaded) = self.check_eval(
+            if let Some((suite, f)) = self.parse::<EvalSuite>(&path, FileKind::Eval)?
+                && let Some(loaded) = self.check_eval(
                     &stem,
                     &path,
                     suite,
@@ -347,9 +354,9 @@ impl<'s, 'o> Loader<'s, 'o> {
                     config.as_ref(),
                     &prompts,
                     &datasets,
-                )? {
-                    evals.insert(stem, loaded);
-                }
+                )?
+            {
+                evals.insert(stem, loaded);
             }
         }
 
@@ -394,10 +401,10 @@ impl<'s, 'o> Loader<'s, 'o> {
                 format!("id `{}` must match the file name `{stem}.yaml`", p.id),
             ));
         }
-        if let Some(c) = config {
-            if !c.models.contains_key(&p.model) {
-                self.error(f.at_value(Severity::Error, "/model", unknown_model(&p.model, c)));
-            }
+        if let Some(c) = config
+            && !c.models.contains_key(&p.model)
+        {
+            self.error(f.at_value(Severity::Error, "/model", unknown_model(&p.model, c)));
         }
         let mut used = BTreeSet::new();
         for (i, m) in p.messages.iter().enumerate() {
@@ -437,14 +444,14 @@ impl<'s, 'o> Loader<'s, 'o> {
                 ));
             }
         }
-        if let Some(schema) = &p.output.schema {
-            if let Err(e) = jsonschema::validator_for(schema) {
-                self.error(f.at_value(
-                    Severity::Error,
-                    "/output/schema",
-                    format!("not a valid JSON Schema: {e}"),
-                ));
-            }
+        if let Some(schema) = &p.output.schema
+            && let Err(e) = jsonschema::validator_for(schema)
+        {
+            self.error(f.at_value(
+                Severity::Error,
+                "/output/schema",
+                format!("not a valid JSON Schema: {e}"),
+            ));
         }
     }
 
@@ -488,28 +495,28 @@ impl<'s, 'o> Loader<'s, 'o> {
             }
             d
         });
-        if let (Some(r), Some(d)) = (&dataset_ref, dataset) {
-            if d.lock.get(r.version).is_none() {
-                let have = d
-                    .lock
-                    .versions
-                    .iter()
-                    .map(|v| format!("v{}", v.version))
-                    .collect::<Vec<_>>();
-                let have = if have.is_empty() {
-                    "none; run `promptgate dataset snapshot`".to_string()
-                } else {
-                    have.join(", ")
-                };
-                self.error(f.at_value(
-                    Severity::Error,
-                    "/dataset",
-                    format!(
-                        "dataset `{}` has no version v{} (versions: {have})",
-                        r.name, r.version
-                    ),
-                ));
-            }
+        if let (Some(r), Some(d)) = (&dataset_ref, dataset)
+            && d.lock.get(r.version).is_none()
+        {
+            let have = d
+                .lock
+                .versions
+                .iter()
+                .map(|v| format!("v{}", v.version))
+                .collect::<Vec<_>>();
+            let have = if have.is_empty() {
+                "none; run `promptgate dataset snapshot`".to_string()
+            } else {
+                have.join(", ")
+            };
+            self.error(f.at_value(
+                Severity::Error,
+                "/dataset",
+                format!(
+                    "dataset `{}` has no version v{} (versions: {have})",
+                    r.name, r.version
+                ),
+            ));
         }
         if let Some(d) = dataset {
             for (var, column) in &suite.vars {
@@ -626,25 +633,25 @@ impl<'s, 'o> Loader<'s, 'o> {
                 }
             }
             Check::Similarity { column, .. } => {
-                if let Some(d) = dataset {
-                    if !d.spec.columns.contains_key(column) {
-                        self.error(f.at_value(
-                            Severity::Error,
-                            &format!("{base}/column"),
-                            format!("dataset `{}` has no column `{column}`", d.name),
-                        ));
-                    }
+                if let Some(d) = dataset
+                    && !d.spec.columns.contains_key(column)
+                {
+                    self.error(f.at_value(
+                        Severity::Error,
+                        &format!("{base}/column"),
+                        format!("dataset `{}` has no column `{column}`", d.name),
+                    ));
                 }
             }
             Check::LlmJudge { judge, .. } => {
-                if let Some(c) = config {
-                    if !c.models.contains_key(judge) {
-                        self.error(f.at_value(
-                            Severity::Error,
-                            &format!("{base}/judge"),
-                            unknown_model(judge, c),
-                        ));
-                    }
+                if let Some(c) = config
+                    && !c.models.contains_key(judge)
+                {
+                    self.error(f.at_value(
+                        Severity::Error,
+                        &format!("{base}/judge"),
+                        unknown_model(judge, c),
+                    ));
                 }
             }
             _ => {}
@@ -665,14 +672,14 @@ impl<'s, 'o> Loader<'s, 'o> {
                     format!("ref `{}` does not resolve to a commit", r.stable),
                 ));
             }
-            if let Some(c) = &r.canary {
-                if !resolve(&c.git_ref) {
-                    self.error(f.at_value(
-                        Severity::Error,
-                        "/canary/ref",
-                        format!("ref `{}` does not resolve to a commit", c.git_ref),
-                    ));
-                }
+            if let Some(c) = &r.canary
+                && !resolve(&c.git_ref)
+            {
+                self.error(f.at_value(
+                    Severity::Error,
+                    "/canary/ref",
+                    format!("ref `{}` does not resolve to a commit", c.git_ref),
+                ));
             }
         }
         if let Some(c) = &r.canary {

@@ -61,18 +61,17 @@ pub fn render_messages(
         .map(|(index, m)| {
             // minijinja's strict mode says "undefined value" without a name;
             // checking the top-level names first gives the user the name.
-            if let Ok(used) = variables_used(&m.content) {
-                if let Some(missing) = used
+            if let Ok(used) = variables_used(&m.content)
+                && let Some(missing) = used
                     .iter()
                     .find(|v| !vars.contains_key(*v) && !is_builtin(v))
-                {
-                    return Err(TemplateError::Render {
-                        index,
-                        role: m.role.as_str(),
-                        message: format!("undefined variable `{missing}`"),
-                        line: None,
-                    });
-                }
+            {
+                return Err(TemplateError::Render {
+                    index,
+                    role: m.role.as_str(),
+                    message: format!("undefined variable `{missing}`"),
+                    line: None,
+                });
             }
             let content = render_str(&env, &m.content, vars).map_err(|e| {
                 let (message, line) = describe(&e);

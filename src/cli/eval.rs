@@ -44,7 +44,6 @@ pub struct Args {
 /// Everything a finished run produced.
 pub struct Outcome {
     pub summary: Summary,
-    pub cases: Vec<runner::CaseResult>,
 }
 
 /// Loads, runs and records one suite; shared with `check`.
@@ -65,16 +64,21 @@ pub fn evaluate(
     }
     let provider = ProviderCaller::new(&project.config)?;
     let caller: Arc<dyn ModelCaller> = if use_cache {
-        Arc::new(CachedCaller::new(provider, root.join(".promptgate/cache/responses")))
+        Arc::new(CachedCaller::new(
+            provider,
+            root.join(".promptgate/cache/responses"),
+        ))
     } else {
         Arc::new(provider)
     };
     let bar = progress.then(|| {
         let bar = indicatif::ProgressBar::new(prepared.case_count() as u64);
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} cases {per_sec} eta {eta}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                .progress_chars("=> "),
+            indicatif::ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {pos}/{len} cases {per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
         );
         bar.set_prefix(suite.to_string());
         bar
@@ -103,7 +107,7 @@ pub fn evaluate(
     summary.results_file = Some(parquet.display().to_string());
     crate::durable::write(&json, serde_json::to_string_pretty(&summary)?.as_bytes())
         .with_context(|| format!("writing {}", json.display()))?;
-    Ok(Outcome { summary, cases })
+    Ok(Outcome { summary })
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitStatus> {
@@ -119,18 +123,31 @@ pub fn run(args: Args) -> anyhow::Result<ExitStatus> {
         &tree
     };
     let progress = !args.json && std::io::stderr().is_terminal();
-    let outcome = evaluate(&root, source, &args.suite, args.concurrency, !args.no_cache, args.repeat, progress)?;
+    let outcome = evaluate(
+        &root,
+        source,
+        &args.suite,
+        args.concurrency,
+        !args.no_cache,
+        args.repeat,
+        progress,
+    )?;
     let s = &outcome.summary;
     if args.json {
         super::out(&format!("{}\n", serde_json::to_string_pretty(s)?))?;
     } else {
         super::out(&render_summary(s))?;
     }
-    Ok(if s.gates_pass() { ExitStatus::Success } else { ExitStatus::Failure })
+    Ok(if s.gates_pass() {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failure
+    })
 }
 
 fn ms(v: Option<f64>) -> String {
-    v.map(|v| format!("{v:.1} ms")).unwrap_or_else(|| "-".into())
+    v.map(|v| format!("{v:.1} ms"))
+        .unwrap_or_else(|| "-".into())
 }
 
 pub(crate) fn render_summary(s: &Summary) -> String {
@@ -167,7 +184,9 @@ pub(crate) fn render_summary(s: &Summary) -> String {
             g.gate,
             g.op,
             g.threshold,
-            g.actual.map(|a| format!("{a:.4}")).unwrap_or_else(|| "-".into()),
+            g.actual
+                .map(|a| format!("{a:.4}"))
+                .unwrap_or_else(|| "-".into()),
             if g.pass { "PASS" } else { "FAIL" }
         ));
     }

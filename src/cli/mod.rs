@@ -3,8 +3,10 @@
 //! edge as `anyhow` with context and are printed once, here.
 
 mod dataset;
+mod eval;
 mod init;
 mod log;
+mod logs;
 mod mock_llm;
 mod render;
 mod validate;
@@ -59,8 +61,12 @@ pub enum Command {
     Log(log::Args),
     /// Dataset snapshots (Parquet), versions and row diffs.
     Dataset(dataset::Args),
+    /// Evaluate a suite at a ref on its pinned dataset; results to Parquet.
+    Eval(eval::Args),
     /// Run a deterministic mock LLM server (Ollama + OpenAI wire formats).
     MockLlm(mock_llm::Args),
+    /// Request and feedback logs: compact, query.
+    Logs(logs::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -72,7 +78,9 @@ pub fn main() -> ExitCode {
         Command::Render(args) => render::run(args),
         Command::Log(args) => log::run(args),
         Command::Dataset(args) => dataset::run(args),
+        Command::Eval(args) => eval::run(args),
         Command::MockLlm(args) => mock_llm::run(args),
+        Command::Logs(args) => logs::run(args),
     };
     match result {
         Ok(status) => status.into(),

@@ -87,7 +87,6 @@ impl<C: ModelCaller> CachedCaller<C> {
             tracing::warn!(path = %path.display(), error = %e, "could not write the response cache");
         }
     }
-
 }
 
 impl<C: ModelCaller> ModelCaller for CachedCaller<C> {

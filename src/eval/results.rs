@@ -12,7 +12,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_array::builder::{BooleanBuilder, Float64Builder, StringBuilder, UInt32Builder, UInt64Builder};
+use arrow_array::builder::{
+    BooleanBuilder, Float64Builder, StringBuilder, UInt32Builder, UInt64Builder,
+};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
@@ -27,7 +29,10 @@ use crate::stats;
 #[derive(Debug, thiserror::Error)]
 pub enum ResultsError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("writing results: {0}")]
     Arrow(#[from] arrow_schema::ArrowError),
     #[error("writing results: {0}")]
@@ -83,9 +88,17 @@ pub fn summarise(prepared: &PreparedSuite, run_id: &str, cases: &[CaseResult]) -
     let n = cases.len();
     let passed = cases.iter().filter(|c| c.pass).count();
     let errors = cases.iter().filter(|c| c.error.is_some()).count();
-    let latencies: Vec<f64> = cases.iter().filter(|c| c.error.is_none()).map(|c| c.latency_ms).collect();
+    let latencies: Vec<f64> = cases
+        .iter()
+        .filter(|c| c.error.is_none())
+        .map(|c| c.latency_ms)
+        .collect();
     let cost_total: f64 = cases.iter().map(|c| c.cost).sum();
-    let pass_rate = if n == 0 { 0.0 } else { passed as f64 / n as f64 };
+    let pass_rate = if n == 0 {
+        0.0
+    } else {
+        passed as f64 / n as f64
+    };
     let scores: Vec<f64> = cases.iter().map(|c| c.score).collect();
     let mut summary = Summary {
         run_id: run_id.to_string(),
@@ -102,7 +115,11 @@ pub fn summarise(prepared: &PreparedSuite, run_id: &str, cases: &[CaseResult]) -
         pass_rate,
         mean_score: stats::mean(&scores).unwrap_or(0.0),
         cost_total,
-        cost_per_1k: if n == 0 { 0.0 } else { cost_total / n as f64 * 1000.0 },
+        cost_per_1k: if n == 0 {
+            0.0
+        } else {
+            cost_total / n as f64 * 1000.0
+        },
         latency_p50_ms: stats::quantile(&latencies, 0.5),
         latency_p95_ms: stats::quantile(&latencies, 0.95),
         input_tokens: cases.iter().map(|c| c.input_tokens).sum(),
@@ -155,7 +172,13 @@ fn assertion_columns(names: &[String]) -> Vec<String> {
     for name in names {
         let base: String = name
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
             .collect();
         let mut candidate = base.clone();
         let mut i = 2;
@@ -169,7 +192,12 @@ fn assertion_columns(names: &[String]) -> Vec<String> {
 }
 
 /// Writes the per-case results to `path` durably.
-pub fn write_parquet(path: &Path, prepared: &PreparedSuite, summary: &Summary, cases: &[CaseResult]) -> Result<(), ResultsError> {
+pub fn write_parquet(
+    path: &Path,
+    prepared: &PreparedSuite,
+    summary: &Summary,
+    cases: &[CaseResult],
+) -> Result<(), ResultsError> {
     let names = assertion_columns(&prepared.assertion_names());
     let n = cases.len();
     let mut fields = vec![
@@ -213,8 +241,14 @@ pub fn write_parquet(path: &Path, prepared: &PreparedSuite, summary: &Summary, c
     let mut cost = Float64Builder::with_capacity(n);
     let mut cached = BooleanBuilder::with_capacity(n);
     let mut error = StringBuilder::new();
-    let mut a_score: Vec<Float64Builder> = names.iter().map(|_| Float64Builder::with_capacity(n)).collect();
-    let mut a_pass: Vec<BooleanBuilder> = names.iter().map(|_| BooleanBuilder::with_capacity(n)).collect();
+    let mut a_score: Vec<Float64Builder> = names
+        .iter()
+        .map(|_| Float64Builder::with_capacity(n))
+        .collect();
+    let mut a_pass: Vec<BooleanBuilder> = names
+        .iter()
+        .map(|_| BooleanBuilder::with_capacity(n))
+        .collect();
     for c in cases {
         commit.append_option(summary.commit.as_deref());
         row_key.append_value(&c.row_key);
@@ -264,8 +298,16 @@ pub fn write_parquet(path: &Path, prepared: &PreparedSuite, summary: &Summary, c
         Arc::new(error.finish()),
     ];
     for (i, name) in names.iter().enumerate() {
-        fields.push(Field::new(format!("assert_{name}_score"), DataType::Float64, true));
-        fields.push(Field::new(format!("assert_{name}_pass"), DataType::Boolean, true));
+        fields.push(Field::new(
+            format!("assert_{name}_score"),
+            DataType::Float64,
+            true,
+        ));
+        fields.push(Field::new(
+            format!("assert_{name}_pass"),
+            DataType::Boolean,
+            true,
+        ));
         columns.push(Arc::new(a_score[i].finish()));
         columns.push(Arc::new(a_pass[i].finish()));
     }
@@ -286,7 +328,10 @@ pub fn write_parquet(path: &Path, prepared: &PreparedSuite, summary: &Summary, c
 /// Where a run's files go: `<state>/results/<suite>/<run_id>.{parquet,json}`.
 pub fn result_paths(state_dir: &Path, suite: &str, run_id: &str) -> (PathBuf, PathBuf) {
     let dir = state_dir.join("results").join(suite);
-    (dir.join(format!("{run_id}.parquet")), dir.join(format!("{run_id}.json")))
+    (
+        dir.join(format!("{run_id}.parquet")),
+        dir.join(format!("{run_id}.json")),
+    )
 }
 
 #[cfg(test)]
@@ -295,7 +340,8 @@ mod tests {
 
     #[test]
     fn assertion_columns_are_safe_and_unique() {
-        let cols = assertion_columns(&["icontains".into(), "icontains".into(), "Max Length!".into()]);
+        let cols =
+            assertion_columns(&["icontains".into(), "icontains".into(), "Max Length!".into()]);
         assert_eq!(cols, vec!["icontains", "icontains_2", "max_length_"]);
     }
 }

@@ -69,7 +69,10 @@ impl PreparedSuite {
     }
 
     pub fn assertion_names(&self) -> Vec<String> {
-        self.assertions.iter().map(|a| a.name().to_string()).collect()
+        self.assertions
+            .iter()
+            .map(|a| a.name().to_string())
+            .collect()
     }
 }
 
@@ -92,7 +95,11 @@ pub struct CaseResult {
 }
 
 /// Reads, renders and compiles everything a run needs from one source.
-pub fn prepare(project: &Project, source: &dyn FileSource, suite_name: &str) -> Result<PreparedSuite, EvalError> {
+pub fn prepare(
+    project: &Project,
+    source: &dyn FileSource,
+    suite_name: &str,
+) -> Result<PreparedSuite, EvalError> {
     let suite = project.eval(suite_name)?;
     let prompt = project.prompt(&suite.suite.prompt)?;
     let model_key = prompt.prompt.model.clone();
@@ -162,8 +169,15 @@ fn model_identity(
         model: model.to_string(),
     };
     let m = project.config.models.get(model).ok_or_else(unknown)?;
-    let p = project.config.providers.get(&m.provider).ok_or_else(unknown)?;
-    Ok((format!("{}@{}:{}", m.name, p.kind.as_str(), p.base_url), m.params.clone()))
+    let p = project
+        .config
+        .providers
+        .get(&m.provider)
+        .ok_or_else(unknown)?;
+    Ok((
+        format!("{}@{}:{}", m.name, p.kind.as_str(), p.base_url),
+        m.params.clone(),
+    ))
 }
 
 /// The prompt's variables for one row: each input takes the column `vars`
@@ -186,7 +200,9 @@ fn prompt_vars(
                 }
                 vars.insert(input.clone(), v.clone());
             }
-            _ if spec.required => return Err(format!("column `{column}` (input `{input}`) is empty")),
+            _ if spec.required => {
+                return Err(format!("column `{column}` (input `{input}`) is empty"));
+            }
             _ => {}
         }
     }
@@ -201,7 +217,11 @@ pub struct RunOptions {
 }
 
 /// Runs every case; returns them in dataset order (then repeat order).
-pub async fn run(prepared: &PreparedSuite, caller: Arc<dyn ModelCaller>, opts: &RunOptions) -> Result<Vec<CaseResult>, EvalError> {
+pub async fn run(
+    prepared: &PreparedSuite,
+    caller: Arc<dyn ModelCaller>,
+    opts: &RunOptions,
+) -> Result<Vec<CaseResult>, EvalError> {
     let jobs = prepared
         .cases
         .iter()
@@ -291,23 +311,28 @@ async fn run_case(
     for (a, judge) in prepared.assertions.iter().zip(&prepared.judges) {
         let r = match judge {
             None => a.evaluate(&obs),
-            Some((judge_model, judge_upstream)) => {
-                let judge_call = ModelCall {
-                    model: judge_model.clone(),
-                    upstream: judge_upstream.clone(),
-                    messages: assertions::judge_messages(a.rubric().unwrap_or_default(), &reply.content, Some(&case.row)),
-                    params: serde_json::Map::from_iter([("temperature".to_string(), 0.into())]),
-                    draw: 0,
-                };
-                match caller.call(&judge_call).await {
-                    Ok(j) => {
-                        result.cost += j.cost;
-                        a.judge_result(Ok(&j.content))
+            Some((judge_model, judge_upstream)) => match a.judge_messages(&obs) {
+                Err(e) => a.judge_result(Err(e)),
+                Ok(messages) => {
+                    let judge_call = ModelCall {
+                        model: judge_model.clone(),
+                        upstream: judge_upstream.clone(),
+                        messages,
+                        params: serde_json::Map::from_iter([("temperature".to_string(), 0.into())]),
+                        draw: repeat,
+                    };
+                    match caller.call(&judge_call).await {
+                        Ok(j) => {
+                            result.cost += j.cost;
+                            a.judge_result(Ok(&j.content))
+                        }
+                        Err(CallFailure::Case(e)) => {
+                            a.judge_result(Err(format!("judge call failed: {e}")))
+                        }
+                        Err(CallFailure::Unreachable(e)) => return Err(e),
                     }
-                    Err(CallFailure::Case(e)) => a.judge_result(Err(format!("judge call failed: {e}"))),
-                    Err(CallFailure::Unreachable(e)) => return Err(e),
                 }
-            }
+            },
         };
         result.assertions.push(r);
     }

@@ -121,10 +121,8 @@ impl SpanIndex {
     fn lookup(&self, pointer: &str, prefer_key: bool) -> Pos {
         let mut p = pointer;
         loop {
-            if prefer_key {
-                if let Some(pos) = self.keys.get(p) {
-                    return *pos;
-                }
+            if prefer_key && let Some(pos) = self.keys.get(p) {
+                return *pos;
             }
             if let Some(pos) = self.values.get(p) {
                 return *pos;

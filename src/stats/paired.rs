@@ -43,7 +43,13 @@ const PERMUTATIONS: usize = 20_000;
 pub fn compare(base: &[f64], head: &[f64], confidence: f64, seed: u64) -> PairedComparison {
     let n = base.len().min(head.len());
     let diffs: Vec<f64> = (0..n).map(|i| head[i] - base[i]).collect();
-    let mean = |v: &[f64]| if v.is_empty() { 0.0 } else { v.iter().sum::<f64>() / v.len() as f64 };
+    let mean = |v: &[f64]| {
+        if v.is_empty() {
+            0.0
+        } else {
+            v.iter().sum::<f64>() / v.len() as f64
+        }
+    };
     let base_rate = mean(&base[..n]);
     let head_rate = mean(&head[..n]);
     let delta = mean(&diffs);
@@ -51,11 +57,20 @@ pub fn compare(base: &[f64], head: &[f64], confidence: f64, seed: u64) -> Paired
     let fixed = diffs.iter().filter(|d| **d > 0.0).count();
     let mut rng = StdRng::seed_from_u64(seed);
     let (ci_low, ci_high) = bootstrap_ci(&diffs, confidence, &mut rng);
-    let binary = base[..n].iter().chain(&head[..n]).all(|v| *v == 0.0 || *v == 1.0);
+    let binary = base[..n]
+        .iter()
+        .chain(&head[..n])
+        .all(|v| *v == 0.0 || *v == 1.0);
     let (p_worse, method) = if binary {
-        (mcnemar_worse(broke as u64, fixed as u64), "exact McNemar (one-sided)")
+        (
+            mcnemar_worse(broke as u64, fixed as u64),
+            "exact McNemar (one-sided)",
+        )
     } else {
-        (sign_flip_worse(&diffs, &mut rng), "paired sign-flip permutation (one-sided)")
+        (
+            sign_flip_worse(&diffs, &mut rng),
+            "paired sign-flip permutation (one-sided)",
+        )
     };
     PairedComparison {
         cases: n,

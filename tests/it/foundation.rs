@@ -10,10 +10,17 @@ fn fresh_scaffold_validates() {
     assert!(stdout(&o).contains("is valid"), "{}", stdout(&o));
     // The committed state is valid too, and nothing is left uncommitted.
     let o = s.run(&["validate", "--ref", "HEAD"]);
-    assert!(o.status.success(), "validate --ref HEAD failed:\n{}", stderr(&o));
+    assert!(
+        o.status.success(),
+        "validate --ref HEAD failed:\n{}",
+        stderr(&o)
+    );
     let git = git2::Repository::open(s.root()).unwrap();
     let statuses = git.statuses(None).unwrap();
-    let dirty: Vec<_> = statuses.iter().filter_map(|e| e.path().ok().map(str::to_string)).collect();
+    let dirty: Vec<_> = statuses
+        .iter()
+        .filter_map(|e| e.path().ok().map(str::to_string))
+        .collect();
     assert!(dirty.is_empty(), "init left uncommitted files: {dirty:?}");
 }
 
@@ -32,13 +39,26 @@ fn scaffold_has_the_promised_files() {
     ] {
         assert!(s.path(f).is_file(), "missing {f}");
     }
-    assert!(s.read(".gitignore").lines().any(|l| l.trim() == ".promptgate/"));
+    assert!(
+        s.read(".gitignore")
+            .lines()
+            .any(|l| l.trim() == ".promptgate/")
+    );
     assert!(s.read("promptgate.yaml").contains("kind: ollama"));
     assert!(s.read("promptgate.yaml").contains("http://127.0.0.1:11434"));
     assert!(s.read("rollout.yaml").contains("stable: refs/heads/main"));
-    for f in ["promptgate.yaml", "rollout.yaml", "prompts/capital.yaml", "evals/capitals.yaml", "datasets/capitals/dataset.yaml"] {
+    for f in [
+        "promptgate.yaml",
+        "rollout.yaml",
+        "prompts/capital.yaml",
+        "evals/capitals.yaml",
+        "datasets/capitals/dataset.yaml",
+    ] {
         let first = s.read(f).lines().next().unwrap_or_default().to_string();
-        assert!(first.starts_with("# yaml-language-server: $schema="), "{f}: {first}");
+        assert!(
+            first.starts_with("# yaml-language-server: $schema="),
+            "{f}: {first}"
+        );
         // The schema the comment points at exists, relative to the file.
         let rel = first.trim_start_matches("# yaml-language-server: $schema=");
         let schema = s.path(f).parent().unwrap().join(rel);
@@ -55,10 +75,16 @@ fn init_refuses_a_non_empty_folder_without_force() {
     let o = run_in(dir.path(), &["init", "."]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("not empty"), "{}", stderr(&o));
-    assert!(!dir.path().join("promptgate.yaml").exists(), "wrote files despite refusing");
+    assert!(
+        !dir.path().join("promptgate.yaml").exists(),
+        "wrote files despite refusing"
+    );
     let o = run_in(dir.path(), &["init", ".", "--force"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(std::fs::read_to_string(dir.path().join("notes.txt")).unwrap(), "mine");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("notes.txt")).unwrap(),
+        "mine"
+    );
     assert!(dir.path().join("promptgate.yaml").is_file());
 }
 
@@ -121,7 +147,7 @@ const BROKEN: &[Broken] = &[
         file: "prompts/capital.yaml",
         from: "What is the capital of {{ country }}?",
         to: "What is the capital of {{ country }} in {{ year }}?",
-        at: "prompts/capital.yaml:19:14",
+        at: "prompts/capital.yaml:17:14",
         field: "field `messages[1].content`: template uses `year`",
     },
     Broken {
@@ -145,7 +171,7 @@ const BROKEN: &[Broken] = &[
         file: "prompts/capital.yaml",
         from: "{{ country }}?",
         to: "{{ country ?",
-        at: "prompts/capital.yaml:19:14",
+        at: "prompts/capital.yaml:17:14",
         field: "template does not compile",
     },
     Broken {
@@ -169,9 +195,25 @@ fn broken_repositories_give_exit_1_and_point_at_file_line_field() {
         s.edit(case.file, case.from, case.to);
         let o = s.run(&["validate"]);
         let err = normalise(&stderr(&o), &s.root());
-        assert_eq!(o.status.code(), Some(1), "{}: expected exit 1, got {:?}\n{err}", case.name, o.status.code());
-        assert!(err.contains(case.at), "{}: expected `{}` in\n{err}", case.name, case.at);
-        assert!(err.contains(case.field), "{}: expected `{}` in\n{err}", case.name, case.field);
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "{}: expected exit 1, got {:?}\n{err}",
+            case.name,
+            o.status.code()
+        );
+        assert!(
+            err.contains(case.at),
+            "{}: expected `{}` in\n{err}",
+            case.name,
+            case.at
+        );
+        assert!(
+            err.contains(case.field),
+            "{}: expected `{}` in\n{err}",
+            case.name,
+            case.field
+        );
         insta::with_settings!({ snapshot_suffix => case.name, prepend_module_to_snapshot => false }, {
             insta::assert_snapshot!("validate", err);
         });
@@ -183,13 +225,22 @@ fn every_error_is_reported_in_one_run() {
     let s = Scaffold::new();
     s.edit("prompts/capital.yaml", "model: small", "model: large");
     s.edit("evals/capitals.yaml", "capitals@v1", "capitals@v7");
-    s.edit("promptgate.yaml", "max_retries: 2", "max_retries: two\n    retries: 3");
+    s.edit(
+        "rollout.yaml",
+        "min_requests: 200",
+        "min_requests: many\n  retries: 3",
+    );
     let o = s.run(&["validate", "--json"]);
     assert_eq!(o.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let files: Vec<&str> = v["diagnostics"].as_array().unwrap().iter().map(|d| d["file"].as_str().unwrap()).collect();
+    let files: Vec<&str> = v["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["file"].as_str().unwrap())
+        .collect();
     assert_eq!(v["errors"], 4, "{v:#}");
-    for f in ["promptgate.yaml", "prompts/capital.yaml", "evals/capitals.yaml"] {
+    for f in ["rollout.yaml", "prompts/capital.yaml", "evals/capitals.yaml"] {
         assert!(files.contains(&f), "{f} not reported: {v:#}");
     }
 }
@@ -204,7 +255,7 @@ fn unused_input_is_a_warning_not_an_error() {
     );
     let o = s.run(&["validate"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stderr(&o).contains("warning: prompts/capital.yaml:15:3: field `inputs.tone`: input `tone` is declared but no message uses it"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("warning: prompts/capital.yaml:13:3: field `inputs.tone`: input `tone` is declared but no message uses it"), "{}", stderr(&o));
 }
 
 #[test]
@@ -219,17 +270,44 @@ fn validate_at_a_ref_ignores_the_working_tree() {
 #[test]
 fn render_at_a_ref_reads_the_committed_version() {
     let s = Scaffold::new();
-    s.edit("prompts/capital.yaml", "What is the capital of", "Name the capital city of");
+    s.edit(
+        "prompts/capital.yaml",
+        "What is the capital of",
+        "Name the capital city of",
+    );
     // v2 exists only in the working tree: HEAD still renders v1.
-    let o = s.run(&["render", "capital", "--var", "country=Chile", "--ref", "HEAD"]);
+    let o = s.run(&[
+        "render",
+        "capital",
+        "--var",
+        "country=Chile",
+        "--ref",
+        "HEAD",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).contains("What is the capital of Chile?"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("What is the capital of Chile?"),
+        "{}",
+        stdout(&o)
+    );
     assert!(!stdout(&o).contains("Name the capital city"));
     // Once committed, HEAD renders v2 and HEAD~1 still renders v1.
     s.commit("Reword the capital prompt");
     let o = s.run(&["render", "capital", "--var", "country=Chile"]);
-    assert!(stdout(&o).contains("Name the capital city of Chile?"), "{}", stdout(&o));
-    let o = s.run(&["render", "capital", "--var", "country=Chile", "--ref", "HEAD~1", "--json"]);
+    assert!(
+        stdout(&o).contains("Name the capital city of Chile?"),
+        "{}",
+        stdout(&o)
+    );
+    let o = s.run(&[
+        "render",
+        "capital",
+        "--var",
+        "country=Chile",
+        "--ref",
+        "HEAD~1",
+        "--json",
+    ]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["messages"][1]["content"], "What is the capital of Chile?");
     assert_eq!(v["messages"][1]["role"], "user");
@@ -240,7 +318,10 @@ fn render_keeps_template_syntax_in_values_verbatim() {
     let s = Scaffold::new();
     let o = s.run(&["render", "capital", "--var", "country={{ 7*7 }}", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["messages"][1]["content"], "What is the capital of {{ 7*7 }}?");
+    assert_eq!(
+        v["messages"][1]["content"],
+        "What is the capital of {{ 7*7 }}?"
+    );
 }
 
 #[test]
@@ -248,16 +329,35 @@ fn render_names_a_missing_or_unknown_variable() {
     let s = Scaffold::new();
     let o = s.run(&["render", "capital"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("missing --var country="), "{}", stderr(&o));
-    let o = s.run(&["render", "capital", "--var", "country=Chile", "--var", "city=x"]);
+    assert!(
+        stderr(&o).contains("missing --var country="),
+        "{}",
+        stderr(&o)
+    );
+    let o = s.run(&[
+        "render",
+        "capital",
+        "--var",
+        "country=Chile",
+        "--var",
+        "city=x",
+    ]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("declares no such input"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("declares no such input"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
 fn log_lists_every_version_of_a_prompt() {
     let s = Scaffold::new();
-    s.edit("prompts/capital.yaml", "What is the capital of", "Name the capital of");
+    s.edit(
+        "prompts/capital.yaml",
+        "What is the capital of",
+        "Name the capital of",
+    );
     let v2 = s.commit("Reword the capital prompt");
     s.edit("rollout.yaml", "min_requests: 200", "min_requests: 300");
     s.commit("Unrelated change");

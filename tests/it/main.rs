@@ -7,6 +7,7 @@
 mod common;
 mod dataset;
 mod foundation;
+mod logstore;
 mod provider;
 mod provider_fixtures;
 mod provider_mock_bin;

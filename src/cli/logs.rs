@@ -1,0 +1,236 @@
+//! `promptgate logs compact|query`: maintenance and inspection of the
+//! Parquet request logs under `logging.dir` of promptgate.yaml.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use chrono::{DateTime, NaiveDate, Utc};
+
+use super::ExitStatus;
+use crate::logstore::{self, RequestFilter};
+use crate::project::{CONFIG_FILE, render_all};
+use crate::repo::{FileSource, WorkTree};
+use crate::spec::config::Config;
+use crate::spec::{FileKind, SourceFile};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: LogsCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum LogsCommand {
+    /// Merge the small Parquet files of each partition into one, convert the
+    /// feedback journal to Parquet, recover leftover temporary files.
+    Compact(CompactArgs),
+    /// Print request log rows.
+    Query(QueryArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CompactArgs {
+    #[arg(long)]
+    pub repo: Option<PathBuf>,
+    /// Log root to compact instead of the repository's `logging.dir`.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct QueryArgs {
+    #[arg(long)]
+    pub repo: Option<PathBuf>,
+    /// Log roots, partition folders or files to read (repeatable, e.g. one
+    /// per replica); default: the repository's `logging.dir`.
+    #[arg(long = "dir", value_name = "PATH")]
+    pub dirs: Vec<PathBuf>,
+    /// Only rows of this prompt id.
+    #[arg(long)]
+    pub prompt: Option<String>,
+    /// Rows at or after: RFC 3339 time, a UTC date `YYYY-MM-DD`, or an age
+    /// such as `30m`, `6h`, `7d`.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Rows before (same forms as --since).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Only the most recent N rows (printed oldest first).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Print rows as a JSON array.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitStatus> {
+    match args.command {
+        LogsCommand::Compact(a) => compact(a),
+        LogsCommand::Query(a) => query(a),
+    }
+}
+
+/// The repository's log root: `logging.dir` of the working tree's
+/// promptgate.yaml, relative to the repository root.
+fn repo_log_dir(repo: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let root = super::repo_root(repo)?;
+    let tree = WorkTree::new(&root);
+    let text = tree
+        .read_string(CONFIG_FILE)?
+        .with_context(|| format!("{}: no {CONFIG_FILE}", root.display()))?;
+    let config: Config = SourceFile::new(CONFIG_FILE, text)
+        .parse(FileKind::Config)
+        .map_err(|d| anyhow::anyhow!("{}", render_all(&d)))?;
+    Ok(root.join(&config.logging.dir))
+}
+
+fn compact(args: CompactArgs) -> anyhow::Result<ExitStatus> {
+    let dir = match args.dir {
+        Some(d) => d,
+        None => repo_log_dir(args.repo.as_deref())?,
+    };
+    if !dir.is_dir() {
+        super::out(&format!("no logs under {}\n", dir.display()))?;
+        return Ok(ExitStatus::Success);
+    }
+    let report =
+        logstore::compact(&dir).with_context(|| format!("compacting {}", dir.display()))?;
+    if args.json {
+        super::out(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
+        return Ok(ExitStatus::Success);
+    }
+    let mut text = String::new();
+    match &report.recovery {
+        Some(r) => text.push_str(&format!(
+            "recovery: {} recovered, {} quarantined\n",
+            r.recovered.len(),
+            r.quarantined.len()
+        )),
+        None => text.push_str("recovery: skipped (a writer is running on this folder)\n"),
+    }
+    let f = &report.feedback;
+    text.push_str(&format!(
+        "feedback: {} journal(s) converted, {} record(s), {} file(s), {} torn line(s) skipped{}\n",
+        f.journals_processed,
+        f.records,
+        f.files_written,
+        f.skipped_lines,
+        if f.rotated_live {
+            ""
+        } else {
+            " (live journal not rotated)"
+        }
+    ));
+    text.push_str(&format!(
+        "compacted {} partition(s): {} row(s) merged, {} file(s) removed\n",
+        report.partitions_merged, report.rows_merged, report.files_removed
+    ));
+    super::out(&text)?;
+    Ok(ExitStatus::Success)
+}
+
+/// `--since`/`--until`: RFC 3339, a UTC date, or an age before `now`.
+fn parse_time(s: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(d.and_time(chrono::NaiveTime::MIN).and_utc());
+    }
+    let (num, unit) = s.split_at(s.len().saturating_sub(1));
+    let n: i64 = match num.parse() {
+        Ok(n) if n >= 0 => n,
+        _ => bail!("`{s}` is not a time: use RFC 3339, YYYY-MM-DD, or an age like 30m, 6h, 7d"),
+    };
+    let age = match unit {
+        "s" => chrono::Duration::seconds(n),
+        "m" => chrono::Duration::minutes(n),
+        "h" => chrono::Duration::hours(n),
+        "d" => chrono::Duration::days(n),
+        _ => bail!("`{s}`: unknown unit `{unit}` (s, m, h, d)"),
+    };
+    Ok(now - age)
+}
+
+fn query(args: QueryArgs) -> anyhow::Result<ExitStatus> {
+    let now = Utc::now();
+    let filter = RequestFilter {
+        since: args
+            .since
+            .as_deref()
+            .map(|s| parse_time(s, now))
+            .transpose()?,
+        until: args
+            .until
+            .as_deref()
+            .map(|s| parse_time(s, now))
+            .transpose()?,
+        prompt_id: args.prompt.clone(),
+    };
+    let dirs = if args.dirs.is_empty() {
+        // No logs yet is not an error: the proxy creates the folder.
+        let d = repo_log_dir(args.repo.as_deref())?;
+        if d.exists() { vec![d] } else { Vec::new() }
+    } else {
+        args.dirs.clone()
+    };
+    let mut rows = logstore::read_requests(&dirs, &filter).context("reading request logs")?;
+    if let Some(n) = args.limit {
+        let skip = rows.len().saturating_sub(n);
+        rows.drain(..skip);
+    }
+    if args.json {
+        super::out(&format!("{}\n", serde_json::to_string_pretty(&rows)?))?;
+        return Ok(ExitStatus::Success);
+    }
+    let mut text = String::new();
+    for r in &rows {
+        text.push_str(&format!(
+            "{}  {}  {}  {}  {}  {}  {:.1}ms  {}/{} tok  {:.6}\n",
+            r.ts.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
+            r.request_id,
+            r.prompt_id.as_deref().unwrap_or("-"),
+            r.variant.as_str(),
+            r.status.as_str(),
+            r.http_status,
+            r.latency_ms,
+            r.input_tokens,
+            r.output_tokens,
+            r.cost
+        ));
+    }
+    text.push_str(&format!("{} row(s)\n", rows.len()));
+    super::out(&text)?;
+    Ok(ExitStatus::Success)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_parse_in_every_documented_form() {
+        let now = DateTime::parse_from_rfc3339("2024-05-10T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            parse_time("2024-05-01", now).unwrap().to_rfc3339(),
+            "2024-05-01T00:00:00+00:00"
+        );
+        assert_eq!(
+            parse_time("6h", now).unwrap().to_rfc3339(),
+            "2024-05-10T06:00:00+00:00"
+        );
+        assert_eq!(
+            parse_time("2024-05-09T10:00:00+02:00", now)
+                .unwrap()
+                .to_rfc3339(),
+            "2024-05-09T08:00:00+00:00"
+        );
+        assert!(parse_time("yesterday", now).is_err());
+        assert!(parse_time("5w", now).is_err());
+    }
+}

@@ -1,0 +1,139 @@
+//! Reading request logs from one or several log roots (one per replica),
+//! partition folders or single files.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use arrow_array::RecordBatch;
+use chrono::{DateTime, Utc};
+
+use super::files::{self, is_data_file_name, partition_date};
+use super::row::{RequestLogRow, rows_from_batch};
+use super::{FEEDBACK_DIR, LogStoreError, QUARANTINE_DIR, REQUESTS_DIR, Result};
+
+/// Which rows to read. Bounds are inclusive `since`, exclusive `until`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RequestFilter {
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    /// Only rows of this prompt id.
+    pub prompt_id: Option<String>,
+}
+
+impl RequestFilter {
+    pub fn matches(&self, row: &RequestLogRow) -> bool {
+        self.since.is_none_or(|s| row.ts >= s)
+            && self.until.is_none_or(|u| row.ts < u)
+            && self
+                .prompt_id
+                .as_deref()
+                .is_none_or(|p| row.prompt_id.as_deref() == Some(p))
+    }
+
+    fn may_hold(&self, date: chrono::NaiveDate) -> bool {
+        self.since.is_none_or(|s| date >= s.date_naive())
+            && self.until.is_none_or(|u| date <= u.date_naive())
+    }
+}
+
+/// The live request log files under `sources`: each a log root (its
+/// `requests/` folder is read), any folder below it, or a single `.parquet`
+/// file. Temporaries, hidden files, non-Parquet files, `quarantine/` and
+/// files superseded by a merged file are skipped; partitions outside the
+/// filter's dates are not opened.
+pub fn request_files(sources: &[impl AsRef<Path>], filter: &RequestFilter) -> Result<Vec<PathBuf>> {
+    let mut out = BTreeSet::new();
+    for src in sources {
+        let src = src.as_ref();
+        let meta = std::fs::metadata(src).map_err(LogStoreError::io(src))?;
+        if meta.is_file() {
+            let name = src.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            if is_data_file_name(name) {
+                out.insert(canonical(src));
+            }
+            continue;
+        }
+        let root = if src.join(REQUESTS_DIR).is_dir() {
+            src.join(REQUESTS_DIR)
+        } else {
+            src.to_path_buf()
+        };
+        walk(&root, filter, &mut out)?;
+    }
+    Ok(out.into_iter().collect())
+}
+
+fn canonical(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+fn walk(folder: &Path, filter: &RequestFilter, out: &mut BTreeSet<PathBuf>) -> Result<()> {
+    let name = folder
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    if let Some(d) = partition_date(name)
+        && !filter.may_hold(d)
+    {
+        return Ok(());
+    }
+    let parts = files::partition_files(folder)?;
+    out.extend(parts.live.iter().map(|p| canonical(p)));
+    let entries = std::fs::read_dir(folder).map_err(LogStoreError::io(folder))?;
+    let mut subdirs = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(LogStoreError::io(folder))?;
+        let n = entry.file_name();
+        let n = n.to_string_lossy();
+        if n.starts_with('.') || n == QUARANTINE_DIR || n == FEEDBACK_DIR {
+            continue;
+        }
+        if entry
+            .file_type()
+            .map_err(LogStoreError::io(entry.path()))?
+            .is_dir()
+        {
+            subdirs.push(entry.path());
+        }
+    }
+    subdirs.sort();
+    for d in subdirs {
+        walk(&d, filter, out)?;
+    }
+    Ok(())
+}
+
+/// The record batches of every live file under `sources` (unfiltered rows
+/// of the partitions the filter's dates select).
+pub fn read_request_batches(
+    sources: &[impl AsRef<Path>],
+    filter: &RequestFilter,
+) -> Result<Vec<RecordBatch>> {
+    let mut out = Vec::new();
+    for f in request_files(sources, filter)? {
+        out.extend(files::read_parquet(&f)?.0);
+    }
+    Ok(out)
+}
+
+/// The rows under `sources` that match `filter`, sorted by time then id.
+pub fn read_requests(
+    sources: &[impl AsRef<Path>],
+    filter: &RequestFilter,
+) -> Result<Vec<RequestLogRow>> {
+    let mut rows = Vec::new();
+    for f in request_files(sources, filter)? {
+        for batch in files::read_parquet(&f)?.0 {
+            let decoded = rows_from_batch(&batch).map_err(|message| LogStoreError::Format {
+                path: f.clone(),
+                message,
+            })?;
+            rows.extend(decoded.into_iter().filter(|r| filter.matches(r)));
+        }
+    }
+    rows.sort_by(|a, b| {
+        a.ts.cmp(&b.ts)
+            .then_with(|| a.request_id.cmp(&b.request_id))
+    });
+    Ok(rows)
+}

@@ -1,0 +1,458 @@
+//! One request log row, its Arrow schema, and conversion to and from record
+//! batches.
+
+use std::sync::{Arc, LazyLock};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, TimestampMicrosecondType, UInt16Type, UInt64Type};
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray, UInt16Array, UInt64Array,
+};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Which side of the rollout served a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Variant {
+    Stable,
+    Canary,
+    /// Plain model pass-through: no rollout applies.
+    None,
+}
+
+impl Variant {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Variant::Stable => "stable",
+            Variant::Canary => "canary",
+            Variant::None => "none",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Variant> {
+        match s {
+            "stable" => Some(Variant::Stable),
+            "canary" => Some(Variant::Canary),
+            "none" => Some(Variant::None),
+            _ => None,
+        }
+    }
+}
+
+/// Outcome of a proxied call. Unknown strings read from a file are kept as
+/// [`RequestStatus::Other`] so newer writers do not break older readers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RequestStatus {
+    Ok,
+    Error,
+    /// The client went away before the response was complete.
+    ClientClosed,
+    Timeout,
+    Other(String),
+}
+
+impl RequestStatus {
+    pub fn as_str(&self) -> &str {
+        match self {
+            RequestStatus::Ok => "ok",
+            RequestStatus::Error => "error",
+            RequestStatus::ClientClosed => "client_closed",
+            RequestStatus::Timeout => "timeout",
+            RequestStatus::Other(s) => s,
+        }
+    }
+}
+
+impl From<&str> for RequestStatus {
+    fn from(s: &str) -> Self {
+        match s {
+            "ok" => RequestStatus::Ok,
+            "error" => RequestStatus::Error,
+            "client_closed" => RequestStatus::ClientClosed,
+            "timeout" => RequestStatus::Timeout,
+            other => RequestStatus::Other(other.to_string()),
+        }
+    }
+}
+
+impl Serialize for RequestStatus {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for RequestStatus {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(RequestStatus::from(s.as_str()))
+    }
+}
+
+/// One proxied call. Text fields documented as JSON text hold serialized
+/// JSON; the writer does not parse them except to redact.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestLogRow {
+    pub request_id: String,
+    /// UTC, stored with microsecond precision.
+    pub ts: DateTime<Utc>,
+    pub prompt_id: Option<String>,
+    /// Git blob id of the prompt file served.
+    pub prompt_version: Option<String>,
+    pub git_ref: Option<String>,
+    /// Commit of the state that served the request.
+    pub commit: String,
+    pub variant: Variant,
+    /// Model key of promptgate.yaml.
+    pub model: String,
+    /// The model name the upstream knows.
+    pub upstream_model: String,
+    /// JSON object text.
+    pub variables: String,
+    /// Rendered messages, JSON array text.
+    pub messages: String,
+    pub output: String,
+    pub status: RequestStatus,
+    pub http_status: u16,
+    pub error: Option<String>,
+    pub latency_ms: f64,
+    pub ttft_ms: Option<f64>,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost: f64,
+    /// A hash of the user id, never the raw id.
+    pub user_hash: Option<String>,
+    pub stream: bool,
+    pub online_pass: Option<bool>,
+    /// JSON object text `{assertion: score}`.
+    pub online_scores: String,
+    pub replica: Option<String>,
+}
+
+/// The current time truncated to the microseconds the log stores.
+pub fn now_micros() -> DateTime<Utc> {
+    truncate_micros(Utc::now())
+}
+
+pub(crate) fn truncate_micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
+}
+
+impl RequestLogRow {
+    /// A row with the required identity fields and neutral values elsewhere;
+    /// the proxy fills in the rest.
+    pub fn new(request_id: impl Into<String>, ts: DateTime<Utc>) -> RequestLogRow {
+        RequestLogRow {
+            request_id: request_id.into(),
+            ts: truncate_micros(ts),
+            prompt_id: None,
+            prompt_version: None,
+            git_ref: None,
+            commit: String::new(),
+            variant: Variant::None,
+            model: String::new(),
+            upstream_model: String::new(),
+            variables: "{}".to_string(),
+            messages: "[]".to_string(),
+            output: String::new(),
+            status: RequestStatus::Ok,
+            http_status: 200,
+            error: None,
+            latency_ms: 0.0,
+            ttft_ms: None,
+            input_tokens: 0,
+            output_tokens: 0,
+            cost: 0.0,
+            user_hash: None,
+            stream: false,
+            online_pass: None,
+            online_scores: "{}".to_string(),
+            replica: None,
+        }
+    }
+}
+
+fn ts_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+static REQUEST_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let s = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
+    Arc::new(Schema::new(vec![
+        s("request_id", false),
+        Field::new("ts", ts_type(), false),
+        s("prompt_id", true),
+        s("prompt_version", true),
+        s("git_ref", true),
+        s("commit", false),
+        s("variant", false),
+        s("model", false),
+        s("upstream_model", false),
+        s("variables", false),
+        s("messages", false),
+        s("output", false),
+        s("status", false),
+        Field::new("http_status", DataType::UInt16, false),
+        s("error", true),
+        Field::new("latency_ms", DataType::Float64, false),
+        Field::new("ttft_ms", DataType::Float64, true),
+        Field::new("input_tokens", DataType::UInt64, false),
+        Field::new("output_tokens", DataType::UInt64, false),
+        Field::new("cost", DataType::Float64, false),
+        s("user_hash", true),
+        Field::new("stream", DataType::Boolean, false),
+        Field::new("online_pass", DataType::Boolean, true),
+        s("online_scores", false),
+        s("replica", true),
+    ]))
+});
+
+/// The Arrow schema of request log files.
+pub fn request_schema() -> SchemaRef {
+    REQUEST_SCHEMA.clone()
+}
+
+/// Rows to one record batch with [`request_schema`].
+pub fn rows_to_batch<'a>(
+    rows: impl IntoIterator<Item = &'a RequestLogRow> + Clone,
+) -> Result<RecordBatch, arrow_schema::ArrowError> {
+    let rows: Vec<&RequestLogRow> = rows.into_iter().collect();
+    fn strs<'a>(rows: &[&'a RequestLogRow], f: impl Fn(&'a RequestLogRow) -> &'a str) -> ArrayRef {
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| f(r))))
+    }
+    fn opt_strs<'a>(
+        rows: &[&'a RequestLogRow],
+        f: impl Fn(&'a RequestLogRow) -> Option<&'a str>,
+    ) -> ArrayRef {
+        Arc::new(rows.iter().map(|r| f(r)).collect::<StringArray>())
+    }
+    let columns: Vec<ArrayRef> = vec![
+        strs(&rows, |r| &r.request_id),
+        Arc::new(
+            TimestampMicrosecondArray::from_iter_values(
+                rows.iter().map(|r| r.ts.timestamp_micros()),
+            )
+            .with_timezone("UTC"),
+        ),
+        opt_strs(&rows, |r| r.prompt_id.as_deref()),
+        opt_strs(&rows, |r| r.prompt_version.as_deref()),
+        opt_strs(&rows, |r| r.git_ref.as_deref()),
+        strs(&rows, |r| &r.commit),
+        strs(&rows, |r| r.variant.as_str()),
+        strs(&rows, |r| &r.model),
+        strs(&rows, |r| &r.upstream_model),
+        strs(&rows, |r| &r.variables),
+        strs(&rows, |r| &r.messages),
+        strs(&rows, |r| &r.output),
+        strs(&rows, |r| r.status.as_str()),
+        Arc::new(UInt16Array::from_iter_values(
+            rows.iter().map(|r| r.http_status),
+        )),
+        opt_strs(&rows, |r| r.error.as_deref()),
+        Arc::new(Float64Array::from_iter_values(
+            rows.iter().map(|r| r.latency_ms),
+        )),
+        Arc::new(rows.iter().map(|r| r.ttft_ms).collect::<Float64Array>()),
+        Arc::new(UInt64Array::from_iter_values(
+            rows.iter().map(|r| r.input_tokens),
+        )),
+        Arc::new(UInt64Array::from_iter_values(
+            rows.iter().map(|r| r.output_tokens),
+        )),
+        Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.cost))),
+        opt_strs(&rows, |r| r.user_hash.as_deref()),
+        Arc::new(
+            rows.iter()
+                .map(|r| Some(r.stream))
+                .collect::<BooleanArray>(),
+        ),
+        Arc::new(rows.iter().map(|r| r.online_pass).collect::<BooleanArray>()),
+        strs(&rows, |r| &r.online_scores),
+        opt_strs(&rows, |r| r.replica.as_deref()),
+    ];
+    RecordBatch::try_new(request_schema(), columns)
+}
+
+/// Typed access to the columns of a batch read from a file, tolerating
+/// missing nullable columns.
+pub(crate) struct Columns<'b> {
+    batch: &'b RecordBatch,
+}
+
+impl<'b> Columns<'b> {
+    pub(crate) fn new(batch: &'b RecordBatch) -> Self {
+        Columns { batch }
+    }
+
+    fn col(&self, name: &str) -> Option<&'b ArrayRef> {
+        self.batch.column_by_name(name)
+    }
+
+    fn required(&self, name: &str) -> Result<&'b ArrayRef, String> {
+        self.col(name)
+            .ok_or_else(|| format!("missing column `{name}`"))
+    }
+
+    pub(crate) fn str(&self, name: &str) -> Result<impl Fn(usize) -> Option<&'b str>, String> {
+        let a = self
+            .required(name)?
+            .as_string_opt::<i32>()
+            .ok_or_else(|| format!("column `{name}` is not Utf8"))?;
+        Ok(move |i: usize| a.is_valid(i).then(|| a.value(i)))
+    }
+
+    pub(crate) fn opt_str(&self, name: &str) -> Result<impl Fn(usize) -> Option<&'b str>, String> {
+        let a = match self.col(name) {
+            None => None,
+            Some(c) => Some(
+                c.as_string_opt::<i32>()
+                    .ok_or_else(|| format!("column `{name}` is not Utf8"))?,
+            ),
+        };
+        Ok(move |i: usize| a.and_then(|a| a.is_valid(i).then(|| a.value(i))))
+    }
+
+    pub(crate) fn ts(&self, name: &str) -> Result<impl Fn(usize) -> Option<i64>, String> {
+        let a = self
+            .required(name)?
+            .as_primitive_opt::<TimestampMicrosecondType>()
+            .ok_or_else(|| format!("column `{name}` is not Timestamp(Microsecond)"))?;
+        Ok(move |i: usize| a.is_valid(i).then(|| a.value(i)))
+    }
+
+    pub(crate) fn f64(
+        &self,
+        name: &str,
+        required: bool,
+    ) -> Result<impl Fn(usize) -> Option<f64>, String> {
+        let a = match self.col(name) {
+            None if !required => None,
+            None => return Err(format!("missing column `{name}`")),
+            Some(c) => Some(
+                c.as_primitive_opt::<Float64Type>()
+                    .ok_or_else(|| format!("column `{name}` is not Float64"))?,
+            ),
+        };
+        Ok(move |i: usize| a.and_then(|a| a.is_valid(i).then(|| a.value(i))))
+    }
+
+    fn u64(&self, name: &str) -> Result<impl Fn(usize) -> Option<u64>, String> {
+        let a = self
+            .required(name)?
+            .as_primitive_opt::<UInt64Type>()
+            .ok_or_else(|| format!("column `{name}` is not UInt64"))?;
+        Ok(move |i: usize| a.is_valid(i).then(|| a.value(i)))
+    }
+
+    fn u16(&self, name: &str) -> Result<impl Fn(usize) -> Option<u16>, String> {
+        let a = self
+            .required(name)?
+            .as_primitive_opt::<UInt16Type>()
+            .ok_or_else(|| format!("column `{name}` is not UInt16"))?;
+        Ok(move |i: usize| a.is_valid(i).then(|| a.value(i)))
+    }
+
+    fn bool(&self, name: &str, required: bool) -> Result<impl Fn(usize) -> Option<bool>, String> {
+        let a = match self.col(name) {
+            None if !required => None,
+            None => return Err(format!("missing column `{name}`")),
+            Some(c) => Some(
+                c.as_boolean_opt()
+                    .ok_or_else(|| format!("column `{name}` is not Boolean"))?,
+            ),
+        };
+        Ok(move |i: usize| a.and_then(|a| a.is_valid(i).then(|| a.value(i))))
+    }
+}
+
+pub(crate) fn need<T>(v: Option<T>, name: &str, row: usize) -> Result<T, String> {
+    v.ok_or_else(|| format!("row {row}: `{name}` is null"))
+}
+
+/// A record batch read from a request log file back to rows.
+pub fn rows_from_batch(batch: &RecordBatch) -> Result<Vec<RequestLogRow>, String> {
+    let c = Columns::new(batch);
+    let request_id = c.str("request_id")?;
+    let ts = c.ts("ts")?;
+    let prompt_id = c.opt_str("prompt_id")?;
+    let prompt_version = c.opt_str("prompt_version")?;
+    let git_ref = c.opt_str("git_ref")?;
+    let commit = c.str("commit")?;
+    let variant = c.str("variant")?;
+    let model = c.str("model")?;
+    let upstream_model = c.str("upstream_model")?;
+    let variables = c.str("variables")?;
+    let messages = c.str("messages")?;
+    let output = c.str("output")?;
+    let status = c.str("status")?;
+    let http_status = c.u16("http_status")?;
+    let error = c.opt_str("error")?;
+    let latency_ms = c.f64("latency_ms", true)?;
+    let ttft_ms = c.f64("ttft_ms", false)?;
+    let input_tokens = c.u64("input_tokens")?;
+    let output_tokens = c.u64("output_tokens")?;
+    let cost = c.f64("cost", true)?;
+    let user_hash = c.opt_str("user_hash")?;
+    let stream = c.bool("stream", true)?;
+    let online_pass = c.bool("online_pass", false)?;
+    let online_scores = c.str("online_scores")?;
+    let replica = c.opt_str("replica")?;
+    let owned = |v: Option<&str>| v.map(str::to_string);
+    let mut rows = Vec::with_capacity(batch.num_rows());
+    for i in 0..batch.num_rows() {
+        let micros = need(ts(i), "ts", i)?;
+        let variant_s = need(variant(i), "variant", i)?;
+        rows.push(RequestLogRow {
+            request_id: need(request_id(i), "request_id", i)?.to_string(),
+            ts: DateTime::from_timestamp_micros(micros)
+                .ok_or_else(|| format!("row {i}: `ts` out of range"))?,
+            prompt_id: owned(prompt_id(i)),
+            prompt_version: owned(prompt_version(i)),
+            git_ref: owned(git_ref(i)),
+            commit: need(commit(i), "commit", i)?.to_string(),
+            variant: Variant::parse(variant_s)
+                .ok_or_else(|| format!("row {i}: unknown variant `{variant_s}`"))?,
+            model: need(model(i), "model", i)?.to_string(),
+            upstream_model: need(upstream_model(i), "upstream_model", i)?.to_string(),
+            variables: need(variables(i), "variables", i)?.to_string(),
+            messages: need(messages(i), "messages", i)?.to_string(),
+            output: need(output(i), "output", i)?.to_string(),
+            status: RequestStatus::from(need(status(i), "status", i)?),
+            http_status: need(http_status(i), "http_status", i)?,
+            error: owned(error(i)),
+            latency_ms: need(latency_ms(i), "latency_ms", i)?,
+            ttft_ms: ttft_ms(i),
+            input_tokens: need(input_tokens(i), "input_tokens", i)?,
+            output_tokens: need(output_tokens(i), "output_tokens", i)?,
+            cost: need(cost(i), "cost", i)?,
+            user_hash: owned(user_hash(i)),
+            stream: need(stream(i), "stream", i)?,
+            online_pass: online_pass(i),
+            online_scores: need(online_scores(i), "online_scores", i)?.to_string(),
+            replica: owned(replica(i)),
+        });
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_row_round_trips_through_a_batch() {
+        let mut r = RequestLogRow::new("r1", Utc::now());
+        r.prompt_id = Some("summarize".into());
+        r.ttft_ms = Some(12.5);
+        r.online_pass = Some(true);
+        r.status = RequestStatus::Other("upstream_error".into());
+        let mut r2 = RequestLogRow::new("r2", Utc::now());
+        r2.variant = Variant::Canary;
+        r2.stream = true;
+        let batch = rows_to_batch([&r, &r2]).unwrap();
+        assert_eq!(batch.schema(), request_schema());
+        assert_eq!(rows_from_batch(&batch).unwrap(), vec![r, r2]);
+    }
+}

@@ -1,0 +1,472 @@
+//! The request log writer: a bounded channel in front of one task that
+//! batches rows and writes Parquet partitions.
+//!
+//! The request path only does a `try_send` (or, under `on_full: block`, waits
+//! for room). The task flushes when `flush_rows` rows are buffered or when
+//! the oldest buffered row is `flush_interval_ms` old, whichever comes first,
+//! so a crash loses at most one interval. Encoding and file I/O run on the
+//! blocking pool. A failed write keeps its rows and is retried one interval
+//! later; while rows are waiting for a retry the task stops taking new ones
+//! from the channel, so a broken disk turns into back-pressure (block) or
+//! counted drops (drop), never into unbounded memory.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::files::{self, DirLock, WRITER_LOCK};
+use super::recover::{RecoveryReport, recover_locked};
+use super::redact::Redactor;
+use super::row::{RequestLogRow, request_schema, rows_to_batch};
+use super::{LogStoreError, REQUESTS_DIR, Result};
+use crate::spec::config::{LoggingConfig, OnFull};
+
+/// Attempts of the last flush at shutdown before rows are given up.
+const SHUTDOWN_ATTEMPTS: u32 = 3;
+
+enum Msg {
+    Row(Box<RequestLogRow>),
+    Flush(oneshot::Sender<Result<()>>),
+    Shutdown(oneshot::Sender<Result<()>>),
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    rows_written: AtomicU64,
+    files_written: AtomicU64,
+    rows_dropped: AtomicU64,
+    write_errors: AtomicU64,
+    buffered: AtomicU64,
+}
+
+/// A snapshot of the writer's counters, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LoggerStats {
+    /// Rows (and control messages) waiting in the channel.
+    pub queue_depth: u64,
+    pub queue_capacity: u64,
+    /// Rows taken from the channel and not yet in a file.
+    pub buffered_rows: u64,
+    pub rows_written: u64,
+    pub files_written: u64,
+    /// Rows that never reached a file: refused on a full channel (drop
+    /// mode), logged after shutdown, or still failing at shutdown.
+    pub rows_dropped: u64,
+    /// Failed file writes (each retried later).
+    pub write_errors: u64,
+}
+
+struct Inner {
+    tx: mpsc::Sender<Msg>,
+    on_full: OnFull,
+    counters: Arc<Counters>,
+    task: Mutex<Option<JoinHandle<()>>>,
+    stall: watch::Sender<bool>,
+    dir: PathBuf,
+}
+
+/// Handle to the request log writer; cheap to clone, one per handler.
+#[derive(Clone)]
+pub struct RequestLogger {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for RequestLogger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestLogger")
+            .field("dir", &self.inner.dir)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl RequestLogger {
+    /// Starts the writer task on the current tokio runtime, logging under
+    /// `dir` (the resolved `logging.dir`; `cfg.dir` itself is not read).
+    ///
+    /// Takes `<dir>/.writer.lock` for the writer's lifetime (a second writer
+    /// on the same folder fails with [`LogStoreError::Locked`]) and first
+    /// recovers leftover temporaries. Blocking file I/O (and a wait for a
+    /// running `logs compact` to finish): call once at start-up.
+    pub fn start(dir: &Path, cfg: &LoggingConfig) -> Result<(RequestLogger, RecoveryReport)> {
+        let Some(lock) = DirLock::try_acquire(dir, WRITER_LOCK)? else {
+            return Err(LogStoreError::Locked {
+                path: dir.join(WRITER_LOCK),
+                what: "another request log writer is running",
+            });
+        };
+        let report = recover_locked(dir)?;
+        let capacity = cfg.channel_capacity.max(1);
+        let (tx, rx) = mpsc::channel(capacity);
+        let (stall_tx, stall_rx) = watch::channel(false);
+        let counters = Arc::new(Counters::default());
+        let writer = Writer {
+            dir: dir.to_path_buf(),
+            rx,
+            flush_rows: cfg.flush_rows.max(1),
+            interval: Duration::from_millis(cfg.flush_interval_ms.max(1)),
+            redactor: Redactor::new(cfg.redact),
+            counters: counters.clone(),
+            buf: Vec::new(),
+            first_at: None,
+            retry_at: None,
+            stall: stall_rx,
+            stall_alive: true,
+            _lock: lock,
+        };
+        let task = tokio::spawn(writer.run());
+        let inner = Inner {
+            tx,
+            on_full: cfg.on_full,
+            counters,
+            task: Mutex::new(Some(task)),
+            stall: stall_tx,
+            dir: dir.to_path_buf(),
+        };
+        Ok((
+            RequestLogger {
+                inner: Arc::new(inner),
+            },
+            report,
+        ))
+    }
+
+    /// Queues a row. Under `on_full: drop` this never waits: a full channel
+    /// drops the row and counts it. Under `block` it waits for room. Returns
+    /// whether the row was queued.
+    pub async fn log(&self, row: RequestLogRow) -> bool {
+        match self.inner.tx.try_send(Msg::Row(Box::new(row))) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(msg)) if self.inner.on_full == OnFull::Block => {
+                match self.inner.tx.send(msg).await {
+                    Ok(()) => true,
+                    Err(_) => self.dropped(),
+                }
+            }
+            Err(_) => self.dropped(),
+        }
+    }
+
+    /// Queues a row without ever waiting, whatever `on_full` says (for
+    /// synchronous contexts such as `Drop`); a full channel drops and counts.
+    pub fn try_log(&self, row: RequestLogRow) -> bool {
+        match self.inner.tx.try_send(Msg::Row(Box::new(row))) {
+            Ok(()) => true,
+            Err(_) => self.dropped(),
+        }
+    }
+
+    fn dropped(&self) -> bool {
+        self.inner
+            .counters
+            .rows_dropped
+            .fetch_add(1, Ordering::Relaxed);
+        false
+    }
+
+    /// Writes every row queued before this call; returns the write error if
+    /// some rows are still waiting for a retry.
+    pub async fn flush(&self) -> Result<()> {
+        let (ack, done) = oneshot::channel();
+        self.inner
+            .tx
+            .send(Msg::Flush(ack))
+            .await
+            .map_err(|_| LogStoreError::WriterStopped)?;
+        done.await.map_err(|_| LogStoreError::WriterStopped)?
+    }
+
+    /// Stops taking rows, writes every queued row, waits for the task. Rows
+    /// logged afterwards are dropped and counted. Idempotent.
+    pub async fn shutdown(&self) -> Result<LoggerStats> {
+        let (ack, done) = oneshot::channel();
+        let sent = self.inner.tx.send(Msg::Shutdown(ack)).await.is_ok();
+        let result = if sent {
+            done.await.unwrap_or(Err(LogStoreError::WriterStopped))
+        } else {
+            Ok(())
+        };
+        let task = self.inner.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(task) = task
+            && let Err(e) = task.await
+        {
+            tracing::error!(error = %e, "request log writer task failed");
+        }
+        result.map(|()| self.stats())
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> LoggerStats {
+        let c = &self.inner.counters;
+        let tx = &self.inner.tx;
+        LoggerStats {
+            queue_depth: (tx.max_capacity() - tx.capacity()) as u64,
+            queue_capacity: tx.max_capacity() as u64,
+            buffered_rows: c.buffered.load(Ordering::Relaxed),
+            rows_written: c.rows_written.load(Ordering::Relaxed),
+            files_written: c.files_written.load(Ordering::Relaxed),
+            rows_dropped: c.rows_dropped.load(Ordering::Relaxed),
+            write_errors: c.write_errors.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The log root this writer writes under.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Test hook: the writer takes no rows from the channel until the guard
+    /// is dropped (simulates a stalled disk for back-pressure tests).
+    #[doc(hidden)]
+    pub fn stall(&self) -> StallGuard {
+        self.inner.stall.send_replace(true);
+        StallGuard {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+/// Keeps the writer stalled while alive; see [`RequestLogger::stall`].
+pub struct StallGuard {
+    inner: Arc<Inner>,
+}
+
+impl Drop for StallGuard {
+    fn drop(&mut self) {
+        self.inner.stall.send_replace(false);
+    }
+}
+
+struct Writer {
+    dir: PathBuf,
+    rx: mpsc::Receiver<Msg>,
+    flush_rows: usize,
+    interval: Duration,
+    redactor: Redactor,
+    counters: Arc<Counters>,
+    buf: Vec<RequestLogRow>,
+    /// When the oldest buffered row arrived.
+    first_at: Option<Instant>,
+    /// Set after a failed write: when to try again.
+    retry_at: Option<Instant>,
+    stall: watch::Receiver<bool>,
+    stall_alive: bool,
+    _lock: DirLock,
+}
+
+async fn sleep_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Writer {
+    async fn run(mut self) {
+        loop {
+            if self.stall_alive
+                && *self.stall.borrow()
+                && self.stall.wait_for(|s| !*s).await.is_err()
+            {
+                self.stall_alive = false;
+            }
+            let full = self.buf.len() >= self.flush_rows;
+            let deadline = if self.buf.is_empty() {
+                None
+            } else if let Some(r) = self.retry_at {
+                Some(r)
+            } else if full {
+                Some(Instant::now())
+            } else {
+                self.first_at.map(|t| t + self.interval)
+            };
+            tokio::select! {
+                biased;
+                _ = sleep_opt(deadline) => {
+                    let _ = self.flush().await;
+                }
+                msg = self.rx.recv(), if !full => match msg {
+                    Some(Msg::Row(row)) => self.push(*row),
+                    Some(Msg::Flush(ack)) => {
+                        let r = self.flush().await;
+                        let _ = ack.send(r);
+                    }
+                    Some(Msg::Shutdown(ack)) => {
+                        let r = self.finish().await;
+                        let _ = ack.send(r);
+                        return;
+                    }
+                    None => {
+                        let _ = self.finish().await;
+                        return;
+                    }
+                },
+                changed = self.stall.changed(), if self.stall_alive => {
+                    if changed.is_err() {
+                        self.stall_alive = false;
+                    }
+                }
+            }
+        }
+    }
+
+    fn push(&mut self, row: RequestLogRow) {
+        if self.buf.is_empty() {
+            self.first_at = Some(Instant::now());
+        }
+        self.buf.push(row);
+        self.counters
+            .buffered
+            .store(self.buf.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Closes the channel, takes everything still queued, writes it all.
+    async fn finish(&mut self) -> Result<()> {
+        self.rx.close();
+        while let Ok(msg) = self.rx.try_recv() {
+            match msg {
+                Msg::Row(row) => self.push(*row),
+                Msg::Flush(ack) | Msg::Shutdown(ack) => {
+                    let _ = ack.send(Ok(()));
+                }
+            }
+        }
+        let mut last = Ok(());
+        for attempt in 0..SHUTDOWN_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            last = self.flush().await;
+            if last.is_ok() {
+                return Ok(());
+            }
+        }
+        let lost = self.buf.len();
+        self.counters
+            .rows_dropped
+            .fetch_add(lost as u64, Ordering::Relaxed);
+        tracing::error!(
+            rows = lost,
+            "request log rows could not be written at shutdown"
+        );
+        self.buf.clear();
+        self.counters.buffered.store(0, Ordering::Relaxed);
+        last
+    }
+
+    async fn flush(&mut self) -> Result<()> {
+        if self.buf.is_empty() {
+            self.retry_at = None;
+            self.first_at = None;
+            return Ok(());
+        }
+        let rows = std::mem::take(&mut self.buf);
+        let n = rows.len();
+        let dir = self.dir.clone();
+        let redactor = self.redactor;
+        let outcome = tokio::task::spawn_blocking(move || write_rows(&dir, rows, redactor)).await;
+        let c = &self.counters;
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(e) => {
+                c.write_errors.fetch_add(1, Ordering::Relaxed);
+                c.rows_dropped.fetch_add(n as u64, Ordering::Relaxed);
+                c.buffered.store(0, Ordering::Relaxed);
+                tracing::error!(error = %e, rows = n, "request log write task failed; rows lost");
+                self.first_at = None;
+                return Err(LogStoreError::Unflushed {
+                    rows: n,
+                    message: e.to_string(),
+                });
+            }
+        };
+        c.rows_written
+            .fetch_add(outcome.rows_written, Ordering::Relaxed);
+        c.files_written
+            .fetch_add(outcome.files_written, Ordering::Relaxed);
+        self.buf = outcome.failed;
+        c.buffered.store(self.buf.len() as u64, Ordering::Relaxed);
+        match outcome.error {
+            None => {
+                self.retry_at = None;
+                self.first_at = None;
+                Ok(())
+            }
+            Some(e) => {
+                c.write_errors.fetch_add(1, Ordering::Relaxed);
+                let rows = self.buf.len();
+                tracing::error!(error = %e, rows, "writing request log rows failed; will retry");
+                self.retry_at = Some(Instant::now() + self.interval);
+                Err(LogStoreError::Unflushed {
+                    rows,
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
+}
+
+struct WriteOutcome {
+    rows_written: u64,
+    files_written: u64,
+    /// Rows of the partitions whose file could not be written.
+    failed: Vec<RequestLogRow>,
+    error: Option<LogStoreError>,
+}
+
+/// Redacts, splits by UTC date, writes one file per partition. Partitions
+/// written before a failure stay written (they are not retried).
+fn write_rows(dir: &Path, mut rows: Vec<RequestLogRow>, redactor: Redactor) -> WriteOutcome {
+    for r in &mut rows {
+        redactor.row(r);
+    }
+    let mut groups: BTreeMap<NaiveDate, Vec<RequestLogRow>> = BTreeMap::new();
+    for r in rows {
+        groups.entry(r.ts.date_naive()).or_default().push(r);
+    }
+    let mut out = WriteOutcome {
+        rows_written: 0,
+        files_written: 0,
+        failed: Vec::new(),
+        error: None,
+    };
+    for (date, group) in groups {
+        match write_partition_file(dir, date, &group) {
+            Ok(()) => {
+                out.rows_written += group.len() as u64;
+                out.files_written += 1;
+            }
+            Err(e) => {
+                out.failed.extend(group);
+                out.error.get_or_insert(e);
+            }
+        }
+    }
+    out
+}
+
+pub(crate) fn write_partition_file(
+    dir: &Path,
+    date: NaiveDate,
+    rows: &[RequestLogRow],
+) -> Result<()> {
+    let name = files::new_file_name("part", chrono::Utc::now());
+    let path = dir
+        .join(REQUESTS_DIR)
+        .join(files::partition_name(date))
+        .join(&name);
+    let batch = rows_to_batch(rows)?;
+    files::write_parquet(
+        &path,
+        request_schema(),
+        &[batch],
+        files::base_metadata(REQUESTS_DIR, &name),
+    )
+}
