@@ -81,3 +81,24 @@ impl Scaffold {
         git.commit_all(message, &sig).expect("commit").to_string()
     }
 }
+
+/// The Python with pyarrow; None after a SKIP line unless external tools
+/// are required (PROMPTGATE_REQUIRE_EXTERNAL), in which case it fails.
+pub fn python_with_pyarrow() -> Option<String> {
+    let py = std::env::var("PROMPTGATE_PYTHON").unwrap_or_else(|_| "python3".to_string());
+    let ok = std::process::Command::new(&py)
+        .args(["-c", "import pyarrow"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        return Some(py);
+    }
+    assert!(
+        std::env::var_os("PROMPTGATE_REQUIRE_EXTERNAL").is_none(),
+        "`{py}` cannot import pyarrow: run scripts/setup-llm.sh and set PROMPTGATE_PYTHON"
+    );
+    eprintln!(
+        "SKIP pyarrow check: `{py}` cannot import pyarrow (run scripts/setup-llm.sh, set PROMPTGATE_PYTHON)"
+    );
+    None
+}

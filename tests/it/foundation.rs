@@ -240,7 +240,11 @@ fn every_error_is_reported_in_one_run() {
         .map(|d| d["file"].as_str().unwrap())
         .collect();
     assert_eq!(v["errors"], 4, "{v:#}");
-    for f in ["rollout.yaml", "prompts/capital.yaml", "evals/capitals.yaml"] {
+    for f in [
+        "rollout.yaml",
+        "prompts/capital.yaml",
+        "evals/capitals.yaml",
+    ] {
         assert!(files.contains(&f), "{f} not reported: {v:#}");
     }
 }

@@ -158,7 +158,7 @@ fn logs_query_and_compact_on_a_scaffold_repo() {
     assert!(stderr(&bad).contains("is not a time"), "{}", stderr(&bad));
 
     // The independent reader agrees.
-    if let Some(py) = python_with_pyarrow() {
+    if let Some(py) = crate::common::python_with_pyarrow() {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/read_logs.py");
         let o = std::process::Command::new(py)
             .arg(script)
@@ -206,25 +206,4 @@ fn logs_query_reads_several_replica_folders() {
         ids(&rows),
         ["req-0000", "req-0001", "req-0002", "req-0003", "req-0004"]
     );
-}
-
-/// The Python with pyarrow; None after a SKIP line unless external tools
-/// are required (PROMPTGATE_REQUIRE_EXTERNAL), in which case it fails.
-fn python_with_pyarrow() -> Option<String> {
-    let py = std::env::var("PROMPTGATE_PYTHON").unwrap_or_else(|_| "python3".to_string());
-    let ok = std::process::Command::new(&py)
-        .args(["-c", "import pyarrow"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if ok {
-        return Some(py);
-    }
-    assert!(
-        std::env::var_os("PROMPTGATE_REQUIRE_EXTERNAL").is_none(),
-        "`{py}` cannot import pyarrow: run scripts/setup-llm.sh and set PROMPTGATE_PYTHON"
-    );
-    eprintln!(
-        "SKIP pyarrow check: `{py}` cannot import pyarrow (run scripts/setup-llm.sh, set PROMPTGATE_PYTHON)"
-    );
-    None
 }

@@ -6,6 +6,7 @@
 
 mod common;
 mod dataset;
+mod eval;
 mod foundation;
 mod logstore;
 mod provider;
