@@ -30,13 +30,14 @@ with open(sys.argv[1], "w") as f:
     for i in range(int(sys.argv[2])):
         f.write(json.dumps({"id": f"r{i:06d}", "country": f"Country {i}", "expected": f"Country {i}"}) + "\n")
 PY
+  sed -i "s/capitals@v1/capitals@v2/" "$1/evals/capitals.yaml"
   (cd "$1" && "$bin" dataset snapshot capitals >/dev/null && git add -A && git commit -qm "bench rows")
 }
 
 elapsed_eval() { # dir concurrency -> seconds
   local t0 t1
   t0=$(date +%s.%N)
-  (cd "$1" && "$bin" eval capitals --no-cache --json --concurrency "$2" >/dev/null) || true
+  (cd "$1" && "$bin" eval capitals --no-cache --json --concurrency "$2" >/dev/null)
   t1=$(date +%s.%N)
   echo "$t1 - $t0" | bc -l
 }
@@ -56,4 +57,4 @@ for c in 8 32 128; do
   printf '1000 cases, 50 ms, concurrency %s: %.0f cases/s = %.0f%% of %.0f\n' "$c" "$rate" "$(echo "100 * $rate / $ideal" | bc -l)" "$ideal"
 done
 cd "$work/small"
-hyperfine --warmup 2 --runs 10 -N "$bin eval capitals --no-cache --json"
+hyperfine -i --warmup 2 --runs 10 -N "$bin eval capitals --no-cache --json"
