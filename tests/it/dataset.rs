@@ -9,6 +9,8 @@ use promptgate::repo::{GitRepo, WorkTree};
 use promptgate::spec::dataset::DatasetRef;
 use serde_json::Value;
 
+use crate::common::{stderr, stdout};
+
 fn promptgate(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_promptgate"))
         .args(args)
@@ -16,14 +18,6 @@ fn promptgate(dir: &Path, args: &[&str]) -> Output {
         .env("NO_COLOR", "1")
         .output()
         .expect("run promptgate")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// A fresh scaffold (git repo with capitals@v1 committed).
