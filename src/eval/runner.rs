@@ -16,7 +16,7 @@ use super::call::{CallFailure, ModelCall, ModelCaller, ModelReply};
 use crate::dataset::{self, Row};
 use crate::project::{LoadedPrompt, Project};
 use crate::repo::FileSource;
-use crate::spec::config::Config;
+use crate::spec::config::{Config, Price};
 use crate::spec::eval::{Check, Gates};
 use crate::template::{self, ChatMessage};
 
@@ -51,6 +51,9 @@ pub struct PreparedSuite {
     pub model: String,
     pub upstream: String,
     pub params: serde_json::Map<String, serde_json::Value>,
+    /// The model's price as of the variant's config. Cached replies are
+    /// re-priced with it, so a price change is never hidden by the cache.
+    pub price: Price,
     pub repeat: u32,
     pub gates: Gates,
     cases: Vec<PreparedCase>,
@@ -134,6 +137,12 @@ pub fn prepare_variant(
     let prompt = variant.prompt;
     let model_key = prompt.prompt.model.clone();
     let (upstream, mut params) = model_identity(variant.config, suite_name, &model_key)?;
+    let price = variant
+        .config
+        .models
+        .get(&model_key)
+        .map(|m| m.price)
+        .unwrap_or_default();
     // The prompt's params override the model's defaults key by key.
     for (k, v) in &prompt.prompt.params {
         params.insert(k.clone(), v.clone());
@@ -180,6 +189,7 @@ pub fn prepare_variant(
         model: model_key,
         upstream,
         params,
+        price,
         repeat: suite.suite.repeat.max(1),
         gates: suite.suite.gates.clone(),
         cases,
@@ -349,7 +359,15 @@ async fn run_case(
     result.latency_ms = reply.latency_ms;
     result.input_tokens = reply.input_tokens;
     result.output_tokens = reply.output_tokens;
-    result.cost = reply.cost;
+    result.cost = if reply.cached {
+        prepared.price.cost(
+            reply.input_tokens,
+            reply.output_tokens,
+            reply.latency_ms / 1000.0,
+        )
+    } else {
+        reply.cost
+    };
     result.cached = reply.cached;
     let obs = Observation {
         output: &reply.content,
