@@ -14,6 +14,7 @@ pub mod logstore;
 pub mod project;
 pub mod provider;
 pub mod repo;
+pub mod report;
 pub mod spec;
 pub mod stats;
 pub mod template;
