@@ -142,7 +142,7 @@ fn gate_text(g: &CheckGate) -> String {
     }
 }
 
-fn gates_for<'a>(s: &'a SuiteReport, names: &[&str]) -> String {
+fn gates_for(s: &SuiteReport, names: &[&str]) -> String {
     let texts: Vec<String> = s
         .verdict
         .gates
