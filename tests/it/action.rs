@@ -498,3 +498,72 @@ fn actionlint_passes_the_scaffold_workflow_and_flags_a_broken_one() {
         "{out}"
     );
 }
+
+/// What the Action does on a runner: a shallow checkout of the head commit
+/// lacks the base; the fetch step gets it, then the check step compares.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shallow_checkout_gets_its_base_fetched_then_checked() {
+    use promptgate::provider::mock::{MockConfig, MockServer, parse_rules};
+    let mock = MockServer::start(MockConfig {
+        // Right answers, except Spain's under the "Be brief" prompt.
+        rules: parse_rules(&crate::check::rules(&["Spain"])).unwrap(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let s = Scaffold::new();
+    s.edit("promptgate.yaml", "http://127.0.0.1:11434", &mock.url());
+    let base = s.commit("Point the provider at mock-llm");
+    s.edit(
+        "prompts/capital.yaml",
+        "{{ country }}?",
+        "{{ country }}? Be brief.",
+    );
+    s.commit("Shorter answers");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let clone = tmp.path().join("clone");
+    let o = Command::new("git")
+        .args(["clone", "--quiet", "--depth", "1"])
+        .arg(format!("file://{}", s.root().display()))
+        .arg(&clone)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bin_dir = Path::new(bin()).parent().unwrap();
+    let out = tmp.path().join("out");
+    let gh_output = tmp.path().join("github_output");
+    let check = || {
+        std::fs::write(&gh_output, "").unwrap();
+        let r = run_step(
+            "Run promptgate check",
+            &clone,
+            &[bin_dir],
+            &[
+                ("OUT", out.to_str().unwrap()),
+                ("GITHUB_OUTPUT", gh_output.to_str().unwrap()),
+                ("BASE", &base),
+                ("HEAD_REF", "HEAD"),
+                ("SUITE", "capitals"),
+                ("ARGS", ""),
+            ],
+        );
+        assert_eq!(r.0, Some(0), "{}", r.2);
+        outputs(&gh_output)["exit-code"].clone()
+    };
+    // Without the base commit, check cannot run.
+    assert_eq!(check(), "2");
+    let (code, _, err) = run_step(
+        "Fetch the base commit",
+        &clone,
+        &[],
+        &[("BASE", &base), ("DEPTH", "1")],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    // One of twelve rows broke: not significant, the gate passes.
+    assert_eq!(check(), "0");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("check.json")).unwrap()).unwrap();
+    assert_eq!(json["suites"][0]["regressed"][0]["key"], "es");
+    assert!(out.join("results/capitals").is_dir());
+}

@@ -44,7 +44,7 @@ fn countries() -> Vec<(String, String)> {
 
 /// Mock rules: the right capital for every country, except that the
 /// degraded prompt's question about a country in `wrong` gets a wrong city.
-fn rules(wrong: &[&str]) -> String {
+pub(crate) fn rules(wrong: &[&str]) -> String {
     let mut out = String::new();
     for country in wrong {
         out.push_str(&format!(
