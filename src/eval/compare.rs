@@ -542,4 +542,66 @@ mod tests {
         let v = decide(&gates(true), None, (&summary(&head), &head));
         assert!(!v.pass);
     }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        // Each case runs four resampling tests (20k permutations): keep it small.
+        #![proptest_config(ProptestConfig::with_cases(16))]
+
+        /// For any pair of runs (with repeats): the case lists agree with the
+        /// paired statistics, swapping the sides swaps them, and the
+        /// regression gate fails exactly when the drop is too large and
+        /// (significant or significance not required).
+        #[test]
+        fn verdicts_agree_with_the_statistics(
+            rows in proptest::collection::vec(
+                (proptest::collection::vec(any::<bool>(), 3), proptest::collection::vec(any::<bool>(), 3)),
+                1..25,
+            ),
+            repeats in 1usize..=3,
+            max_drop in 0.0f64..0.3,
+            require in any::<bool>(),
+        ) {
+            let mk = |pick: fn(&(Vec<bool>, Vec<bool>)) -> &Vec<bool>| -> Vec<CaseResult> {
+                rows.iter()
+                    .enumerate()
+                    .flat_map(|(i, r)| {
+                        pick(r)[..repeats]
+                            .iter()
+                            .enumerate()
+                            .map(move |(k, p)| case(&format!("k{i:02}"), k as u32, *p))
+                    })
+                    .collect()
+            };
+            let base = mk(|r| &r.0);
+            let head = mk(|r| &r.1);
+            let mut g = gates(require);
+            if let Some(r) = g.regression.as_mut() {
+                r.max_drop = max_drop;
+            }
+            g.pass_rate = None;
+            let v = decide(&g, Some((&summary(&base), &base)), (&summary(&head), &head));
+            let c = v.comparison.as_ref().unwrap();
+            prop_assert_eq!(c.pass_rate.cases, rows.len());
+            prop_assert_eq!(v.regressed.len(), c.pass_rate.broke);
+            prop_assert_eq!(v.fixed.len(), c.pass_rate.fixed);
+            let rate = |cs: &[CaseResult]| cs.iter().filter(|c| c.pass).count() as f64 / cs.len() as f64;
+            prop_assert!((c.pass_rate.delta - (rate(&head) - rate(&base))).abs() < 1e-9);
+            for f in &v.flaky {
+                prop_assert!(repeats > 1, "flaky without repeats: {:?}", f);
+            }
+            let reg = regression(&v);
+            let too_large = -c.pass_rate.delta > max_drop + 1e-9;
+            let significant = reg.significant.unwrap();
+            prop_assert_eq!(significant, c.pass_rate.p_worse < 0.05);
+            prop_assert_eq!(reg.pass, !(too_large && (significant || !require)));
+            prop_assert_eq!(v.pass, reg.pass);
+
+            let swapped = decide(&g, Some((&summary(&head), &head)), (&summary(&base), &base));
+            let keys = |l: &[CaseChange]| l.iter().map(|c| c.key.clone()).collect::<std::collections::BTreeSet<_>>();
+            prop_assert_eq!(keys(&swapped.regressed), keys(&v.fixed));
+            prop_assert_eq!(keys(&swapped.fixed), keys(&v.regressed));
+        }
+    }
 }
