@@ -563,19 +563,20 @@ mod tests {
             max_drop in 0.0f64..0.3,
             require in any::<bool>(),
         ) {
-            let mk = |pick: fn(&(Vec<bool>, Vec<bool>)) -> &Vec<bool>| -> Vec<CaseResult> {
+            let mk = |side: usize| -> Vec<CaseResult> {
                 rows.iter()
                     .enumerate()
                     .flat_map(|(i, r)| {
-                        pick(r)[..repeats]
+                        let outcomes = if side == 0 { &r.0 } else { &r.1 };
+                        outcomes[..repeats]
                             .iter()
                             .enumerate()
                             .map(move |(k, p)| case(&format!("k{i:02}"), k as u32, *p))
                     })
                     .collect()
             };
-            let base = mk(|r| &r.0);
-            let head = mk(|r| &r.1);
+            let base = mk(0);
+            let head = mk(1);
             let mut g = gates(require);
             if let Some(r) = g.regression.as_mut() {
                 r.max_drop = max_drop;
