@@ -252,6 +252,24 @@ struct ChatIn {
 }
 
 impl ChatIn {
+    /// The answer to this chat request (both wire formats).
+    fn answer(&self, cfg: &MockConfig, json: bool) -> Outcome {
+        let contents: Vec<(&str, &str)> = self
+            .messages
+            .iter()
+            .map(|m| (m.role.as_str(), text_of(&m.content)))
+            .collect();
+        decide(
+            cfg,
+            &self.model,
+            self.sampling_seed(),
+            &contents,
+            last_user(&contents),
+            &self.tools,
+            json,
+        )
+    }
+
     fn sampling_seed(&self) -> Option<i64> {
         self.seed.or_else(|| {
             self.options
@@ -565,22 +583,7 @@ async fn ollama_chat(State(cfg): State<Arc<MockConfig>>, body: Bytes) -> Respons
         Ok(r) => r,
         Err(e) => return bad_request(false, format!("invalid request body: {e}")),
     };
-    let contents: Vec<(&str, &str)> = req
-        .messages
-        .iter()
-        .map(|m| (m.role.as_str(), text_of(&m.content)))
-        .collect();
-    let last_user = last_user(&contents);
-    let json = json_mode(req.format.as_ref(), None);
-    let o = decide(
-        &cfg,
-        &req.model,
-        req.sampling_seed(),
-        &contents,
-        last_user,
-        &req.tools,
-        json,
-    );
+    let o = req.answer(&cfg, json_mode(req.format.as_ref(), None));
     pause(&cfg).await;
     let model = format!("mock:{}", req.model);
     let (content, calls) = match &o.answer {
@@ -696,21 +699,9 @@ async fn openai_chat(State(cfg): State<Arc<MockConfig>>, body: Bytes) -> Respons
         Ok(r) => r,
         Err(e) => return bad_request(true, format!("invalid request body: {e}")),
     };
-    let contents: Vec<(&str, &str)> = req
-        .messages
-        .iter()
-        .map(|m| (m.role.as_str(), text_of(&m.content)))
-        .collect();
-    let last_user = last_user(&contents);
-    let json = json_mode(req.format.as_ref(), req.response_format.as_ref());
-    let o = decide(
+    let o = req.answer(
         &cfg,
-        &req.model,
-        req.sampling_seed(),
-        &contents,
-        last_user,
-        &req.tools,
-        json,
+        json_mode(req.format.as_ref(), req.response_format.as_ref()),
     );
     pause(&cfg).await;
     let model = format!("mock:{}", req.model);

