@@ -466,3 +466,47 @@ async fn a_changed_model_entry_affects_the_suite_and_unrelated_config_does_not()
         serde_json::json!(["model `small` changed in promptgate.yaml"])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_prompt_is_judged_by_the_absolute_gates_only() {
+    let mock = mock(&[], 1.0).await;
+    let (s, base) = repo_for(&mock);
+    let prompt = s
+        .read("prompts/capital.yaml")
+        .replace("id: capital", "id: capital2");
+    s.write("prompts/capital2.yaml", &prompt);
+    let suite = s
+        .read("evals/capitals.yaml")
+        .replace("prompt: capital", "prompt: capital2");
+    s.write("evals/capitals2.yaml", &suite);
+    s.commit("A second prompt");
+    let (code, v) = check_json(&s, &base, &[]);
+    assert_eq!(code, Some(0), "{v:#}");
+    assert_eq!(v["unaffected"], serde_json::json!(["capitals"]));
+    let suite = &v["suites"][0];
+    assert_eq!(suite["suite"], "capitals2");
+    assert!(suite["base"].is_null());
+    assert!(suite["comparison"].is_null());
+    assert!(
+        suite["note"]
+            .as_str()
+            .unwrap()
+            .contains("does not exist at base")
+    );
+    assert_eq!(gate(suite, "pass_rate")["pass"], true);
+    assert!(
+        gate(suite, "regression")["note"]
+            .as_str()
+            .unwrap()
+            .contains("not applicable")
+    );
+    let md = stdout(&check(&s, &base, &[]));
+    assert!(
+        md.contains("> prompt `capital2` does not exist at base"),
+        "{md}"
+    );
+    assert!(
+        md.contains("Not affected by this change: `capitals`."),
+        "{md}"
+    );
+}
