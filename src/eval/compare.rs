@@ -40,6 +40,9 @@ pub struct CaseSide {
     /// what a reviewer needs to see), else the first.
     pub output: String,
     pub error: Option<String>,
+    /// A passing repeat's output, if any passed (shown for the side that
+    /// passed when a flaky row changed).
+    pub passing_output: Option<String>,
 }
 
 impl CaseSide {
@@ -155,6 +158,7 @@ fn side(cases: &[&CaseResult]) -> CaseSide {
         mean_score: crate::stats::mean(&scores).unwrap_or(0.0),
         output: shown.map(|c| c.output.clone()).unwrap_or_default(),
         error: shown.and_then(|c| c.error.clone()),
+        passing_output: cases.iter().find(|c| c.pass).map(|c| c.output.clone()),
     }
 }
 
@@ -334,11 +338,9 @@ fn regression_gate(
     let too_large = drop > r.max_drop + 1e-9;
     gate.pass = !too_large || (r.require_significance && !significant);
     gate.note = Some(if !too_large {
-        format!(
-            "drop {:.1} pts within {:.1} pts",
-            drop.max(0.0) * 100.0,
-            r.max_drop * 100.0
-        )
+        // A gain is no drop (and never prints as "-0.0").
+        let shown = if drop > 0.0 { drop * 100.0 } else { 0.0 };
+        format!("drop {shown:.1} pts within {:.1} pts", r.max_drop * 100.0)
     } else if gate.pass {
         format!(
             "drop {:.1} pts exceeds {:.1} pts but is not statistically significant (p = {:.3} >= {:.3}, {}): not blocking",
@@ -520,8 +522,12 @@ mod tests {
         assert_eq!(v.flaky.len(), 1);
         assert_eq!(v.flaky[0].key, "k0");
         assert_eq!(v.flaky[0].head, "2/3");
-        // The failing repeat's output is the one shown.
+        // The failing repeat's output is the one shown, and a passing one kept.
         assert_eq!(v.regressed[0].head.output, "k0-1-false");
+        assert_eq!(
+            v.regressed[0].head.passing_output.as_deref(),
+            Some("k0-0-true")
+        );
     }
 
     #[test]

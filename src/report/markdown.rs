@@ -25,6 +25,15 @@ fn short(commit: &str) -> &str {
     &commit[..commit.len().min(12)]
 }
 
+/// `main` (abc123def456), or just the short commit when the ref is a sha.
+fn ref_text(r: &crate::eval::check::RefInfo) -> String {
+    if r.commit.starts_with(&r.refname) {
+        format!("`{}`", short(&r.commit))
+    } else {
+        format!("`{}` ({})", r.refname, short(&r.commit))
+    }
+}
+
 fn pct(v: f64) -> String {
     format!("{:.1}%", v * 100.0)
 }
@@ -99,11 +108,9 @@ pub fn render(r: &CheckReport) -> String {
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "base `{}` ({}) → head `{}` ({}) · {} changed file{}",
-        r.base.refname,
-        short(&r.base.commit),
-        r.head.refname,
-        short(&r.head.commit),
+        "base {} → head {} · {} changed file{}",
+        ref_text(&r.base),
+        ref_text(&r.head),
         r.changed_paths.len(),
         if r.changed_paths.len() == 1 { "" } else { "s" }
     );
@@ -279,8 +286,9 @@ fn suite(out: &mut String, s: &SuiteReport) {
         "Went from pass to fail",
         &s.verdict.regressed,
         s.repeat > 1,
+        true,
     );
-    changes(out, "Fixed", &s.verdict.fixed, s.repeat > 1);
+    changes(out, "Fixed", &s.verdict.fixed, s.repeat > 1, false);
     if !s.verdict.flaky.is_empty() {
         let _ = writeln!(out);
         let _ = writeln!(
@@ -305,14 +313,20 @@ fn suite(out: &mut String, s: &SuiteReport) {
     }
 }
 
-fn shown_output(side: &crate::eval::compare::CaseSide) -> String {
+/// The output to show for one side: a passing one for the side that passed
+/// (`passed`), else the failing one (or its error).
+fn shown_output(side: &crate::eval::compare::CaseSide, passed: bool) -> String {
+    if passed && let Some(o) = &side.passing_output {
+        return cell(o);
+    }
     match &side.error {
         Some(e) => format!("<em>error:</em> {}", cell(e)),
         None => cell(&side.output),
     }
 }
 
-fn changes(out: &mut String, title: &str, list: &[CaseChange], repeats: bool) {
+/// A table of changed rows; `regressed` says which side passed.
+fn changes(out: &mut String, title: &str, list: &[CaseChange], repeats: bool, regressed: bool) {
     if list.is_empty() {
         return;
     }
@@ -341,8 +355,8 @@ fn changes(out: &mut String, title: &str, list: &[CaseChange], repeats: bool) {
             "| `{}` |{} {} | {} |",
             cell(&ch.key),
             if repeats { passes.as_str() } else { "" },
-            shown_output(&ch.base),
-            shown_output(&ch.head)
+            shown_output(&ch.base, regressed),
+            shown_output(&ch.head, !regressed)
         );
     }
     more(out, list.len());

@@ -360,6 +360,7 @@ async fn repeats_report_flaky_cases_and_pair_rows() {
     assert!(md.contains("× 4 repeats"), "{md}");
     assert!(md.contains("**Flaky**"), "{md}");
     assert!(md.contains("paired sign-flip permutation"), "{md}");
+    insta::assert_snapshot!("check_repeats_markdown", normalise(&md));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
