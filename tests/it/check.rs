@@ -511,3 +511,42 @@ async fn a_new_prompt_is_judged_by_the_absolute_gates_only() {
         "{md}"
     );
 }
+
+/// A real LLM (SmolLM2-135M behind llama.cpp's OpenAI-compatible server,
+/// started by scripts/test.sh) on both sides of a prompt change: the whole
+/// path runs, every case is answered, and the report pairs all twelve rows.
+#[test]
+fn check_against_a_real_llm() {
+    let Ok(url) = std::env::var("PROMPTGATE_TEST_LLM_URL") else {
+        assert!(
+            std::env::var_os("PROMPTGATE_REQUIRE_EXTERNAL").is_none(),
+            "PROMPTGATE_TEST_LLM_URL is not set: run the tests with scripts/test.sh"
+        );
+        eprintln!("SKIP real-LLM check: PROMPTGATE_TEST_LLM_URL is not set (scripts/test.sh sets it)");
+        return;
+    };
+    let s = Scaffold::new();
+    s.edit("promptgate.yaml", "kind: ollama", "kind: openai");
+    s.edit("promptgate.yaml", "http://127.0.0.1:11434", &url);
+    s.edit("promptgate.yaml", "name: llama3.2:1b", "name: \"smollm2\"");
+    // The model answers in a sentence; only the city matters here.
+    s.edit("evals/capitals.yaml", "    max: 60\n", "    max: 200\n");
+    let base = s.commit("Point the provider at the real test LLM");
+    s.edit(
+        "prompts/capital.yaml",
+        "Answer with the city name only.",
+        "Answer with one word.",
+    );
+    s.commit("One-word answers");
+    let (code, v) = check_json(&s, &base, &["--no-cache", "--concurrency", "1"]);
+    assert!(code == Some(0) || code == Some(1), "{v:#}");
+    let suite = &v["suites"][0];
+    for side in ["base", "head"] {
+        assert_eq!(suite[side]["cases"], 12, "{v:#}");
+        assert_eq!(suite[side]["errors"], 0, "{v:#}");
+        assert!(suite[side]["input_tokens"].as_u64().unwrap() > 0);
+    }
+    assert_eq!(suite["comparison"]["pass_rate"]["cases"], 12);
+    assert_eq!(v["model_calls"], 24);
+    assert_eq!(v["cache_hits"], 0);
+}
