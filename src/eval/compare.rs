@@ -549,6 +549,56 @@ mod tests {
         assert!(!v.pass);
     }
 
+    /// The gate's error rate, measured by simulation: when head and base are
+    /// the same flaky model (each row has its own pass probability, three
+    /// repeats a side), the significance-aware regression gate blocks about
+    /// 5% of pull requests at most, whatever the observed drop.
+    #[test]
+    fn a_flaky_but_unchanged_model_is_rarely_blocked() {
+        use rand::rngs::StdRng;
+        use rand::{RngExt, SeedableRng};
+        let mut rng = StdRng::seed_from_u64(11);
+        let trials = 60;
+        let mut blocked = 0;
+        let mut drops_over_limit = 0;
+        for _ in 0..trials {
+            let probs: Vec<f64> = (0..15).map(|_| rng.random_range(0.2..1.0)).collect();
+            let mut draw = |rng: &mut StdRng| -> Vec<CaseResult> {
+                probs
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(i, p)| {
+                        (0..3u32)
+                            .map(|r| case(&format!("k{i:02}"), r, rng.random_bool(*p)))
+                            .collect::<Vec<_>>()
+                    })
+                    .collect()
+            };
+            let base = draw(&mut rng);
+            let head = draw(&mut rng);
+            let mut g = gates(true);
+            g.pass_rate = None;
+            let v = decide(&g, Some((&summary(&base), &base)), (&summary(&head), &head));
+            if !v.pass {
+                blocked += 1;
+            }
+            if -v.comparison.unwrap().pass_rate.delta > 0.05 {
+                drops_over_limit += 1;
+            }
+        }
+        // Noise alone often exceeds the 5-point limit; significance keeps
+        // those pull requests from being blocked.
+        assert!(
+            drops_over_limit >= trials / 10,
+            "{drops_over_limit}/{trials}"
+        );
+        let bound = 0.05 + 3.0 * (0.05f64 * 0.95 / trials as f64).sqrt();
+        assert!(
+            blocked as f64 / trials as f64 <= bound,
+            "blocked {blocked}/{trials}"
+        );
+    }
+
     use proptest::prelude::*;
 
     proptest! {

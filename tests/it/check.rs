@@ -522,7 +522,9 @@ fn check_against_a_real_llm() {
             std::env::var_os("PROMPTGATE_REQUIRE_EXTERNAL").is_none(),
             "PROMPTGATE_TEST_LLM_URL is not set: run the tests with scripts/test.sh"
         );
-        eprintln!("SKIP real-LLM check: PROMPTGATE_TEST_LLM_URL is not set (scripts/test.sh sets it)");
+        eprintln!(
+            "SKIP real-LLM check: PROMPTGATE_TEST_LLM_URL is not set (scripts/test.sh sets it)"
+        );
         return;
     };
     let s = Scaffold::new();
