@@ -563,7 +563,7 @@ mod tests {
         let mut drops_over_limit = 0;
         for _ in 0..trials {
             let probs: Vec<f64> = (0..15).map(|_| rng.random_range(0.2..1.0)).collect();
-            let mut draw = |rng: &mut StdRng| -> Vec<CaseResult> {
+            let draw = |rng: &mut StdRng| -> Vec<CaseResult> {
                 probs
                     .iter()
                     .enumerate()
