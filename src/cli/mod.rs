@@ -4,7 +4,7 @@
 
 mod dataset;
 mod eval;
-mod init;
+pub(crate) mod init;
 mod log;
 mod logs;
 mod mock_llm;
