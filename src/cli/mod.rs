@@ -5,7 +5,7 @@
 mod check;
 mod dataset;
 mod eval;
-mod init;
+pub(crate) mod init;
 mod log;
 mod logs;
 mod mock_llm;

@@ -6,9 +6,10 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use super::ExitStatus;
+use crate::dataset::{IntegrityProblem, verify_snapshots};
 use crate::project::{LoadOptions, Project, render_all};
 use crate::repo::{FileSource, GitRepo, WorkTree};
-use crate::spec::Severity;
+use crate::spec::{Diagnostic, Severity};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -44,7 +45,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitStatus> {
             &worktree
         }
     };
-    let diags = Project::diagnose(source, &opts)?;
+    let mut diags = Project::diagnose(source, &opts)?;
+    if !diags.iter().any(Diagnostic::is_error) {
+        diags.extend(snapshot_problems(source, &opts)?);
+    }
     let errors = diags
         .iter()
         .filter(|d| d.severity == Severity::Error)
@@ -74,4 +78,51 @@ pub fn run(args: Args) -> anyhow::Result<ExitStatus> {
     } else {
         ExitStatus::Failure
     })
+}
+
+/// Snapshot files whose bytes no longer match `dataset.lock`: an eval would
+/// refuse them later, so validate says so now, at the lock line that pins them.
+fn snapshot_problems(
+    source: &dyn FileSource,
+    opts: &LoadOptions<'_>,
+) -> anyhow::Result<Vec<Diagnostic>> {
+    let project = Project::load(source, opts)?;
+    let mut out = Vec::new();
+    for (name, dataset) in &project.datasets {
+        let lock_file = format!("{}/{name}/dataset.lock", crate::project::DATASETS_DIR);
+        let lock_text = source.read_string(&lock_file)?.unwrap_or_default();
+        for problem in verify_snapshots(source, name, &dataset.lock)? {
+            let (line, field) = match &problem {
+                IntegrityProblem::Changed {
+                    version,
+                    expected_sha256,
+                    ..
+                } => (
+                    line_containing(&lock_text, expected_sha256),
+                    format!("versions[v{version}].file_sha256"),
+                ),
+                IntegrityProblem::Missing { version, .. } => (
+                    line_containing(&lock_text, &format!("version: {version}")),
+                    format!("versions[v{version}].file"),
+                ),
+                IntegrityProblem::Unrecorded { .. } => (1, "versions".to_string()),
+            };
+            out.push(Diagnostic {
+                severity: Severity::Error,
+                file: lock_file.clone(),
+                line,
+                column: 1,
+                field,
+                message: problem.to_string(),
+                source_line: lock_text.lines().nth(line - 1).map(str::to_string),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn line_containing(text: &str, needle: &str) -> usize {
+    text.lines()
+        .position(|l| l.contains(needle))
+        .map_or(1, |i| i + 1)
 }

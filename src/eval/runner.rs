@@ -267,17 +267,27 @@ pub async fn run(
     let jobs = prepared
         .cases
         .iter()
-        .flat_map(|c| (0..prepared.repeat).map(move |r| (c, r)));
+        .flat_map(|c| (0..prepared.repeat).map(move |r| (c, r)))
+        .enumerate();
+    // Unordered: with `buffered`, a finished case waits behind a slower one
+    // ahead of it and holds its slot, so the effective concurrency drops
+    // below the requested one whenever latencies vary. Order is restored
+    // after the run instead.
     let mut stream = futures_util::stream::iter(jobs)
-        .map(|(case, repeat)| {
+        .map(|(index, (case, repeat))| {
             let caller = caller.clone();
-            async move { run_case(prepared, case, repeat, caller.as_ref()).await }
+            async move {
+                (
+                    index,
+                    run_case(prepared, case, repeat, caller.as_ref()).await,
+                )
+            }
         })
-        .buffered(opts.concurrency.max(1));
+        .buffer_unordered(opts.concurrency.max(1));
     let mut out = Vec::with_capacity(prepared.case_count());
-    while let Some(result) = stream.next().await {
+    while let Some((index, result)) = stream.next().await {
         match result {
-            Ok(case) => out.push(case),
+            Ok(case) => out.push((index, case)),
             Err(message) => {
                 return Err(EvalError::Unreachable {
                     model: prepared.model.clone(),
@@ -289,7 +299,8 @@ pub async fn run(
             cb();
         }
     }
-    Ok(out)
+    out.sort_unstable_by_key(|(index, _)| *index);
+    Ok(out.into_iter().map(|(_, case)| case).collect())
 }
 
 /// The request parameters of repeat `draw`. A fixed sampling `seed` would
@@ -411,7 +422,84 @@ async fn run_case(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use futures_util::FutureExt;
+    use futures_util::future::BoxFuture;
+
     use super::*;
+    use crate::eval::call::{CallFailure, ModelCall, ModelCaller, ModelReply};
+    use crate::project::LoadOptions;
+    use crate::repo::WorkTree;
+
+    /// Answers the first calls slowest, so completion order is the reverse
+    /// of dataset order, and records the highest number of calls in flight.
+    struct ReversingCaller {
+        started: AtomicUsize,
+        in_flight: AtomicUsize,
+        max_in_flight: AtomicUsize,
+    }
+
+    impl ModelCaller for ReversingCaller {
+        fn call<'a>(
+            &'a self,
+            call: &'a ModelCall,
+        ) -> BoxFuture<'a, Result<ModelReply, CallFailure>> {
+            async move {
+                let n = self.started.fetch_add(1, Ordering::SeqCst);
+                let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(5 * (40 - n as u64).max(1))).await;
+                self.in_flight.fetch_sub(1, Ordering::SeqCst);
+                Ok(ModelReply {
+                    content: call
+                        .messages
+                        .last()
+                        .map(|m| m.content.clone())
+                        .unwrap_or_default(),
+                    input_tokens: 1,
+                    output_tokens: 1,
+                    latency_ms: 1.0,
+                    cost: 0.0,
+                    cached: false,
+                })
+            }
+            .boxed()
+        }
+    }
+
+    #[tokio::test]
+    async fn results_come_back_in_dataset_order_whatever_the_completion_order() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::cli::init::scaffold(dir.path(), false).unwrap();
+        let source = WorkTree::new(dir.path());
+        let project = Project::load(&source, &LoadOptions { resolve_ref: None }).unwrap();
+        let mut prepared = prepare(&project, &source, "capitals").unwrap();
+        prepared.repeat = 2;
+        let caller = Arc::new(ReversingCaller {
+            started: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
+        });
+        let opts = RunOptions {
+            concurrency: 8,
+            on_case: None,
+        };
+        let results = run(&prepared, caller.clone(), &opts).await.unwrap();
+
+        let expected: Vec<(String, u32)> = prepared
+            .cases
+            .iter()
+            .flat_map(|c| (0..2).map(move |r| (c.key.clone(), r)))
+            .collect();
+        let got: Vec<(String, u32)> = results
+            .iter()
+            .map(|r| (r.row_key.clone(), r.repeat))
+            .collect();
+        assert_eq!(got, expected);
+        assert_eq!(caller.max_in_flight.load(Ordering::SeqCst), 8);
+    }
 
     #[test]
     fn repeats_vary_the_sampling_seed_only() {

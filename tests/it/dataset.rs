@@ -2,35 +2,14 @@
 //! against a scaffold made by `promptgate init`.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use promptgate::dataset::{DatasetError, read_snapshot};
 use promptgate::repo::{GitRepo, WorkTree};
 use promptgate::spec::dataset::DatasetRef;
 use serde_json::Value;
 
-use crate::common::{stderr, stdout};
-
-fn promptgate(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_promptgate"))
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run promptgate")
-}
-
-/// A fresh scaffold (git repo with capitals@v1 committed).
-fn scaffold() -> tempfile::TempDir {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let out = promptgate(tmp.path(), &["init", "repo"]);
-    assert!(out.status.success(), "init failed: {}", stderr(&out));
-    tmp
-}
-
-fn repo(tmp: &tempfile::TempDir) -> std::path::PathBuf {
-    tmp.path().join("repo")
-}
+use crate::common::{Scaffold, run_in, stderr, stdout};
 
 const DS: &str = "datasets/capitals";
 
@@ -49,12 +28,6 @@ fn json(o: &Output) -> Value {
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", stdout(o), stderr(o)))
 }
 
-fn commit(root: &Path, msg: &str) -> String {
-    let git = GitRepo::open(root).expect("open");
-    let sig = git.signature().expect("sig");
-    git.commit_all(msg, &sig).expect("commit").to_string()
-}
-
 fn snapshot_files(root: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(root.join(DS).join("snapshots"))
         .expect("snapshots dir")
@@ -66,10 +39,10 @@ fn snapshot_files(root: &Path) -> Vec<String> {
 
 #[test]
 fn init_commits_v1_and_validates() {
-    let tmp = scaffold();
-    let root = repo(&tmp);
+    let scaffold = Scaffold::new();
+    let root = scaffold.root();
     assert_eq!(snapshot_files(&root), ["v1.parquet"]);
-    let out = promptgate(&root, &["validate"]);
+    let out = run_in(&root, &["validate"]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     // Committed: the tree at HEAD has both files.
     let git = GitRepo::open(&root).expect("open");
@@ -83,8 +56,8 @@ fn init_commits_v1_and_validates() {
 
 #[test]
 fn snapshot_creates_versions_and_same_content_makes_none() {
-    let tmp = scaffold();
-    let root = repo(&tmp);
+    let scaffold = Scaffold::new();
+    let root = scaffold.root();
 
     // Same content (reordered keys, extra whitespace, reordered rows): no new version.
     edit_rows(&root, |t| {
@@ -103,7 +76,7 @@ fn snapshot_creates_versions_and_same_content_makes_none() {
         lines.reverse();
         lines.join("\n") + "\n\n"
     });
-    let out = promptgate(&root, &["dataset", "snapshot", "capitals"]);
+    let out = run_in(&root, &["dataset", "snapshot", "capitals"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("no new version"), "{}", stdout(&out));
     assert_eq!(snapshot_files(&root), ["v1.parquet"]);
@@ -111,7 +84,7 @@ fn snapshot_creates_versions_and_same_content_makes_none() {
     edit_rows(&root, |t| {
         t + "{\"id\": \"no\", \"country\": \"Norway\", \"expected\": \"Oslo\"}\n"
     });
-    let out = promptgate(&root, &["dataset", "snapshot", "capitals", "--json"]);
+    let out = run_in(&root, &["dataset", "snapshot", "capitals", "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let v = json(&out);
     assert_eq!(v["outcome"], "created");
@@ -120,37 +93,37 @@ fn snapshot_creates_versions_and_same_content_makes_none() {
     assert_eq!(v["file"], "snapshots/v2.parquet");
     assert_eq!(snapshot_files(&root), ["v1.parquet", "v2.parquet"]);
 
-    let out = promptgate(&root, &["dataset", "snapshot", "capitals", "--json"]);
+    let out = run_in(&root, &["dataset", "snapshot", "capitals", "--json"]);
     assert_eq!(json(&out)["outcome"], "unchanged");
 
-    let out = promptgate(&root, &["dataset", "list", "capitals", "--json"]);
+    let out = run_in(&root, &["dataset", "list", "capitals", "--json"]);
     let v = json(&out);
     assert_eq!(v["versions"].as_array().map(Vec::len), Some(2));
     assert_eq!(v["versions"][1]["intact"], true);
     assert_eq!(v["rows_jsonl"]["state"], "snapshotted");
 
     edit_rows(&root, |t| t.replace("Oslo", "Oslo!"));
-    let out = promptgate(&root, &["dataset", "list", "capitals"]);
+    let out = run_in(&root, &["dataset", "list", "capitals"]);
     assert!(
         stdout(&out).contains("changes not yet snapshotted (since v2)"),
         "{}",
         stdout(&out)
     );
-    let out = promptgate(&root, &["validate"]);
+    let out = run_in(&root, &["validate"]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
 }
 
 #[test]
 fn bad_lines_exit_1_name_line_and_column_and_write_nothing() {
-    let tmp = scaffold();
-    let root = repo(&tmp);
+    let scaffold = Scaffold::new();
+    let root = scaffold.root();
     let lock_before = std::fs::read(root.join(DS).join("dataset.lock")).expect("lock");
     edit_rows(&root, |t| {
         t + "{\"id\": \"no\", \"country\": 47, \"expected\": \"Oslo\"}\n\
              {\"id\": \"se\", \"country\": \"Sweden\", \"expected\": \"Stockholm\", \"pop\": 10}\n\
              {\"id\": \"fr\", \"country\": \"France again\", \"expected\": \"Paris\"}\n"
     });
-    let out = promptgate(&root, &["dataset", "snapshot", "capitals"]);
+    let out = run_in(&root, &["dataset", "snapshot", "capitals"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
@@ -174,8 +147,8 @@ fn bad_lines_exit_1_name_line_and_column_and_write_nothing() {
 
 #[test]
 fn tampered_snapshot_is_refused() {
-    let tmp = scaffold();
-    let root = repo(&tmp);
+    let scaffold = Scaffold::new();
+    let root = scaffold.root();
     let v1 = root.join(DS).join("snapshots/v1.parquet");
     let mut bytes = std::fs::read(&v1).expect("v1");
     let mid = bytes.len() / 2;
@@ -185,7 +158,7 @@ fn tampered_snapshot_is_refused() {
         t + "{\"id\": \"no\", \"country\": \"Norway\", \"expected\": \"Oslo\"}\n"
     });
 
-    let out = promptgate(&root, &["dataset", "snapshot", "capitals"]);
+    let out = run_in(&root, &["dataset", "snapshot", "capitals"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
@@ -198,7 +171,7 @@ fn tampered_snapshot_is_refused() {
         .expect_err("tampered");
     assert!(matches!(e, DatasetError::Integrity(_)), "{e}");
 
-    let out = promptgate(&root, &["dataset", "list", "capitals"]);
+    let out = run_in(&root, &["dataset", "list", "capitals"]);
     assert!(
         stdout(&out).contains("CHANGED OR MISSING"),
         "{}",
@@ -207,19 +180,19 @@ fn tampered_snapshot_is_refused() {
 
     // Missing is refused too.
     std::fs::remove_file(&v1).expect("rm");
-    let out = promptgate(&root, &["dataset", "snapshot", "capitals"]);
+    let out = run_in(&root, &["dataset", "snapshot", "capitals"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("missing"), "{}", stderr(&out));
 }
 
 #[test]
 fn unrecorded_snapshot_file_is_refused() {
-    let tmp = scaffold();
-    let root = repo(&tmp);
+    let scaffold = Scaffold::new();
+    let root = scaffold.root();
     let snaps = root.join(DS).join("snapshots");
     std::fs::copy(snaps.join("v1.parquet"), snaps.join("v2.parquet")).expect("copy");
     edit_rows(&root, |t| t.replace("Paris", "Paris, France"));
-    let out = promptgate(&root, &["dataset", "snapshot", "capitals"]);
+    let out = run_in(&root, &["dataset", "snapshot", "capitals"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("v2.parquet is not recorded"),
@@ -230,8 +203,8 @@ fn unrecorded_snapshot_file_is_refused() {
 
 #[test]
 fn diff_shows_added_removed_changed() {
-    let tmp = scaffold();
-    let root = repo(&tmp);
+    let scaffold = Scaffold::new();
+    let root = scaffold.root();
     edit_rows(&root, |t| {
         t.lines()
             .filter(|l| !l.contains("\"de\""))
@@ -240,10 +213,10 @@ fn diff_shows_added_removed_changed() {
             .join("\n")
             + "\n{\"id\": \"no\", \"country\": \"Norway\", \"expected\": \"Oslo\"}\n"
     });
-    let out = promptgate(&root, &["dataset", "snapshot", "capitals"]);
+    let out = run_in(&root, &["dataset", "snapshot", "capitals"]);
     assert!(out.status.success(), "{}", stderr(&out));
 
-    let out = promptgate(
+    let out = run_in(
         &root,
         &["dataset", "diff", "capitals", "v1", "v2", "--json"],
     );
@@ -261,7 +234,7 @@ fn diff_shows_added_removed_changed() {
     );
     assert_eq!(v["unchanged"], 10);
 
-    let out = promptgate(&root, &["dataset", "diff", "capitals", "1", "2"]);
+    let out = run_in(&root, &["dataset", "diff", "capitals", "1", "2"]);
     let text = stdout(&out);
     assert!(
         text.contains("1 added, 1 removed, 1 changed, 10 unchanged"),
@@ -272,23 +245,23 @@ fn diff_shows_added_removed_changed() {
         "{text}"
     );
 
-    let out = promptgate(&root, &["dataset", "diff", "capitals", "v1", "v9"]);
+    let out = run_in(&root, &["dataset", "diff", "capitals", "v1", "v9"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("no version v9"), "{}", stderr(&out));
 }
 
 #[test]
 fn reading_at_an_old_commit_returns_the_old_rows() {
-    let tmp = scaffold();
-    let root = repo(&tmp);
+    let scaffold = Scaffold::new();
+    let root = scaffold.root();
     let git = GitRepo::open(&root).expect("open");
     let first = git.resolve("HEAD").expect("head").to_string();
 
     // v2 changes a row and is committed; the working tree then moves on again.
     edit_rows(&root, |t| t.replace("\"Rome\"", "\"Roma\""));
-    let out = promptgate(&root, &["dataset", "snapshot", "capitals"]);
+    let out = run_in(&root, &["dataset", "snapshot", "capitals"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    commit(&root, "capitals v2");
+    scaffold.commit("capitals v2");
     edit_rows(&root, |t| t.replace("\"Roma\"", "\"Rome?\""));
 
     let v1: DatasetRef = "capitals@v1".parse().expect("ref");

@@ -378,3 +378,30 @@ fn log_lists_every_version_of_a_prompt() {
     let o = s.run(&["log", "nope"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn validate_reports_a_snapshot_whose_bytes_changed_at_its_lock_line() {
+    let s = Scaffold::new();
+    let snap = s.path("datasets/capitals/snapshots/v1.parquet");
+    let mut bytes = std::fs::read(&snap).unwrap();
+    let last = bytes.len() - 10;
+    bytes[last] ^= 0xff;
+    std::fs::write(&snap, bytes).unwrap();
+    let o = s.run(&["validate"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    let lock = s.read("datasets/capitals/dataset.lock");
+    let line = lock
+        .lines()
+        .position(|l| l.contains("file_sha256"))
+        .unwrap()
+        + 1;
+    assert!(
+        err.contains(&format!(
+            "error: datasets/capitals/dataset.lock:{line}:1: field `versions[v1].file_sha256`"
+        )),
+        "{err}"
+    );
+    // The committed snapshot is intact, so the ref still validates.
+    assert!(s.run(&["validate", "--ref", "HEAD"]).status.success());
+}
