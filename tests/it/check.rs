@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 
 use promptgate::provider::mock::{MockConfig, MockServer, parse_rules};
 
-use crate::common::{Scaffold, bin, stderr, stdout};
+use crate::common::{Scaffold, bin, external_tool, stderr, stdout};
 
 const GOOD: &str = "content: What is the capital of {{ country }}?";
 const DEGRADED: &str = "content: What is the capital of {{ country }}? Be brief.";
@@ -518,22 +518,16 @@ async fn a_new_prompt_is_judged_by_the_absolute_gates_only() {
 #[test]
 fn check_against_a_real_llm() {
     let Ok(url) = std::env::var("PROMPTGATE_TEST_LLM_URL") else {
-        assert!(
-            std::env::var_os("PROMPTGATE_REQUIRE_EXTERNAL").is_none(),
-            "PROMPTGATE_TEST_LLM_URL is not set: run the tests with scripts/test.sh"
-        );
-        eprintln!(
-            "SKIP real-LLM check: PROMPTGATE_TEST_LLM_URL is not set (scripts/test.sh sets it)"
+        external_tool(
+            false,
+            "PROMPTGATE_TEST_LLM_URL is not set: run the tests with scripts/test.sh",
         );
         return;
     };
-    let s = Scaffold::new();
-    s.edit("promptgate.yaml", "kind: ollama", "kind: openai");
-    s.edit("promptgate.yaml", "http://127.0.0.1:11434", &url);
-    s.edit("promptgate.yaml", "name: llama3.2:1b", "name: \"smollm2\"");
+    let s = crate::eval::scaffold_for("openai", &url, "smollm2");
     // The model answers in a sentence; only the city matters here.
     s.edit("evals/capitals.yaml", "    max: 60\n", "    max: 200\n");
-    let base = s.commit("Point the provider at the real test LLM");
+    let base = s.commit("Allow sentence answers");
     s.edit(
         "prompts/capital.yaml",
         "Answer with the city name only.",

@@ -27,7 +27,7 @@ fn capital_rules(wrong: &[&str]) -> String {
 }
 
 /// A scaffold whose provider is `url` (kind `kind`), committed.
-fn scaffold_for(kind: &str, url: &str, model: &str) -> Scaffold {
+pub(crate) fn scaffold_for(kind: &str, url: &str, model: &str) -> Scaffold {
     let s = Scaffold::new();
     s.edit("promptgate.yaml", "kind: ollama", &format!("kind: {kind}"));
     s.edit("promptgate.yaml", "http://127.0.0.1:11434", url);
