@@ -1,0 +1,2 @@
+pub mod breaker;
+pub mod metrics;
