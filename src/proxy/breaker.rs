@@ -312,12 +312,12 @@ impl Drop for BreakerPermit {
             return;
         }
         let mut inner = self.shared.lock();
-        if inner.epoch == self.epoch {
-            if let Phase::HalfOpen { .. } = inner.phase {
-                inner.phase = Phase::HalfOpen {
-                    probe_in_flight: false,
-                };
-            }
+        if inner.epoch == self.epoch
+            && let Phase::HalfOpen { .. } = inner.phase
+        {
+            inner.phase = Phase::HalfOpen {
+                probe_in_flight: false,
+            };
         }
     }
 }

@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
@@ -188,6 +188,9 @@ impl Series {
     }
 }
 
+/// A per-series counter family: name, help, value getter.
+type CounterColumn = (&'static str, &'static str, fn(&Series) -> f64);
+
 /// prompt -> variant -> series. Nested maps so a lookup borrows `&str`
 /// keys and allocates nothing.
 type Shard = HashMap<Box<str>, HashMap<Box<str>, Arc<Series>>>;
@@ -222,9 +225,7 @@ impl Metrics {
     }
 
     fn shard_of(&self, prompt: &str) -> &RwLock<Shard> {
-        let mut h = self.hasher.build_hasher();
-        prompt.hash(&mut h);
-        &self.shards[(h.finish() as usize) % SHARDS]
+        &self.shards[(self.hasher.hash_one(prompt) as usize) % SHARDS]
     }
 
     /// Record into an existing series under the shard's read lock; false
@@ -369,7 +370,7 @@ impl Metrics {
             histogram(&mut out, "promptgate_ttft_seconds", p, v, &s.ttft);
         }
 
-        let counters: [(&str, &str, fn(&Series) -> f64); 3] = [
+        let counters: [CounterColumn; 3] = [
             (
                 "promptgate_input_tokens_total",
                 "Prompt tokens sent upstream.",

@@ -225,13 +225,13 @@ proptest! {
                     Err(e) => {
                         prop_assert_ne!(before, BreakerState::Closed);
                         prop_assert!(e.retry_after > Duration::ZERO);
-                        if let Some(t) = opened_at {
-                            if before == BreakerState::Open {
-                                prop_assert_eq!(
-                                    e.retry_after,
-                                    Duration::from_millis(t + open_ms - now_ms)
-                                );
-                            }
+                        if let Some(t) = opened_at
+                            && before == BreakerState::Open
+                        {
+                            prop_assert_eq!(
+                                e.retry_after,
+                                Duration::from_millis(t + open_ms - now_ms)
+                            );
                         }
                     }
                 },

@@ -49,9 +49,7 @@ fn parse(text: &str) -> Result<(Vec<Line>, HashMap<String, String>), String> {
         if line.starts_with('#') || line.is_empty() {
             return Err(err("unexpected comment or blank line"));
         }
-        let name_end = line
-            .find(|c: char| c == '{' || c == ' ')
-            .ok_or_else(|| err("no value"))?;
+        let name_end = line.find(['{', ' ']).ok_or_else(|| err("no value"))?;
         let name = &line[..name_end];
         if name.is_empty()
             || !name
