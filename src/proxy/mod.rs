@@ -21,8 +21,10 @@
 //! online evaluation goes), [`error`] (the HTTP error type).
 
 pub mod app;
+pub mod breaker;
 pub mod call;
 pub mod error;
+pub mod metrics;
 pub mod online;
 pub mod reload;
 pub mod routes;
