@@ -372,8 +372,12 @@ pub fn build(
         if commit == control {
             return Ok(control_project.clone());
         }
-        load_project(&repo, commit)
-            .map_err(|e| fail(format!("{what} (commit {commit}) is invalid: {e}")))
+        load_project(&repo, commit).map_err(|e| {
+            BuildError::at(
+                Some(commit),
+                format!("{what} (commit {commit}) is invalid: {e}"),
+            )
+        })
     };
     let stable_project = load(&fp.stable, &format!("stable ref `{}`", rollout.stable))?;
     let (stable, stable_models) = ref_state(
@@ -383,13 +387,18 @@ pub fn build(
         cache,
         breakers,
     )
-    .map_err(|e| fail(format!("stable ref `{}`: {e}", rollout.stable)))?;
+    .map_err(|e| {
+        BuildError::at(
+            Some(&fp.stable),
+            format!("stable ref `{}`: {e}", rollout.stable),
+        )
+    })?;
     let canary = match (&rollout.canary, &fp.canary) {
         (Some(c), Some(commit)) => {
             let what = format!("canary ref `{}`", c.git_ref);
             let project = load(commit, &what)?;
             let (state, _) = ref_state(&project, &c.git_ref, commit, cache, breakers)
-                .map_err(|e| fail(format!("{what}: {e}")))?;
+                .map_err(|e| BuildError::at(Some(commit), format!("{what}: {e}")))?;
             for p in &c.prompts {
                 if !state.prompts.contains_key(p) {
                     return Err(fail(format!(
