@@ -16,4 +16,5 @@ mod provider_support;
 mod provider_upstream;
 mod provider_wire;
 mod proxy;
+mod proxy_reload;
 mod proxy_support;
