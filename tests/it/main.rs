@@ -16,5 +16,6 @@ mod provider_support;
 mod provider_upstream;
 mod provider_wire;
 mod proxy;
+mod proxy_clients;
 mod proxy_reload;
 mod proxy_support;
