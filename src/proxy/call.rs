@@ -137,8 +137,9 @@ impl CallCtx {
         row.variant = self.route.variant;
         row.model = target.key.clone();
         row.upstream_model = target.client.model_name().to_string();
-        row.variables = Value::Object(self.variables.clone()).to_string();
-        row.messages = Value::Array(self.messages.clone()).to_string();
+        // Serializing a map of JSON values cannot fail.
+        row.variables = serde_json::to_string(&self.variables).unwrap_or_default();
+        row.messages = serde_json::to_string(&self.messages).unwrap_or_default();
         row.user_hash = self.user_hash.clone();
         row.stream = self.stream;
         row.latency_ms = latency_ms;

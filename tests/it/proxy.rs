@@ -587,3 +587,73 @@ async fn sigterm_drains_in_flight_streams_and_flushes_every_row() {
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "10 ['ok']");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_keys_never_reach_logs_and_logged_text_is_redacted() {
+    // The upstream echoes the key in its error body; the proxy must not.
+    let up = upstream::serve(|n, _, h| {
+        let auth = h
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        if n == 0 {
+            Reply::json(200, fixture("openai/chat.json"))
+        } else {
+            Reply::json(400, format!("{{\"error\": \"bad request with {auth}\"}}"))
+        }
+    })
+    .await;
+    let s = proxy_scaffold("openai", &up.url, "");
+    s.edit(
+        "promptgate.yaml",
+        "    max_retries: 2\n",
+        "    max_retries: 2\n    api_key_env: PG_TEST_PROVIDER_KEY\n",
+    );
+    s.edit(
+        "promptgate.yaml",
+        "  on_full: block\n",
+        "  on_full: block\n  redact: {emails: true, phones: true}\n",
+    );
+    s.commit("Key and redaction");
+    let key = "sk-test-9f8e7d6c5b4a";
+    let mut p = Proxy::start_with(&s.root(), &[], &[("PG_TEST_PROVIDER_KEY", key)]);
+    let url = format!("{}/v1/chat/completions", p.url);
+    let (code, _, body) = post(
+        &url,
+        &json!({"model": "prompt:chat", "messages": [{"role": "user",
+            "content": "mail jane.doe@example.com or call +1 415 555 0100"}]}),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let auth = up.last_headers();
+    assert_eq!(
+        auth.get("authorization").unwrap().to_str().unwrap(),
+        format!("Bearer {key}")
+    );
+    // The client still gets its text as sent; only the log is redacted.
+    assert!(up.last_body().to_string().contains("jane.doe@example.com"));
+    let (code, _, body) = post(
+        &url,
+        &json!({"model": "small", "messages": [{"role": "user", "content": "x"}]}),
+    )
+    .await;
+    assert_eq!(code, 400, "{body}");
+    assert!(!body.contains(key), "{body}");
+    assert_eq!(p.terminate(), Some(0));
+    assert!(!p.stderr().contains(key));
+    let rows = log_rows(&s.root());
+    assert_eq!(rows.len(), 2);
+    for r in &rows {
+        let text = format!("{r:?}");
+        assert!(!text.contains(key), "{text}");
+        assert!(!text.contains("jane.doe@example.com"), "{text}");
+        assert!(!text.contains("555 0100"), "{text}");
+    }
+    let redacted = rows.iter().find(|r| r.prompt_id.is_some()).unwrap();
+    assert!(
+        redacted.messages.contains("[email]") && redacted.messages.contains("[phone]"),
+        "{}",
+        redacted.messages
+    );
+}

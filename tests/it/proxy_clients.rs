@@ -150,9 +150,15 @@ async fn a_real_llm_through_serve() {
     assert_eq!(p.terminate(), Some(0));
     let rows = log_rows(&s.root());
     assert_eq!(rows.len(), 2);
-    assert!(rows.iter().all(|r| r.status == RequestStatus::Ok), "{rows:#?}");
+    assert!(
+        rows.iter().all(|r| r.status == RequestStatus::Ok),
+        "{rows:#?}"
+    );
     // Usage is reported on the non-streaming call (llama-cpp-python sends
     // none in streams).
-    assert!(rows.iter().any(|r| !r.stream && r.input_tokens > 0), "{rows:#?}");
+    assert!(
+        rows.iter().any(|r| !r.stream && r.input_tokens > 0),
+        "{rows:#?}"
+    );
     assert!(rows.iter().any(|r| r.stream && r.ttft_ms.is_some()));
 }
