@@ -286,8 +286,8 @@ async fn a_hundred_reloads_under_load_fail_no_request() {
             let mut i = 0u64;
             while !stop.load(Ordering::SeqCst) {
                 i += 1;
-                let stream = (i + c) % 2 == 0;
-                let model = if i % 3 == 0 { "prompt:capital" } else { "prompt:chat" };
+                let stream = (i + c).is_multiple_of(2);
+                let model = if i.is_multiple_of(3) { "prompt:capital" } else { "prompt:chat" };
                 let body = json!({"model": model, "stream": stream, "user": format!("u{i}"),
                     "variables": if model == "prompt:capital" { json!({"country": "Peru"}) } else { Value::Null },
                     "messages": [{"role": "user", "content": "one two three"}]});
