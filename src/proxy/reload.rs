@@ -40,6 +40,8 @@ pub struct ReloadResult {
     pub error: Option<String>,
     /// Generation serving after the attempt.
     pub generation: u64,
+    /// Time the check and rebuild took, in milliseconds.
+    pub build_ms: f64,
 }
 
 /// Counters of reload attempts.
@@ -145,6 +147,7 @@ impl Reloader {
         let breakers = self.breakers.clone();
         let next_gen = cur.generation + 1;
         let old_fp = cur.fingerprint();
+        let t0 = std::time::Instant::now();
         let built = tokio::task::spawn_blocking(move || {
             if !force {
                 let repo = GitRepo::open(&root).map_err(|e| BuildError {
@@ -165,6 +168,7 @@ impl Reloader {
                 message: format!("the reload task failed: {e}"),
             })
         });
+        let build_ms = t0.elapsed().as_secs_f64() * 1000.0;
         let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
         let outcome = match built {
             Ok(None) => {
@@ -181,6 +185,7 @@ impl Reloader {
                     commit: Some(commit.clone()),
                     error: None,
                     generation: next_gen,
+                    build_ms,
                 });
                 tracing::info!(commit = %commit, generation = next_gen, "reloaded");
                 ReloadOutcome::Swapped {
@@ -195,6 +200,7 @@ impl Reloader {
                     commit: e.commit.clone(),
                     error: Some(e.message.clone()),
                     generation: cur.generation,
+                    build_ms,
                 });
                 tracing::error!(commit = ?e.commit, error = %e.message, "reload refused; the previous state keeps serving");
                 ReloadOutcome::Refused(e)

@@ -173,11 +173,14 @@ impl ServingState {
     }
 }
 
-/// Compiled templates cached by prompt blob id across reloads, so an
-/// unchanged prompt is never recompiled.
+/// What a rebuild can reuse across reloads: compiled templates by prompt
+/// blob id (an unchanged prompt is never recompiled) and validated
+/// projects by commit id (a commit's files never change, so a ref that did
+/// not move is not loaded again).
 #[derive(Debug, Default)]
 pub struct TemplateCache {
     by_blob: HashMap<String, Arc<CompiledMessages>>,
+    projects: HashMap<String, Arc<Project>>,
 }
 
 impl TemplateCache {
@@ -188,6 +191,20 @@ impl TemplateCache {
             used.extend(r.prompts.values().map(|p| p.blob.clone()));
         }
         self.by_blob.retain(|k, _| used.contains(k));
+        let fp = state.fingerprint();
+        self.projects.retain(|c, _| {
+            *c == fp.control || *c == fp.stable || fp.canary.as_deref() == Some(c.as_str())
+        });
+    }
+
+    /// The project at `commit`, loaded and checked once.
+    fn project(&mut self, repo: &GitRepo, commit: &str) -> Result<Arc<Project>, String> {
+        if let Some(p) = self.projects.get(commit) {
+            return Ok(p.clone());
+        }
+        let p = Arc::new(load_project(repo, commit)?);
+        self.projects.insert(commit.to_string(), p.clone());
+        Ok(p)
     }
 
     pub fn len(&self) -> usize {
@@ -367,12 +384,9 @@ pub fn build(
     let fail = |m: String| BuildError::at(Some(control), m);
     let rollout = read_rollout(&repo, control)?;
     // The control commit itself must be valid: it is what the team commits to.
-    let control_project = load_project(&repo, control).map_err(&fail)?;
-    let load = |commit: &str, what: &str| -> Result<Project, BuildError> {
-        if commit == control {
-            return Ok(control_project.clone());
-        }
-        load_project(&repo, commit).map_err(|e| {
+    cache.project(&repo, control).map_err(&fail)?;
+    let mut load = |commit: &str, what: &str| -> Result<Arc<Project>, BuildError> {
+        cache.project(&repo, commit).map_err(|e| {
             BuildError::at(
                 Some(commit),
                 format!("{what} (commit {commit}) is invalid: {e}"),
@@ -380,6 +394,10 @@ pub fn build(
         })
     };
     let stable_project = load(&fp.stable, &format!("stable ref `{}`", rollout.stable))?;
+    let canary_project = match (&rollout.canary, &fp.canary) {
+        (Some(c), Some(commit)) => Some(load(commit, &format!("canary ref `{}`", c.git_ref))?),
+        _ => None,
+    };
     let (stable, stable_models) = ref_state(
         &stable_project,
         &rollout.stable,
@@ -393,10 +411,9 @@ pub fn build(
             format!("stable ref `{}`: {e}", rollout.stable),
         )
     })?;
-    let canary = match (&rollout.canary, &fp.canary) {
-        (Some(c), Some(commit)) => {
+    let canary = match (&rollout.canary, &fp.canary, &canary_project) {
+        (Some(c), Some(commit), Some(project)) => {
             let what = format!("canary ref `{}`", c.git_ref);
-            let project = load(commit, &what)?;
             let (state, _) = ref_state(&project, &c.git_ref, commit, cache, breakers)
                 .map_err(|e| BuildError::at(Some(commit), format!("{what}: {e}")))?;
             for p in &c.prompts {
