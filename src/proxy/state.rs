@@ -414,7 +414,7 @@ pub fn build(
     let canary = match (&rollout.canary, &fp.canary, &canary_project) {
         (Some(c), Some(commit), Some(project)) => {
             let what = format!("canary ref `{}`", c.git_ref);
-            let (state, _) = ref_state(&project, &c.git_ref, commit, cache, breakers)
+            let (state, _) = ref_state(project, &c.git_ref, commit, cache, breakers)
                 .map_err(|e| BuildError::at(Some(commit), format!("{what}: {e}")))?;
             for p in &c.prompts {
                 if !state.prompts.contains_key(p) {
