@@ -504,13 +504,25 @@ pub async fn chat(app: Arc<App>, dialect: Dialect, headers: HeaderMap, body: Byt
         }
     };
     if stream {
+        let t = target.client.timeouts();
+        let model_total =
+            tokio::time::Instant::from_std(started) + std::time::Duration::from_millis(t.total_ms);
+        let limits = StreamLimits {
+            total_at: deadline.min(model_total),
+            total_ms: timeout_ms.min(t.total_ms),
+            first_at: Some(
+                tokio::time::Instant::from_std(started)
+                    + std::time::Duration::from_millis(t.first_token_ms),
+            ),
+            first_ms: t.first_token_ms,
+        };
         return stream_response(
             ctx,
             resp,
             dialect,
             &client_model,
             provider.kind(),
-            deadline,
+            limits,
             variant,
             &version,
         );
@@ -620,9 +632,22 @@ struct ProxyStream {
     errors: StreamEncoder,
     acc: StreamAccumulator,
     ttft_ms: Option<f64>,
+    /// Fires at the first-token deadline until the first event, then at
+    /// the end of the whole call.
     deadline: Pin<Box<tokio::time::Sleep>>,
+    limits: StreamLimits,
     ctx: Option<CallCtx>,
     done: bool,
+}
+
+/// The deadlines of a stream after its headers arrived.
+struct StreamLimits {
+    /// The whole call: the sooner of the request timeout and the model's total timeout.
+    total_at: tokio::time::Instant,
+    total_ms: u64,
+    /// The first event, while none has arrived (the model's first-token timeout).
+    first_at: Option<tokio::time::Instant>,
+    first_ms: u64,
 }
 
 impl ProxyStream {
@@ -664,6 +689,9 @@ impl ProxyStream {
             {
                 self.ttft_ms = Some(ctx.started.elapsed().as_secs_f64() * 1000.0);
             }
+            if self.limits.first_at.take().is_some() {
+                self.deadline.as_mut().reset(self.limits.total_at);
+            }
             self.acc.push(ev);
             if let Some(enc) = &mut self.encoder {
                 enc.push(ev, &mut out);
@@ -697,14 +725,17 @@ impl Stream for ProxyStream {
                 return Poll::Ready(None);
             }
             if this.deadline.as_mut().poll(cx).is_ready() {
-                let ms = this
-                    .ctx
-                    .as_ref()
-                    .map_or(0, |c| c.app.server.request_timeout_ms);
-                let b = this.fail(
-                    RequestStatus::Timeout,
-                    format!("the stream did not finish within server.request_timeout_ms ({ms} ms)"),
-                );
+                let msg = match this.limits.first_at {
+                    Some(_) => format!(
+                        "no first token within the model's first_token_ms ({} ms)",
+                        this.limits.first_ms
+                    ),
+                    None => format!(
+                        "the stream did not finish within {} ms",
+                        this.limits.total_ms
+                    ),
+                };
+                let b = this.fail(RequestStatus::Timeout, msg);
                 return Poll::Ready(Some(Ok(b)));
             }
             match this.upstream.poll_next_unpin(cx) {
@@ -769,10 +800,13 @@ fn stream_response(
     dialect: Dialect,
     client_model: &str,
     kind: ProviderKind,
-    deadline: tokio::time::Instant,
+    limits: StreamLimits,
     variant: Variant,
     version: &HeaderValue,
 ) -> Response {
+    let first = limits
+        .first_at
+        .map_or(limits.total_at, |f| f.min(limits.total_at));
     let decoder = match kind {
         ProviderKind::Openai => Decoder::OpenAi(openai::StreamDecoder::new()),
         ProviderKind::Ollama => Decoder::Ollama(ollama::StreamDecoder::new()),
@@ -787,7 +821,8 @@ fn stream_response(
         errors: StreamEncoder::new(dialect, client_model, &request_id),
         acc: StreamAccumulator::new(),
         ttft_ms: None,
-        deadline: Box::pin(tokio::time::sleep_until(deadline)),
+        deadline: Box::pin(tokio::time::sleep_until(first)),
+        limits,
         ctx: Some(ctx),
         done: false,
     };
@@ -803,4 +838,92 @@ fn stream_response(
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     set_headers(&mut r, &request_id, variant, version);
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::prompt::{InputSpec, InputType, MessageTemplate, Role};
+    use crate::template::CompiledMessages;
+    use serde_json::json;
+
+    fn prompt() -> PreparedPrompt {
+        let messages = vec![
+            MessageTemplate {
+                role: Role::System,
+                content: "Be brief.".into(),
+            },
+            MessageTemplate {
+                role: Role::User,
+                content: "Q: {{ input }}".into(),
+            },
+        ];
+        let config: crate::spec::config::Config = serde_yaml_ng::from_str(
+            "version: 1\nproviders: {p: {kind: openai, base_url: 'http://127.0.0.1:9'}}\nmodels: {m: {provider: p, name: n}}\n",
+        )
+        .unwrap();
+        let client = crate::provider::ModelClient::from_config(&config, "m").unwrap();
+        let mut inputs = std::collections::BTreeMap::new();
+        inputs.insert(
+            "input".to_string(),
+            InputSpec {
+                kind: InputType::String,
+                required: true,
+                description: None,
+            },
+        );
+        PreparedPrompt {
+            id: "p".into(),
+            blob: "b".into(),
+            git_ref: "r".into(),
+            commit: "c".into(),
+            version: HeaderValue::from_static("c:b"),
+            target: Arc::new(ModelTarget {
+                key: "m".into(),
+                client,
+                upstream: "p".into(),
+                breaker: super::super::breaker::CircuitBreaker::new(Default::default()),
+            }),
+            params: Map::new(),
+            templates: Arc::new(CompiledMessages::compile(&messages).unwrap()),
+            inputs,
+            has_input: true,
+        }
+    }
+
+    #[test]
+    fn the_last_user_message_fills_input_between_history_and_tool_turns() {
+        let msgs = vec![
+            json!({"role": "user", "content": "earlier"}),
+            json!({"role": "assistant", "content": "reply"}),
+            json!({"role": "user", "content": [{"type": "text", "text": "now"}]}),
+            json!({"role": "assistant", "tool_calls": [{"id": "c1"}]}),
+            json!({"role": "tool", "tool_call_id": "c1", "content": "42"}),
+        ];
+        let (out, vars) = render(&prompt(), None, msgs).unwrap();
+        assert_eq!(vars["input"], "now");
+        let roles: Vec<&str> = out.iter().map(|m| m["role"].as_str().unwrap()).collect();
+        assert_eq!(
+            roles,
+            ["system", "user", "assistant", "user", "assistant", "tool"]
+        );
+        assert_eq!(out[3]["content"], "Q: now");
+        assert_eq!(out[1]["content"], "earlier");
+    }
+
+    #[test]
+    fn variables_are_checked_against_the_declared_inputs() {
+        let p = prompt();
+        let err = render(&p, None, vec![json!({"role": "system", "content": "x"})]).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("messages"));
+        let vars = |v: serde_json::Value| v.as_object().cloned();
+        let err = render(&p, vars(json!({"input": 1})), vec![]).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("variables.input"));
+        let err = render(&p, vars(json!({"input": "a", "extra": 1})), vec![]).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("variables.extra"));
+        let err = render(&p, vars(json!({})), vec![]).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("variables.input"));
+        let (out, _) = render(&p, vars(json!({"input": "{{ 7*7 }}"})), vec![]).unwrap();
+        assert_eq!(out[1]["content"], "Q: {{ 7*7 }}");
+    }
 }

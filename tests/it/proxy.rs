@@ -390,6 +390,39 @@ async fn limits_413_without_upstream_call_and_504_on_upstream_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_without_a_first_token_in_time_ends_with_an_error_and_a_timeout_row() {
+    // Headers at once, the first event after 3 s.
+    let stalled = upstream::serve(|_, _, _| Reply {
+        body_delay: Duration::from_millis(3000),
+        ..Reply::typed("text/event-stream", fixture("openai/chat_stream.sse"))
+    })
+    .await;
+    let s = proxy_scaffold("openai", &stalled.url, "");
+    s.edit(
+        "promptgate.yaml",
+        "first_token_ms: 60000",
+        "first_token_ms: 300",
+    );
+    s.commit("Short first-token timeout");
+    let mut p = Proxy::start(&s.root());
+    let r = http()
+        .post(format!("{}/v1/chat/completions", p.url))
+        .json(&json!({"model": "small", "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(text.contains("first_token_ms (300 ms)"), "{text}");
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    assert_eq!(p.terminate(), Some(0));
+    let rows = log_rows(&s.root());
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].status, RequestStatus::Timeout);
+    assert!(rows[0].stream);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn breaker_fails_fast_after_repeated_upstream_failures() {
     let down = upstream::serve(|_, _, _| Reply::json(500, r#"{"error":"boom"}"#)).await;
     let s = proxy_scaffold(
