@@ -470,6 +470,60 @@ mod tests {
         assert!(!r.params.contains_key("raw"));
     }
 
+    fn json_leaf() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        prop_oneof![
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            "[a-z \\u{e9}\\\"]{0,12}".prop_map(Value::String),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever extra fields a client sends reach `params` unchanged
+        /// (that is how tools, response_format and options pass through),
+        /// and the fields the proxy consumes never do.
+        #[test]
+        fn unknown_fields_pass_through_unchanged(
+            extra in proptest::collection::btree_map("x_[a-z]{1,8}", json_leaf(), 0..6),
+            nested in json_leaf(),
+            stream in proptest::option::of(proptest::bool::ANY),
+            ollama in proptest::bool::ANY,
+        ) {
+            let dialect = if ollama { Dialect::OllamaChat } else { Dialect::OpenAi };
+            let mut body = Map::new();
+            body.insert("model".into(), json!("prompt:p"));
+            body.insert("messages".into(), json!([{"role": "user", "content": "hi"}]));
+            body.insert("variables".into(), json!({"a": 1}));
+            body.insert("options".into(), json!({"nested": nested.clone()}));
+            if let Some(s) = stream {
+                body.insert("stream".into(), json!(s));
+            }
+            for (k, v) in &extra {
+                body.insert(k.clone(), v.clone());
+            }
+            let r = parse_request(dialect, Value::Object(body).to_string().as_bytes()).unwrap();
+            proptest::prop_assert_eq!(r.stream, stream.unwrap_or(ollama));
+            proptest::prop_assert_eq!(r.variables, Some(json!({"a": 1}).as_object().unwrap().clone()));
+            proptest::prop_assert_eq!(&r.params["options"], &json!({"nested": nested}));
+            for (k, v) in &extra {
+                proptest::prop_assert_eq!(&r.params[k], v);
+            }
+            for consumed in ["model", "messages", "variables", "stream"] {
+                proptest::prop_assert!(!r.params.contains_key(consumed));
+            }
+            proptest::prop_assert_eq!(r.params.len(), extra.len() + 1);
+        }
+
+        /// Arbitrary bytes are an error, never a panic.
+        #[test]
+        fn arbitrary_bodies_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            for d in [Dialect::OpenAi, Dialect::OllamaChat, Dialect::OllamaGenerate] {
+                let _ = parse_request(d, &bytes);
+            }
+        }
+    }
+
     #[test]
     fn bad_fields_are_named() {
         let e = parse_request(Dialect::OpenAi, br#"{"model": 3}"#).unwrap_err();
