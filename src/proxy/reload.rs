@@ -235,7 +235,13 @@ impl Reloader {
         // (HEAD, packed-refs) and every ref below refs/.
         watcher.watch(&self.root, RecursiveMode::NonRecursive)?;
         watcher.watch(&git_dir, RecursiveMode::NonRecursive)?;
-        watcher.watch(&git_dir.join("refs"), RecursiveMode::Recursive)?;
+        // A linked worktree keeps its HEAD in its own folder but the
+        // branches (refs/, packed-refs) in the common one.
+        let common = repo.inner().commondir().to_path_buf();
+        if common != git_dir {
+            watcher.watch(&common, RecursiveMode::NonRecursive)?;
+        }
+        watcher.watch(&common.join("refs"), RecursiveMode::Recursive)?;
         let task = tokio::spawn(debounce_loop(self.clone(), rx));
         Ok(RefWatcher {
             _watcher: watcher,
