@@ -15,3 +15,4 @@ mod provider_mock_bin;
 mod provider_support;
 mod provider_upstream;
 mod provider_wire;
+mod proxy_crash;
