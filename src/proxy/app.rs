@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::Notify;
 
+use super::metrics::Metrics;
 use super::reload::Reloader;
 use crate::logstore::{FeedbackJournal, RequestLogger};
 use crate::spec::config::ServerConfig;
@@ -22,7 +23,7 @@ pub struct App {
     pub admin_token: Option<String>,
     pub in_flight: Arc<InFlight>,
     pub started: std::time::Instant,
-    // TODO(proxy-ops metrics): `pub metrics: Arc<Metrics>` once proxy-ops is merged.
+    pub metrics: Arc<Metrics>,
 }
 
 /// Counts calls not yet finished (their log row not yet queued).

@@ -27,14 +27,15 @@ use serde_json::{Map, Value};
 
 use super::app::{App, InFlightGuard};
 use super::error::{ApiError, Dialect, json_response};
+use super::metrics::RequestSample;
 use super::online;
 use super::routing::user_hash;
 use super::state::{INPUT_VARIABLE, ModelTarget, PreparedPrompt, ServingState};
 use super::translate::{ClientRequest, StreamEncoder, content_text, encode_response};
 use crate::logstore::{RequestLogRow, RequestStatus, Variant};
 use crate::provider::{
-    CallOptions, ChatEvent, ChatRequest, ChatResponse, ProviderError, ProviderKind,
-    StreamAccumulator, merge_params, ollama, openai,
+    CallOptions, ChatEvent, ChatRequest, ChatResponse, ErrorKind, ProviderKind, StreamAccumulator,
+    merge_params, ollama, openai,
 };
 
 pub const REQUEST_ID: &str = "x-request-id";
@@ -98,7 +99,16 @@ impl CallCtx {
         let task = async move {
             let mut row = self.row(outcome, latency_ms);
             online::evaluate(self.route.prompt.as_deref(), &mut row);
-            // TODO(proxy-ops metrics): self.app.metrics.record_request(&RequestSample { .. }) from `row`.
+            self.app.metrics.record_request(&RequestSample {
+                prompt: row.prompt_id.as_deref().unwrap_or(""),
+                variant: row.variant.as_str(),
+                status: row.status.as_str(),
+                latency_ms: row.latency_ms,
+                ttft_ms: row.ttft_ms,
+                input_tokens: row.input_tokens,
+                output_tokens: row.output_tokens,
+                cost: row.cost,
+            });
             self.app.logger.log(row).await;
         };
         match tokio::runtime::Handle::try_current() {
@@ -444,31 +454,52 @@ pub async fn chat(app: Arc<App>, dialect: Dialect, headers: HeaderMap, body: Byt
     let opts = CallOptions {
         timeouts: target.client.timeouts(),
     };
-    // TODO(proxy-ops breaker): acquire a permit of the breaker of
-    // `target.upstream` here (503 fail-fast when open); success/failure below.
+    // Fail fast while the upstream is down; the permit's verdict is the
+    // upstream's answer up to its headers (a client-side 4xx is no failure).
+    let permit = match target.breaker.try_acquire() {
+        Ok(p) => p,
+        Err(open) => {
+            app.metrics
+                .record_upstream_error(&target.upstream, "breaker_open");
+            let err = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "upstream_unavailable",
+                format!(
+                    "upstream `{}` is failing; circuit breaker open ({open})",
+                    target.upstream
+                ),
+            );
+            let mut r = fail(ctx, err, dialect, variant, &version);
+            let secs = open.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return r;
+        }
+    };
     let sent =
         tokio::time::timeout_at(deadline, provider.send_raw(upstream_body, stream, opts)).await;
     let resp = match sent {
-        Ok(Ok(r)) => r,
+        Ok(Ok(r)) => {
+            permit.success();
+            r
+        }
         Ok(Err(e)) => {
-            return fail(
-                ctx,
-                ApiError::upstream(&e),
-                dialect,
-                variant,
-                &version,
-                Some(&e),
-            );
+            if matches!(e.kind(), ErrorKind::Status4xx | ErrorKind::Config) {
+                permit.success();
+            } else {
+                permit.failure();
+            }
+            app.metrics
+                .record_upstream_error(&target.upstream, e.kind().as_str());
+            return fail(ctx, ApiError::upstream(&e), dialect, variant, &version);
         }
         Err(_) => {
-            return fail(
-                ctx,
-                ApiError::request_timeout(timeout_ms),
-                dialect,
-                variant,
-                &version,
-                None,
-            );
+            permit.failure();
+            app.metrics
+                .record_upstream_error(&target.upstream, "timeout");
+            let err = ApiError::request_timeout(timeout_ms);
+            return fail(ctx, err, dialect, variant, &version);
         }
     };
     if stream {
@@ -491,17 +522,11 @@ pub async fn chat(app: Arc<App>, dialect: Dialect, headers: HeaderMap, body: Byt
                 "upstream_error",
                 format!("reading the upstream response: {e}"),
             );
-            return fail(ctx, err, dialect, variant, &version, None);
+            return fail(ctx, err, dialect, variant, &version);
         }
         Err(_) => {
-            return fail(
-                ctx,
-                ApiError::request_timeout(timeout_ms),
-                dialect,
-                variant,
-                &version,
-                None,
-            );
+            let err = ApiError::request_timeout(timeout_ms);
+            return fail(ctx, err, dialect, variant, &version);
         }
     };
     let kind = provider.kind();
@@ -531,7 +556,7 @@ pub async fn chat(app: Arc<App>, dialect: Dialect, headers: HeaderMap, body: Byt
                     "upstream_error",
                     format!("cannot decode the upstream response: {e}"),
                 );
-                return fail(ctx, err, dialect, variant, &version, None);
+                return fail(ctx, err, dialect, variant, &version);
             }
         }
     };
@@ -547,9 +572,7 @@ fn fail(
     dialect: Dialect,
     variant: Variant,
     version: &HeaderValue,
-    _cause: Option<&ProviderError>,
 ) -> Response {
-    // TODO(proxy-ops metrics): record_upstream_error(&target.upstream, cause.kind().as_str()).
     let request_id = ctx.request_id.clone();
     ctx.finish(Outcome::Failed {
         status: status_of(&err),
@@ -603,6 +626,16 @@ struct ProxyStream {
 
 impl ProxyStream {
     fn fail(&mut self, status: RequestStatus, error: String) -> Bytes {
+        if let Some(ctx) = &self.ctx {
+            let kind = if status == RequestStatus::Timeout {
+                "timeout"
+            } else {
+                "stream"
+            };
+            ctx.app
+                .metrics
+                .record_upstream_error(&ctx.route.target.upstream, kind);
+        }
         let mut out = Vec::new();
         self.errors.error(&error, &mut out);
         self.done = true;

@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use super::state::{self, BuildError, ServingState, TemplateCache};
+use super::state::{self, Breakers, BuildError, ServingState, TemplateCache};
 use crate::repo::GitRepo;
 
 /// Quiet time that ends a burst of file events.
@@ -76,6 +76,7 @@ pub struct Reloader {
     control_ref: String,
     current: ArcSwap<ServingState>,
     cache: Arc<Mutex<TemplateCache>>,
+    breakers: Arc<Breakers>,
     /// Serializes reloads.
     lock: tokio::sync::Mutex<()>,
     status: Mutex<ReloadStatus>,
@@ -96,15 +97,17 @@ impl Reloader {
     pub fn start(
         root: &Path,
         control_ref: &str,
+        breakers: Arc<Breakers>,
         on_reload: Option<ReloadHook>,
     ) -> Result<Reloader, BuildError> {
         let mut cache = TemplateCache::default();
-        let first = state::build(root, control_ref, 1, &mut cache)?;
+        let first = state::build(root, control_ref, 1, &mut cache, &breakers)?;
         Ok(Reloader {
             root: root.to_path_buf(),
             control_ref: control_ref.to_string(),
             current: ArcSwap::from_pointee(first),
             cache: Arc::new(Mutex::new(cache)),
+            breakers,
             lock: tokio::sync::Mutex::new(()),
             status: Mutex::new(ReloadStatus {
                 last: None,
@@ -117,6 +120,11 @@ impl Reloader {
     /// The state to serve one request from.
     pub fn current(&self) -> Arc<ServingState> {
         self.current.load_full()
+    }
+
+    /// The circuit breakers of every upstream seen.
+    pub fn breakers(&self) -> &Breakers {
+        &self.breakers
     }
 
     pub fn status(&self) -> ReloadStatus {
@@ -134,6 +142,7 @@ impl Reloader {
         let root = self.root.clone();
         let control_ref = self.control_ref.clone();
         let cache = self.cache.clone();
+        let breakers = self.breakers.clone();
         let next_gen = cur.generation + 1;
         let old_fp = cur.fingerprint();
         let built = tokio::task::spawn_blocking(move || {
@@ -147,7 +156,7 @@ impl Reloader {
                 }
             }
             let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
-            state::build(&root, &control_ref, next_gen, &mut cache).map(Some)
+            state::build(&root, &control_ref, next_gen, &mut cache, &breakers).map(Some)
         })
         .await
         .unwrap_or_else(|e| {

@@ -15,6 +15,7 @@ use serde_json::{Map, Value, json};
 use super::app::App;
 use super::call;
 use super::error::{ApiError, Dialect, json_response};
+use super::metrics::GaugeSample;
 use super::reload::ReloadOutcome;
 use super::routing::user_hash;
 use crate::logstore::{FeedbackRecord, LogStoreError};
@@ -39,7 +40,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/status", get(status))
         .route("/admin/reload", post(admin_reload))
-        // TODO(proxy-ops metrics): .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(app)
 }
@@ -294,4 +295,77 @@ async fn admin_reload(State(app): State<Arc<App>>, headers: HeaderMap) -> Respon
                 .into_bytes(),
         ),
     }
+}
+
+/// `GET /metrics`: Prometheus text; gauges are read at scrape time.
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let log = app.logger.stats();
+    let state = app.reloader.current();
+    let g = |name: &'static str, help: &'static str, value: f64| GaugeSample {
+        name,
+        help,
+        labels: Vec::new(),
+        value,
+    };
+    let mut gauges = vec![
+        g(
+            "promptgate_log_queue_depth",
+            "Request log rows waiting in the channel.",
+            log.queue_depth as f64,
+        ),
+        g(
+            "promptgate_log_queue_capacity",
+            "Capacity of the request log channel.",
+            log.queue_capacity as f64,
+        ),
+        g(
+            "promptgate_log_buffered_rows",
+            "Rows taken from the channel, not yet in a file.",
+            log.buffered_rows as f64,
+        ),
+        g(
+            "promptgate_log_rows_written",
+            "Request log rows written to Parquet files.",
+            log.rows_written as f64,
+        ),
+        g(
+            "promptgate_log_rows_dropped",
+            "Request log rows that never reached a file.",
+            log.rows_dropped as f64,
+        ),
+        g(
+            "promptgate_log_write_errors",
+            "Failed request log file writes (retried).",
+            log.write_errors as f64,
+        ),
+        g(
+            "promptgate_in_flight",
+            "Calls in flight (their log row not yet queued).",
+            app.in_flight.get() as f64,
+        ),
+        g(
+            "promptgate_state_generation",
+            "Generation of the serving state (+1 per reload).",
+            state.generation as f64,
+        ),
+        g(
+            "promptgate_canary_weight",
+            "Canary weight in percent (0 without a canary).",
+            state.canary.as_ref().map_or(0.0, |c| c.rule.weight),
+        ),
+    ];
+    for (upstream, b) in app.reloader.breakers().all() {
+        gauges.push(GaugeSample {
+            name: "promptgate_breaker_state",
+            help: "Circuit breaker per upstream: 0 closed, 1 half-open, 2 open.",
+            labels: vec![("upstream", upstream)],
+            value: b.state().as_gauge(),
+        });
+    }
+    let mut r = app.metrics.render(&gauges).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
 }

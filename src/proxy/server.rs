@@ -12,9 +12,11 @@ use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use super::app::{App, InFlight};
+use super::breaker::BreakerConfig;
+use super::metrics::Metrics;
 use super::reload::{RefWatcher, Reloader};
 use super::routes;
-use super::state::{self, BuildError};
+use super::state::{self, Breakers, BuildError};
 use crate::logstore::{FeedbackJournal, LogStoreError, LoggerStats, RequestLogger};
 
 /// Default time in-flight requests get to finish after a shutdown signal.
@@ -88,8 +90,17 @@ impl Server {
             );
         }
         let (journal, _) = FeedbackJournal::open(&log_dir)?;
-        // TODO(proxy-ops metrics): pass a hook calling metrics.record_reload(ok).
-        let reloader = Arc::new(Reloader::start(&root, &control_ref, None)?);
+        let metrics = Arc::new(Metrics::new());
+        let m = metrics.clone();
+        let breakers = Arc::new(Breakers::new(BreakerConfig::from(
+            &config.server.circuit_breaker,
+        )));
+        let reloader = Arc::new(Reloader::start(
+            &root,
+            &control_ref,
+            breakers,
+            Some(Box::new(move |ok| m.record_reload(ok))),
+        )?);
         let watcher = reloader.watch()?;
         let admin_token = match &config.server.admin_token_env {
             Some(var) => match std::env::var(var) {
@@ -120,6 +131,7 @@ impl Server {
             admin_token,
             in_flight: Arc::new(InFlight::default()),
             started: Instant::now(),
+            metrics,
         });
         Ok(Server {
             app,

@@ -16,6 +16,7 @@ use axum::http::{HeaderName, HeaderValue};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
+use super::breaker::{BreakerConfig, CircuitBreaker};
 use super::routing::CanaryRule;
 use crate::project::{LoadOptions, Project, ROLLOUT_FILE, render_all};
 use crate::provider::{ModelClient, merge_params};
@@ -54,6 +55,39 @@ pub struct ModelTarget {
     pub client: ModelClient,
     /// The provider's key: the upstream a circuit breaker guards.
     pub upstream: String,
+    /// The breaker of `upstream`, shared by every model and state using it.
+    pub breaker: CircuitBreaker,
+}
+
+/// One circuit breaker per upstream (provider key), kept across reloads so
+/// a reload neither resets an open breaker nor forgets failures.
+#[derive(Debug)]
+pub struct Breakers {
+    cfg: BreakerConfig,
+    map: std::sync::Mutex<BTreeMap<String, CircuitBreaker>>,
+}
+
+impl Breakers {
+    pub fn new(cfg: BreakerConfig) -> Breakers {
+        Breakers {
+            cfg,
+            map: std::sync::Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The breaker of `upstream` (created closed on first use).
+    pub fn get(&self, upstream: &str) -> CircuitBreaker {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(upstream.to_string())
+            .or_insert_with(|| CircuitBreaker::new(self.cfg))
+            .clone()
+    }
+
+    /// Every upstream's breaker, by name.
+    pub fn all(&self) -> Vec<(String, CircuitBreaker)> {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.iter().map(|(k, b)| (k.clone(), b.clone())).collect()
+    }
 }
 
 /// One prompt of one served ref, ready to render.
@@ -242,7 +276,7 @@ pub fn control_config(root: &Path, control_ref: &str) -> Result<(Config, String)
 /// Every model of a config, or why it has no client.
 type Targets = BTreeMap<String, Result<Arc<ModelTarget>, String>>;
 
-fn model_targets(config: &Config) -> Targets {
+fn model_targets(config: &Config, breakers: &Breakers) -> Targets {
     config
         .models
         .iter()
@@ -253,6 +287,7 @@ fn model_targets(config: &Config) -> Targets {
                         key: key.clone(),
                         client,
                         upstream: m.provider.clone(),
+                        breaker: breakers.get(&m.provider),
                     })
                 })
                 .map_err(|e| e.to_string());
@@ -266,8 +301,9 @@ fn ref_state(
     git_ref: &str,
     commit: &str,
     cache: &mut TemplateCache,
+    breakers: &Breakers,
 ) -> Result<(RefState, Targets), String> {
-    let targets = model_targets(&project.config);
+    let targets = model_targets(&project.config, breakers);
     let git_ref: Arc<str> = Arc::from(git_ref);
     let commit_a: Arc<str> = Arc::from(commit);
     let mut prompts = HashMap::new();
@@ -323,6 +359,7 @@ pub fn build(
     control_ref: &str,
     generation: u64,
     cache: &mut TemplateCache,
+    breakers: &Breakers,
 ) -> Result<ServingState, BuildError> {
     let repo = GitRepo::open(root).map_err(|e| BuildError::at(None, e.to_string()))?;
     let fp = fingerprint(&repo, control_ref)?;
@@ -335,18 +372,33 @@ pub fn build(
         if commit == control {
             return Ok(control_project.clone());
         }
-        load_project(&repo, commit)
-            .map_err(|e| fail(format!("{what} (commit {commit}) is invalid: {e}")))
+        load_project(&repo, commit).map_err(|e| {
+            BuildError::at(
+                Some(commit),
+                format!("{what} (commit {commit}) is invalid: {e}"),
+            )
+        })
     };
     let stable_project = load(&fp.stable, &format!("stable ref `{}`", rollout.stable))?;
-    let (stable, stable_models) = ref_state(&stable_project, &rollout.stable, &fp.stable, cache)
-        .map_err(|e| fail(format!("stable ref `{}`: {e}", rollout.stable)))?;
+    let (stable, stable_models) = ref_state(
+        &stable_project,
+        &rollout.stable,
+        &fp.stable,
+        cache,
+        breakers,
+    )
+    .map_err(|e| {
+        BuildError::at(
+            Some(&fp.stable),
+            format!("stable ref `{}`: {e}", rollout.stable),
+        )
+    })?;
     let canary = match (&rollout.canary, &fp.canary) {
         (Some(c), Some(commit)) => {
             let what = format!("canary ref `{}`", c.git_ref);
             let project = load(commit, &what)?;
-            let (state, _) = ref_state(&project, &c.git_ref, commit, cache)
-                .map_err(|e| fail(format!("{what}: {e}")))?;
+            let (state, _) = ref_state(&project, &c.git_ref, commit, cache, breakers)
+                .map_err(|e| BuildError::at(Some(commit), format!("{what}: {e}")))?;
             for p in &c.prompts {
                 if !state.prompts.contains_key(p) {
                     return Err(fail(format!(
