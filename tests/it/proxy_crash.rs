@@ -5,8 +5,8 @@
 //! pyarrow, an independent reader.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -14,106 +14,18 @@ use std::time::{Duration, Instant};
 use promptgate::provider::mock::{MockConfig, MockServer};
 use serde_json::{Value, json};
 
-use crate::common::{Scaffold, bin, python_with_pyarrow};
+use crate::common::{Scaffold, python_with_pyarrow};
+use crate::proxy_support::{Proxy, http, proxy_scaffold};
 
-/// A running `promptgate serve`; killed (SIGKILL) on drop if still alive.
-struct Serve {
-    child: Child,
-    url: String,
-    log: PathBuf,
-}
-
-impl Serve {
-    /// Starts `serve --listen 127.0.0.1:0` and waits for its `listening on`
-    /// line (stderr goes to `log`, appended across restarts).
-    fn start(repo: &Path, log: &Path, env: &[(&str, &str)]) -> Serve {
-        let err = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
-        let before = std::fs::metadata(log).map(|m| m.len()).unwrap_or(0);
-        let mut cmd = Command::new(bin());
-        cmd.args(["serve", "--repo"])
-            .arg(repo)
-            .args(["--listen", "127.0.0.1:0", "--grace-ms", "5000"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(err)
-            .env_remove("PROMPTGATE_LOG");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let text = std::fs::read(log).unwrap();
-            let new = String::from_utf8_lossy(&text[before as usize..]).into_owned();
-            if let Some(pos) = new.find("listening on http://") {
-                let rest = &new[pos + "listening on ".len()..];
-                let url = rest.split_whitespace().next().unwrap().to_string();
-                return Serve {
-                    child,
-                    url,
-                    log: log.to_path_buf(),
-                };
-            }
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!("serve exited with {status} before listening:\n{new}");
-            }
-            assert!(Instant::now() < deadline, "serve did not start:\n{new}");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn kill9(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    /// SIGTERM and wait: the server drains and flushes every row.
-    fn terminate(mut self) {
-        let pid = self.child.id().to_string();
-        let st = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(st.success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-                assert!(
-                    status.success(),
-                    "serve exited with {status} after SIGTERM:\n{log}"
-                );
-                return;
-            }
-            assert!(Instant::now() < deadline, "serve ignored SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// A scaffold whose provider is `mock` (OpenAI dialect) at `mock_url`, with
-/// the given `logging:` block, committed so `serve` serves it.
+/// A scaffold served from the mock (OpenAI dialect) with `logging` lines
+/// replacing the scaffold's `flush_interval_ms` and `on_full` ones.
 fn repo_with_mock(mock_url: &str, logging: &str) -> Scaffold {
-    let s = Scaffold::new();
-    s.write(
-        "promptgate.yaml",
-        &format!(
-            "version: 1\nproviders:\n  mock:\n    kind: openai\n    base_url: {mock_url}\n    max_retries: 0\n\
-             models:\n  small:\n    provider: mock\n    name: mock-model\n\
-             logging:\n{logging}"
-        ),
-    );
-    s.commit("mock provider for proxy tests");
+    const SCAFFOLD: &str = "  flush_interval_ms: 200\n  on_full: block\n";
+    let s = proxy_scaffold("openai", mock_url, "");
+    if logging != SCAFFOLD {
+        s.edit("promptgate.yaml", SCAFFOLD, logging);
+        s.commit("logging settings of the test");
+    }
     s
 }
 
@@ -179,16 +91,6 @@ fn strings(v: &Value) -> Vec<String> {
         .collect()
 }
 
-/// reqwest is built without a bundled crypto provider (plain HTTP here, but
-/// the builder insists on one).
-fn http_client() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-}
-
 /// What the clients saw acknowledged, with the time of the acknowledgement.
 #[derive(Default)]
 struct Acks {
@@ -200,7 +102,7 @@ struct Acks {
 /// concurrent clients until `stop`; connection errors (the server was
 /// killed) end a worker.
 async fn load(url: String, workers: usize, stop: Arc<AtomicBool>) -> Acks {
-    let client = http_client();
+    let client = http();
     let mut tasks = Vec::new();
     for w in 0..workers {
         let (client, url, stop) = (client.clone(), url.clone(), stop.clone());
@@ -231,7 +133,7 @@ async fn load(url: String, workers: usize, stop: Arc<AtomicBool>) -> Acks {
                 let id = id.expect("x-request-id header");
                 assert!(ok, "request {id} failed");
                 acks.requests.push((id.clone(), at));
-                if i % 3 == 0 {
+                if i.is_multiple_of(3) {
                     let Ok(r) = client
                         .post(format!("{url}/v1/feedback"))
                         .json(&json!({"request_id": id, "score": 1.0, "comment": format!("w{w} i{i}")}))
@@ -292,7 +194,6 @@ fn kill_9_under_load_loses_no_acknowledged_row_or_feedback() {
         &format!("  flush_interval_ms: {flush_ms}\n  on_full: block\n"),
     );
     let log_root = s.path(".promptgate/logs");
-    let serve_log = s.dir.path().join("serve.log");
     let seed = 0x5EED_u64;
     let mut rng = seed;
     // Acknowledged more than one flush interval before the kill: must
@@ -315,13 +216,14 @@ fn kill_9_under_load_loses_no_acknowledged_row_or_feedback() {
         );
     };
     for round in 0..20 {
-        let mut serve = Serve::start(&s.root(), &serve_log, &[]);
+        let mut serve = Proxy::start(&s.root());
         let stop = Arc::new(AtomicBool::new(false));
         let load_task = rt.spawn(load(serve.url.clone(), 4, stop.clone()));
         let wait = Duration::from_millis(150 + next_rand(&mut rng) % 1200);
         std::thread::sleep(wait);
         let killed_at = Instant::now();
-        serve.kill9();
+        serve.child.kill().unwrap(); // SIGKILL
+        serve.child.wait().unwrap();
         stop.store(true, Ordering::Relaxed);
         let acks = rt.block_on(load_task).unwrap();
         acked_rows += acks.requests.len();
@@ -373,7 +275,8 @@ fn kill_9_under_load_loses_no_acknowledged_row_or_feedback() {
     );
     // One clean start (recovery of the last kill's leftovers) and stop; a
     // row lost at any kill stays lost, so one check at the end covers all.
-    Serve::start(&s.root(), &serve_log, &[]).terminate();
+    let mut last = Proxy::start(&s.root());
+    assert_eq!(last.terminate(), Some(0), "{}", last.stderr());
     let report = pyarrow_report(&py, &log_root);
     assert_eq!(report["unreadable"], json!([]));
     assert_eq!(
@@ -467,10 +370,10 @@ fn stalled_writer_under_drop_keeps_latency_flat_and_counts_every_lost_row() {
         &mock.url(),
         "  flush_interval_ms: 100\n  channel_capacity: 8\n  on_full: drop\n",
     );
-    let serve = Serve::start(&s.root(), &s.dir.path().join("serve.log"), &[STALL_ENV]);
+    let mut serve = Proxy::start_with(&s.root(), &[], &[STALL_ENV]);
     let url = serve.url.clone();
     let (free, stalled, metrics_text, ids) = rt.block_on(async {
-        let client = http_client();
+        let client = http();
         sequential(&client, &url, 30, 0).await; // warm-up
         // Alternate blocks so drift of the shared machine hits both sides.
         let (mut free, mut stalled, mut ids) = (Vec::new(), Vec::new(), Vec::new());
@@ -496,7 +399,7 @@ fn stalled_writer_under_drop_keeps_latency_flat_and_counts_every_lost_row() {
             .unwrap();
         (free, stalled, m, ids)
     });
-    serve.terminate();
+    assert_eq!(serve.terminate(), Some(0), "{}", serve.stderr());
     let (mut free, mut stalled) = (free, stalled);
     let (mf, ms) = (median(&mut free), median(&mut stalled));
     assert!(
@@ -504,6 +407,7 @@ fn stalled_writer_under_drop_keeps_latency_flat_and_counts_every_lost_row() {
         "median latency with a stalled writer {ms:.3} ms vs {mf:.3} ms free: not flat"
     );
     let dropped = metric(&metrics_text, "promptgate_log_rows_dropped");
+    eprintln!("on_full: drop: median {mf:.3} ms free, {ms:.3} ms stalled; {dropped} rows dropped");
     // Four stalls of 50 requests each with room for 8 (+1 taken by the
     // writer) rows: most rows of a stall must have been dropped.
     assert!(dropped >= 4.0 * 30.0, "dropped only {dropped}");
@@ -536,10 +440,10 @@ fn stalled_writer_under_block_loses_nothing() {
         &mock.url(),
         "  flush_interval_ms: 100\n  channel_capacity: 8\n  on_full: block\n",
     );
-    let serve = Serve::start(&s.root(), &s.dir.path().join("serve.log"), &[STALL_ENV]);
+    let mut serve = Proxy::start_with(&s.root(), &[], &[STALL_ENV]);
     let url = serve.url.clone();
     let (ids, stalled_metrics) = rt.block_on(async {
-        let client = http_client();
+        let client = http();
         set_stall(&client, &url, true).await;
         // 40 concurrent requests against room for 8 rows: the rest of the
         // rows must wait (rows are queued after the answer, so the clients
@@ -566,7 +470,7 @@ fn stalled_writer_under_block_loses_nothing() {
         set_stall(&client, &url, false).await;
         (ids, m)
     });
-    serve.terminate();
+    assert_eq!(serve.terminate(), Some(0), "{}", serve.stderr());
     // While stalled the queue was full and nothing had been dropped: the
     // block path was exercised, not bypassed.
     assert_eq!(metric(&stalled_metrics, "promptgate_log_queue_depth"), 8.0);
