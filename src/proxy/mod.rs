@@ -31,6 +31,7 @@ pub mod routes;
 pub mod routing;
 pub mod server;
 pub mod state;
+pub mod test_hooks;
 pub mod translate;
 
 pub use server::{DEFAULT_GRACE, ServeError, ServeOptions, Server, ShutdownReport};

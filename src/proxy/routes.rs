@@ -24,6 +24,7 @@ use crate::logstore::{FeedbackRecord, LogStoreError};
 pub fn router(app: Arc<App>) -> Router {
     let limit = app.server.max_body_bytes;
     Router::new()
+        .merge(super::test_hooks::routes())
         .route("/v1/chat/completions", post(openai_chat))
         .route("/v1/models", get(openai_models))
         .route("/api/chat", post(ollama_chat))

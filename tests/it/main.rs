@@ -17,5 +17,6 @@ mod provider_upstream;
 mod provider_wire;
 mod proxy;
 mod proxy_clients;
+mod proxy_crash;
 mod proxy_reload;
 mod proxy_support;
