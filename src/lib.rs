@@ -13,6 +13,7 @@ pub mod eval;
 pub mod logstore;
 pub mod project;
 pub mod provider;
+pub mod proxy;
 pub mod repo;
 pub mod spec;
 pub mod stats;

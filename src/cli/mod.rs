@@ -9,6 +9,7 @@ mod log;
 mod logs;
 mod mock_llm;
 mod render;
+mod serve;
 mod validate;
 
 use std::io::Write;
@@ -67,6 +68,8 @@ pub enum Command {
     MockLlm(mock_llm::Args),
     /// Request and feedback logs: compact, query.
     Logs(logs::Args),
+    /// The proxy: serve the prompts of the refs rollout.yaml names, log every call.
+    Serve(serve::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -81,6 +84,7 @@ pub fn main() -> ExitCode {
         Command::Eval(args) => eval::run(args),
         Command::MockLlm(args) => mock_llm::run(args),
         Command::Logs(args) => logs::run(args),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(status) => status.into(),

@@ -15,3 +15,8 @@ mod provider_mock_bin;
 mod provider_support;
 mod provider_upstream;
 mod provider_wire;
+mod proxy;
+mod proxy_clients;
+mod proxy_crash;
+mod proxy_reload;
+mod proxy_support;
