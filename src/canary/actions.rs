@@ -406,12 +406,11 @@ fn with_value(line: &str, value: &str) -> String {
 
 /// POSTs the report as JSON (`on_regression: alert` with `analysis.webhook`).
 pub async fn post_webhook(url: &str, report: &CanaryReport) -> Result<(), CanaryError> {
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(10))
-        .build()
+    let client = crate::provider::http::shared_client(5_000)
         .map_err(|e| CanaryError::Webhook(e.to_string()))?;
     let resp = client
         .post(url)
+        .timeout(std::time::Duration::from_secs(10))
         .json(report)
         .send()
         .await

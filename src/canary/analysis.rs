@@ -557,7 +557,7 @@ impl CanaryReport {
                 p.prompt_id, p.stable_requests, p.canary_requests
             );
             let header = [
-                "metric", "limit", "stable", "canary", "n stable", "n canary", "diff", "CI", "p worse",
+                "metric", "limit", "stable", "canary", "n stable", "n canary", "diff (+ worse)", "CI", "p worse",
                 "p ok", "ln LR / thr", "status",
             ];
             let mut table: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];

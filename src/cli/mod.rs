@@ -2,6 +2,7 @@
 //! `Args` and a `run()` that returns an [`ExitStatus`]. Errors reach this
 //! edge as `anyhow` with context and are printed once, here.
 
+mod canary;
 mod dataset;
 mod eval;
 mod init;
@@ -67,6 +68,8 @@ pub enum Command {
     MockLlm(mock_llm::Args),
     /// Request and feedback logs: compact, query.
     Logs(logs::Args),
+    /// Canary vs stable analysis; `analyze --apply` commits rollback / promotion.
+    Canary(canary::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -81,6 +84,7 @@ pub fn main() -> ExitCode {
         Command::Eval(args) => eval::run(args),
         Command::MockLlm(args) => mock_llm::run(args),
         Command::Logs(args) => logs::run(args),
+        Command::Canary(args) => canary::run(args),
     };
     match result {
         Ok(status) => status.into(),
