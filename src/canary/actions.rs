@@ -400,7 +400,15 @@ fn with_value(line: &str, value: &str) -> String {
         None => (line, ""),
     };
     let colon = body.find(':').unwrap_or(body.len());
-    let comment = body[colon..].find(" #").map(|i| &body[colon + i..]).unwrap_or("");
+    // The comment with the spaces that align it.
+    let comment = match body[colon..].find(" #") {
+        Some(i) => {
+            let hash = colon + i;
+            let start = body[..hash].trim_end().len().max(colon + 1);
+            &body[start..]
+        }
+        None => "",
+    };
     format!("{}: {value}{comment}{nl}", &body[..colon])
 }
 

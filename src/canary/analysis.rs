@@ -628,3 +628,6 @@ fn render_table(rows: &[Vec<String>]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests;

@@ -125,7 +125,7 @@ fn a_healthy_canary_is_found_non_inferior() {
     let mut ok = 0;
     let mut worse = 0;
     for _ in 0..sims {
-        let (w, nw) = run_bernoulli(&mut rng, cfg(0.05, 0.03, Kind::Proportion), 0.10, 0.10, 0.2, 10_000, 5);
+        let (w, nw) = run_bernoulli(&mut rng, cfg(0.05, 0.03, Kind::Proportion), 0.10, 0.10, 0.2, 20_000, 5);
         worse += usize::from(w);
         ok += usize::from(nw);
     }
