@@ -177,7 +177,11 @@ fn main() {
         println!("| detector | rolled back | median canary req. | p95 canary req. |");
         println!("|---|---|---|---|");
         for (k, name) in names.iter().enumerate() {
-            let hits: Vec<f64> = results.iter().filter_map(|r| r[k]).map(|n| n as f64).collect();
+            let hits: Vec<f64> = results
+                .iter()
+                .filter_map(|r| r[k])
+                .map(|n| n as f64)
+                .collect();
             let rate = hits.len() as f64 / canaries as f64;
             let fmt = |q: f64| quantile(&hits, q).map_or("-".to_string(), |v| format!("{v:.0}"));
             println!(

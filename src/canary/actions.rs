@@ -91,11 +91,17 @@ pub fn canary_origin(
     let mut settings_unchanged = true;
     for v in &versions {
         // A version that no longer parses ends the canary's history.
-        let canary: Option<Canary> = rollout_at(git, &v.commit).ok().flatten().and_then(|r| r.canary);
+        let canary: Option<Canary> = rollout_at(git, &v.commit)
+            .ok()
+            .flatten()
+            .and_then(|r| r.canary);
         let Some(c) = canary.filter(|c| c.git_ref == current.git_ref) else {
             break;
         };
-        let at = Utc.timestamp_opt(v.time, 0).single().unwrap_or_else(Utc::now);
+        let at = Utc
+            .timestamp_opt(v.time, 0)
+            .single()
+            .unwrap_or_else(Utc::now);
         settings_unchanged &= c == current;
         let since = match &origin {
             Some(o) if !settings_unchanged => o.current_since,
@@ -127,9 +133,14 @@ pub struct Applied {
 }
 
 /// Author and committer of the tool's commits.
-pub fn signature(git: &GitRepo, rollout: &Rollout) -> Result<git2::Signature<'static>, CanaryError> {
+pub fn signature(
+    git: &GitRepo,
+    rollout: &Rollout,
+) -> Result<git2::Signature<'static>, CanaryError> {
     match &rollout.analysis.author {
-        Some(a) => Ok(git2::Signature::now(&a.name, &a.email).map_err(crate::repo::RepoError::from)?),
+        Some(a) => {
+            Ok(git2::Signature::now(&a.name, &a.email).map_err(crate::repo::RepoError::from)?)
+        }
         None => Ok(git.signature()?),
     }
 }
@@ -161,19 +172,33 @@ pub fn apply(
     let current_text = git
         .tree_at(&control.commit)?
         .read_string(ROLLOUT_FILE)?
-        .ok_or_else(|| CanaryError::Invalid(format!("{ROLLOUT_FILE}: missing at {}", control.commit)))?;
+        .ok_or_else(|| {
+            CanaryError::Invalid(format!("{ROLLOUT_FILE}: missing at {}", control.commit))
+        })?;
     let (tree, message, method) = match report.action {
         Action::None | Action::Hold | Action::Alert => {
             applied.method = format!("no commit ({})", report.action.describe());
             return Ok(applied);
         }
-        Action::Rollback => rollback_tree(git, head, canary, &current_text, origin, &report.reason, &evidence)?,
+        Action::Rollback => rollback_tree(
+            git,
+            head,
+            canary,
+            &current_text,
+            origin,
+            &report.reason,
+            &evidence,
+        )?,
         Action::AdvanceStep { from, to } => {
-            let text = edit_or_reserialise(&current_text, |t| set_nested_scalar(t, "canary", "weight", &fmt_weight(to)), |r| {
-                if let Some(c) = &mut r.canary {
-                    c.weight = to;
-                }
-            })?;
+            let text = edit_or_reserialise(
+                &current_text,
+                |t| set_nested_scalar(t, "canary", "weight", &fmt_weight(to)),
+                |r| {
+                    if let Some(c) = &mut r.canary {
+                        c.weight = to;
+                    }
+                },
+            )?;
             let tree = git.tree_with_file(head, ROLLOUT_FILE, text.as_bytes())?;
             let msg = format!(
                 "promptgate: canary {} step {}% -> {}%\n\nThe current step is healthy: {}.\n\n{evidence}",
@@ -182,7 +207,11 @@ pub fn apply(
                 fmt_weight(to),
                 report.reason
             );
-            (tree, msg, format!("weight {} -> {}", fmt_weight(from), fmt_weight(to)))
+            (
+                tree,
+                msg,
+                format!("weight {} -> {}", fmt_weight(from), fmt_weight(to)),
+            )
         }
         Action::Promote => {
             let canary_commit = git.resolve(&canary.git_ref)?;
@@ -192,7 +221,11 @@ pub fn apply(
                     let sha = canary_commit.to_string();
                     let text = edit_or_reserialise(
                         &current_text,
-                        |t| remove_top_level_key(t, "canary").and_then(|t| set_top_level_scalar(&t, "stable", &format!("\"{sha}\""))),
+                        |t| {
+                            remove_top_level_key(t, "canary").and_then(|t| {
+                                set_top_level_scalar(&t, "stable", &format!("\"{sha}\""))
+                            })
+                        },
                         |r| {
                             r.canary = None;
                             r.stable = sha.clone();
@@ -213,7 +246,11 @@ pub fn apply(
                     if let Some(n) = ff.worktree_note {
                         applied.notes.push(n);
                     }
-                    let text = edit_or_reserialise(&current_text, |t| remove_top_level_key(t, "canary"), |r| r.canary = None)?;
+                    let text = edit_or_reserialise(
+                        &current_text,
+                        |t| remove_top_level_key(t, "canary"),
+                        |r| r.canary = None,
+                    )?;
                     (text, format!("{stable} fast-forwarded to {short}"))
                 }
             };
@@ -252,7 +289,10 @@ fn rollback_tree(
         Some(o) => {
             let intro = Oid::from_str(&o.introduced_by).map_err(|e| CanaryError::Repo(e.into()))?;
             match git.revert_tree(intro, head)? {
-                None => format!("the revert of {} does not apply cleanly", &o.introduced_by[..12]),
+                None => format!(
+                    "the revert of {} does not apply cleanly",
+                    &o.introduced_by[..12]
+                ),
                 Some(tree) => {
                     let after = blob_text(git, tree, ROLLOUT_FILE);
                     let still_there = after
@@ -267,25 +307,43 @@ fn rollback_tree(
                             );
                             return Ok((tree, msg, format!("revert of {}", o.introduced_by)));
                         }
-                        Some(Ok(true)) => format!("the revert of {} leaves the canary in place", &o.introduced_by[..12]),
-                        Some(Err(_)) | None => format!("the revert of {} leaves {ROLLOUT_FILE} invalid", &o.introduced_by[..12]),
+                        Some(Ok(true)) => format!(
+                            "the revert of {} leaves the canary in place",
+                            &o.introduced_by[..12]
+                        ),
+                        Some(Err(_)) | None => format!(
+                            "the revert of {} leaves {ROLLOUT_FILE} invalid",
+                            &o.introduced_by[..12]
+                        ),
                     }
                 }
             }
         }
     };
-    let text = edit_or_reserialise(current_text, |t| remove_top_level_key(t, "canary"), |r| r.canary = None)?;
+    let text = edit_or_reserialise(
+        current_text,
+        |t| remove_top_level_key(t, "canary"),
+        |r| r.canary = None,
+    )?;
     let tree = git.tree_with_file(head, ROLLOUT_FILE, text.as_bytes())?;
     let msg = format!(
         "promptgate: roll back canary {} (remove it from {ROLLOUT_FILE})\n\n{why_not}, so the canary block is removed instead.\npromptgate canary rollback: {reason}\n\n{evidence}",
         canary.git_ref
     );
-    Ok((tree, msg, format!("removal of the canary block ({why_not})")))
+    Ok((
+        tree,
+        msg,
+        format!("removal of the canary block ({why_not})"),
+    ))
 }
 
 fn blob_text(git: &GitRepo, tree: Oid, path: &str) -> Option<String> {
     let repo = git.inner();
-    let entry = repo.find_tree(tree).ok()?.get_path(std::path::Path::new(path)).ok()?;
+    let entry = repo
+        .find_tree(tree)
+        .ok()?
+        .get_path(std::path::Path::new(path))
+        .ok()?;
     let blob = repo.find_blob(entry.id()).ok()?;
     String::from_utf8(blob.content().to_vec()).ok()
 }
@@ -308,7 +366,9 @@ fn edit_or_reserialise(
     let mut value = serde_json::to_value(&want).map_err(|e| CanaryError::Action(e.to_string()))?;
     strip_nulls(&mut value);
     let yaml = serde_yaml_ng::to_string(&value).map_err(|e| CanaryError::Action(e.to_string()))?;
-    Ok(format!("# yaml-language-server: $schema=schema/rollout.schema.json\n{yaml}"))
+    Ok(format!(
+        "# yaml-language-server: $schema=schema/rollout.schema.json\n{yaml}"
+    ))
 }
 
 fn strip_nulls(v: &mut serde_json::Value) {
@@ -340,7 +400,8 @@ pub(crate) fn remove_top_level_key(text: &str, key: &str) -> Option<String> {
     let mut end = start + 1;
     while end < lines.len() {
         let l = lines[end];
-        let inside = l.starts_with(' ') || l.starts_with('\t') || l.starts_with('-') || l.trim().is_empty();
+        let inside =
+            l.starts_with(' ') || l.starts_with('\t') || l.starts_with('-') || l.trim().is_empty();
         if !inside {
             break;
         }
@@ -361,12 +422,21 @@ pub(crate) fn set_top_level_scalar(text: &str, key: &str, value: &str) -> Option
 }
 
 /// Replaces the value of `key` inside the top-level block `parent`.
-pub(crate) fn set_nested_scalar(text: &str, parent: &str, key: &str, value: &str) -> Option<String> {
+pub(crate) fn set_nested_scalar(
+    text: &str,
+    parent: &str,
+    key: &str,
+    value: &str,
+) -> Option<String> {
     let mut in_parent = false;
     let mut done = false;
     let mut out = String::with_capacity(text.len() + 8);
     for l in text.split_inclusive('\n') {
-        if !l.starts_with(' ') && !l.starts_with('\t') && !l.trim().is_empty() && !l.starts_with('#') {
+        if !l.starts_with(' ')
+            && !l.starts_with('\t')
+            && !l.trim().is_empty()
+            && !l.starts_with('#')
+        {
             in_parent = is_top_key(l, parent);
         }
         if in_parent && !done && is_top_key(l.trim_start(), key) {
@@ -379,7 +449,11 @@ pub(crate) fn set_nested_scalar(text: &str, parent: &str, key: &str, value: &str
     done.then_some(out)
 }
 
-fn replace_line(text: &str, hit: impl Fn(&str) -> bool, f: impl Fn(&str) -> String) -> Option<String> {
+fn replace_line(
+    text: &str,
+    hit: impl Fn(&str) -> bool,
+    f: impl Fn(&str) -> String,
+) -> Option<String> {
     let mut done = false;
     let mut out = String::with_capacity(text.len() + 8);
     for l in text.split_inclusive('\n') {
@@ -426,7 +500,10 @@ pub async fn post_webhook(url: &str, report: &CanaryReport) -> Result<(), Canary
     if resp.status().is_success() {
         Ok(())
     } else {
-        Err(CanaryError::Webhook(format!("{url}: HTTP {}", resp.status())))
+        Err(CanaryError::Webhook(format!(
+            "{url}: HTTP {}",
+            resp.status()
+        )))
     }
 }
 
@@ -453,7 +530,10 @@ mod tests {
         let out = set_top_level_scalar(ROLLOUT, "stable", "\"abc\"").unwrap();
         assert!(out.contains("stable: \"abc\"  # served to most\n"), "{out}");
         // `min_requests` is not under `canary`.
-        assert_eq!(set_nested_scalar(ROLLOUT, "canary", "min_requests", "1"), None);
+        assert_eq!(
+            set_nested_scalar(ROLLOUT, "canary", "min_requests", "1"),
+            None
+        );
     }
 
     #[test]
@@ -461,7 +541,12 @@ mod tests {
         // A flow-style canary on one line with the key quoted: the text edit
         // finds no `canary:` line, so the file is rewritten from the value.
         let text = "stable: refs/heads/main\n\"canary\": {ref: refs/heads/x, weight: 10}\n";
-        let out = edit_or_reserialise(text, |t| remove_top_level_key(t, "canary"), |r| r.canary = None).unwrap();
+        let out = edit_or_reserialise(
+            text,
+            |t| remove_top_level_key(t, "canary"),
+            |r| r.canary = None,
+        )
+        .unwrap();
         let r = parse_rollout(&out).unwrap();
         assert!(r.canary.is_none());
         assert_eq!(r.stable, "refs/heads/main");

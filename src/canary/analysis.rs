@@ -32,9 +32,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::CanaryError;
-use crate::logstore::{
-    FeedbackRecord, RequestLogRow, RequestStatus, Variant, join_feedback,
-};
+use crate::logstore::{FeedbackRecord, RequestLogRow, RequestStatus, Variant, join_feedback};
 use crate::spec::rollout::{Metric, MetricCheck, OnRegression, OnSuccess, Rollout};
 use crate::stats::quantile;
 use crate::stats::sequential::{Arm, Kind, Moments, SequentialTest, TestConfig};
@@ -78,7 +76,10 @@ pub enum Action {
     Alert,
     Promote,
     /// The current step is healthy: the weight moves to the next step.
-    AdvanceStep { from: f64, to: f64 },
+    AdvanceStep {
+        from: f64,
+        to: f64,
+    },
     /// Healthy, but `on_success: hold`.
     Hold,
 }
@@ -225,12 +226,15 @@ pub fn analyze(
         .iter()
         .filter(|r| r.ts >= since && matches!(r.variant, Variant::Stable | Variant::Canary))
         .filter(|r| {
-            r.prompt_id.as_deref().is_some_and(|p| {
-                canary.prompts.is_empty() || canary.prompts.iter().any(|c| c == p)
-            })
+            r.prompt_id
+                .as_deref()
+                .is_some_and(|p| canary.prompts.is_empty() || canary.prompts.iter().any(|c| c == p))
         })
         .collect();
-    in_window.sort_by(|x, y| x.ts.cmp(&y.ts).then_with(|| x.request_id.cmp(&y.request_id)));
+    in_window.sort_by(|x, y| {
+        x.ts.cmp(&y.ts)
+            .then_with(|| x.request_id.cmp(&y.request_id))
+    });
     let owned: Vec<RequestLogRow> = in_window.into_iter().cloned().collect();
     let joined = join_feedback(&owned, feedback);
 
@@ -286,20 +290,42 @@ pub fn analyze(
             p.checks
                 .iter()
                 .filter(|c| c.status == CheckStatus::Worse)
-                .map(move |c| format!("{}: {} worse than {}", p.prompt_id, c.metric.as_str(), c.limit))
+                .map(move |c| {
+                    format!(
+                        "{}: {} worse than {}",
+                        p.prompt_id,
+                        c.metric.as_str(),
+                        c.limit
+                    )
+                })
         })
         .collect();
     (report.decision, report.reason) = if !worse.is_empty() {
         (Decision::Rollback, worse.join("; "))
     } else if a.checks.is_empty() {
-        (Decision::Continue, "analysis.checks is empty: nothing to test".into())
+        (
+            Decision::Continue,
+            "analysis.checks is empty: nothing to test".into(),
+        )
     } else if report.prompts.iter().all(|p| p.canary_requests == 0) {
-        (Decision::Continue, "no canary traffic in the window yet".into())
+        (
+            Decision::Continue,
+            "no canary traffic in the window yet".into(),
+        )
     } else if all.iter().all(|c| c.status == CheckStatus::NotWorse) {
-        (Decision::Promote, "every check shows the canary not worse than allowed".into())
+        (
+            Decision::Promote,
+            "every check shows the canary not worse than allowed".into(),
+        )
     } else {
-        let waiting = all.iter().filter(|c| c.status == CheckStatus::NotEnoughData).count();
-        let open = all.iter().filter(|c| c.status == CheckStatus::Inconclusive).count();
+        let waiting = all
+            .iter()
+            .filter(|c| c.status == CheckStatus::NotEnoughData)
+            .count();
+        let open = all
+            .iter()
+            .filter(|c| c.status == CheckStatus::Inconclusive)
+            .count();
         (
             Decision::Continue,
             format!("{waiting} check(s) below min_requests, {open} inconclusive"),
@@ -337,7 +363,11 @@ pub fn plan(rollout: &Rollout, decision: Decision) -> Action {
 }
 
 fn check_limits(index: usize, c: &MetricCheck) -> Result<(), CanaryError> {
-    let set = [c.max_drop.is_some(), c.max_increase.is_some(), c.max_increase_pct.is_some()];
+    let set = [
+        c.max_drop.is_some(),
+        c.max_increase.is_some(),
+        c.max_increase_pct.is_some(),
+    ];
     let ok = set.iter().filter(|s| **s).count() == 1
         && match c.metric {
             Metric::OnlinePassRate | Metric::FeedbackScore => c.max_drop.is_some(),
@@ -414,8 +444,11 @@ fn build_stream(check: MetricCheck, rows: &[(&RequestLogRow, Option<f64>)]) -> S
             s.tested = "error rate".into();
             s.margin = check.max_increase.unwrap_or(0.0);
             s.obs = values(&|r, _| {
-                (r.status != RequestStatus::ClientClosed)
-                    .then_some(if is_error(&r.status) { 1.0 } else { 0.0 })
+                (r.status != RequestStatus::ClientClosed).then_some(if is_error(&r.status) {
+                    1.0
+                } else {
+                    0.0
+                })
             });
             s.stable_value = side_mean(&s.obs, false);
             s.canary_value = side_mean(&s.obs, true);
@@ -432,11 +465,13 @@ fn build_stream(check: MetricCheck, rows: &[(&RequestLogRow, Option<f64>)]) -> S
             s.canary_value = quantile(&cl, LATENCY_QUANTILE);
             // The threshold comes from the whole window's stable rows (the
             // larger arm); its own sampling error is ignored.
-            let threshold = s.stable_value.map(|p| match (check.max_increase, check.max_increase_pct) {
-                (Some(ms), _) => p + ms,
-                (_, Some(pct)) => p * (1.0 + pct / 100.0),
-                _ => p,
-            });
+            let threshold =
+                s.stable_value
+                    .map(|p| match (check.max_increase, check.max_increase_pct) {
+                        (Some(ms), _) => p + ms,
+                        (_, Some(pct)) => p * (1.0 + pct / 100.0),
+                        _ => p,
+                    });
             s.known = Some(1.0 - LATENCY_QUANTILE);
             s.tested = match threshold {
                 Some(t) => format!("share of canary requests slower than {t:.1} ms, vs 5%"),
@@ -522,7 +557,11 @@ fn run_stream(stream: Stream, mut cfg: TestConfig) -> CheckReport {
         ci_high: finite(st.ci_high),
         p_worse: st.p_worse,
         p_not_worse: st.p_not_worse,
-        statistic: if st.looks == 0 { 0.0 } else { st.max_log_lr_worse.max(-1e9) },
+        statistic: if st.looks == 0 {
+            0.0
+        } else {
+            st.max_log_lr_worse.max(-1e9)
+        },
         threshold: st.threshold,
         alpha: cfg.alpha,
         looks: st.looks,
@@ -547,7 +586,11 @@ impl CanaryReport {
             out,
             "always-valid mixture SPRT, alpha {} (split over {} test(s)), min_requests {}",
             self.alpha,
-            self.prompts.iter().map(|p| p.checks.len()).sum::<usize>().max(1),
+            self.prompts
+                .iter()
+                .map(|p| p.checks.len())
+                .sum::<usize>()
+                .max(1),
             self.min_requests
         );
         for p in &self.prompts {
@@ -557,8 +600,18 @@ impl CanaryReport {
                 p.prompt_id, p.stable_requests, p.canary_requests
             );
             let header = [
-                "metric", "limit", "stable", "canary", "n stable", "n canary", "diff (+ worse)", "CI", "p worse",
-                "p ok", "ln LR / thr", "status",
+                "metric",
+                "limit",
+                "stable",
+                "canary",
+                "n stable",
+                "n canary",
+                "diff (+ worse)",
+                "CI",
+                "p worse",
+                "p ok",
+                "ln LR / thr",
+                "status",
             ];
             let mut table: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
             for c in &p.checks {
@@ -605,7 +658,10 @@ fn status_text(s: CheckStatus) -> &'static str {
 
 fn fmt_num(v: f64) -> String {
     if v == 0.0 || (v.abs() >= 0.001 && v.abs() < 1e6) {
-        format!("{v:.4}").trim_end_matches('0').trim_end_matches('.').to_string()
+        format!("{v:.4}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
     } else {
         format!("{v:.3e}")
     }

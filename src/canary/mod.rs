@@ -18,7 +18,9 @@ pub mod analysis;
 use chrono::{DateTime, Utc};
 
 pub use actions::{Applied, CanaryOrigin, ControlBranch, apply, canary_origin, rollout_at};
-pub use analysis::{Action, CanaryReport, CheckReport, CheckStatus, Decision, PromptReport, analyze, plan};
+pub use analysis::{
+    Action, CanaryReport, CheckReport, CheckStatus, Decision, PromptReport, analyze, plan,
+};
 
 use crate::logstore::{FeedbackRecord, LogStoreError, RequestLogRow};
 use crate::repo::{GitRepo, RepoError};

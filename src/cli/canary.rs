@@ -244,5 +244,8 @@ fn push_moved(
         .collect();
     git.push(&remote, &specs)
         .with_context(|| format!("pushing to {remote}"))?;
-    Ok(specs.into_iter().map(|s| format!("{s} to {remote}")).collect())
+    Ok(specs
+        .into_iter()
+        .map(|s| format!("{s} to {remote}"))
+        .collect())
 }

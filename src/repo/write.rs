@@ -31,7 +31,9 @@ impl GitRepo {
     pub fn head_branch(&self) -> Option<String> {
         let head = self.repo.find_reference("HEAD").ok()?;
         let target = head.symbolic_target().ok()??;
-        target.starts_with("refs/heads/").then(|| target.to_string())
+        target
+            .starts_with("refs/heads/")
+            .then(|| target.to_string())
     }
 
     /// A full branch name for `name`: `HEAD` is the checked-out branch, a
@@ -87,14 +89,9 @@ impl GitRepo {
     ) -> Result<BranchCommit, RepoError> {
         let parent_commit = self.repo.find_commit(parent)?;
         let tree_obj = self.repo.find_tree(tree)?;
-        let commit = self.repo.commit(
-            None,
-            author,
-            author,
-            message,
-            &tree_obj,
-            &[&parent_commit],
-        )?;
+        let commit =
+            self.repo
+                .commit(None, author, author, message, &tree_obj, &[&parent_commit])?;
         let (worktree_updated, worktree_note) = self.sync_checkout(branch, parent, commit)?;
         self.repo
             .reference_matching(branch, commit, true, parent, &first_line(message))?;

@@ -212,7 +212,9 @@ fn one_sided(d: &Difference, s: f64) -> f64 {
         return f64::NEG_INFINITY;
     }
     let k = (t2 / (v * (v + t2))).sqrt();
-    std::f64::consts::LN_2 + 0.5 * (v / (v + t2)).ln() + s * s * t2 / (2.0 * v * (v + t2))
+    std::f64::consts::LN_2
+        + 0.5 * (v / (v + t2)).ln()
+        + s * s * t2 / (2.0 * v * (v + t2))
         + ln_phi(k * s)
 }
 
@@ -222,7 +224,8 @@ fn ln_phi(x: f64) -> f64 {
         (0.5 * statrs::function::erf::erfc(-x / std::f64::consts::SQRT_2)).ln()
     } else {
         // Mills ratio: Φ(x) ≈ φ(x)/|x| (1 - 1/x²) for large |x|.
-        -0.5 * x * x - (-x).ln() - 0.5 * (2.0 * std::f64::consts::PI).ln() + (1.0 - 1.0 / (x * x)).ln()
+        -0.5 * x * x - (-x).ln() - 0.5 * (2.0 * std::f64::consts::PI).ln()
+            + (1.0 - 1.0 / (x * x)).ln()
     }
 }
 
@@ -324,10 +327,9 @@ impl SequentialTest {
         s.ci_high = s.ci_high.min(d.estimate + r);
         // Both one-sided tests share the null boundary `d = margin`.
         let at_null = match c.kind {
-            Kind::Proportion => null_variance(a, b, c.margin).map_or(d, |variance| Difference {
-                variance,
-                ..d
-            }),
+            Kind::Proportion => {
+                null_variance(a, b, c.margin).map_or(d, |variance| Difference { variance, ..d })
+            }
             Kind::Mean => d,
         };
         let worse = log_lr_greater(&at_null, c.margin);

@@ -42,7 +42,10 @@ fn make_canary_branch(root: &Path, name: &str) -> String {
     let repo = Repository::open(root).unwrap();
     let head = repo.head().unwrap().peel_to_commit().unwrap();
     let text = std::fs::read_to_string(root.join("prompts/capital.yaml")).unwrap();
-    let text = text.replace("Answer with the city name only.", "Reply with the city only.");
+    let text = text.replace(
+        "Answer with the city name only.",
+        "Reply with the city only.",
+    );
     let blob = repo.blob(text.as_bytes()).unwrap();
     let mut b = git2::build::TreeUpdateBuilder::new();
     b.upsert("prompts/capital.yaml", blob, git2::FileMode::Blob);
@@ -82,7 +85,11 @@ fn synthetic_rows(t: &Traffic) -> Vec<RequestLogRow> {
             } else {
                 Variant::Stable
             };
-            r.commit = if canary { "c".repeat(40) } else { "a".repeat(40) };
+            r.commit = if canary {
+                "c".repeat(40)
+            } else {
+                "a".repeat(40)
+            };
             r.model = "small".into();
             r.upstream_model = "mock".into();
             r.status = RequestStatus::Ok;
@@ -176,7 +183,11 @@ fn healthy(seed: u64) -> Traffic {
 #[test]
 fn regressing_canary_is_rolled_back_by_a_revert_commit_with_the_evidence() {
     let s = Scaffold::new();
-    let intro = with_canary(&s, "", "  author:\n    name: Canary Bot\n    email: bot@example.com\n");
+    let intro = with_canary(
+        &s,
+        "",
+        "  author:\n    name: Canary Bot\n    email: bot@example.com\n",
+    );
     let (_t, logs) = logs_dir();
     write_logs(&logs, synthetic_rows(&regressing()));
     let logs_s = logs.to_str().unwrap();
@@ -184,15 +195,27 @@ fn regressing_canary_is_rolled_back_by_a_revert_commit_with_the_evidence() {
     let status = s.run(&["canary", "status", "--logs", logs_s]);
     assert_eq!(status.status.code(), Some(1), "{}", stderr(&status));
     let table = stdout(&status);
-    assert!(table.contains("online_pass_rate") && table.contains("WORSE"), "{table}");
+    assert!(
+        table.contains("online_pass_rate") && table.contains("WORSE"),
+        "{table}"
+    );
     assert!(table.contains("decision: rollback"), "{table}");
 
     let o = s.run(&["canary", "analyze", "--logs", logs_s, "--apply"]);
     assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
     let msg = head_message(&s.root());
-    assert!(msg.starts_with("Revert \"canary: capital v2 at 10%\""), "{msg}");
-    assert!(msg.contains(&format!("This reverts commit {intro}.")), "{msg}");
-    assert!(msg.contains("online_pass_rate") && msg.contains("p worse"), "{msg}");
+    assert!(
+        msg.starts_with("Revert \"canary: capital v2 at 10%\""),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!("This reverts commit {intro}.")),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("online_pass_rate") && msg.contains("p worse"),
+        "{msg}"
+    );
     let repo = Repository::open(s.root()).unwrap();
     let head = repo.head().unwrap().peel_to_commit().unwrap();
     assert_eq!(head.author().name().ok(), Some("Canary Bot"));
@@ -222,12 +245,23 @@ fn conflicting_history_falls_back_to_a_commit_removing_the_canary() {
     let s = Scaffold::new();
     with_canary(&s, "", "");
     // A later edit of the same lines: the revert of the introduction conflicts.
-    s.edit("rollout.yaml", "weight: 10 # percent", "weight: 20 # percent");
+    s.edit(
+        "rollout.yaml",
+        "weight: 10 # percent",
+        "weight: 20 # percent",
+    );
     commit_aged(&s.root(), "canary: 20%", 3500);
     let (_t, logs) = logs_dir();
     write_logs(&logs, synthetic_rows(&regressing()));
 
-    let o = s.run(&["canary", "analyze", "--logs", logs.to_str().unwrap(), "--apply", "--json"]);
+    let o = s.run(&[
+        "canary",
+        "analyze",
+        "--logs",
+        logs.to_str().unwrap(),
+        "--apply",
+        "--json",
+    ]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let json: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(json["report"]["decision"], "rollback");
@@ -239,7 +273,10 @@ fn conflicting_history_falls_back_to_a_commit_removing_the_canary() {
         "{json}"
     );
     let msg = head_message(&s.root());
-    assert!(msg.starts_with("promptgate: roll back canary refs/heads/prompt/capital-v2 (remove it"), "{msg}");
+    assert!(
+        msg.starts_with("promptgate: roll back canary refs/heads/prompt/capital-v2 (remove it"),
+        "{msg}"
+    );
     assert!(msg.contains("WORSE"), "{msg}");
     let after = file_at_head(&s.root(), "rollout.yaml");
     assert_eq!(
@@ -261,13 +298,25 @@ fn healthy_canary_is_promoted_by_a_rollout_edit() {
         .to_string();
     let (_t, logs) = logs_dir();
     write_logs(&logs, synthetic_rows(&healthy(2)));
-    let o = s.run(&["canary", "analyze", "--logs", logs.to_str().unwrap(), "--apply"]);
+    let o = s.run(&[
+        "canary",
+        "analyze",
+        "--logs",
+        logs.to_str().unwrap(),
+        "--apply",
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
     assert!(stdout(&o).contains("decision: promote"), "{}", stdout(&o));
     let msg = head_message(&s.root());
-    assert!(msg.starts_with("promptgate: promote canary refs/heads/prompt/capital-v2"), "{msg}");
+    assert!(
+        msg.starts_with("promptgate: promote canary refs/heads/prompt/capital-v2"),
+        "{msg}"
+    );
     let after = file_at_head(&s.root(), "rollout.yaml");
-    assert!(after.starts_with(&format!("stable: \"{canary_commit}\"\n")), "{after}");
+    assert!(
+        after.starts_with(&format!("stable: \"{canary_commit}\"\n")),
+        "{after}"
+    );
     assert!(!after.contains("canary:"), "{after}");
     assert!(after.contains("# the rules\n"), "comments kept: {after}");
     assert_rollout_clean(&s.root());
@@ -288,9 +337,18 @@ fn healthy_canary_is_promoted_by_fast_forwarding_the_stable_branch() {
     let (_t, logs) = logs_dir();
     write_logs(&logs, synthetic_rows(&healthy(3)));
 
-    let o = s.run(&["canary", "analyze", "--logs", logs.to_str().unwrap(), "--apply"]);
+    let o = s.run(&[
+        "canary",
+        "analyze",
+        "--logs",
+        logs.to_str().unwrap(),
+        "--apply",
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
-    assert_eq!(repo.revparse_single("refs/heads/stable").unwrap().id(), canary_commit);
+    assert_eq!(
+        repo.revparse_single("refs/heads/stable").unwrap().id(),
+        canary_commit
+    );
     let after = file_at_head(&s.root(), "rollout.yaml");
     assert!(after.starts_with("stable: refs/heads/stable\n"), "{after}");
     assert!(!after.contains("canary:"), "{after}");
@@ -307,10 +365,17 @@ fn healthy_step_advances_the_weight_and_restarts_the_window() {
     let logs_s = logs.to_str().unwrap();
     let o = s.run(&["canary", "analyze", "--logs", logs_s, "--apply"]);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
-    assert!(stdout(&o).contains("advance weight 10% -> 25%"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("advance weight 10% -> 25%"),
+        "{}",
+        stdout(&o)
+    );
     let after = file_at_head(&s.root(), "rollout.yaml");
     assert!(after.contains("  weight: 25 # percent\n"), "{after}");
-    assert!(head_message(&s.root()).starts_with("promptgate: canary refs/heads/prompt/capital-v2 step 10% -> 25%"));
+    assert!(
+        head_message(&s.root())
+            .starts_with("promptgate: canary refs/heads/prompt/capital-v2 step 10% -> 25%")
+    );
     assert_rollout_clean(&s.root());
 
     // The 25% step is judged on rows served since it was committed: none yet.
@@ -366,10 +431,20 @@ fn complete_http(text: &str) -> bool {
 fn alert_mode_makes_no_commit_and_posts_the_webhook() {
     let s = Scaffold::new();
     let (url, server) = one_shot_server();
-    let intro = with_canary(&s, "", &format!("  on_regression: alert\n  webhook: {url}\n"));
+    let intro = with_canary(
+        &s,
+        "",
+        &format!("  on_regression: alert\n  webhook: {url}\n"),
+    );
     let (_t, logs) = logs_dir();
     write_logs(&logs, synthetic_rows(&regressing()));
-    let o = s.run(&["canary", "analyze", "--logs", logs.to_str().unwrap(), "--apply"]);
+    let o = s.run(&[
+        "canary",
+        "analyze",
+        "--logs",
+        logs.to_str().unwrap(),
+        "--apply",
+    ]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let out = stdout(&o);
     assert!(out.contains("ALERT: canary regression"), "{out}");
@@ -447,7 +522,10 @@ fn rollback_over_two_replicas_logs_is_pushed_to_the_bare_remote() {
         "both replicas' rows are analysed"
     );
     let revert = json["applied"]["commit"].as_str().unwrap().to_string();
-    assert_eq!(json["pushed"][0], "refs/heads/main:refs/heads/main to origin");
+    assert_eq!(
+        json["pushed"][0],
+        "refs/heads/main:refs/heads/main to origin"
+    );
 
     let remote_main = Repository::open_bare(&bare)
         .unwrap()
@@ -476,7 +554,12 @@ fn rollback_over_two_replicas_logs_is_pushed_to_the_bare_remote() {
 fn unreadable_logs_exit_2() {
     let s = Scaffold::new();
     with_canary(&s, "", "");
-    let o = s.run(&["canary", "analyze", "--logs", "/nonexistent/promptgate-logs"]);
+    let o = s.run(&[
+        "canary",
+        "analyze",
+        "--logs",
+        "/nonexistent/promptgate-logs",
+    ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("no such log folder"), "{}", stderr(&o));
 }

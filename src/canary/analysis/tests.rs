@@ -43,14 +43,23 @@ fn t0() -> DateTime<Utc> {
 
 /// `n` rows of prompt `p` after t0, `weight` of them canary; `f` fills in
 /// the measured fields given (is canary, rng).
-fn rows(n: usize, weight: f64, seed: u64, f: impl Fn(&mut RequestLogRow, bool, &mut StdRng)) -> Vec<RequestLogRow> {
+fn rows(
+    n: usize,
+    weight: f64,
+    seed: u64,
+    f: impl Fn(&mut RequestLogRow, bool, &mut StdRng),
+) -> Vec<RequestLogRow> {
     let mut rng = StdRng::seed_from_u64(seed);
     (0..n)
         .map(|i| {
             let mut r = RequestLogRow::new(format!("r{i}"), t0() + Duration::seconds(i as i64 + 1));
             r.prompt_id = Some("p".into());
             let canary = rng.random_bool(weight);
-            r.variant = if canary { Variant::Canary } else { Variant::Stable };
+            r.variant = if canary {
+                Variant::Canary
+            } else {
+                Variant::Stable
+            };
             r.status = RequestStatus::Ok;
             r.latency_ms = 100.0;
             f(&mut r, canary, &mut rng);
@@ -77,12 +86,20 @@ fn a_pass_rate_drop_is_a_rollback_with_its_evidence() {
     assert!(c.p_worse <= 0.05 && c.statistic >= c.threshold, "{c:?}");
     assert!(c.stable.value.unwrap() > 0.85 && c.canary.value.unwrap() < 0.75);
     // The interval for the failure-rate difference is around +0.2.
-    assert!(c.ci_low.unwrap() > 0.03 && c.ci_high.unwrap() > 0.15, "{c:?}");
+    assert!(
+        c.ci_low.unwrap() > 0.03 && c.ci_high.unwrap() > 0.15,
+        "{c:?}"
+    );
     let json = serde_json::to_value(&rep).unwrap();
     assert_eq!(json["decision"], "rollback");
     assert_eq!(json["prompts"][0]["checks"][0]["status"], "worse");
     let text = rep.render();
-    assert!(text.contains("online_pass_rate") && text.contains("WORSE") && text.contains("decision: rollback"), "{text}");
+    assert!(
+        text.contains("online_pass_rate")
+            && text.contains("WORSE")
+            && text.contains("decision: rollback"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -110,7 +127,10 @@ fn a_healthy_canary_is_promoted_or_advanced_or_held() {
     }
     assert_eq!(
         analyze(&ro, t0(), &rs, &[]).unwrap().action,
-        Action::AdvanceStep { from: 10.0, to: 25.0 }
+        Action::AdvanceStep {
+            from: 10.0,
+            to: 25.0
+        }
     );
 }
 
@@ -120,7 +140,10 @@ fn alert_mode_plans_no_rollback() {
     ro.analysis.on_regression = OnRegression::Alert;
     let rs = rows(6000, 0.1, 4, passing(0.9, 0.6));
     let rep = analyze(&ro, t0(), &rs, &[]).unwrap();
-    assert_eq!((rep.decision, rep.action), (Decision::Rollback, Action::Alert));
+    assert_eq!(
+        (rep.decision, rep.action),
+        (Decision::Rollback, Action::Alert)
+    );
 }
 
 #[test]
@@ -156,20 +179,42 @@ fn error_rate_latency_cost_and_feedback_are_compared() {
     ]);
     let rs = rows(8000, 0.2, 7, |r, canary, rng| {
         let err = rng.random_bool(if canary { 0.10 } else { 0.01 });
-        r.status = if err { RequestStatus::Error } else { RequestStatus::Ok };
-        r.latency_ms = if canary { 200.0 + rng.random::<f64>() * 100.0 } else { 100.0 + rng.random::<f64>() * 50.0 };
+        r.status = if err {
+            RequestStatus::Error
+        } else {
+            RequestStatus::Ok
+        };
+        r.latency_ms = if canary {
+            200.0 + rng.random::<f64>() * 100.0
+        } else {
+            100.0 + rng.random::<f64>() * 50.0
+        };
         r.cost = if canary { 0.003 } else { 0.001 } + rng.random::<f64>() * 1e-4;
     });
     let mut rng = StdRng::seed_from_u64(8);
     let mut feedback: Vec<FeedbackRecord> = Vec::new();
-    for r in rs.iter().filter(|r| r.request_id.len() % 2 == 0 || r.variant == Variant::Canary) {
-        let good = if r.variant == Variant::Canary { 0.5 } else { 0.9 };
-        let mut f = FeedbackRecord::new(r.request_id.clone(), if rng.random_bool(good) { 1.0 } else { 0.0 });
+    for r in rs
+        .iter()
+        .filter(|r| r.request_id.len() % 2 == 0 || r.variant == Variant::Canary)
+    {
+        let good = if r.variant == Variant::Canary {
+            0.5
+        } else {
+            0.9
+        };
+        let mut f = FeedbackRecord::new(
+            r.request_id.clone(),
+            if rng.random_bool(good) { 1.0 } else { 0.0 },
+        );
         f.ts = r.ts;
         feedback.push(f);
     }
     let rep = analyze(&ro, t0(), &rs, &feedback).unwrap();
-    let status: Vec<(Metric, CheckStatus)> = rep.prompts[0].checks.iter().map(|c| (c.metric, c.status)).collect();
+    let status: Vec<(Metric, CheckStatus)> = rep.prompts[0]
+        .checks
+        .iter()
+        .map(|c| (c.metric, c.status))
+        .collect();
     assert_eq!(
         status,
         vec![
@@ -180,7 +225,10 @@ fn error_rate_latency_cost_and_feedback_are_compared() {
         ]
     );
     let lat = &rep.prompts[0].checks[1];
-    assert!(lat.stable.value.unwrap() < 151.0 && lat.canary.value.unwrap() > 280.0, "{lat:?}");
+    assert!(
+        lat.stable.value.unwrap() < 151.0 && lat.canary.value.unwrap() > 280.0,
+        "{lat:?}"
+    );
     // Bonferroni over four checks.
     assert!((lat.alpha - 0.05 / 4.0).abs() < 1e-12);
 }
@@ -203,9 +251,15 @@ fn equal_latency_and_cost_are_not_worse() {
 
 #[test]
 fn a_limit_that_does_not_fit_the_metric_is_an_error() {
-    let ro = rollout(vec![pass_rate(0.03), check(Metric::LatencyP95Ms, Some(0.1), None, None)]);
+    let ro = rollout(vec![
+        pass_rate(0.03),
+        check(Metric::LatencyP95Ms, Some(0.1), None, None),
+    ]);
     let err = analyze(&ro, t0(), &[], &[]).unwrap_err().to_string();
-    assert!(err.contains("analysis.checks[1]: latency_p95_ms takes exactly one limit"), "{err}");
+    assert!(
+        err.contains("analysis.checks[1]: latency_p95_ms takes exactly one limit"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -215,5 +269,8 @@ fn no_canary_and_no_traffic() {
     assert_eq!(rep.decision, Decision::Continue);
     ro.canary = None;
     let rep = analyze(&ro, t0(), &[], &[]).unwrap();
-    assert_eq!((rep.decision, rep.action), (Decision::NoCanary, Action::None));
+    assert_eq!(
+        (rep.decision, rep.action),
+        (Decision::NoCanary, Action::None)
+    );
 }

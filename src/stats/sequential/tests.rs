@@ -58,11 +58,27 @@ fn null_false_positive_rate_with_a_look_after_every_observation() {
     let mut worse = 0;
     let mut not_worse = 0;
     for _ in 0..sims {
-        let (w, _) = run_bernoulli(&mut rng, cfg(alpha, margin, Kind::Proportion), 0.10, 0.13, 0.1, 2500, 1);
+        let (w, _) = run_bernoulli(
+            &mut rng,
+            cfg(alpha, margin, Kind::Proportion),
+            0.10,
+            0.13,
+            0.1,
+            2500,
+            1,
+        );
         worse += usize::from(w);
         // Non-inferiority null: canary exactly `margin` worse, seen from the
         // other side.
-        let (_, nw) = run_bernoulli(&mut rng, cfg(alpha, margin, Kind::Proportion), 0.10, 0.13, 0.1, 2500, 1);
+        let (_, nw) = run_bernoulli(
+            &mut rng,
+            cfg(alpha, margin, Kind::Proportion),
+            0.10,
+            0.13,
+            0.1,
+            2500,
+            1,
+        );
         not_worse += usize::from(nw);
     }
     let limit = alpha + slack(alpha, sims);
@@ -110,11 +126,22 @@ fn a_ten_point_drop_is_detected() {
     let mut detected = 0;
     let mut wrongly_promoted = 0;
     for _ in 0..sims {
-        let (w, nw) = run_bernoulli(&mut rng, cfg(0.05, 0.03, Kind::Proportion), 0.10, 0.20, 0.1, 8000, 1);
+        let (w, nw) = run_bernoulli(
+            &mut rng,
+            cfg(0.05, 0.03, Kind::Proportion),
+            0.10,
+            0.20,
+            0.1,
+            8000,
+            1,
+        );
         detected += usize::from(w);
         wrongly_promoted += usize::from(nw);
     }
-    assert!(detected as f64 / sims as f64 >= 0.95, "power {detected}/{sims}");
+    assert!(
+        detected as f64 / sims as f64 >= 0.95,
+        "power {detected}/{sims}"
+    );
     assert_eq!(wrongly_promoted, 0);
 }
 
@@ -125,13 +152,27 @@ fn a_healthy_canary_is_found_non_inferior() {
     let mut ok = 0;
     let mut worse = 0;
     for _ in 0..sims {
-        let (w, nw) = run_bernoulli(&mut rng, cfg(0.05, 0.03, Kind::Proportion), 0.10, 0.10, 0.2, 20_000, 5);
+        let (w, nw) = run_bernoulli(
+            &mut rng,
+            cfg(0.05, 0.03, Kind::Proportion),
+            0.10,
+            0.10,
+            0.2,
+            20_000,
+            5,
+        );
         worse += usize::from(w);
         ok += usize::from(nw);
     }
     // Equal rates are 3 points inside the margin: far rarer than alpha.
-    assert!(worse as f64 / sims as f64 <= 0.05, "judged worse in {worse}/{sims}");
-    assert!(ok as f64 / sims as f64 >= 0.9, "non-inferiority found in {ok}/{sims}");
+    assert!(
+        worse as f64 / sims as f64 <= 0.05,
+        "judged worse in {worse}/{sims}"
+    );
+    assert!(
+        ok as f64 / sims as f64 >= 0.9,
+        "non-inferiority found in {ok}/{sims}"
+    );
 }
 
 #[test]
