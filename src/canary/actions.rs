@@ -397,19 +397,21 @@ fn is_top_key(line: &str, key: &str) -> bool {
 pub(crate) fn remove_top_level_key(text: &str, key: &str) -> Option<String> {
     let lines: Vec<&str> = text.split_inclusive('\n').collect();
     let start = lines.iter().position(|l| is_top_key(l, key))?;
+    let indented = |l: &str| l.starts_with(' ') || l.starts_with('\t') || l.starts_with('-');
+    let filler = |l: &str| l.trim().is_empty() || l.starts_with('#');
     let mut end = start + 1;
     while end < lines.len() {
-        let l = lines[end];
-        let inside =
-            l.starts_with(' ') || l.starts_with('\t') || l.starts_with('-') || l.trim().is_empty();
-        if !inside {
-            break;
+        if indented(lines[end]) {
+            end += 1;
+            continue;
         }
-        end += 1;
-    }
-    // Keep trailing blank lines: they separate what follows.
-    while end > start + 1 && lines[end - 1].trim().is_empty() {
-        end -= 1;
+        // Blank lines and comments at column 0 belong to the block only
+        // when the block goes on after them.
+        let next = (end..lines.len()).find(|&i| !filler(lines[i]));
+        match next {
+            Some(i) if indented(lines[i]) => end = i,
+            _ => break,
+        }
     }
     let mut out: String = lines[..start].concat();
     out.push_str(&lines[end..].concat());
@@ -510,6 +512,7 @@ pub async fn post_webhook(url: &str, report: &CanaryReport) -> Result<(), Canary
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     const ROLLOUT: &str = "# head comment\nstable: refs/heads/main  # served to most\ncanary:\n  ref: refs/heads/prompt/x\n  weight: 5   # percent\n  steps: [5, 25, 50]\n  prompts:\n  - capital\n\nanalysis:\n  min_requests: 200\n";
 
@@ -550,5 +553,75 @@ mod tests {
         let r = parse_rollout(&out).unwrap();
         assert!(r.canary.is_none());
         assert_eq!(r.stable, "refs/heads/main");
+    }
+
+    fn comment() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(String::new()),
+            "[a-z ]{0,12}".prop_map(|c| format!("# {c}\n"))
+        ]
+    }
+
+    fn rollout_text() -> impl Strategy<Value = String> {
+        (
+            comment(),
+            prop_oneof![Just("refs/heads/main"), Just("main"), Just("refs/tags/v1")],
+            0u32..=100,
+            proptest::collection::vec("[a-z][a-z0-9_-]{0,8}", 0..3),
+            any::<bool>(),
+            comment(),
+            proptest::option::of(1u64..500),
+            any::<bool>(),
+        )
+            .prop_map(
+                |(c1, stable, weight, prompts, flow, c2, min, canary_last)| {
+                    let list = if flow {
+                        format!("  prompts: [{}]\n", prompts.join(", "))
+                    } else if prompts.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            "  prompts:\n{}",
+                            prompts
+                                .iter()
+                                .map(|p| format!("  - {p}\n"))
+                                .collect::<String>()
+                        )
+                    };
+                    let canary = format!(
+                        "canary:\n  ref: refs/heads/x\n{c2}  weight: {weight}  # w\n{list}\n"
+                    );
+                    let analysis = min.map_or(String::new(), |m| {
+                        format!("analysis:\n  min_requests: {m}\n")
+                    });
+                    let head = format!("{c1}stable: {stable}\n");
+                    if canary_last {
+                        format!("{head}{analysis}{canary}")
+                    } else {
+                        format!("{head}{canary}{c1}{analysis}")
+                    }
+                },
+            )
+    }
+
+    proptest! {
+        /// The text edits do exactly what the re-serialising fallback would,
+        /// on any layout of the blocks, comments and list styles.
+        #[test]
+        fn text_edits_change_only_what_they_mean(text in rollout_text(), to in 1u32..=100) {
+            let before = parse_rollout(&text).unwrap();
+            let removed = remove_top_level_key(&text, "canary").unwrap();
+            let r = parse_rollout(&removed).unwrap();
+            prop_assert_eq!(&r, &Rollout { canary: None, ..before.clone() });
+            let moved = set_nested_scalar(&text, "canary", "weight", &to.to_string()).unwrap();
+            let r = parse_rollout(&moved).unwrap();
+            let mut want = before.clone();
+            if let Some(c) = &mut want.canary { c.weight = f64::from(to); }
+            prop_assert_eq!(&r, &want);
+            prop_assert!(moved.contains("  # w\n"));
+            let promoted = set_top_level_scalar(&removed, "stable", "\"0123456789\"").unwrap();
+            let r = parse_rollout(&promoted).unwrap();
+            prop_assert_eq!(r.stable, "0123456789");
+        }
     }
 }
