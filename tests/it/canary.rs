@@ -128,6 +128,19 @@ fn with_canary(s: &Scaffold, extra_canary: &str, analysis: &str) -> String {
     commit_aged(&s.root(), "canary: capital v2 at 10%", 3600)
 }
 
+/// `canary analyze --logs LOGS --apply EXTRA...` in the scaffold.
+fn analyze_apply(s: &Scaffold, logs: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "canary",
+        "analyze",
+        "--logs",
+        logs.to_str().unwrap(),
+        "--apply",
+    ];
+    args.extend_from_slice(extra);
+    s.run(&args)
+}
+
 fn head_message(root: &Path) -> String {
     let repo = Repository::open(root).unwrap();
     let c = repo.head().unwrap().peel_to_commit().unwrap();
@@ -201,7 +214,7 @@ fn regressing_canary_is_rolled_back_by_a_revert_commit_with_the_evidence() {
     );
     assert!(table.contains("decision: rollback"), "{table}");
 
-    let o = s.run(&["canary", "analyze", "--logs", logs_s, "--apply"]);
+    let o = analyze_apply(&s, &logs, &[]);
     assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
     let msg = head_message(&s.root());
     assert!(
@@ -235,7 +248,7 @@ fn regressing_canary_is_rolled_back_by_a_revert_commit_with_the_evidence() {
     }
 
     // Nothing left to do.
-    let again = s.run(&["canary", "analyze", "--logs", logs_s, "--apply"]);
+    let again = analyze_apply(&s, &logs, &[]);
     assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
     assert!(stdout(&again).contains("no canary"), "{}", stdout(&again));
 }
@@ -254,14 +267,7 @@ fn conflicting_history_falls_back_to_a_commit_removing_the_canary() {
     let (_t, logs) = logs_dir();
     write_logs(&logs, synthetic_rows(&regressing()));
 
-    let o = s.run(&[
-        "canary",
-        "analyze",
-        "--logs",
-        logs.to_str().unwrap(),
-        "--apply",
-        "--json",
-    ]);
+    let o = analyze_apply(&s, &logs, &["--json"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let json: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(json["report"]["decision"], "rollback");
@@ -298,13 +304,7 @@ fn healthy_canary_is_promoted_by_a_rollout_edit() {
         .to_string();
     let (_t, logs) = logs_dir();
     write_logs(&logs, synthetic_rows(&healthy(2)));
-    let o = s.run(&[
-        "canary",
-        "analyze",
-        "--logs",
-        logs.to_str().unwrap(),
-        "--apply",
-    ]);
+    let o = analyze_apply(&s, &logs, &[]);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
     assert!(stdout(&o).contains("decision: promote"), "{}", stdout(&o));
     let msg = head_message(&s.root());
@@ -337,13 +337,7 @@ fn healthy_canary_is_promoted_by_fast_forwarding_the_stable_branch() {
     let (_t, logs) = logs_dir();
     write_logs(&logs, synthetic_rows(&healthy(3)));
 
-    let o = s.run(&[
-        "canary",
-        "analyze",
-        "--logs",
-        logs.to_str().unwrap(),
-        "--apply",
-    ]);
+    let o = analyze_apply(&s, &logs, &[]);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
     assert_eq!(
         repo.revparse_single("refs/heads/stable").unwrap().id(),
@@ -362,8 +356,7 @@ fn healthy_step_advances_the_weight_and_restarts_the_window() {
     with_canary(&s, "  steps: [10, 25, 50]\n", "  on_success: promote\n");
     let (_t, logs) = logs_dir();
     write_logs(&logs, synthetic_rows(&healthy(4)));
-    let logs_s = logs.to_str().unwrap();
-    let o = s.run(&["canary", "analyze", "--logs", logs_s, "--apply"]);
+    let o = analyze_apply(&s, &logs, &[]);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
     assert!(
         stdout(&o).contains("advance weight 10% -> 25%"),
@@ -379,7 +372,7 @@ fn healthy_step_advances_the_weight_and_restarts_the_window() {
     assert_rollout_clean(&s.root());
 
     // The 25% step is judged on rows served since it was committed: none yet.
-    let o = s.run(&["canary", "analyze", "--logs", logs_s, "--apply", "--json"]);
+    let o = analyze_apply(&s, &logs, &["--json"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let json: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(json["report"]["decision"], "continue", "{json}");
@@ -438,13 +431,7 @@ fn alert_mode_makes_no_commit_and_posts_the_webhook() {
     );
     let (_t, logs) = logs_dir();
     write_logs(&logs, synthetic_rows(&regressing()));
-    let o = s.run(&[
-        "canary",
-        "analyze",
-        "--logs",
-        logs.to_str().unwrap(),
-        "--apply",
-    ]);
+    let o = analyze_apply(&s, &logs, &[]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let out = stdout(&o);
     assert!(out.contains("ALERT: canary regression"), "{out}");

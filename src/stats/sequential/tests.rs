@@ -118,61 +118,49 @@ fn null_false_positive_rate_for_gaussian_means_looking_every_10() {
     assert!(rate <= limit, "false-positive rate {rate} > {limit}");
 }
 
-#[test]
-fn a_ten_point_drop_is_detected() {
-    // Pass rate 90% -> 80% is failure rate 10% -> 20%, margin 3 points.
-    let mut rng = StdRng::seed_from_u64(7);
-    let sims = 100;
-    let mut detected = 0;
-    let mut wrongly_promoted = 0;
+/// Share of `sims` runs in which the "worse" and the "not worse" tests
+/// rejected.
+fn rejection_rates(
+    seed: u64,
+    sims: usize,
+    pa: f64,
+    pb: f64,
+    weight: f64,
+    steps: usize,
+    every: usize,
+) -> (f64, f64) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (mut worse, mut not_worse) = (0, 0);
     for _ in 0..sims {
         let (w, nw) = run_bernoulli(
             &mut rng,
             cfg(0.05, 0.03, Kind::Proportion),
-            0.10,
-            0.20,
-            0.1,
-            8000,
-            1,
+            pa,
+            pb,
+            weight,
+            steps,
+            every,
         );
-        detected += usize::from(w);
-        wrongly_promoted += usize::from(nw);
+        worse += usize::from(w);
+        not_worse += usize::from(nw);
     }
-    assert!(
-        detected as f64 / sims as f64 >= 0.95,
-        "power {detected}/{sims}"
-    );
-    assert_eq!(wrongly_promoted, 0);
+    (worse as f64 / sims as f64, not_worse as f64 / sims as f64)
+}
+
+#[test]
+fn a_ten_point_drop_is_detected() {
+    // Pass rate 90% -> 80% is failure rate 10% -> 20%, margin 3 points.
+    let (detected, promoted) = rejection_rates(7, 100, 0.10, 0.20, 0.1, 8000, 1);
+    assert!(detected >= 0.95, "power {detected}");
+    assert_eq!(promoted, 0.0);
 }
 
 #[test]
 fn a_healthy_canary_is_found_non_inferior() {
-    let mut rng = StdRng::seed_from_u64(11);
-    let sims = 60;
-    let mut ok = 0;
-    let mut worse = 0;
-    for _ in 0..sims {
-        let (w, nw) = run_bernoulli(
-            &mut rng,
-            cfg(0.05, 0.03, Kind::Proportion),
-            0.10,
-            0.10,
-            0.2,
-            20_000,
-            5,
-        );
-        worse += usize::from(w);
-        ok += usize::from(nw);
-    }
+    let (worse, ok) = rejection_rates(11, 60, 0.10, 0.10, 0.2, 20_000, 5);
     // Equal rates are 3 points inside the margin: far rarer than alpha.
-    assert!(
-        worse as f64 / sims as f64 <= 0.05,
-        "judged worse in {worse}/{sims}"
-    );
-    assert!(
-        ok as f64 / sims as f64 >= 0.9,
-        "non-inferiority found in {ok}/{sims}"
-    );
+    assert!(worse <= 0.05, "judged worse in {worse}");
+    assert!(ok >= 0.9, "non-inferiority found in {ok}");
 }
 
 #[test]
