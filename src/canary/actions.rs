@@ -488,6 +488,33 @@ fn with_value(line: &str, value: &str) -> String {
     format!("{}: {value}{comment}{nl}", &body[..colon])
 }
 
+/// Pushes the branches [`apply`] moved (`Applied::moved`) to
+/// `analysis.push.remote` (default `origin`): the control branch to
+/// `analysis.push.branch` (default: its own name), others to their own
+/// names. Returns the refspecs pushed.
+pub fn push_moved(
+    git: &GitRepo,
+    control: &ControlBranch,
+    rollout: &Rollout,
+    moved: &[String],
+) -> Result<Vec<String>, CanaryError> {
+    let target = rollout.analysis.push.as_ref();
+    let remote = target.map_or("origin", |t| t.remote.as_str());
+    let mut specs = Vec::new();
+    for r in moved {
+        let dst = match target.and_then(|t| t.branch.as_deref()) {
+            Some(b) if *r == control.refname => git.branch_refname(b)?,
+            _ => r.clone(),
+        };
+        specs.push(format!("{r}:{dst}"));
+    }
+    git.push(remote, &specs)?;
+    Ok(specs
+        .into_iter()
+        .map(|s| format!("{s} to {remote}"))
+        .collect())
+}
+
 /// POSTs the report as JSON (`on_regression: alert` with `analysis.webhook`).
 pub async fn post_webhook(url: &str, report: &CanaryReport) -> Result<(), CanaryError> {
     let client = crate::provider::http::shared_client(5_000)

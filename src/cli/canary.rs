@@ -115,7 +115,8 @@ fn run_inner(args: CommonArgs, apply: bool, push: bool) -> anyhow::Result<ExitSt
                 )
                 .context("applying the decision")?;
                 if push {
-                    pushed = push_moved(&git, &state, &a.moved)?;
+                    pushed = actions::push_moved(&git, &state.control, &state.rollout, &a.moved)
+                        .context("pushing")?;
                 }
                 applied = Some(a);
             }
@@ -217,35 +218,4 @@ fn read_logs(logs: &[PathBuf], state: &canary::CanaryState) -> anyhow::Result<Lo
         .collect();
     let feedback = logstore::read_feedback(&dirs).context("reading feedback")?;
     Ok((rows, feedback))
-}
-
-/// Pushes the branches `apply` moved: the control branch to
-/// `analysis.push.branch` (default: same name), others to the same name.
-fn push_moved(
-    git: &GitRepo,
-    state: &canary::CanaryState,
-    moved: &[String],
-) -> anyhow::Result<Vec<String>> {
-    let target = state.rollout.analysis.push.clone();
-    let remote = target
-        .as_ref()
-        .map_or_else(|| "origin".to_string(), |t| t.remote.clone());
-    let specs: Vec<String> = moved
-        .iter()
-        .map(|r| {
-            let dst = match target.as_ref().and_then(|t| t.branch.as_deref()) {
-                Some(b) if *r == state.control.refname => {
-                    git.branch_refname(b).unwrap_or_else(|_| r.clone())
-                }
-                _ => r.clone(),
-            };
-            format!("{r}:{dst}")
-        })
-        .collect();
-    git.push(&remote, &specs)
-        .with_context(|| format!("pushing to {remote}"))?;
-    Ok(specs
-        .into_iter()
-        .map(|s| format!("{s} to {remote}"))
-        .collect())
 }
