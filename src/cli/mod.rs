@@ -2,6 +2,7 @@
 //! `Args` and a `run()` that returns an [`ExitStatus`]. Errors reach this
 //! edge as `anyhow` with context and are printed once, here.
 
+mod canary;
 mod dataset;
 mod eval;
 pub(crate) mod init;
@@ -70,6 +71,8 @@ pub enum Command {
     Logs(logs::Args),
     /// The proxy: serve the prompts of the refs rollout.yaml names, log every call.
     Serve(serve::Args),
+    /// Canary vs stable analysis; `analyze --apply` commits rollback / promotion.
+    Canary(canary::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -85,6 +88,7 @@ pub fn main() -> ExitCode {
         Command::MockLlm(args) => mock_llm::run(args),
         Command::Logs(args) => logs::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Canary(args) => canary::run(args),
     };
     match result {
         Ok(status) => status.into(),

@@ -4,6 +4,7 @@
 // Test helpers outside #[test] functions may panic too.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod canary;
 mod common;
 mod dataset;
 mod eval;
