@@ -409,3 +409,33 @@ async fn two_replicas_follow_a_rollback_pushed_by_canary_analyze() {
     let (st, _) = wait_status(&pb, DEADLINE, |st| !st["fetch"]["last"].is_null()).await;
     assert!(st["fetch"]["last"]["error"].is_null(), "{st:#}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_evidence_survives_a_restart_of_serve() {
+    let m = MockServer::start(MockConfig::default()).await.unwrap();
+    let (s, _) = with_live_canary(
+        &m,
+        "What is the capital of {{ country }}? Tell me about its history, culture and food.",
+        "hold",
+        0.05,
+    );
+    // First run: traffic only, no analysis.
+    let mut p = Proxy::start_with(&s.root(), &["--no-analyzer"], &[]);
+    let variants = traffic(&p, 0, 160).await;
+    let canary = variants.iter().filter(|v| *v == "canary").count();
+    assert!(canary >= 40, "{canary} canary requests");
+    assert_eq!(p.terminate(), Some(0));
+    let before = head_commit(&s.root());
+
+    // Second run: no new traffic; the analyzer reads the first run's rows
+    // back from Parquet and rolls back.
+    let p = Proxy::start_with(&s.root(), &["--analysis-interval-ms", "200"], &[]);
+    let (st, ok) = wait_status(&p, DEADLINE, |st| st["canary"].is_null()).await;
+    assert!(ok, "{st:#}\n{}", p.stderr());
+    let last = &st["analysis"]["last_applied"];
+    assert_eq!(last["report"]["decision"], "rollback", "{st:#}");
+    assert_eq!(last["rows"], 160, "{st:#}");
+    let head = head_commit(&s.root());
+    assert_ne!(head, before);
+    assert!(message_of(&s.root(), head).starts_with("Revert \""));
+}
