@@ -354,12 +354,15 @@ async fn two_replicas_follow_a_rollback_pushed_by_canary_analyze() {
     // logs rolls back (exit 1 = rollback decided and applied).
     let start = Instant::now();
     let mut sent = 0;
+    let mut rows_a;
     let out = loop {
         traffic(&pa, sent, 16).await;
         traffic(&pb, sent + 16, 16).await;
         sent += 32;
         // Both writers flush every 200 ms.
         tokio::time::sleep(Duration::from_millis(500)).await;
+        // Rows only grow: the analysis sees at least these of A.
+        rows_a = log_rows(&a).len() as u64;
         let o = run_in(
             &a,
             &[
@@ -383,7 +386,6 @@ async fn two_replicas_follow_a_rollback_pushed_by_canary_analyze() {
     let json: Value = serde_json::from_str(&stdout(&out)).unwrap();
     let revert = json["applied"]["commit"].as_str().unwrap().to_string();
     let p = &json["report"]["prompts"][0];
-    let rows_a = log_rows(&a).len() as u64;
     assert!(
         p["stable_requests"].as_u64().unwrap() + p["canary_requests"].as_u64().unwrap() > rows_a,
         "both replicas' rows are analysed: {p}"
