@@ -6,6 +6,7 @@
 //! Data flows one way: spec -> repo -> template -> project -> provider ->
 //! dataset/eval/logstore -> stats -> canary/report. The CLI sits on top.
 
+pub mod canary;
 pub mod cli;
 pub mod dataset;
 pub mod durable;
@@ -13,6 +14,7 @@ pub mod eval;
 pub mod logstore;
 pub mod project;
 pub mod provider;
+pub mod proxy;
 pub mod repo;
 pub mod report;
 pub mod spec;

@@ -134,6 +134,124 @@ pub fn variables_used(source: &str) -> Result<BTreeSet<String>, CompileError> {
         .collect())
 }
 
+/// A prompt's message templates compiled once, for rendering many times
+/// (the proxy's hot path). Renders exactly like [`render_messages`]:
+/// same environment, same strictness, same error messages.
+pub struct CompiledMessages {
+    messages: Vec<CompiledMessage>,
+}
+
+/// One message: its own environment (so a message can never include
+/// another), the top-level variables it reads, and its text when it reads
+/// none (rendered once, at compile time).
+struct CompiledMessage {
+    role: Role,
+    env: Environment<'static>,
+    used: BTreeSet<String>,
+    fixed: Option<String>,
+}
+
+const MESSAGE_TEMPLATE: &str = "message";
+
+impl std::fmt::Debug for CompiledMessages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledMessages")
+            .field("messages", &self.messages.len())
+            .finish()
+    }
+}
+
+impl CompiledMessages {
+    /// Compiles every message; the error names the first that does not compile.
+    pub fn compile(messages: &[MessageTemplate]) -> Result<CompiledMessages, TemplateError> {
+        let mut out = Vec::with_capacity(messages.len());
+        for (index, m) in messages.iter().enumerate() {
+            let err = |e: minijinja::Error| {
+                let (message, line) = describe(&e);
+                TemplateError::Render {
+                    index,
+                    role: m.role.as_str(),
+                    message,
+                    line,
+                }
+            };
+            let mut env = environment();
+            env.add_template_owned(MESSAGE_TEMPLATE, m.content.clone())
+                .map_err(err)?;
+            let tmpl = env.get_template(MESSAGE_TEMPLATE).map_err(err)?;
+            let used: BTreeSet<String> = tmpl
+                .undeclared_variables(false)
+                .into_iter()
+                .filter(|v| !is_builtin(v))
+                .collect();
+            let fixed = if used.is_empty() {
+                Some(tmpl.render(minijinja::context! {}).map_err(err)?)
+            } else {
+                None
+            };
+            out.push(CompiledMessage {
+                role: m.role,
+                env,
+                used,
+                fixed,
+            });
+        }
+        Ok(CompiledMessages { messages: out })
+    }
+
+    /// Every top-level variable any message reads.
+    pub fn variables(&self) -> BTreeSet<&str> {
+        self.messages
+            .iter()
+            .flat_map(|m| m.used.iter().map(String::as_str))
+            .collect()
+    }
+
+    /// Renders every message with `vars` as the context.
+    pub fn render(
+        &self,
+        vars: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Vec<ChatMessage>, TemplateError> {
+        let ctx = minijinja::Value::from(minijinja::value::Serde(vars));
+        self.messages
+            .iter()
+            .enumerate()
+            .map(|(index, m)| {
+                let role = m.role.as_str();
+                let content = match &m.fixed {
+                    Some(text) => text.clone(),
+                    None => {
+                        if let Some(missing) = m.used.iter().find(|v| !vars.contains_key(*v)) {
+                            return Err(TemplateError::Render {
+                                index,
+                                role,
+                                message: format!("undefined variable `{missing}`"),
+                                line: None,
+                            });
+                        }
+                        m.env
+                            .get_template(MESSAGE_TEMPLATE)
+                            .and_then(|t| t.render(ctx.clone()))
+                            .map_err(|e| {
+                                let (message, line) = describe(&e);
+                                TemplateError::Render {
+                                    index,
+                                    role,
+                                    message,
+                                    line,
+                                }
+                            })?
+                    }
+                };
+                Ok(ChatMessage {
+                    role: role.to_string(),
+                    content,
+                })
+            })
+            .collect()
+    }
+}
+
 /// The role of a message as the wire formats spell it.
 pub fn role_str(role: Role) -> &'static str {
     role.as_str()
@@ -194,6 +312,33 @@ mod tests {
     fn syntax_error_has_a_line() {
         let err = variables_used("line one\n{{ oops ").unwrap_err();
         assert_eq!(err.line, Some(2));
+    }
+
+    #[test]
+    fn compiled_renders_like_render_messages() {
+        let ms = vec![
+            MessageTemplate {
+                role: Role::System,
+                content: "Fixed text.".into(),
+            },
+            MessageTemplate {
+                role: Role::User,
+                content: "Q: {{ input }} {% for x in items %}[{{ x }}]{% endfor %}".into(),
+            },
+        ];
+        let c = CompiledMessages::compile(&ms).unwrap();
+        assert_eq!(
+            c.variables().into_iter().collect::<Vec<_>>(),
+            vec!["input", "items"]
+        );
+        let v = vars(json!({"input": "{{ 7*7 }}", "items": [1, 2]}));
+        assert_eq!(c.render(&v).unwrap(), render_messages(&ms, &v).unwrap());
+        let missing = vars(json!({"input": "x"}));
+        assert_eq!(
+            c.render(&missing).unwrap_err().to_string(),
+            render_messages(&ms, &missing).unwrap_err().to_string()
+        );
+        assert!(CompiledMessages::compile(&msgs("{{ oops ")).is_err());
     }
 
     #[test]

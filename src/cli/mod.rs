@@ -2,6 +2,7 @@
 //! `Args` and a `run()` that returns an [`ExitStatus`]. Errors reach this
 //! edge as `anyhow` with context and are printed once, here.
 
+mod canary;
 mod check;
 mod dataset;
 mod eval;
@@ -10,6 +11,7 @@ mod log;
 mod logs;
 mod mock_llm;
 mod render;
+mod serve;
 mod validate;
 
 use std::io::Write;
@@ -70,6 +72,10 @@ pub enum Command {
     MockLlm(mock_llm::Args),
     /// Request and feedback logs: compact, query.
     Logs(logs::Args),
+    /// The proxy: serve the prompts of the refs rollout.yaml names, log every call.
+    Serve(serve::Args),
+    /// Canary vs stable analysis; `analyze --apply` commits rollback / promotion.
+    Canary(canary::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -85,6 +91,8 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check::run(args),
         Command::MockLlm(args) => mock_llm::run(args),
         Command::Logs(args) => logs::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Canary(args) => canary::run(args),
     };
     match result {
         Ok(status) => status.into(),

@@ -310,15 +310,21 @@ fn words(s: &str) -> u64 {
 }
 
 /// FNV-1a, then splitmix64 per draw: stable across platforms and versions.
-struct Draws(u64);
+/// Public so simulations (benches/canary_sim.rs) draw pass/fail exactly as
+/// the mock decides it, without a server.
+pub struct Draws(u64);
+
+/// The salt of the draw that decides whether a rule answer is kept
+/// (`unit(QUALITY_SALT) < quality`).
+pub const QUALITY_SALT: u64 = 2;
 
 impl Draws {
-    fn new(seed: u64) -> Self {
+    pub fn new(seed: u64) -> Self {
         let mut d = Draws(0xcbf2_9ce4_8422_2325);
         d.feed(&seed.to_le_bytes());
         d
     }
-    fn feed(&mut self, bytes: &[u8]) {
+    pub fn feed(&mut self, bytes: &[u8]) {
         for &b in bytes {
             self.0 ^= u64::from(b);
             self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
@@ -327,14 +333,14 @@ impl Draws {
         self.0 ^= 0xff;
         self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
     }
-    fn u64(&self, salt: u64) -> u64 {
+    pub fn u64(&self, salt: u64) -> u64 {
         let mut z = self.0 ^ salt.wrapping_mul(0x9e37_79b9_7f4a_7c15);
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
     }
     /// Uniform in [0, 1).
-    fn unit(&self, salt: u64) -> f64 {
+    pub fn unit(&self, salt: u64) -> f64 {
         (self.u64(salt) >> 11) as f64 / (1u64 << 53) as f64
     }
 }
@@ -430,7 +436,7 @@ fn decide(
         if let Some(caps) = rule.pattern.captures(last_user) {
             let mut s = String::with_capacity(rule.answer.len() + 16);
             caps.expand(&rule.answer, &mut s);
-            if cfg.quality < 1.0 && draws.unit(2) >= cfg.quality {
+            if cfg.quality < 1.0 && draws.unit(QUALITY_SALT) >= cfg.quality {
                 s = WRONG_ANSWERS[(draws.u64(3) % WRONG_ANSWERS.len() as u64) as usize].to_string();
             }
             text = Some(s);

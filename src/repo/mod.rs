@@ -7,12 +7,14 @@
 //! evaluates, which only ever reads committed state).
 
 mod source;
+mod write;
 
 use std::path::{Path, PathBuf};
 
 use git2::{Oid, Repository};
 
 pub use source::{FileSource, GitTree, WorkTree};
+pub use write::BranchCommit;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {

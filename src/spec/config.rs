@@ -213,6 +213,37 @@ pub struct ServerConfig {
     /// Git ref whose `rollout.yaml` is served; `HEAD` follows the checked-out branch.
     #[serde(default = "default_control_ref")]
     pub control_ref: String,
+    /// Per-upstream circuit breaker: fail fast with 503 while an upstream is down.
+    #[serde(default)]
+    pub circuit_breaker: CircuitBreakerConfig,
+}
+
+/// `server.circuit_breaker`: after `failure_threshold` consecutive failures
+/// of one upstream, refuse calls to it for `open_ms`, then let one probe
+/// through; its outcome closes or re-opens the breaker.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitBreakerConfig {
+    #[serde(default = "default_failure_threshold")]
+    pub failure_threshold: u32,
+    #[serde(default = "default_open_ms")]
+    pub open_ms: u64,
+}
+
+fn default_failure_threshold() -> u32 {
+    5
+}
+fn default_open_ms() -> u64 {
+    10_000
+}
+
+impl Default for CircuitBreakerConfig {
+    fn default() -> Self {
+        CircuitBreakerConfig {
+            failure_threshold: default_failure_threshold(),
+            open_ms: default_open_ms(),
+        }
+    }
 }
 
 fn default_listen() -> String {
@@ -236,6 +267,7 @@ impl Default for ServerConfig {
             max_body_bytes: default_max_body_bytes(),
             request_timeout_ms: default_request_timeout_ms(),
             control_ref: default_control_ref(),
+            circuit_breaker: CircuitBreakerConfig::default(),
         }
     }
 }

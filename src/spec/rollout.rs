@@ -60,6 +60,53 @@ pub struct Analysis {
     pub alpha: f64,
     #[serde(default = "default_interval_s")]
     pub interval_s: u64,
+    /// Tuning parameter of the sequential test: the standard deviation of
+    /// the mixture prior over the effect, in standard deviations of the
+    /// metric. The test is most sensitive to effects of about this size.
+    #[serde(default = "default_mixture_scale")]
+    pub mixture_scale: f64,
+    /// Author (and committer) of rollback / promotion commits; default: the
+    /// repository's git identity, else `promptgate <promptgate@localhost>`.
+    #[serde(default)]
+    pub author: Option<Author>,
+    /// How a promotion moves stable to the canary's commit.
+    #[serde(default)]
+    pub promote_mode: PromoteMode,
+    /// Where `canary analyze --apply --push` (and the proxy) push the
+    /// control branch after an action.
+    #[serde(default)]
+    pub push: Option<PushTarget>,
+    /// URL POSTed with the analysis (JSON) when a regression is only alerted.
+    #[serde(default)]
+    pub webhook: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Author {
+    pub name: String,
+    pub email: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PromoteMode {
+    /// Edit rollout.yaml: `stable` becomes the canary's commit id.
+    #[default]
+    Rollout,
+    /// Fast-forward the stable branch to the canary's commit (stable must be
+    /// a branch other than the control branch, and an ancestor of the canary).
+    FastForward,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PushTarget {
+    /// Remote name (`origin`) or URL / path of a repository.
+    pub remote: String,
+    /// Remote branch to update; default: the same name as the control branch.
+    #[serde(default)]
+    pub branch: Option<String>,
 }
 
 fn default_min_requests() -> u64 {
@@ -71,6 +118,9 @@ fn default_alpha() -> f64 {
 fn default_interval_s() -> u64 {
     10
 }
+fn default_mixture_scale() -> f64 {
+    0.2
+}
 
 impl Default for Analysis {
     fn default() -> Self {
@@ -81,6 +131,11 @@ impl Default for Analysis {
             on_success: OnSuccess::default(),
             alpha: default_alpha(),
             interval_s: default_interval_s(),
+            mixture_scale: default_mixture_scale(),
+            author: None,
+            promote_mode: PromoteMode::default(),
+            push: None,
+            webhook: None,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! numbers mean.
 
 pub mod paired;
+pub mod sequential;
 
 /// The `q`-quantile (0..=1) of `values` by linear interpolation between
 /// closest ranks (type 7, as numpy's default). None when empty.

@@ -5,6 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod action;
+mod canary;
+mod canary_e2e;
 mod check;
 mod common;
 mod dataset;
@@ -17,3 +19,8 @@ mod provider_mock_bin;
 mod provider_support;
 mod provider_upstream;
 mod provider_wire;
+mod proxy;
+mod proxy_clients;
+mod proxy_crash;
+mod proxy_reload;
+mod proxy_support;

@@ -1,0 +1,116 @@
+//! Canary analysis and its git actions.
+//!
+//! [`analysis::analyze`] is a pure function from the rollout, the window
+//! start and the log rows to a [`CanaryReport`] (decision, action and the
+//! evidence); [`actions::apply`] turns the action into a commit on the
+//! control branch. [`load`] gathers what both need from the repository, so
+//! the proxy's analyzer task and `promptgate canary` share one path:
+//!
+//! ```text
+//! let state = canary::load(&git, control_ref)?;           // rollout + origin
+//! let report = state.analyze(&rows, &feedback)?;          // pure
+//! let applied = actions::apply(&git, &state.control, &state.rollout, &report, state.origin.as_ref())?;
+//! ```
+
+pub mod actions;
+pub mod analysis;
+
+use chrono::{DateTime, Utc};
+
+pub use actions::{Applied, CanaryOrigin, ControlBranch, apply, canary_origin, rollout_at};
+pub use analysis::{
+    Action, CanaryReport, CheckReport, CheckStatus, Decision, PromptReport, analyze, plan,
+};
+
+use crate::logstore::{FeedbackRecord, LogStoreError, RequestLogRow};
+use crate::repo::{GitRepo, RepoError};
+use crate::spec::rollout::Rollout;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CanaryError {
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error(transparent)]
+    Logs(#[from] LogStoreError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("rollout.yaml: analysis.checks[{index}]: {message}")]
+    BadCheck { index: usize, message: String },
+    #[error("{0}")]
+    Action(String),
+    #[error("webhook: {0}")]
+    Webhook(String),
+}
+
+impl From<git2::Error> for CanaryError {
+    fn from(e: git2::Error) -> Self {
+        CanaryError::Repo(e.into())
+    }
+}
+
+/// The committed rollout on the control branch and where its canary came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CanaryState {
+    pub control: ControlBranch,
+    pub rollout: Rollout,
+    pub origin: Option<CanaryOrigin>,
+}
+
+impl CanaryState {
+    /// Start of the analysis window: when the canary's current settings were
+    /// committed (the epoch when unknown, i.e. all rows).
+    pub fn since(&self) -> DateTime<Utc> {
+        self.origin
+            .as_ref()
+            .map_or(DateTime::<Utc>::UNIX_EPOCH, |o| o.current_since)
+    }
+
+    /// The evidence in the request logs at `logs` (log roots, partition
+    /// folders or files; one per replica): the rows of the analysis window
+    /// and the feedback of the folders.
+    pub fn read_evidence(
+        &self,
+        logs: &[std::path::PathBuf],
+    ) -> Result<(Vec<RequestLogRow>, Vec<FeedbackRecord>), CanaryError> {
+        let filter = crate::logstore::RequestFilter {
+            since: Some(self.since()),
+            ..Default::default()
+        };
+        let rows = crate::logstore::read_requests(logs, &filter)?;
+        let dirs: Vec<&std::path::Path> = logs
+            .iter()
+            .map(std::path::PathBuf::as_path)
+            .filter(|p| p.is_dir())
+            .collect();
+        let feedback = crate::logstore::read_feedback(&dirs)?;
+        Ok((rows, feedback))
+    }
+
+    pub fn analyze(
+        &self,
+        rows: &[RequestLogRow],
+        feedback: &[FeedbackRecord],
+    ) -> Result<CanaryReport, CanaryError> {
+        analyze(&self.rollout, self.since(), rows, feedback)
+    }
+}
+
+/// Reads rollout.yaml from the control branch (`control_ref`, `HEAD` = the
+/// checked-out branch) and the canary's origin from its history.
+pub fn load(git: &GitRepo, control_ref: &str) -> Result<CanaryState, CanaryError> {
+    let control = ControlBranch::resolve(git, control_ref)?;
+    let rollout = rollout_at(git, &control.commit)?.ok_or_else(|| {
+        CanaryError::Invalid(format!(
+            "{}: no {} at {}",
+            control.refname,
+            crate::project::ROLLOUT_FILE,
+            &control.commit
+        ))
+    })?;
+    let origin = canary_origin(git, &control)?;
+    Ok(CanaryState {
+        control,
+        rollout,
+        origin,
+    })
+}

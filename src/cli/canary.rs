@@ -1,0 +1,212 @@
+//! `promptgate canary status|analyze`: the canary vs stable comparison over
+//! the request logs of one or several replicas, and (`analyze --apply`) the
+//! rollback, promotion or step commit, optionally pushed. Meant for a
+//! scheduled CI job; exit 1 when a rollback is decided (or applied).
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use super::ExitStatus;
+use crate::canary::{self, Action, CanaryReport, Decision, actions};
+use crate::logstore;
+use crate::project::{CONFIG_FILE, render_all};
+use crate::repo::{FileSource, GitRepo};
+use crate::spec::config::Config;
+use crate::spec::{FileKind, SourceFile};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: CanaryCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum CanaryCommand {
+    /// Print the canary vs stable comparison table.
+    Status(CommonArgs),
+    /// Decide rollback / promote / continue; `--apply` commits the decision.
+    Analyze(AnalyzeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CommonArgs {
+    #[arg(long)]
+    pub repo: Option<PathBuf>,
+    /// Log roots to read (repeatable, one per replica; also partition
+    /// folders or files); default: the repository's `logging.dir`.
+    #[arg(long = "logs", value_name = "PATH", num_args = 1..)]
+    pub logs: Vec<PathBuf>,
+    /// Branch whose rollout.yaml is live; default: `server.control_ref` of
+    /// promptgate.yaml (`HEAD`, the checked-out branch).
+    #[arg(long)]
+    pub control_ref: Option<String>,
+    /// Print JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AnalyzeArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Commit the rollback, promotion or step advance on the control branch.
+    #[arg(long)]
+    pub apply: bool,
+    /// After --apply, push the moved branches to `analysis.push.remote`
+    /// (default `origin`).
+    #[arg(long, requires = "apply")]
+    pub push: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitStatus> {
+    match args.command {
+        CanaryCommand::Status(a) => run_inner(a, false, false),
+        CanaryCommand::Analyze(a) => run_inner(a.common, a.apply, a.push),
+    }
+}
+
+#[derive(serde::Serialize)]
+struct Output<'a> {
+    control: &'a canary::ControlBranch,
+    origin: Option<&'a canary::CanaryOrigin>,
+    report: &'a CanaryReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    applied: Option<&'a canary::Applied>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pushed: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    notes: Vec<String>,
+}
+
+fn run_inner(args: CommonArgs, apply: bool, push: bool) -> anyhow::Result<ExitStatus> {
+    let root = super::repo_root(args.repo.as_deref())?;
+    let git = GitRepo::open(&root)?;
+    let config = committed_config(&git)?;
+    let control_ref = args
+        .control_ref
+        .clone()
+        .unwrap_or_else(|| config.server.control_ref.clone());
+    let state = canary::load(&git, &control_ref)
+        .with_context(|| format!("reading the rollout on {control_ref}"))?;
+    // The default log folder may not exist yet (no traffic): no rows. A
+    // folder named on the command line must exist.
+    let logs = if args.logs.is_empty() {
+        let dir = root.join(&config.logging.dir);
+        if dir.exists() { vec![dir] } else { Vec::new() }
+    } else {
+        args.logs.clone()
+    };
+    let (rows, feedback) = read_logs(&logs, &state)?;
+    let report = state.analyze(&rows, &feedback)?;
+
+    let mut notes = Vec::new();
+    let mut applied = None;
+    let mut pushed = Vec::new();
+    if apply {
+        match report.action {
+            Action::Rollback | Action::Promote | Action::AdvanceStep { .. } => {
+                let a = canary::apply(
+                    &git,
+                    &state.control,
+                    &state.rollout,
+                    &report,
+                    state.origin.as_ref(),
+                )
+                .context("applying the decision")?;
+                if push {
+                    pushed = actions::push_moved(&git, &state.control, &state.rollout, &a.moved)
+                        .context("pushing")?;
+                }
+                applied = Some(a);
+            }
+            Action::Alert => {
+                tracing::warn!(reason = %report.reason, "canary regression (on_regression: alert)");
+                notes.push(format!("ALERT: canary regression: {}", report.reason));
+                if let Some(url) = &state.rollout.analysis.webhook {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    match rt.block_on(actions::post_webhook(url, &report)) {
+                        Ok(()) => notes.push(format!("webhook {url} notified")),
+                        Err(e) => notes.push(format!("webhook failed: {e}")),
+                    }
+                }
+            }
+            Action::None | Action::Hold => {}
+        }
+    }
+
+    let out = Output {
+        control: &state.control,
+        origin: state.origin.as_ref(),
+        report: &report,
+        applied: applied.as_ref(),
+        pushed,
+        notes,
+    };
+    if args.json {
+        super::out(&format!("{}\n", serde_json::to_string_pretty(&out)?))?;
+    } else {
+        super::out(&render(&out))?;
+    }
+    Ok(match report.decision {
+        Decision::Rollback => ExitStatus::Failure,
+        _ => ExitStatus::Success,
+    })
+}
+
+fn render(out: &Output<'_>) -> String {
+    let mut text = out.report.render();
+    if let Some(o) = out.origin {
+        text.push_str(&format!(
+            "canary introduced by {} \"{}\"\n",
+            &o.introduced_by[..12.min(o.introduced_by.len())],
+            o.introduced_subject
+        ));
+    }
+    if let Some(a) = out.applied {
+        match &a.commit {
+            Some(c) => text.push_str(&format!(
+                "applied: {} on {}: commit {} ({})\n",
+                a.action.describe(),
+                out.control.refname,
+                &c[..12],
+                a.method
+            )),
+            None => text.push_str(&format!("applied: {}\n", a.method)),
+        }
+        for n in &a.notes {
+            text.push_str(&format!("note: {n}\n"));
+        }
+    }
+    for p in &out.pushed {
+        text.push_str(&format!("pushed {p}\n"));
+    }
+    for n in &out.notes {
+        text.push_str(&format!("{n}\n"));
+    }
+    text
+}
+
+/// promptgate.yaml as committed on HEAD (defaults when absent).
+fn committed_config(git: &GitRepo) -> anyhow::Result<Config> {
+    let tree = git.tree_at("HEAD")?;
+    match tree.read_string(CONFIG_FILE)? {
+        Some(text) => SourceFile::new(CONFIG_FILE, text)
+            .parse(FileKind::Config)
+            .map_err(|d| anyhow::anyhow!("{}", render_all(&d))),
+        None => anyhow::bail!("HEAD has no {CONFIG_FILE}"),
+    }
+}
+
+type Logs = (Vec<logstore::RequestLogRow>, Vec<logstore::FeedbackRecord>);
+
+fn read_logs(logs: &[PathBuf], state: &canary::CanaryState) -> anyhow::Result<Logs> {
+    for l in logs {
+        anyhow::ensure!(l.exists(), "{}: no such log folder or file", l.display());
+    }
+    state
+        .read_evidence(logs)
+        .context("reading the request logs")
+}

@@ -1,0 +1,107 @@
+//! `promptgate serve`: the proxy. Resolves the repository, starts the
+//! server (`promptgate::proxy`), prints one `listening on` line to stderr
+//! when ready, and runs until SIGTERM or Ctrl-C, then drains and flushes.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use super::ExitStatus;
+use crate::proxy::{AnalyzerOptions, FetchOptions, ServeOptions, Server};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Repository (default: discovered from the current folder).
+    #[arg(long)]
+    pub repo: Option<PathBuf>,
+    /// Address to listen on (default: server.listen of promptgate.yaml;
+    /// port 0 picks a free port, printed on the `listening on` line).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Time in-flight requests get to finish after SIGTERM, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    pub grace_ms: u64,
+    /// Run the canary analysis every N ms instead of `analysis.interval_s`
+    /// of rollout.yaml.
+    #[arg(long, value_name = "N")]
+    pub analysis_interval_ms: Option<u64>,
+    /// No analyzer task (when a scheduled `promptgate canary analyze` over
+    /// every replica's logs decides instead).
+    #[arg(long, conflicts_with = "analysis_interval_ms")]
+    pub no_analyzer: bool,
+    /// Follow REMOTE (a remote name, URL or path): fetch the control branch
+    /// and the branches rollout.yaml names, and fast-forward the local ones.
+    #[arg(long, value_name = "REMOTE")]
+    pub fetch: Option<String>,
+    /// How often `--fetch` fetches, in milliseconds.
+    #[arg(long, value_name = "N", default_value_t = 5_000, requires = "fetch")]
+    pub fetch_interval_ms: u64,
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitStatus> {
+    let root = super::repo_root(args.repo.as_deref())?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async move {
+        let server = Server::bind(ServeOptions {
+            root: root.clone(),
+            listen: args.listen,
+            grace: Duration::from_millis(args.grace_ms),
+            analyzer: AnalyzerOptions {
+                enabled: !args.no_analyzer,
+                interval: args.analysis_interval_ms.map(Duration::from_millis),
+            },
+            fetch: args.fetch.map(|remote| FetchOptions {
+                remote,
+                interval: Duration::from_millis(args.fetch_interval_ms),
+            }),
+        })
+        .await?;
+        let addr = server.local_addr();
+        let state = server.app().reloader.current();
+        eprintln!(
+            "promptgate serve listening on http://{addr} (repo {}, control {} at {}, stable {}{})",
+            root.display(),
+            state.control_ref,
+            &state.control_commit[..12.min(state.control_commit.len())],
+            state.stable.git_ref,
+            state
+                .canary
+                .as_ref()
+                .map(|c| format!(", canary {} at {}%", c.state.git_ref, c.rule.weight))
+                .unwrap_or_default(),
+        );
+        drop(state);
+        let report = server.run(shutdown_signal()).await?;
+        eprintln!(
+            "promptgate serve stopped: {} row(s) written, {} dropped, {} call(s) abandoned",
+            report.log.rows_written, report.log.rows_dropped, report.abandoned
+        );
+        Ok(ExitStatus::Success)
+    })
+}

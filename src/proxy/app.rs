@@ -1,0 +1,76 @@
+//! What every handler shares: the reloadable state, the request logger, the
+//! feedback journal, limits, and the in-flight counter graceful shutdown
+//! waits on.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::Notify;
+
+use super::analyzer::AnalyzerStatus;
+use super::fetch::FetchStatus;
+use super::metrics::Metrics;
+use super::reload::Reloader;
+use crate::logstore::{FeedbackJournal, RequestLogger};
+use crate::spec::config::ServerConfig;
+
+/// The handlers' shared state.
+#[derive(Debug)]
+pub struct App {
+    pub reloader: Arc<Reloader>,
+    pub logger: RequestLogger,
+    pub journal: FeedbackJournal,
+    pub server: ServerConfig,
+    /// Bearer token of `/admin/*`; None: no token configured.
+    pub admin_token: Option<String>,
+    pub in_flight: Arc<InFlight>,
+    pub started: std::time::Instant,
+    pub metrics: Arc<Metrics>,
+    /// The analyzer task's last round ([`super::analyzer`]).
+    pub analysis: AnalyzerStatus,
+    /// The fetch loop's last round (`serve --fetch`, [`super::fetch`]).
+    pub fetch: FetchStatus,
+    /// Free slots for online judge calls ([`super::online::JUDGE_CONCURRENCY`]).
+    pub judge_slots: Arc<tokio::sync::Semaphore>,
+}
+
+/// Counts calls not yet finished (their log row not yet queued).
+#[derive(Debug, Default)]
+pub struct InFlight {
+    count: AtomicU64,
+    zero: Notify,
+}
+
+impl InFlight {
+    pub fn enter(self: &Arc<Self>) -> InFlightGuard {
+        self.count.fetch_add(1, Ordering::AcqRel);
+        InFlightGuard(self.clone())
+    }
+
+    pub fn get(&self) -> u64 {
+        self.count.load(Ordering::Acquire)
+    }
+
+    /// Waits until no call is in flight.
+    pub async fn drained(&self) {
+        loop {
+            let notified = self.zero.notified();
+            if self.get() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// One call in flight; dropping it ends the call.
+#[derive(Debug)]
+pub struct InFlightGuard(Arc<InFlight>);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.zero.notify_waiters();
+        }
+    }
+}

@@ -1,0 +1,401 @@
+//! The HTTP routes: the client APIs (OpenAI, Ollama), feedback, health,
+//! status, admin.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use serde_json::{Map, Value, json};
+
+use super::app::App;
+use super::call;
+use super::error::{ApiError, Dialect, json_response};
+use super::metrics::GaugeSample;
+use super::reload::ReloadOutcome;
+use super::routing::user_hash;
+use super::state::ServingState;
+use crate::logstore::{FeedbackRecord, LogStoreError};
+
+/// All routes of the proxy.
+pub fn router(app: Arc<App>) -> Router {
+    let limit = app.server.max_body_bytes;
+    Router::new()
+        .merge(super::test_hooks::routes())
+        .route("/v1/chat/completions", post(openai_chat))
+        .route("/v1/models", get(openai_models))
+        .route("/api/chat", post(ollama_chat))
+        .route("/api/generate", post(ollama_generate))
+        .route("/api/tags", get(ollama_tags))
+        .route(
+            "/api/version",
+            get(|| async {
+                json_ok(json!({"version": concat!("promptgate-", env!("CARGO_PKG_VERSION"))}))
+            }),
+        )
+        .route("/v1/feedback", post(feedback))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/status", get(status))
+        .route("/admin/reload", post(admin_reload))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(app)
+}
+
+fn json_ok(v: Value) -> Response {
+    json_response(StatusCode::OK, v.to_string().into_bytes())
+}
+
+/// The body, or the JSON error of a body that could not be read (413 when
+/// over the limit: no upstream call is made).
+fn body_or_error(
+    app: &App,
+    body: Result<Bytes, BytesRejection>,
+    dialect: Dialect,
+) -> Result<Bytes, ApiError> {
+    body.map_err(|rej| {
+        let err = if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::too_large(app.server.max_body_bytes)
+        } else {
+            ApiError::new(rej.status(), "invalid_body", rej.body_text())
+        };
+        err.in_dialect(dialect)
+    })
+}
+
+async fn openai_chat(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match body_or_error(&app, body, Dialect::OpenAi) {
+        Ok(b) => call::chat(app, Dialect::OpenAi, headers, b).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn ollama_chat(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match body_or_error(&app, body, Dialect::OllamaChat) {
+        Ok(b) => call::chat(app, Dialect::OllamaChat, headers, b).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn ollama_generate(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match body_or_error(&app, body, Dialect::OllamaGenerate) {
+        Ok(b) => call::chat(app, Dialect::OllamaGenerate, headers, b).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Names a client may use as `model`: `prompt:<id>` for every served
+/// prompt, then the model aliases of promptgate.yaml.
+fn model_names(app: &App) -> Vec<String> {
+    let state = app.reloader.current();
+    let mut names: Vec<String> = state
+        .prompt_ids()
+        .into_iter()
+        .map(|id| format!("prompt:{id}"))
+        .collect();
+    names.extend(state.models.keys().cloned());
+    names
+}
+
+async fn openai_models(State(app): State<Arc<App>>) -> Response {
+    let data: Vec<Value> = model_names(&app)
+        .into_iter()
+        .map(|id| json!({"id": id, "object": "model", "created": 0, "owned_by": "promptgate"}))
+        .collect();
+    json_ok(json!({"object": "list", "data": data}))
+}
+
+async fn ollama_tags(State(app): State<Arc<App>>) -> Response {
+    let models: Vec<Value> = model_names(&app)
+        .into_iter()
+        .map(|name| {
+            json!({
+                "name": name, "model": name, "modified_at": "1970-01-01T00:00:00Z",
+                "size": 0, "digest": "",
+                "details": {"format": "", "family": "promptgate", "parameter_size": "", "quantization_level": ""},
+            })
+        })
+        .collect();
+    json_ok(json!({ "models": models }))
+}
+
+fn opt_string(
+    body: &mut Map<String, Value>,
+    key: &'static str,
+) -> Result<Option<String>, ApiError> {
+    match body.remove(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(ApiError::field(key, "must be a string")),
+    }
+}
+
+/// `POST /v1/feedback`: validated, then appended to the journal and
+/// fsynced before the 2xx.
+async fn feedback(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejection>) -> Response {
+    let record = match body_or_error(&app, body, Dialect::OpenAi).and_then(|b| feedback_record(&b))
+    {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let feedback_id = record.feedback_id.clone();
+    let request_id = record.request_id.clone();
+    match app.journal.append_async(record).await {
+        Ok(()) => json_ok(
+            json!({"feedback_id": feedback_id, "request_id": request_id, "status": "stored"}),
+        ),
+        Err(LogStoreError::Invalid(e)) => ApiError::field(e.field, e.message).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "feedback not stored");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "storage",
+                format!("feedback not stored: {e}"),
+            )
+            .into_response()
+        }
+    }
+}
+
+/// Parses and validates a feedback body; the error names the field.
+fn feedback_record(body: &[u8]) -> Result<FeedbackRecord, ApiError> {
+    let mut m: Map<String, Value> = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("the body is not a JSON object: {e}"),
+        )
+    })?;
+    let request_id = opt_string(&mut m, "request_id")?
+        .ok_or_else(|| ApiError::field("request_id", "is required"))?;
+    let score = match m.remove("score") {
+        Some(Value::Number(n)) => n
+            .as_f64()
+            .ok_or_else(|| ApiError::field("score", "must be a number"))?,
+        None | Some(Value::Null) => return Err(ApiError::field("score", "is required")),
+        Some(_) => return Err(ApiError::field("score", "must be a number")),
+    };
+    let mut record = FeedbackRecord::new(request_id, score);
+    record.label = opt_string(&mut m, "label")?;
+    record.correction = opt_string(&mut m, "correction")?;
+    record.comment = opt_string(&mut m, "comment")?;
+    record.user_hash = opt_string(&mut m, "user")?.as_deref().map(user_hash);
+    if let Some(k) = m.keys().next() {
+        return Err(ApiError::field(
+            k.clone(),
+            "unknown field (expected request_id, score, label, correction, comment, user)",
+        ));
+    }
+    record
+        .validate()
+        .map_err(|e| ApiError::field(e.field, e.message))?;
+    Ok(record)
+}
+
+/// `GET /status`: what is serving, the last reload, the log writer.
+pub fn status_json(app: &App) -> Value {
+    let state = app.reloader.current();
+    let reload = app.reloader.status();
+    let mut stable_prompts: Vec<&String> = state.stable.prompts.keys().collect();
+    stable_prompts.sort();
+    let canary = state.canary.as_ref().map(|c| {
+        let mut prompts: Vec<&String> = c.state.prompts.keys().collect();
+        prompts.sort();
+        json!({
+            "ref": &*c.state.git_ref,
+            "commit": &*c.state.commit,
+            "weight": c.rule.weight,
+            "applies_to": c.rule.prompts,
+            "sticky": c.rule.sticky,
+            "sticky_header": c.sticky_header.as_ref().map(|h| h.as_str()),
+            "prompts": prompts,
+        })
+    });
+    let (fetch_runs, fetch_last) = app.fetch.get();
+    json!({
+        "generation": state.generation,
+        "control_ref": state.control_ref,
+        "control_commit": state.control_commit,
+        "built_at": state.built_at,
+        "stable": {"ref": &*state.stable.git_ref, "commit": &*state.stable.commit, "prompts": stable_prompts},
+        "canary": canary,
+        "models": state.models.keys().collect::<Vec<_>>(),
+        "last_reload": reload.last,
+        "reloads": reload.counts,
+        "in_flight": app.in_flight.get(),
+        "log": app.logger.stats(),
+        "uptime_s": app.started.elapsed().as_secs_f64(),
+        "online": online_status(&state, app),
+        "analysis": app.analysis.get(),
+        "fetch": {"runs": fetch_runs, "last": fetch_last},
+    })
+}
+
+/// The online assertions of every served prompt (by variant) and the
+/// verdicts counted so far.
+fn online_status(state: &ServingState, app: &App) -> Value {
+    let mut assertions = serde_json::Map::new();
+    let refs = std::iter::once(("stable", &state.stable))
+        .chain(state.canary.as_ref().map(|c| ("canary", &c.state)));
+    for (variant, r) in refs {
+        let mut by_prompt: Vec<(&String, Vec<&str>)> = r
+            .prompts
+            .iter()
+            .map(|(id, p)| (id, p.online.keys()))
+            .collect();
+        by_prompt.sort();
+        assertions.insert(
+            variant.to_string(),
+            json!(by_prompt.into_iter().collect::<BTreeMap<_, _>>()),
+        );
+    }
+    json!({
+        "assertions": assertions,
+        "counts": app.metrics.online_counts(),
+    })
+}
+
+async fn status(State(app): State<Arc<App>>) -> Response {
+    json_ok(status_json(&app))
+}
+
+/// Checks the bearer token of `/admin/*` when one is configured.
+fn authorize(app: &App, headers: &HeaderMap) -> Result<(), Box<Response>> {
+    let Some(token) = &app.admin_token else {
+        return Ok(());
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    // Constant-time comparison: the token's prefix must not leak by timing.
+    let ok = given.is_some_and(|g| {
+        g.len() == token.len()
+            && g.bytes()
+                .zip(token.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    });
+    if ok {
+        Ok(())
+    } else {
+        let mut r = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "admin endpoints need `Authorization: Bearer <token>` (server.admin_token_env)",
+        )
+        .into_response();
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            axum::http::HeaderValue::from_static("Bearer"),
+        );
+        Err(Box::new(r))
+    }
+}
+
+/// `POST /admin/reload`: rebuilds the state now, even if no ref moved.
+async fn admin_reload(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorize(&app, &headers) {
+        return *r;
+    }
+    match app.reloader.reload(true).await {
+        ReloadOutcome::Swapped { generation } => json_ok(json!({"reloaded": true, "generation": generation})),
+        ReloadOutcome::Unchanged => json_ok(json!({"reloaded": false, "generation": app.reloader.current().generation})),
+        ReloadOutcome::Refused(e) => json_response(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({"reloaded": false, "error": {"message": e.message, "commit": e.commit, "code": "invalid_state"}, "generation": app.reloader.current().generation})
+                .to_string()
+                .into_bytes(),
+        ),
+    }
+}
+
+/// `GET /metrics`: Prometheus text; gauges are read at scrape time.
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let log = app.logger.stats();
+    let state = app.reloader.current();
+    let g = |name: &'static str, help: &'static str, value: f64| GaugeSample {
+        name,
+        help,
+        labels: Vec::new(),
+        value,
+    };
+    let mut gauges = vec![
+        g(
+            "promptgate_log_queue_depth",
+            "Request log rows waiting in the channel.",
+            log.queue_depth as f64,
+        ),
+        g(
+            "promptgate_log_queue_capacity",
+            "Capacity of the request log channel.",
+            log.queue_capacity as f64,
+        ),
+        g(
+            "promptgate_log_buffered_rows",
+            "Rows taken from the channel, not yet in a file.",
+            log.buffered_rows as f64,
+        ),
+        g(
+            "promptgate_log_rows_written",
+            "Request log rows written to Parquet files.",
+            log.rows_written as f64,
+        ),
+        g(
+            "promptgate_log_rows_dropped",
+            "Request log rows that never reached a file.",
+            log.rows_dropped as f64,
+        ),
+        g(
+            "promptgate_log_write_errors",
+            "Failed request log file writes (retried).",
+            log.write_errors as f64,
+        ),
+        g(
+            "promptgate_in_flight",
+            "Calls in flight (their log row not yet queued).",
+            app.in_flight.get() as f64,
+        ),
+        g(
+            "promptgate_state_generation",
+            "Generation of the serving state (+1 per reload).",
+            state.generation as f64,
+        ),
+        g(
+            "promptgate_canary_weight",
+            "Canary weight in percent (0 without a canary).",
+            state.canary.as_ref().map_or(0.0, |c| c.rule.weight),
+        ),
+    ];
+    for (upstream, b) in app.reloader.breakers().all() {
+        gauges.push(GaugeSample {
+            name: "promptgate_breaker_state",
+            help: "Circuit breaker per upstream: 0 closed, 1 half-open, 2 open.",
+            labels: vec![("upstream", upstream)],
+            value: b.state().as_gauge(),
+        });
+    }
+    let mut r = app.metrics.render(&gauges).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
+}

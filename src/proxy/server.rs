@@ -1,0 +1,247 @@
+//! Starting and stopping the proxy: resolve settings from the control ref,
+//! start the request logger and feedback journal, build the first state,
+//! watch the refs, serve, and drain on shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::serve::ListenerExt;
+use tokio::net::TcpListener;
+
+use super::analyzer::{self, AnalyzerOptions, AnalyzerStatus, AnalyzerTarget};
+use super::app::{App, InFlight};
+use super::breaker::BreakerConfig;
+use super::fetch::{self, FetchOptions, FetchStatus};
+use super::metrics::Metrics;
+use super::reload::{RefWatcher, Reloader};
+use super::routes;
+use super::state::{self, Breakers, BuildError};
+use crate::logstore::{FeedbackJournal, LogStoreError, LoggerStats, RequestLogger};
+
+/// Default time in-flight requests get to finish after a shutdown signal.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot serve{}: {}", .0.commit.as_ref().map(|c| format!(" commit {c}")).unwrap_or_default(), .0.message)]
+    State(#[from] BuildError),
+    #[error("request log: {0}")]
+    Log(#[from] LogStoreError),
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("watching the repository: {0}")]
+    Watch(#[from] notify::Error),
+    #[error("serving: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What `serve` is started with (the rest comes from promptgate.yaml at the
+/// control ref).
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// The repository's working tree root.
+    pub root: PathBuf,
+    /// Overrides `server.listen`.
+    pub listen: Option<String>,
+    pub grace: Duration,
+    /// The canary analyzer task.
+    pub analyzer: AnalyzerOptions,
+    /// Follow a shared remote (`serve --fetch`).
+    pub fetch: Option<FetchOptions>,
+}
+
+/// How a server stopped.
+#[derive(Debug, Clone, Copy)]
+pub struct ShutdownReport {
+    pub log: LoggerStats,
+    /// Calls still running when the grace period ended (0 = clean drain).
+    pub abandoned: u64,
+}
+
+/// A bound, ready server.
+pub struct Server {
+    app: Arc<App>,
+    listener: TcpListener,
+    addr: SocketAddr,
+    grace: Duration,
+    _watcher: RefWatcher,
+    /// The analyzer and fetch loops; aborted when the server stops.
+    _tasks: Vec<AbortOnDrop>,
+}
+
+/// A background task that ends with its owner.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Server {
+    /// Reads the settings, starts logging, builds the first state, starts
+    /// watching and binds the listener. Fails if the first state is invalid.
+    pub async fn bind(opts: ServeOptions) -> Result<Server, ServeError> {
+        let root = opts.root.clone();
+        // server.control_ref is itself read from HEAD's promptgate.yaml.
+        let (head_cfg, _) = state::control_config(&root, "HEAD")?;
+        let control_ref = head_cfg.server.control_ref.clone();
+        let config = if control_ref == "HEAD" {
+            head_cfg
+        } else {
+            state::control_config(&root, &control_ref)?.0
+        };
+        let log_dir = root.join(&config.logging.dir);
+        let (logger, recovery) = RequestLogger::start(&log_dir, &config.logging)?;
+        if !recovery.recovered.is_empty() || !recovery.quarantined.is_empty() {
+            tracing::warn!(
+                recovered = recovery.recovered.len(),
+                quarantined = recovery.quarantined.len(),
+                "request log: leftovers from an earlier run"
+            );
+        }
+        let (journal, _) = FeedbackJournal::open(&log_dir)?;
+        let metrics = Arc::new(Metrics::new());
+        let m = metrics.clone();
+        let breakers = Arc::new(Breakers::new(BreakerConfig::from(
+            &config.server.circuit_breaker,
+        )));
+        let reloader = Arc::new(Reloader::start(
+            &root,
+            &control_ref,
+            breakers,
+            Some(Box::new(move |ok| m.record_reload(ok))),
+        )?);
+        let watcher = reloader.watch()?;
+        let admin_token = match &config.server.admin_token_env {
+            Some(var) => match std::env::var(var) {
+                Ok(t) if !t.is_empty() => Some(t),
+                _ => {
+                    tracing::warn!(variable = %var, "server.admin_token_env names an unset variable: /admin/* is open");
+                    None
+                }
+            },
+            None => None,
+        };
+        let listen = opts
+            .listen
+            .clone()
+            .unwrap_or_else(|| config.server.listen.clone());
+        let listener = TcpListener::bind(&listen)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: listen.clone(),
+                source,
+            })?;
+        let addr = listener.local_addr()?;
+        let app = Arc::new(App {
+            reloader,
+            logger,
+            journal,
+            server: config.server.clone(),
+            admin_token,
+            in_flight: Arc::new(InFlight::default()),
+            started: Instant::now(),
+            metrics,
+            analysis: AnalyzerStatus::default(),
+            fetch: FetchStatus::default(),
+            judge_slots: Arc::new(tokio::sync::Semaphore::new(
+                super::online::JUDGE_CONCURRENCY,
+            )),
+        });
+        let mut tasks = Vec::new();
+        if opts.analyzer.enabled {
+            let target = AnalyzerTarget {
+                root: root.clone(),
+                control_ref: control_ref.clone(),
+                log_dir: log_dir.clone(),
+            };
+            tasks.push(AbortOnDrop(tokio::spawn(analyzer::run(
+                app.clone(),
+                target,
+                opts.analyzer,
+            ))));
+        }
+        if let Some(f) = opts.fetch.clone() {
+            tasks.push(AbortOnDrop(tokio::spawn(fetch::run(
+                app.clone(),
+                root.clone(),
+                control_ref.clone(),
+                f,
+            ))));
+        }
+        Ok(Server {
+            app,
+            listener,
+            addr,
+            grace: opts.grace,
+            _watcher: watcher,
+            _tasks: tasks,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn app(&self) -> &Arc<App> {
+        &self.app
+    }
+
+    /// Serves until `shutdown` resolves; then stops accepting, lets
+    /// in-flight requests and streams finish within the grace period, and
+    /// flushes every log row.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<ShutdownReport, ServeError> {
+        let Server {
+            app,
+            listener,
+            grace,
+            _watcher,
+            _tasks,
+            ..
+        } = self;
+        // TCP_NODELAY: without it small responses wait for the peer's
+        // delayed ACK (~40 ms per request).
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let signal = async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        };
+        let serve =
+            axum::serve(listener, routes::router(app.clone())).with_graceful_shutdown(signal);
+        let mut stop_rx2 = stop_rx.clone();
+        let grace_over = async move {
+            let _ = stop_rx2.wait_for(|s| *s).await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            r = serve => r?,
+            () = grace_over => {
+                tracing::warn!(in_flight = app.in_flight.get(), "grace period over; closing the remaining connections");
+            }
+        }
+        // No commits or ref moves while draining.
+        drop(_tasks);
+        drop(_watcher);
+        // Completion tasks queue the rows of calls that just ended.
+        let abandoned =
+            match tokio::time::timeout(Duration::from_secs(2), app.in_flight.drained()).await {
+                Ok(()) => 0,
+                Err(_) => app.in_flight.get(),
+            };
+        let log = app.logger.shutdown().await?;
+        Ok(ShutdownReport { log, abandoned })
+    }
+}

@@ -1,0 +1,480 @@
+//! The serving state: everything a request needs, built from committed git
+//! state only, immutable once built, swapped whole on reload.
+//!
+//! Invariants: a [`ServingState`] is validated completely before anyone
+//! sees it (every served ref loads like `promptgate validate` would accept
+//! it, every prompt's templates compile, every prompt's model has a
+//! client); a request loads one `Arc<ServingState>` and uses only it, so a
+//! reload never changes a request half-way. Nothing here touches git or
+//! compiles a template after the build: the hot path only looks things up.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::http::{HeaderName, HeaderValue};
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+use super::breaker::{BreakerConfig, CircuitBreaker};
+use super::online::OnlineChecks;
+use super::routing::CanaryRule;
+use crate::project::{LoadOptions, Project, ROLLOUT_FILE, render_all};
+use crate::provider::{ModelClient, merge_params};
+use crate::repo::{FileSource, GitRepo};
+use crate::spec::config::Config;
+use crate::spec::prompt::InputSpec;
+use crate::spec::rollout::Rollout;
+use crate::spec::{FileKind, SourceFile};
+use crate::template::CompiledMessages;
+
+/// The input a client's last user message fills when no variables are sent.
+pub const INPUT_VARIABLE: &str = "input";
+
+/// Why a new state was refused; `commit` is the control commit it was read from.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct BuildError {
+    pub commit: Option<String>,
+    pub message: String,
+}
+
+impl BuildError {
+    fn at(commit: Option<&str>, message: impl Into<String>) -> BuildError {
+        BuildError {
+            commit: commit.map(str::to_string),
+            message: message.into(),
+        }
+    }
+}
+
+/// One model of `promptgate.yaml`, ready to call.
+#[derive(Debug)]
+pub struct ModelTarget {
+    /// Key under `models`.
+    pub key: String,
+    pub client: ModelClient,
+    /// The provider's key: the upstream a circuit breaker guards.
+    pub upstream: String,
+    /// The breaker of `upstream`, shared by every model and state using it.
+    pub breaker: CircuitBreaker,
+}
+
+/// One circuit breaker per upstream (provider key), kept across reloads so
+/// a reload neither resets an open breaker nor forgets failures.
+#[derive(Debug)]
+pub struct Breakers {
+    cfg: BreakerConfig,
+    map: std::sync::Mutex<BTreeMap<String, CircuitBreaker>>,
+}
+
+impl Breakers {
+    pub fn new(cfg: BreakerConfig) -> Breakers {
+        Breakers {
+            cfg,
+            map: std::sync::Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The breaker of `upstream` (created closed on first use).
+    pub fn get(&self, upstream: &str) -> CircuitBreaker {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(upstream.to_string())
+            .or_insert_with(|| CircuitBreaker::new(self.cfg))
+            .clone()
+    }
+
+    /// Every upstream's breaker, by name.
+    pub fn all(&self) -> Vec<(String, CircuitBreaker)> {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.iter().map(|(k, b)| (k.clone(), b.clone())).collect()
+    }
+}
+
+/// One prompt of one served ref, ready to render.
+#[derive(Debug)]
+pub struct PreparedPrompt {
+    pub id: String,
+    /// Git blob id of the prompt file.
+    pub blob: String,
+    pub git_ref: Arc<str>,
+    pub commit: Arc<str>,
+    /// `x-promptgate-version`: `<commit>:<blob>`.
+    pub version: HeaderValue,
+    pub target: Arc<ModelTarget>,
+    /// The model's default params with the prompt's own over them.
+    pub params: Map<String, Value>,
+    pub templates: Arc<CompiledMessages>,
+    pub inputs: BTreeMap<String, InputSpec>,
+    /// Whether the prompt declares `input` (filled from the last user message).
+    pub has_input: bool,
+    /// The `online: true` assertions of this prompt's eval suites at the
+    /// same ref, scored on every finished call ([`super::online`]).
+    pub online: Arc<OnlineChecks>,
+}
+
+/// The prompts of one served ref.
+#[derive(Debug)]
+pub struct RefState {
+    pub git_ref: Arc<str>,
+    pub commit: Arc<str>,
+    pub prompts: HashMap<String, Arc<PreparedPrompt>>,
+}
+
+/// The canary side of a rollout.
+#[derive(Debug)]
+pub struct CanaryState {
+    pub state: Arc<RefState>,
+    pub rule: CanaryRule,
+    /// Header carrying the user id when the body has none.
+    pub sticky_header: Option<HeaderName>,
+}
+
+/// Everything a request is served from.
+#[derive(Debug)]
+pub struct ServingState {
+    /// 1 for the state built at start-up, +1 per successful reload.
+    pub generation: u64,
+    pub control_ref: String,
+    /// The commit `rollout.yaml` was read from.
+    pub control_commit: String,
+    pub rollout: Rollout,
+    pub stable: Arc<RefState>,
+    pub canary: Option<CanaryState>,
+    /// Model aliases for pass-through requests (the stable ref's config).
+    pub models: BTreeMap<String, Arc<ModelTarget>>,
+    /// `x-promptgate-version` of pass-through requests: the stable commit.
+    pub passthrough_version: HeaderValue,
+    pub built_at: DateTime<Utc>,
+}
+
+/// The commits a state was built from; equal fingerprints mean nothing to reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint {
+    pub control: String,
+    pub stable: String,
+    pub canary: Option<String>,
+}
+
+impl ServingState {
+    pub fn fingerprint(&self) -> Fingerprint {
+        Fingerprint {
+            control: self.control_commit.clone(),
+            stable: self.stable.commit.to_string(),
+            canary: self.canary.as_ref().map(|c| c.state.commit.to_string()),
+        }
+    }
+
+    /// Ids of every prompt served (stable and canary), sorted.
+    pub fn prompt_ids(&self) -> Vec<&str> {
+        let mut ids: Vec<&str> = self.stable.prompts.keys().map(String::as_str).collect();
+        if let Some(c) = &self.canary {
+            ids.extend(c.state.prompts.keys().map(String::as_str));
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+}
+
+/// What a rebuild can reuse across reloads: compiled templates by prompt
+/// blob id (an unchanged prompt is never recompiled) and validated
+/// projects by commit id (a commit's files never change, so a ref that did
+/// not move is not loaded again).
+#[derive(Debug, Default)]
+pub struct TemplateCache {
+    by_blob: HashMap<String, Arc<CompiledMessages>>,
+    projects: HashMap<String, Arc<Project>>,
+}
+
+impl TemplateCache {
+    /// Keeps only the entries `state` uses.
+    fn retain_used(&mut self, state: &ServingState) {
+        let mut used = std::collections::HashSet::new();
+        for r in std::iter::once(&state.stable).chain(state.canary.as_ref().map(|c| &c.state)) {
+            used.extend(r.prompts.values().map(|p| p.blob.clone()));
+        }
+        self.by_blob.retain(|k, _| used.contains(k));
+        let fp = state.fingerprint();
+        self.projects.retain(|c, _| {
+            *c == fp.control || *c == fp.stable || fp.canary.as_deref() == Some(c.as_str())
+        });
+    }
+
+    /// The project at `commit`, loaded and checked once.
+    fn project(&mut self, repo: &GitRepo, commit: &str) -> Result<Arc<Project>, String> {
+        if let Some(p) = self.projects.get(commit) {
+            return Ok(p.clone());
+        }
+        let p = Arc::new(load_project(repo, commit)?);
+        self.projects.insert(commit.to_string(), p.clone());
+        Ok(p)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_blob.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_blob.is_empty()
+    }
+}
+
+/// Reads the commits the state at `control_ref` would be built from,
+/// without building it (cheap: ref lookups and one blob read).
+pub fn fingerprint(repo: &GitRepo, control_ref: &str) -> Result<Fingerprint, BuildError> {
+    let control = repo
+        .resolve(control_ref)
+        .map_err(|e| BuildError::at(None, format!("control ref: {e}")))?
+        .to_string();
+    let rollout = read_rollout(repo, &control)?;
+    let resolve = |r: &str, what: &str| {
+        repo.resolve(r)
+            .map(|o| o.to_string())
+            .map_err(|e| BuildError::at(Some(&control), format!("{ROLLOUT_FILE}: {what}: {e}")))
+    };
+    let stable = resolve(&rollout.stable, "stable")?;
+    let canary = match &rollout.canary {
+        Some(c) => Some(resolve(&c.git_ref, "canary.ref")?),
+        None => None,
+    };
+    Ok(Fingerprint {
+        control,
+        stable,
+        canary,
+    })
+}
+
+fn read_rollout(repo: &GitRepo, commit: &str) -> Result<Rollout, BuildError> {
+    let tree = repo
+        .tree_at(commit)
+        .map_err(|e| BuildError::at(Some(commit), e.to_string()))?;
+    let text = tree
+        .read_string(ROLLOUT_FILE)
+        .map_err(|e| BuildError::at(Some(commit), e.to_string()))?
+        .ok_or_else(|| {
+            BuildError::at(
+                Some(commit),
+                format!("no {ROLLOUT_FILE} at commit {commit}"),
+            )
+        })?;
+    SourceFile::new(ROLLOUT_FILE, text)
+        .parse::<Rollout>(FileKind::Rollout)
+        .map_err(|d| BuildError::at(Some(commit), render_all(&d)))
+}
+
+/// Loads and checks the whole project at `commit`, like `validate` does.
+fn load_project(repo: &GitRepo, commit: &str) -> Result<Project, String> {
+    let tree = repo.tree_at(commit).map_err(|e| e.to_string())?;
+    let resolve = |r: &str| repo.resolve(r).is_ok();
+    let opts = LoadOptions {
+        resolve_ref: Some(&resolve),
+    };
+    Project::load(&tree, &opts).map_err(|e| e.to_string())
+}
+
+/// The promptgate.yaml of the control ref: server and logging settings are
+/// read from it once, at start-up.
+pub fn control_config(root: &Path, control_ref: &str) -> Result<(Config, String), BuildError> {
+    let repo = GitRepo::open(root).map_err(|e| BuildError::at(None, e.to_string()))?;
+    let commit = repo
+        .resolve(control_ref)
+        .map_err(|e| BuildError::at(None, format!("control ref: {e}")))?
+        .to_string();
+    let tree = repo
+        .tree_at(&commit)
+        .map_err(|e| BuildError::at(Some(&commit), e.to_string()))?;
+    let text = tree
+        .read_string(crate::project::CONFIG_FILE)
+        .map_err(|e| BuildError::at(Some(&commit), e.to_string()))?
+        .ok_or_else(|| BuildError::at(Some(&commit), "no promptgate.yaml at the control ref"))?;
+    let config = SourceFile::new(crate::project::CONFIG_FILE, text)
+        .parse::<Config>(FileKind::Config)
+        .map_err(|d| BuildError::at(Some(&commit), render_all(&d)))?;
+    Ok((config, commit))
+}
+
+/// Every model of a config, or why it has no client.
+type Targets = BTreeMap<String, Result<Arc<ModelTarget>, String>>;
+
+fn model_targets(config: &Config, breakers: &Breakers) -> Targets {
+    config
+        .models
+        .iter()
+        .map(|(key, m)| {
+            let t = ModelClient::from_config(config, key)
+                .map(|client| {
+                    Arc::new(ModelTarget {
+                        key: key.clone(),
+                        client,
+                        upstream: m.provider.clone(),
+                        breaker: breakers.get(&m.provider),
+                    })
+                })
+                .map_err(|e| e.to_string());
+            (key.clone(), t)
+        })
+        .collect()
+}
+
+fn ref_state(
+    project: &Project,
+    git_ref: &str,
+    commit: &str,
+    cache: &mut TemplateCache,
+    breakers: &Breakers,
+) -> Result<(RefState, Targets), String> {
+    let targets = model_targets(&project.config, breakers);
+    let git_ref: Arc<str> = Arc::from(git_ref);
+    let commit_a: Arc<str> = Arc::from(commit);
+    let mut prompts = HashMap::new();
+    for (id, lp) in &project.prompts {
+        let target = match targets.get(&lp.prompt.model) {
+            Some(Ok(t)) => t.clone(),
+            Some(Err(e)) => return Err(format!("{}: model `{}`: {e}", lp.path, lp.prompt.model)),
+            None => return Err(format!("{}: unknown model `{}`", lp.path, lp.prompt.model)),
+        };
+        let templates = match cache.by_blob.get(&lp.blob) {
+            Some(t) => t.clone(),
+            None => {
+                let t = Arc::new(
+                    CompiledMessages::compile(&lp.prompt.messages)
+                        .map_err(|e| format!("{}: {e}", lp.path))?,
+                );
+                cache.by_blob.insert(lp.blob.clone(), t.clone());
+                t
+            }
+        };
+        let judge = |model: &str| targets.get(model).and_then(|t| t.as_ref().ok().cloned());
+        let (online, warnings) = OnlineChecks::build(project, id, &judge)?;
+        for w in warnings {
+            tracing::warn!(git_ref = %git_ref, prompt = %id, "{w}");
+        }
+        let version = HeaderValue::from_str(&format!("{commit}:{}", lp.blob))
+            .map_err(|e| format!("{}: version header: {e}", lp.path))?;
+        prompts.insert(
+            id.clone(),
+            Arc::new(PreparedPrompt {
+                id: id.clone(),
+                blob: lp.blob.clone(),
+                git_ref: git_ref.clone(),
+                commit: commit_a.clone(),
+                version,
+                params: merge_params(target.client.params(), &lp.prompt.params),
+                target,
+                templates,
+                inputs: lp.prompt.inputs.clone(),
+                has_input: lp.prompt.inputs.contains_key(INPUT_VARIABLE),
+                online: Arc::new(online),
+            }),
+        );
+    }
+    Ok((
+        RefState {
+            git_ref,
+            commit: commit_a,
+            prompts,
+        },
+        targets,
+    ))
+}
+
+/// Builds and validates the complete state of `control_ref`. Blocking
+/// (git reads, template compilation): run it off the request path.
+pub fn build(
+    root: &Path,
+    control_ref: &str,
+    generation: u64,
+    cache: &mut TemplateCache,
+    breakers: &Breakers,
+) -> Result<ServingState, BuildError> {
+    let repo = GitRepo::open(root).map_err(|e| BuildError::at(None, e.to_string()))?;
+    let fp = fingerprint(&repo, control_ref)?;
+    let control = fp.control.as_str();
+    let fail = |m: String| BuildError::at(Some(control), m);
+    let rollout = read_rollout(&repo, control)?;
+    // The control commit itself must be valid: it is what the team commits to.
+    cache.project(&repo, control).map_err(&fail)?;
+    let mut load = |commit: &str, what: &str| -> Result<Arc<Project>, BuildError> {
+        cache.project(&repo, commit).map_err(|e| {
+            BuildError::at(
+                Some(commit),
+                format!("{what} (commit {commit}) is invalid: {e}"),
+            )
+        })
+    };
+    let stable_project = load(&fp.stable, &format!("stable ref `{}`", rollout.stable))?;
+    let canary_project = match (&rollout.canary, &fp.canary) {
+        (Some(c), Some(commit)) => Some(load(commit, &format!("canary ref `{}`", c.git_ref))?),
+        _ => None,
+    };
+    let (stable, stable_models) = ref_state(
+        &stable_project,
+        &rollout.stable,
+        &fp.stable,
+        cache,
+        breakers,
+    )
+    .map_err(|e| {
+        BuildError::at(
+            Some(&fp.stable),
+            format!("stable ref `{}`: {e}", rollout.stable),
+        )
+    })?;
+    let canary = match (&rollout.canary, &fp.canary, &canary_project) {
+        (Some(c), Some(commit), Some(project)) => {
+            let what = format!("canary ref `{}`", c.git_ref);
+            let (state, _) = ref_state(project, &c.git_ref, commit, cache, breakers)
+                .map_err(|e| BuildError::at(Some(commit), format!("{what}: {e}")))?;
+            for p in &c.prompts {
+                if !state.prompts.contains_key(p) {
+                    return Err(fail(format!(
+                        "{ROLLOUT_FILE}: canary.prompts names `{p}`, which {what} does not have"
+                    )));
+                }
+            }
+            let sticky_header = match &c.sticky_header {
+                Some(h) => Some(HeaderName::from_bytes(h.as_bytes()).map_err(|e| {
+                    fail(format!("{ROLLOUT_FILE}: canary.sticky_header `{h}`: {e}"))
+                })?),
+                None => None,
+            };
+            Some(CanaryState {
+                state: Arc::new(state),
+                rule: CanaryRule {
+                    weight: c.weight,
+                    prompts: c.prompts.clone(),
+                    sticky: c.sticky,
+                },
+                sticky_header,
+            })
+        }
+        _ => None,
+    };
+    let models = stable_models
+        .into_iter()
+        .filter_map(|(k, t)| match t {
+            Ok(t) => Some((k, t)),
+            Err(e) => {
+                // A pass-through alias whose key is unset is unusable but
+                // must not stop the prompts from being served.
+                tracing::warn!(model = %k, error = %e, "model alias not available for pass-through");
+                None
+            }
+        })
+        .collect();
+    let passthrough_version = HeaderValue::from_str(&fp.stable).map_err(|e| fail(e.to_string()))?;
+    let state = ServingState {
+        generation,
+        control_ref: control_ref.to_string(),
+        control_commit: fp.control.clone(),
+        rollout,
+        stable: Arc::new(stable),
+        canary,
+        models,
+        passthrough_version,
+        built_at: Utc::now(),
+    };
+    cache.retain_used(&state);
+    Ok(state)
+}

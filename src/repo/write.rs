@@ -1,0 +1,220 @@
+//! Commits promptgate makes on behalf of the user (canary rollback,
+//! promotion, step advance): built from trees in the object database, so the
+//! working tree is never read, and published by a compare-and-swap of the
+//! branch so a concurrent commit is never overwritten.
+//!
+//! When the branch is the one checked out, the files the commit changed are
+//! checked out too (safe mode: a file with local edits is left alone and
+//! reported), so `git status` does not show the tool's commit as a pending
+//! reversal.
+
+use std::path::Path;
+
+use git2::{Oid, build::CheckoutBuilder};
+
+use super::{GitRepo, RepoError};
+
+/// What [`GitRepo::commit_on_branch`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BranchCommit {
+    pub commit: Oid,
+    /// Whether the branch is checked out and its changed files were updated
+    /// in the working tree and index.
+    pub worktree_updated: bool,
+    /// Why the working tree was not updated, when it is checked out.
+    pub worktree_note: Option<String>,
+}
+
+impl GitRepo {
+    /// The full name of the branch HEAD points to (`refs/heads/main`); None
+    /// when HEAD is detached or unborn.
+    pub fn head_branch(&self) -> Option<String> {
+        let head = self.repo.find_reference("HEAD").ok()?;
+        let target = head.symbolic_target().ok()??;
+        target
+            .starts_with("refs/heads/")
+            .then(|| target.to_string())
+    }
+
+    /// A full branch name for `name`: `HEAD` is the checked-out branch, a
+    /// `refs/...` name is kept, anything else is `refs/heads/<name>`.
+    pub fn branch_refname(&self, name: &str) -> Result<String, RepoError> {
+        if name == "HEAD" {
+            return self.head_branch().ok_or_else(|| RepoError::BadRef {
+                refname: name.to_string(),
+                message: "HEAD is not on a branch (detached or unborn)".to_string(),
+            });
+        }
+        Ok(if name.starts_with("refs/") {
+            name.to_string()
+        } else {
+            format!("refs/heads/{name}")
+        })
+    }
+
+    /// The tree of `base` with `path` replaced by (or added as) a blob of
+    /// `content`.
+    pub fn tree_with_file(&self, base: Oid, path: &str, content: &[u8]) -> Result<Oid, RepoError> {
+        let commit = self.repo.find_commit(base)?;
+        let tree = commit.tree()?;
+        let blob = self.repo.blob(content)?;
+        let mut update = git2::build::TreeUpdateBuilder::new();
+        update.upsert(path, blob, git2::FileMode::Blob);
+        Ok(update.create_updated(&self.repo, &tree)?)
+    }
+
+    /// The tree of `onto` with `commit` reverted, like `git revert`; None
+    /// when the revert does not apply cleanly (conflicts). Merge commits are
+    /// reverted against their first parent.
+    pub fn revert_tree(&self, commit: Oid, onto: Oid) -> Result<Option<Oid>, RepoError> {
+        let c = self.repo.find_commit(commit)?;
+        let ours = self.repo.find_commit(onto)?;
+        let mainline = if c.parent_count() > 1 { 1 } else { 0 };
+        let mut index = self.repo.revert_commit(&c, &ours, mainline, None)?;
+        if index.has_conflicts() {
+            return Ok(None);
+        }
+        Ok(Some(index.write_tree_to(&self.repo)?))
+    }
+
+    /// Commits `tree` with parent `parent` and moves `branch` (a full name)
+    /// from `parent` to it; fails if the branch is no longer at `parent`.
+    pub fn commit_on_branch(
+        &self,
+        branch: &str,
+        parent: Oid,
+        tree: Oid,
+        message: &str,
+        author: &git2::Signature<'_>,
+    ) -> Result<BranchCommit, RepoError> {
+        let parent_commit = self.repo.find_commit(parent)?;
+        let tree_obj = self.repo.find_tree(tree)?;
+        let commit =
+            self.repo
+                .commit(None, author, author, message, &tree_obj, &[&parent_commit])?;
+        let (worktree_updated, worktree_note) = self.sync_checkout(branch, parent, commit)?;
+        self.repo
+            .reference_matching(branch, commit, true, parent, &first_line(message))?;
+        Ok(BranchCommit {
+            commit,
+            worktree_updated,
+            worktree_note,
+        })
+    }
+
+    /// Moves `branch` from its current commit to `to`, which must descend
+    /// from it (a fast-forward).
+    pub fn fast_forward(&self, branch: &str, to: Oid) -> Result<BranchCommit, RepoError> {
+        let current = self.resolve(branch)?;
+        if current != to && !self.repo.graph_descendant_of(to, current)? {
+            return Err(RepoError::BadRef {
+                refname: branch.to_string(),
+                message: format!("cannot fast-forward: {to} does not descend from {current}"),
+            });
+        }
+        let (worktree_updated, worktree_note) = self.sync_checkout(branch, current, to)?;
+        self.repo
+            .reference_matching(branch, to, true, current, "promptgate: fast-forward")?;
+        Ok(BranchCommit {
+            commit: to,
+            worktree_updated,
+            worktree_note,
+        })
+    }
+
+    /// When `branch` is checked out, updates the files that differ between
+    /// `from` and `to` in the working tree and index (before the branch
+    /// moves, so the safe checkout compares against the current HEAD).
+    fn sync_checkout(
+        &self,
+        branch: &str,
+        from: Oid,
+        to: Oid,
+    ) -> Result<(bool, Option<String>), RepoError> {
+        if self.repo.is_bare() || self.head_branch().as_deref() != Some(branch) {
+            return Ok((false, None));
+        }
+        let old = self.repo.find_commit(from)?.tree()?;
+        let new = self.repo.find_commit(to)?.tree()?;
+        let diff = self.repo.diff_tree_to_tree(Some(&old), Some(&new), None)?;
+        let mut opts = CheckoutBuilder::new();
+        opts.safe();
+        let mut any = false;
+        for delta in diff.deltas() {
+            for f in [delta.old_file(), delta.new_file()] {
+                if let Some(p) = f.path() {
+                    opts.path(p);
+                    any = true;
+                }
+            }
+        }
+        if !any {
+            return Ok((true, None));
+        }
+        match self.repo.checkout_tree(new.as_object(), Some(&mut opts)) {
+            Ok(()) => Ok((true, None)),
+            // Local edits to a file the commit changes: keep the user's
+            // work; the commit is made all the same.
+            Err(e) => Ok((false, Some(e.message().to_string()))),
+        }
+    }
+
+    /// Pushes `refspecs` (`src:dst`) to `remote`: a configured remote name,
+    /// or a URL / path. A rejected update is an error.
+    pub fn push(&self, remote: &str, refspecs: &[String]) -> Result<(), RepoError> {
+        let mut r = self.remote(remote)?;
+        let rejected = std::cell::RefCell::new(Vec::new());
+        let mut callbacks = git2::RemoteCallbacks::new();
+        callbacks.push_update_reference(|name, status| {
+            if let Some(msg) = status {
+                rejected.borrow_mut().push(format!("{name}: {msg}"));
+            }
+            Ok(())
+        });
+        let mut opts = git2::PushOptions::new();
+        opts.remote_callbacks(callbacks);
+        r.push(refspecs, Some(&mut opts))?;
+        drop(opts);
+        let rejected = rejected.into_inner();
+        if rejected.is_empty() {
+            Ok(())
+        } else {
+            Err(RepoError::Path {
+                path: remote.to_string(),
+                message: format!("push rejected: {}", rejected.join("; ")),
+            })
+        }
+    }
+}
+
+impl GitRepo {
+    /// A configured remote by name, or an anonymous one for a URL / path.
+    fn remote(&self, remote: &str) -> Result<git2::Remote<'_>, RepoError> {
+        match self.repo.find_remote(remote) {
+            Ok(r) => Ok(r),
+            Err(_) if looks_like_location(remote) => Ok(self.repo.remote_anonymous(remote)?),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Fetches `refspecs` (`[+]src:dst`) from `remote`: a configured remote
+    /// name, or a URL / path.
+    pub fn fetch(&self, remote: &str, refspecs: &[String]) -> Result<(), RepoError> {
+        let mut r = self.remote(remote)?;
+        r.fetch(refspecs, None, None)?;
+        Ok(())
+    }
+
+    /// Whether `commit` descends from `ancestor` (false when equal).
+    pub fn descends_from(&self, commit: Oid, ancestor: Oid) -> Result<bool, RepoError> {
+        Ok(self.repo.graph_descendant_of(commit, ancestor)?)
+    }
+}
+
+fn looks_like_location(remote: &str) -> bool {
+    remote.contains("://") || remote.contains('/') || Path::new(remote).exists()
+}
+
+fn first_line(message: &str) -> String {
+    message.lines().next().unwrap_or("").to_string()
+}
