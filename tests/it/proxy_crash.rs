@@ -484,3 +484,21 @@ fn stalled_writer_under_block_loses_nothing() {
     assert_eq!(ids.len(), 40);
     drop(mock);
 }
+
+/// SIGTERM right after the `listening on` line is a graceful stop (exit 0,
+/// rows flushed), not a kill: the handler is installed before the line is
+/// printed. (Before the fix the handler was registered on first poll, and
+/// this window killed the process about one start in three in debug builds.)
+#[test]
+fn sigterm_right_after_listening_is_a_graceful_stop() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mock = rt
+        .block_on(MockServer::start(MockConfig::default()))
+        .unwrap();
+    let s = proxy_scaffold("openai", &mock.url(), "");
+    for _ in 0..10 {
+        let mut p = Proxy::start(&s.root());
+        assert_eq!(p.terminate(), Some(0), "{}", p.stderr());
+    }
+    drop(mock);
+}
