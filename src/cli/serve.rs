@@ -39,25 +39,36 @@ pub struct Args {
     pub fetch_interval_ms: u64,
 }
 
-async fn shutdown_signal() {
+/// Installs the SIGTERM and SIGINT handlers now and returns the future that
+/// resolves on either. Registering eagerly matters: a handler registered on
+/// the future's first poll leaves a window after the `listening on` line in
+/// which SIGTERM still kills the process outright, unflushed rows and all.
+/// Must be called inside the runtime.
+fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -68,6 +79,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitStatus> {
         .build()
         .context("starting the async runtime")?;
     rt.block_on(async move {
+        let shutdown = shutdown_signal();
         let server = Server::bind(ServeOptions {
             root: root.clone(),
             listen: args.listen,
@@ -97,7 +109,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitStatus> {
                 .unwrap_or_default(),
         );
         drop(state);
-        let report = server.run(shutdown_signal()).await?;
+        let report = server.run(shutdown).await?;
         eprintln!(
             "promptgate serve stopped: {} row(s) written, {} dropped, {} call(s) abandoned",
             report.log.rows_written, report.log.rows_dropped, report.abandoned
