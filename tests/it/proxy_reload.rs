@@ -244,19 +244,35 @@ async fn fifty_streams_in_flight_across_a_reload_finish_with_their_version() {
 async fn a_burst_of_fifty_commits_causes_one_reload() {
     let m = MockServer::start(MockConfig::default()).await.unwrap();
     let (s, _) = canary_scaffold(&m.url());
+    // The commits are made before the proxy starts (on a branch it does not
+    // serve), so the burst itself is only the 50 moves of the canary branch,
+    // as a rebase or a pull makes them: on a loaded machine, building each
+    // commit could take longer than the debounce's longest wait.
+    let mut commits = Vec::new();
+    for i in 0..50 {
+        let from = if i == 0 {
+            "canary".to_string()
+        } else {
+            "burst".to_string()
+        };
+        commits.push(commit_on(
+            &s.root(),
+            "burst",
+            &from,
+            &[("prompts/chat.yaml", &chat_prompt(&format!("Burst {i}.")))],
+            "burst",
+        ));
+    }
     let p = Proxy::start(&s.root());
     let before = status(&p).await;
     assert_eq!(before["reloads"]["ok"], 0);
-    let mut last = String::new();
-    for i in 0..50 {
-        last = commit_on(
-            &s.root(),
-            "canary",
-            "canary",
-            &[("prompts/chat.yaml", &chat_prompt(&format!("Burst {i}.")))],
-            "burst",
-        );
+    let repo = git2::Repository::open(s.root()).unwrap();
+    for id in &commits {
+        let oid = git2::Oid::from_str(id).unwrap();
+        repo.reference("refs/heads/canary", oid, true, "burst")
+            .unwrap();
     }
+    let last = commits.last().unwrap().clone();
     let (st, ok) = wait_status(&p, Duration::from_secs(10), |s| {
         s["canary"]["commit"] == last.as_str()
     })
