@@ -16,6 +16,7 @@ pub mod project;
 pub mod provider;
 pub mod proxy;
 pub mod repo;
+pub mod report;
 pub mod spec;
 pub mod stats;
 pub mod template;

@@ -71,18 +71,7 @@ pub fn evaluate(
     } else {
         Arc::new(provider)
     };
-    let bar = progress.then(|| {
-        let bar = indicatif::ProgressBar::new(prepared.case_count() as u64);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{prefix} [{bar:30}] {pos}/{len} cases {per_sec} eta {eta}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        bar.set_prefix(suite.to_string());
-        bar
-    });
+    let bar = progress.then(|| progress_bar(suite, prepared.case_count()));
     let tick = bar.clone();
     let opts = RunOptions {
         concurrency,
@@ -100,14 +89,22 @@ pub fn evaluate(
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let run_id = uuid::Uuid::now_v7().to_string();
-    let mut summary = results::summarise(&prepared, &run_id, &cases);
-    let (parquet, json) = results::result_paths(&root.join(".promptgate"), suite, &run_id);
-    results::write_parquet(&parquet, &prepared, &summary, &cases)?;
-    summary.results_file = Some(parquet.display().to_string());
-    crate::durable::write(&json, serde_json::to_string_pretty(&summary)?.as_bytes())
-        .with_context(|| format!("writing {}", json.display()))?;
+    let summary = results::record(&root.join(".promptgate"), &prepared, &cases)?;
     Ok(Outcome { summary })
+}
+
+/// A progress bar on stderr counting the cases of one run.
+pub(crate) fn progress_bar(label: &str, cases: usize) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(cases as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {pos}/{len} cases {per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(label.to_string());
+    bar
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitStatus> {

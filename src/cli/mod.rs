@@ -3,6 +3,7 @@
 //! edge as `anyhow` with context and are printed once, here.
 
 mod canary;
+mod check;
 mod dataset;
 mod eval;
 pub(crate) mod init;
@@ -65,6 +66,8 @@ pub enum Command {
     Dataset(dataset::Args),
     /// Evaluate a suite at a ref on its pinned dataset; results to Parquet.
     Eval(eval::Args),
+    /// Pull-request gate: evaluate affected suites at base and head, compare case by case, apply the gates.
+    Check(check::Args),
     /// Run a deterministic mock LLM server (Ollama + OpenAI wire formats).
     MockLlm(mock_llm::Args),
     /// Request and feedback logs: compact, query.
@@ -85,6 +88,7 @@ pub fn main() -> ExitCode {
         Command::Log(args) => log::run(args),
         Command::Dataset(args) => dataset::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::Check(args) => check::run(args),
         Command::MockLlm(args) => mock_llm::run(args),
         Command::Logs(args) => logs::run(args),
         Command::Serve(args) => serve::run(args),

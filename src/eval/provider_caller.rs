@@ -1,24 +1,45 @@
 //! The production [`ModelCaller`]: one [`ModelClient`] per configured model,
 //! sharing the process's connection pool.
+//!
+//! Clients are keyed by (model key, upstream identity), so one caller can
+//! serve two versions of promptgate.yaml (the base and head of `check`)
+//! even when both name a model `small` but point it elsewhere.
 
 use std::collections::BTreeMap;
 
 use futures_util::future::BoxFuture;
 
 use super::call::{CallFailure, ModelCall, ModelCaller, ModelReply};
+use super::runner::upstream_id;
 use crate::provider::{ErrorKind, ModelClient, ProviderError};
 use crate::spec::config::Config;
 
 pub struct ProviderCaller {
-    clients: BTreeMap<String, ModelClient>,
+    clients: BTreeMap<(String, String), ModelClient>,
 }
 
 impl ProviderCaller {
     /// A client for every model of the config.
     pub fn new(config: &Config) -> Result<ProviderCaller, ProviderError> {
+        Self::for_configs(&[config])
+    }
+
+    /// A client for every model of every config; where two configs define
+    /// the same model at the same upstream, the first one's settings (price,
+    /// timeouts) win.
+    pub fn for_configs(configs: &[&Config]) -> Result<ProviderCaller, ProviderError> {
         let mut clients = BTreeMap::new();
-        for key in config.models.keys() {
-            clients.insert(key.clone(), ModelClient::from_config(config, key)?);
+        for config in configs {
+            for key in config.models.keys() {
+                let Some(upstream) = upstream_id(config, key) else {
+                    continue;
+                };
+                if let std::collections::btree_map::Entry::Vacant(e) =
+                    clients.entry((key.clone(), upstream))
+                {
+                    e.insert(ModelClient::from_config(config, key)?);
+                }
+            }
         }
         Ok(ProviderCaller { clients })
     }
@@ -27,7 +48,8 @@ impl ProviderCaller {
 impl ModelCaller for ProviderCaller {
     fn call<'a>(&'a self, call: &'a ModelCall) -> BoxFuture<'a, Result<ModelReply, CallFailure>> {
         Box::pin(async move {
-            let Some(client) = self.clients.get(&call.model) else {
+            let key = (call.model.clone(), call.upstream.clone());
+            let Some(client) = self.clients.get(&key) else {
                 return Err(CallFailure::Case(format!(
                     "model `{}` is not configured",
                     call.model

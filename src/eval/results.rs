@@ -325,6 +325,28 @@ pub fn write_parquet(
     })
 }
 
+/// Summarises a finished run and records it under `state_dir` (normally
+/// `<repo>/.promptgate`): the per-case Parquet file, then the summary JSON
+/// beside it, both written durably. The summary names the Parquet file.
+pub fn record(
+    state_dir: &Path,
+    prepared: &PreparedSuite,
+    cases: &[CaseResult],
+) -> Result<Summary, ResultsError> {
+    let run_id = uuid::Uuid::now_v7().to_string();
+    let mut summary = summarise(prepared, &run_id, cases);
+    let (parquet, json) = result_paths(state_dir, &prepared.suite, &run_id);
+    write_parquet(&parquet, prepared, &summary, cases)?;
+    summary.results_file = Some(parquet.display().to_string());
+    let text = serde_json::to_string_pretty(&summary).map_err(|e| ResultsError::Io {
+        path: json.clone(),
+        source: e.into(),
+    })?;
+    crate::durable::write(&json, text.as_bytes())
+        .map_err(|source| ResultsError::Io { path: json, source })?;
+    Ok(summary)
+}
+
 /// Where a run's files go: `<state>/results/<suite>/<run_id>.{parquet,json}`.
 pub fn result_paths(state_dir: &Path, suite: &str, run_id: &str) -> (PathBuf, PathBuf) {
     let dir = state_dir.join("results").join(suite);

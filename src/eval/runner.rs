@@ -14,8 +14,9 @@ use serde::Serialize;
 use super::assertions::{self, AssertionResult, CompiledAssertion, Observation};
 use super::call::{CallFailure, ModelCall, ModelCaller, ModelReply};
 use crate::dataset::{self, Row};
-use crate::project::Project;
+use crate::project::{LoadedPrompt, Project};
 use crate::repo::FileSource;
+use crate::spec::config::{Config, Price};
 use crate::spec::eval::{Check, Gates};
 use crate::template::{self, ChatMessage};
 
@@ -50,6 +51,9 @@ pub struct PreparedSuite {
     pub model: String,
     pub upstream: String,
     pub params: serde_json::Map<String, serde_json::Value>,
+    /// The model's price as of the variant's config. Cached replies are
+    /// re-priced with it, so a price change is never hidden by the cache.
+    pub price: Price,
     pub repeat: u32,
     pub gates: Gates,
     cases: Vec<PreparedCase>,
@@ -102,8 +106,43 @@ pub fn prepare(
 ) -> Result<PreparedSuite, EvalError> {
     let suite = project.eval(suite_name)?;
     let prompt = project.prompt(&suite.suite.prompt)?;
+    let variant = Variant {
+        config: &project.config,
+        prompt,
+        commit: project.commit.clone(),
+    };
+    prepare_variant(project, source, suite_name, &variant)
+}
+
+/// The side of a comparison that differs: a prompt and the config that
+/// resolves its model, as of some commit. `check` renders the base's prompt
+/// on the head's suite and dataset, so both sides see the same rows and are
+/// scored by the same assertions.
+pub struct Variant<'a> {
+    pub config: &'a Config,
+    pub prompt: &'a LoadedPrompt,
+    pub commit: Option<String>,
+}
+
+/// Like [`prepare`], with the prompt and model taken from `variant` while the
+/// suite (rows, variable mapping, assertions, judges, gates) comes from
+/// `project` and its `source`.
+pub fn prepare_variant(
+    project: &Project,
+    source: &dyn FileSource,
+    suite_name: &str,
+    variant: &Variant<'_>,
+) -> Result<PreparedSuite, EvalError> {
+    let suite = project.eval(suite_name)?;
+    let prompt = variant.prompt;
     let model_key = prompt.prompt.model.clone();
-    let (upstream, mut params) = model_identity(project, suite_name, &model_key)?;
+    let (upstream, mut params) = model_identity(variant.config, suite_name, &model_key)?;
+    let price = variant
+        .config
+        .models
+        .get(&model_key)
+        .map(|m| m.price)
+        .unwrap_or_default();
     // The prompt's params override the model's defaults key by key.
     for (k, v) in &prompt.prompt.params {
         params.insert(k.clone(), v.clone());
@@ -119,7 +158,7 @@ pub fn prepare(
         })?;
         judges.push(match &a.check {
             Check::LlmJudge { judge, .. } => {
-                let (up, _) = model_identity(project, suite_name, judge)?;
+                let (up, _) = model_identity(&project.config, suite_name, judge)?;
                 Some((judge.clone(), up))
             }
             _ => None,
@@ -145,11 +184,12 @@ pub fn prepare(
         suite: suite_name.to_string(),
         prompt_id: prompt.prompt.id.clone(),
         prompt_version: prompt.blob.clone(),
-        commit: project.commit.clone(),
+        commit: variant.commit.clone(),
         dataset: suite.dataset.to_string(),
         model: model_key,
         upstream,
         params,
+        price,
         repeat: suite.suite.repeat.max(1),
         gates: suite.suite.gates.clone(),
         cases,
@@ -160,7 +200,7 @@ pub fn prepare(
 
 /// The upstream identity of a model (for the cache key) and its default params.
 fn model_identity(
-    project: &Project,
+    config: &Config,
     suite: &str,
     model: &str,
 ) -> Result<(String, serde_json::Map<String, serde_json::Value>), EvalError> {
@@ -168,16 +208,18 @@ fn model_identity(
         suite: suite.to_string(),
         model: model.to_string(),
     };
-    let m = project.config.models.get(model).ok_or_else(unknown)?;
-    let p = project
-        .config
-        .providers
-        .get(&m.provider)
-        .ok_or_else(unknown)?;
-    Ok((
-        format!("{}@{}:{}", m.name, p.kind.as_str(), p.base_url),
-        m.params.clone(),
-    ))
+    let m = config.models.get(model).ok_or_else(unknown)?;
+    let upstream = upstream_id(config, model).ok_or_else(unknown)?;
+    Ok((upstream, m.params.clone()))
+}
+
+/// What identifies a configured model at its upstream: model name, wire
+/// format and URL. Part of the response cache key; None when the model or
+/// its provider is not configured.
+pub fn upstream_id(config: &Config, model: &str) -> Option<String> {
+    let m = config.models.get(model)?;
+    let p = config.providers.get(&m.provider)?;
+    Some(format!("{}@{}:{}", m.name, p.kind.as_str(), p.base_url))
 }
 
 /// The prompt's variables for one row: each input takes the column `vars`
@@ -261,6 +303,23 @@ pub async fn run(
     Ok(out.into_iter().map(|(_, case)| case).collect())
 }
 
+/// The request parameters of repeat `draw`. A fixed sampling `seed` would
+/// make every repeat the same draw, so repeat r asks for seed + r: repeats
+/// are independent samples and a re-run is still reproducible. Repeat 0
+/// keeps the configured seed, so a single run and the first repeat agree.
+pub fn params_for_draw(
+    params: &serde_json::Map<String, serde_json::Value>,
+    draw: u32,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut out = params.clone();
+    if draw > 0
+        && let Some(seed) = params.get("seed").and_then(serde_json::Value::as_i64)
+    {
+        out.insert("seed".into(), seed.wrapping_add(i64::from(draw)).into());
+    }
+    out
+}
+
 /// One case. Per-case failures become the case's `error`; the only `Err`
 /// is an unreachable provider, which stops the run.
 async fn run_case(
@@ -296,7 +355,7 @@ async fn run_case(
         model: prepared.model.clone(),
         upstream: prepared.upstream.clone(),
         messages,
-        params: prepared.params.clone(),
+        params: params_for_draw(&prepared.params, repeat),
         draw: repeat,
     };
     let reply: ModelReply = match caller.call(&call).await {
@@ -311,7 +370,15 @@ async fn run_case(
     result.latency_ms = reply.latency_ms;
     result.input_tokens = reply.input_tokens;
     result.output_tokens = reply.output_tokens;
-    result.cost = reply.cost;
+    result.cost = if reply.cached {
+        prepared.price.cost(
+            reply.input_tokens,
+            reply.output_tokens,
+            reply.latency_ms / 1000.0,
+        )
+    } else {
+        reply.cost
+    };
     result.cached = reply.cached;
     let obs = Observation {
         output: &reply.content,
@@ -432,5 +499,19 @@ mod tests {
             .collect();
         assert_eq!(got, expected);
         assert_eq!(caller.max_in_flight.load(Ordering::SeqCst), 8);
+    }
+
+    #[test]
+    fn repeats_vary_the_sampling_seed_only() {
+        let mut p = serde_json::Map::new();
+        p.insert("seed".into(), 42.into());
+        p.insert("temperature".into(), 0.7.into());
+        assert_eq!(params_for_draw(&p, 0), p);
+        let second = params_for_draw(&p, 2);
+        assert_eq!(second["seed"], 44);
+        assert_eq!(second["temperature"], 0.7);
+        let mut no_seed = p.clone();
+        no_seed.remove("seed");
+        assert_eq!(params_for_draw(&no_seed, 3), no_seed);
     }
 }

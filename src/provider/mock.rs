@@ -18,9 +18,11 @@
 //! 5. JSON mode (Ollama `format`, OpenAI `response_format` of type
 //!    `json_object`/`json_schema`): the answer as `{"answer": "..."}`.
 //!
-//! Invariants: every random draw is a hash of (seed, model, messages), so the
-//! same request gets the same answer (and the same injected error) whatever
-//! the concurrency or order; token counts are whitespace-split word counts
+//! Invariants: every random draw is a hash of (seed, model, the request's
+//! sampling seed if it has one, messages), so the same request gets the same
+//! answer (and the same injected error) whatever the concurrency or order,
+//! while requests that differ only in their sampling seed (the repeats of an
+//! eval case) are independent draws, as with a real model; token counts are whitespace-split word counts
 //! of all message contents (input) and of the answer (output); every
 //! response's `model` is `mock:<requested model>` and the banner says MOCK.
 
@@ -243,6 +245,39 @@ struct ChatIn {
     format: Option<Value>,
     response_format: Option<Value>,
     stream_options: Option<StreamOptions>,
+    /// OpenAI's sampling seed.
+    seed: Option<i64>,
+    /// Ollama's sampling options (`options.seed`).
+    options: Option<Value>,
+}
+
+impl ChatIn {
+    /// The answer to this chat request (both wire formats).
+    fn answer(&self, cfg: &MockConfig, json: bool) -> Outcome {
+        let contents: Vec<(&str, &str)> = self
+            .messages
+            .iter()
+            .map(|m| (m.role.as_str(), text_of(&m.content)))
+            .collect();
+        decide(
+            cfg,
+            &self.model,
+            self.sampling_seed(),
+            &contents,
+            last_user(&contents),
+            &self.tools,
+            json,
+        )
+    }
+
+    fn sampling_seed(&self) -> Option<i64> {
+        self.seed.or_else(|| {
+            self.options
+                .as_ref()
+                .and_then(|o| o.get("seed"))
+                .and_then(Value::as_i64)
+        })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -255,6 +290,7 @@ struct GenerateIn {
     system: Option<String>,
     stream: Option<bool>,
     format: Option<Value>,
+    options: Option<Value>,
 }
 
 fn text_of(content: &Value) -> &str {
@@ -349,6 +385,7 @@ fn json_mode(format: Option<&Value>, response_format: Option<&Value>) -> bool {
 fn decide(
     cfg: &MockConfig,
     model: &str,
+    sampling_seed: Option<i64>,
     contents: &[(&str, &str)],
     last_user: &str,
     tools: &[Value],
@@ -356,6 +393,9 @@ fn decide(
 ) -> Outcome {
     let mut draws = Draws::new(cfg.seed);
     draws.feed(model.as_bytes());
+    if let Some(s) = sampling_seed {
+        draws.feed(&s.to_le_bytes());
+    }
     let mut input_tokens = 0;
     for (role, text) in contents {
         draws.feed(role.as_bytes());
@@ -549,14 +589,7 @@ async fn ollama_chat(State(cfg): State<Arc<MockConfig>>, body: Bytes) -> Respons
         Ok(r) => r,
         Err(e) => return bad_request(false, format!("invalid request body: {e}")),
     };
-    let contents: Vec<(&str, &str)> = req
-        .messages
-        .iter()
-        .map(|m| (m.role.as_str(), text_of(&m.content)))
-        .collect();
-    let last_user = last_user(&contents);
-    let json = json_mode(req.format.as_ref(), None);
-    let o = decide(&cfg, &req.model, &contents, last_user, &req.tools, json);
+    let o = req.answer(&cfg, json_mode(req.format.as_ref(), None));
     pause(&cfg).await;
     let model = format!("mock:{}", req.model);
     let (content, calls) = match &o.answer {
@@ -617,7 +650,12 @@ async fn ollama_generate(State(cfg): State<Arc<MockConfig>>, body: Bytes) -> Res
     }
     contents.push(("user", req.prompt.as_str()));
     let json = json_mode(req.format.as_ref(), None);
-    let o = decide(&cfg, &req.model, &contents, &req.prompt, &[], json);
+    let seed = req
+        .options
+        .as_ref()
+        .and_then(|o| o.get("seed"))
+        .and_then(Value::as_i64);
+    let o = decide(&cfg, &req.model, seed, &contents, &req.prompt, &[], json);
     pause(&cfg).await;
     let model = format!("mock:{}", req.model);
     let text = match &o.answer {
@@ -667,14 +705,10 @@ async fn openai_chat(State(cfg): State<Arc<MockConfig>>, body: Bytes) -> Respons
         Ok(r) => r,
         Err(e) => return bad_request(true, format!("invalid request body: {e}")),
     };
-    let contents: Vec<(&str, &str)> = req
-        .messages
-        .iter()
-        .map(|m| (m.role.as_str(), text_of(&m.content)))
-        .collect();
-    let last_user = last_user(&contents);
-    let json = json_mode(req.format.as_ref(), req.response_format.as_ref());
-    let o = decide(&cfg, &req.model, &contents, last_user, &req.tools, json);
+    let o = req.answer(
+        &cfg,
+        json_mode(req.format.as_ref(), req.response_format.as_ref()),
+    );
     pause(&cfg).await;
     let model = format!("mock:{}", req.model);
     let id = format!("chatcmpl-mock-{:016x}", o.id);
@@ -770,6 +804,7 @@ mod tests {
         let o = decide(
             &cfg,
             "m",
+            None,
             &[("user", "capital of France?")],
             "capital of France?",
             &[],
@@ -797,7 +832,7 @@ mod tests {
             seed: 7,
             ..MockConfig::default()
         };
-        let a = |q: &str| match decide(&cfg, "m", &[("user", q)], q, &[], false).answer {
+        let a = |q: &str| match decide(&cfg, "m", None, &[("user", q)], q, &[], false).answer {
             Answer::Text(t) => t,
             _ => panic!(),
         };
@@ -805,5 +840,28 @@ mod tests {
             assert!(WRONG_ANSWERS.contains(&a(q).as_str()));
             assert_eq!(a(q), a(q));
         }
+    }
+
+    #[test]
+    fn the_sampling_seed_makes_independent_draws() {
+        let cfg = MockConfig {
+            rules: parse_rules("- pattern: '.*'\n  answer: right\n").unwrap(),
+            quality: 0.5,
+            ..MockConfig::default()
+        };
+        let right =
+            |seed: Option<i64>| match decide(&cfg, "m", seed, &[("user", "q")], "q", &[], false)
+                .answer
+            {
+                Answer::Text(t) => t == "right",
+                _ => panic!(),
+            };
+        // Same request, same answer; over 64 seeds both answers occur.
+        assert_eq!(right(Some(3)), right(Some(3)));
+        let rights = (0..64).filter(|s| right(Some(*s))).count();
+        assert!(
+            (8..=56).contains(&rights),
+            "{rights}/64 right at quality 0.5"
+        );
     }
 }

@@ -82,6 +82,22 @@ impl Scaffold {
     }
 }
 
+/// Whether an external tool a test needs is usable: true; else false after
+/// a SKIP line, unless external tools are required
+/// (PROMPTGATE_REQUIRE_EXTERNAL, set by scripts/test.sh), in which case the
+/// test fails with `missing`.
+pub fn external_tool(ok: bool, missing: &str) -> bool {
+    if ok {
+        return true;
+    }
+    assert!(
+        std::env::var_os("PROMPTGATE_REQUIRE_EXTERNAL").is_none(),
+        "{missing}"
+    );
+    eprintln!("SKIP: {missing}");
+    false
+}
+
 /// The Python with pyarrow; None after a SKIP line unless external tools
 /// are required (PROMPTGATE_REQUIRE_EXTERNAL), in which case it fails.
 pub fn python_with_pyarrow() -> Option<String> {
@@ -90,15 +106,11 @@ pub fn python_with_pyarrow() -> Option<String> {
         .args(["-c", "import pyarrow"])
         .output()
         .is_ok_and(|o| o.status.success());
-    if ok {
-        return Some(py);
-    }
-    assert!(
-        std::env::var_os("PROMPTGATE_REQUIRE_EXTERNAL").is_none(),
-        "`{py}` cannot import pyarrow: run scripts/setup-llm.sh and set PROMPTGATE_PYTHON"
-    );
-    eprintln!(
-        "SKIP pyarrow check: `{py}` cannot import pyarrow (run scripts/setup-llm.sh, set PROMPTGATE_PYTHON)"
-    );
-    None
+    external_tool(
+        ok,
+        &format!(
+            "`{py}` cannot import pyarrow: run scripts/setup-llm.sh and set PROMPTGATE_PYTHON"
+        ),
+    )
+    .then_some(py)
 }

@@ -4,7 +4,9 @@
 // Test helpers outside #[test] functions may panic too.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod action;
 mod canary;
+mod check;
 mod common;
 mod dataset;
 mod eval;
