@@ -22,9 +22,36 @@ pub struct Args {
     /// Time in-flight requests get to finish after SIGTERM, in milliseconds.
     #[arg(long, default_value_t = 10_000)]
     pub grace_ms: u64,
+    /// Also stop (drain and flush, as on SIGTERM) when stdin reaches end of
+    /// file. `promptgate demo` holds the other end of the pipe, so serve
+    /// stops with the demo even when the demo is killed.
+    #[arg(long, hide = true)]
+    pub stop_on_stdin_eof: bool,
 }
 
-async fn shutdown_signal() {
+/// Resolves when stdin reaches end of file (or fails). A plain thread, not
+/// tokio's stdin: a pending read there would hold up runtime shutdown.
+fn stdin_closed() -> tokio::sync::oneshot::Receiver<()> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut stdin = std::io::stdin();
+        let mut buf = [0u8; 512];
+        loop {
+            match stdin.read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        let _ = tx.send(());
+    });
+    rx
+}
+
+/// SIGTERM or Ctrl-C.
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -74,7 +101,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitStatus> {
                 .unwrap_or_default(),
         );
         drop(state);
-        let report = server.run(shutdown_signal()).await?;
+        let stdin_eof = args.stop_on_stdin_eof.then(stdin_closed);
+        let stop = async move {
+            match stdin_eof {
+                Some(eof) => {
+                    tokio::select! {
+                        _ = shutdown_signal() => {}
+                        _ = eof => {}
+                    }
+                }
+                None => shutdown_signal().await,
+            }
+        };
+        let report = server.run(stop).await?;
         eprintln!(
             "promptgate serve stopped: {} row(s) written, {} dropped, {} call(s) abandoned",
             report.log.rows_written, report.log.rows_dropped, report.abandoned
