@@ -65,6 +65,27 @@ impl CanaryState {
             .map_or(DateTime::<Utc>::UNIX_EPOCH, |o| o.current_since)
     }
 
+    /// The evidence in the request logs at `logs` (log roots, partition
+    /// folders or files; one per replica): the rows of the analysis window
+    /// and the feedback of the folders.
+    pub fn read_evidence(
+        &self,
+        logs: &[std::path::PathBuf],
+    ) -> Result<(Vec<RequestLogRow>, Vec<FeedbackRecord>), CanaryError> {
+        let filter = crate::logstore::RequestFilter {
+            since: Some(self.since()),
+            ..Default::default()
+        };
+        let rows = crate::logstore::read_requests(logs, &filter)?;
+        let dirs: Vec<&std::path::Path> = logs
+            .iter()
+            .map(std::path::PathBuf::as_path)
+            .filter(|p| p.is_dir())
+            .collect();
+        let feedback = crate::logstore::read_feedback(&dirs)?;
+        Ok((rows, feedback))
+    }
+
     pub fn analyze(
         &self,
         rows: &[RequestLogRow],

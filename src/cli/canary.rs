@@ -3,13 +3,13 @@
 //! rollback, promotion or step commit, optionally pushed. Meant for a
 //! scheduled CI job; exit 1 when a rollback is decided (or applied).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 
 use super::ExitStatus;
 use crate::canary::{self, Action, CanaryReport, Decision, actions};
-use crate::logstore::{self, RequestFilter};
+use crate::logstore;
 use crate::project::{CONFIG_FILE, render_all};
 use crate::repo::{FileSource, GitRepo};
 use crate::spec::config::Config;
@@ -206,16 +206,5 @@ fn read_logs(logs: &[PathBuf], state: &canary::CanaryState) -> anyhow::Result<Lo
     for l in logs {
         anyhow::ensure!(l.exists(), "{}: no such log folder or file", l.display());
     }
-    let filter = RequestFilter {
-        since: Some(state.since()),
-        ..RequestFilter::default()
-    };
-    let rows = logstore::read_requests(logs, &filter).context("reading request logs")?;
-    let dirs: Vec<&Path> = logs
-        .iter()
-        .map(PathBuf::as_path)
-        .filter(|p| p.is_dir())
-        .collect();
-    let feedback = logstore::read_feedback(&dirs).context("reading feedback")?;
-    Ok((rows, feedback))
+    state.read_evidence(logs).context("reading the request logs")
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::ExitStatus;
-use crate::proxy::{ServeOptions, Server};
+use crate::proxy::{AnalyzerOptions, FetchOptions, ServeOptions, Server};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -22,6 +22,21 @@ pub struct Args {
     /// Time in-flight requests get to finish after SIGTERM, in milliseconds.
     #[arg(long, default_value_t = 10_000)]
     pub grace_ms: u64,
+    /// Run the canary analysis every N ms instead of `analysis.interval_s`
+    /// of rollout.yaml.
+    #[arg(long, value_name = "N")]
+    pub analysis_interval_ms: Option<u64>,
+    /// No analyzer task (when a scheduled `promptgate canary analyze` over
+    /// every replica's logs decides instead).
+    #[arg(long, conflicts_with = "analysis_interval_ms")]
+    pub no_analyzer: bool,
+    /// Follow REMOTE (a remote name, URL or path): fetch the control branch
+    /// and the branches rollout.yaml names, and fast-forward the local ones.
+    #[arg(long, value_name = "REMOTE")]
+    pub fetch: Option<String>,
+    /// How often `--fetch` fetches, in milliseconds.
+    #[arg(long, value_name = "N", default_value_t = 5_000, requires = "fetch")]
+    pub fetch_interval_ms: u64,
     /// Also stop (drain and flush, as on SIGTERM) when stdin reaches end of
     /// file. `promptgate demo` holds the other end of the pipe, so serve
     /// stops with the demo even when the demo is killed.
@@ -84,6 +99,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitStatus> {
             root: root.clone(),
             listen: args.listen,
             grace: Duration::from_millis(args.grace_ms),
+            analyzer: AnalyzerOptions {
+                enabled: !args.no_analyzer,
+                interval: args.analysis_interval_ms.map(Duration::from_millis),
+            },
+            fetch: args.fetch.map(|remote| FetchOptions {
+                remote,
+                interval: Duration::from_millis(args.fetch_interval_ms),
+            }),
         })
         .await?;
         let addr = server.local_addr();

@@ -422,6 +422,30 @@ impl CompiledAssertion {
         matches!(self.compiled, Compiled::LlmJudge { .. })
     }
 
+    /// True when the assertion reads the dataset row (a `{{ row.<column> }}`
+    /// template or a reference column): it cannot score live traffic,
+    /// which has no row.
+    pub fn reads_row(&self) -> bool {
+        let t = |t: &Text| matches!(t, Text::Template { .. });
+        match &self.compiled {
+            Compiled::Equals(v)
+            | Compiled::Contains(v)
+            | Compiled::Icontains(v)
+            | Compiled::NotContains(v)
+            | Compiled::StartsWith(v)
+            | Compiled::Regex(Pattern::Template(v))
+            | Compiled::LlmJudge { rubric: v } => t(v),
+            Compiled::Similarity { .. } => true,
+            Compiled::Regex(Pattern::Static(_))
+            | Compiled::JsonValid
+            | Compiled::JsonSchema(_)
+            | Compiled::MinLength(_)
+            | Compiled::MaxLength(_)
+            | Compiled::LatencyMs(_)
+            | Compiled::Cost(_) => false,
+        }
+    }
+
     /// The judge model key (into the config's `models`) of an `llm_judge`.
     pub fn judge_model(&self) -> Option<&str> {
         match &self.assertion.check {

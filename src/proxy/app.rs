@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::Notify;
 
+use super::analyzer::AnalyzerStatus;
+use super::fetch::FetchStatus;
 use super::metrics::Metrics;
 use super::reload::Reloader;
 use crate::logstore::{FeedbackJournal, RequestLogger};
@@ -24,6 +26,10 @@ pub struct App {
     pub in_flight: Arc<InFlight>,
     pub started: std::time::Instant,
     pub metrics: Arc<Metrics>,
+    /// The analyzer task's last round ([`super::analyzer`]).
+    pub analysis: AnalyzerStatus,
+    /// The fetch loop's last round (`serve --fetch`, [`super::fetch`]).
+    pub fetch: FetchStatus,
 }
 
 /// Counts calls not yet finished (their log row not yet queued).

@@ -99,6 +99,11 @@ impl CallCtx {
         let task = async move {
             let mut row = self.row(outcome, latency_ms);
             online::evaluate(self.route.prompt.as_deref(), &mut row);
+            if let (Some(prompt), Some(pass)) = (&row.prompt_id, row.online_pass) {
+                self.app
+                    .metrics
+                    .record_online(prompt, row.variant.as_str(), pass);
+            }
             self.app.metrics.record_request(&RequestSample {
                 prompt: row.prompt_id.as_deref().unwrap_or(""),
                 variant: row.variant.as_str(),
@@ -888,6 +893,7 @@ mod tests {
             templates: Arc::new(CompiledMessages::compile(&messages).unwrap()),
             inputs,
             has_input: true,
+            online: Default::default(),
         }
     }
 

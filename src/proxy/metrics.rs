@@ -204,6 +204,44 @@ pub struct Metrics {
     upstream_errors: Mutex<BTreeMap<(String, String), u64>>,
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
+    /// Counters of [`EVENT_COUNTERS`], by name, then label values.
+    events: Mutex<BTreeMap<&'static str, BTreeMap<Vec<String>, u64>>>,
+}
+
+/// Online verdicts: `prompt`, `variant`, `result` (`pass` | `fail`).
+pub const ONLINE_PASS: &str = "promptgate_online_pass_total";
+/// Canary analyses: `prompt`, `decision`.
+pub const CANARY_DECISIONS: &str = "promptgate_canary_decisions_total";
+/// Fetch rounds of `serve --fetch`: `result`.
+pub const FETCHES: &str = "promptgate_fetch_total";
+
+/// Counters recorded off the request path, with their labels and help.
+const EVENT_COUNTERS: &[(&str, &[&str], &str)] = &[
+    (
+        ONLINE_PASS,
+        &["prompt", "variant", "result"],
+        "Responses scored by the online assertions, by prompt, variant and verdict.",
+    ),
+    (
+        CANARY_DECISIONS,
+        &["prompt", "decision"],
+        "Canary analyses of the analyzer task, by prompt and decision.",
+    ),
+    (
+        FETCHES,
+        &["result"],
+        "Refs followed from the remote by serve --fetch, by result (updated, unchanged, non_fast_forward, error).",
+    ),
+];
+
+/// Online verdict counts of one prompt and variant, for `/status`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct OnlineCount {
+    pub prompt: String,
+    pub variant: String,
+    pub evaluated: u64,
+    pub passed: u64,
+    pub pass_rate: Option<f64>,
 }
 
 impl Default for Metrics {
@@ -221,6 +259,7 @@ impl Metrics {
             upstream_errors: Mutex::new(BTreeMap::new()),
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
+            events: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -295,6 +334,64 @@ impl Metrics {
         } else {
             self.reloads_failed.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Adds one to the event counter `name` (one of [`EVENT_COUNTERS`]) with
+    /// these label values, in the order the counter declares its labels.
+    pub fn count_event(&self, name: &'static str, labels: &[&str]) {
+        let mut events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
+        let by_labels = events.entry(name).or_default();
+        if let Some(n) = by_labels
+            .iter_mut()
+            .find(|(k, _)| k.iter().map(String::as_str).eq(labels.iter().copied()))
+            .map(|(_, n)| n)
+        {
+            *n += 1;
+        } else {
+            by_labels.insert(labels.iter().map(|l| l.to_string()).collect(), 1);
+        }
+    }
+
+    /// Counts one response scored by the online assertions.
+    pub fn record_online(&self, prompt: &str, variant: &str, pass: bool) {
+        let result = if pass { "pass" } else { "fail" };
+        self.count_event(ONLINE_PASS, &[prompt, variant, result]);
+    }
+
+    /// The value of an event counter (0 when never counted).
+    pub fn event(&self, name: &str, labels: &[&str]) -> u64 {
+        let events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
+        events
+            .get(name)
+            .and_then(|m| {
+                m.iter()
+                    .find(|(k, _)| k.iter().map(String::as_str).eq(labels.iter().copied()))
+            })
+            .map_or(0, |(_, n)| *n)
+    }
+
+    /// Online verdicts per prompt and variant, sorted.
+    pub fn online_counts(&self) -> Vec<OnlineCount> {
+        let events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut by: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
+        for (labels, n) in events.get(ONLINE_PASS).into_iter().flatten() {
+            if let [prompt, variant, result] = labels.as_slice() {
+                let e = by.entry((prompt.clone(), variant.clone())).or_default();
+                e.0 += n;
+                if result == "pass" {
+                    e.1 += n;
+                }
+            }
+        }
+        by.into_iter()
+            .map(|((prompt, variant), (evaluated, passed))| OnlineCount {
+                prompt,
+                variant,
+                evaluated,
+                passed,
+                pass_rate: (evaluated > 0).then(|| passed as f64 / evaluated as f64),
+            })
+            .collect()
     }
 
     /// Every (prompt, variant) pair with its series, sorted for stable output.
@@ -428,6 +525,21 @@ impl Metrics {
                 &[("result", result)],
                 n.load(Ordering::Relaxed) as f64,
             );
+        }
+
+        {
+            let events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
+            for (name, label_names, help) in EVENT_COUNTERS {
+                header(&mut out, name, help, "counter");
+                for (values, n) in events.get(name).into_iter().flatten() {
+                    let labels: Vec<(&str, &str)> = label_names
+                        .iter()
+                        .copied()
+                        .zip(values.iter().map(String::as_str))
+                        .collect();
+                    sample(&mut out, name, &labels, *n as f64);
+                }
+            }
         }
 
         // Group gauges by name, keeping first-appearance order, because the

@@ -17,13 +17,16 @@
 //!
 //! Module map: [`server`] (start, shutdown), [`routes`] (HTTP), [`call`]
 //! (one proxied call, streaming body with its `Drop` guard), [`state`],
-//! [`reload`], [`routing`], [`translate`], [`online`] (the hook where
-//! online evaluation goes), [`error`] (the HTTP error type).
+//! [`reload`], [`routing`], [`translate`], [`online`] (online evaluation
+//! of every answer), [`analyzer`] (the canary analysis task), [`fetch`]
+//! (replicas following a shared remote), [`error`] (the HTTP error type).
 
+pub mod analyzer;
 pub mod app;
 pub mod breaker;
 pub mod call;
 pub mod error;
+pub mod fetch;
 pub mod metrics;
 pub mod online;
 pub mod reload;
@@ -34,4 +37,6 @@ pub mod state;
 pub mod test_hooks;
 pub mod translate;
 
+pub use analyzer::AnalyzerOptions;
+pub use fetch::FetchOptions;
 pub use server::{DEFAULT_GRACE, ServeError, ServeOptions, Server, ShutdownReport};

@@ -1,6 +1,7 @@
 //! The HTTP routes: the client APIs (OpenAI, Ollama), feedback, health,
 //! status, admin.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Router;
@@ -18,6 +19,7 @@ use super::error::{ApiError, Dialect, json_response};
 use super::metrics::GaugeSample;
 use super::reload::ReloadOutcome;
 use super::routing::user_hash;
+use super::state::ServingState;
 use crate::logstore::{FeedbackRecord, LogStoreError};
 
 /// All routes of the proxy.
@@ -226,6 +228,8 @@ pub fn status_json(app: &App) -> Value {
             "prompts": prompts,
         })
     });
+    let (analysis_runs, analysis_last) = app.analysis.get();
+    let (fetch_runs, fetch_last) = app.fetch.get();
     json!({
         "generation": state.generation,
         "control_ref": state.control_ref,
@@ -239,6 +243,30 @@ pub fn status_json(app: &App) -> Value {
         "in_flight": app.in_flight.get(),
         "log": app.logger.stats(),
         "uptime_s": app.started.elapsed().as_secs_f64(),
+        "online": online_status(&state, app),
+        "analysis": {"runs": analysis_runs, "last": analysis_last},
+        "fetch": {"runs": fetch_runs, "last": fetch_last},
+    })
+}
+
+/// The online assertions of every served prompt (by variant) and the
+/// verdicts counted so far.
+fn online_status(state: &ServingState, app: &App) -> Value {
+    let mut assertions = serde_json::Map::new();
+    let refs = std::iter::once(("stable", &state.stable))
+        .chain(state.canary.as_ref().map(|c| ("canary", &c.state)));
+    for (variant, r) in refs {
+        let mut by_prompt: Vec<(&String, Vec<&str>)> = r
+            .prompts
+            .iter()
+            .map(|(id, p)| (id, p.online.keys()))
+            .collect();
+        by_prompt.sort();
+        assertions.insert(variant.to_string(), json!(by_prompt.into_iter().collect::<BTreeMap<_, _>>()));
+    }
+    json!({
+        "assertions": assertions,
+        "counts": app.metrics.online_counts(),
     })
 }
 

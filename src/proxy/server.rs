@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
+use super::analyzer::{self, AnalyzerOptions, AnalyzerStatus, AnalyzerTarget};
 use super::app::{App, InFlight};
+use super::fetch::{self, FetchOptions, FetchStatus};
 use super::breaker::BreakerConfig;
 use super::metrics::Metrics;
 use super::reload::{RefWatcher, Reloader};
@@ -48,6 +50,10 @@ pub struct ServeOptions {
     /// Overrides `server.listen`.
     pub listen: Option<String>,
     pub grace: Duration,
+    /// The canary analyzer task.
+    pub analyzer: AnalyzerOptions,
+    /// Follow a shared remote (`serve --fetch`).
+    pub fetch: Option<FetchOptions>,
 }
 
 /// How a server stopped.
@@ -65,6 +71,17 @@ pub struct Server {
     addr: SocketAddr,
     grace: Duration,
     _watcher: RefWatcher,
+    /// The analyzer and fetch loops; aborted when the server stops.
+    _tasks: Vec<AbortOnDrop>,
+}
+
+/// A background task that ends with its owner.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Server {
@@ -132,13 +149,37 @@ impl Server {
             in_flight: Arc::new(InFlight::default()),
             started: Instant::now(),
             metrics,
+            analysis: AnalyzerStatus::default(),
+            fetch: FetchStatus::default(),
         });
+        let mut tasks = Vec::new();
+        if opts.analyzer.enabled {
+            let target = AnalyzerTarget {
+                root: root.clone(),
+                control_ref: control_ref.clone(),
+                log_dir: log_dir.clone(),
+            };
+            tasks.push(AbortOnDrop(tokio::spawn(analyzer::run(
+                app.clone(),
+                target,
+                opts.analyzer,
+            ))));
+        }
+        if let Some(f) = opts.fetch.clone() {
+            tasks.push(AbortOnDrop(tokio::spawn(fetch::run(
+                app.clone(),
+                root.clone(),
+                control_ref.clone(),
+                f,
+            ))));
+        }
         Ok(Server {
             app,
             listener,
             addr,
             grace: opts.grace,
             _watcher: watcher,
+            _tasks: tasks,
         })
     }
 
@@ -162,6 +203,7 @@ impl Server {
             listener,
             grace,
             _watcher,
+            _tasks,
             ..
         } = self;
         // TCP_NODELAY: without it small responses wait for the peer's
@@ -187,6 +229,8 @@ impl Server {
                 tracing::warn!(in_flight = app.in_flight.get(), "grace period over; closing the remaining connections");
             }
         }
+        // No commits or ref moves while draining.
+        drop(_tasks);
         drop(_watcher);
         // Completion tasks queue the rows of calls that just ended.
         let abandoned =

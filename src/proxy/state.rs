@@ -17,6 +17,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::breaker::{BreakerConfig, CircuitBreaker};
+use super::online::OnlineChecks;
 use super::routing::CanaryRule;
 use crate::project::{LoadOptions, Project, ROLLOUT_FILE, render_all};
 use crate::provider::{ModelClient, merge_params};
@@ -107,6 +108,9 @@ pub struct PreparedPrompt {
     pub inputs: BTreeMap<String, InputSpec>,
     /// Whether the prompt declares `input` (filled from the last user message).
     pub has_input: bool,
+    /// The `online: true` assertions of this prompt's eval suites at the
+    /// same ref, scored on every finished call ([`super::online`]).
+    pub online: Arc<OnlineChecks>,
 }
 
 /// The prompts of one served ref.
@@ -341,6 +345,10 @@ fn ref_state(
                 t
             }
         };
+        let (online, warnings) = OnlineChecks::build(project, id)?;
+        for w in warnings {
+            tracing::warn!(git_ref = %git_ref, prompt = %id, "{w}");
+        }
         let version = HeaderValue::from_str(&format!("{commit}:{}", lp.blob))
             .map_err(|e| format!("{}: version header: {e}", lp.path))?;
         prompts.insert(
@@ -356,6 +364,7 @@ fn ref_state(
                 templates,
                 inputs: lp.prompt.inputs.clone(),
                 has_input: lp.prompt.inputs.contains_key(INPUT_VARIABLE),
+                online: Arc::new(online),
             }),
         );
     }

@@ -162,11 +162,7 @@ impl GitRepo {
     /// Pushes `refspecs` (`src:dst`) to `remote`: a configured remote name,
     /// or a URL / path. A rejected update is an error.
     pub fn push(&self, remote: &str, refspecs: &[String]) -> Result<(), RepoError> {
-        let mut r = match self.repo.find_remote(remote) {
-            Ok(r) => r,
-            Err(_) if looks_like_location(remote) => self.repo.remote_anonymous(remote)?,
-            Err(e) => return Err(e.into()),
-        };
+        let mut r = self.remote(remote)?;
         let rejected = std::cell::RefCell::new(Vec::new());
         let mut callbacks = git2::RemoteCallbacks::new();
         callbacks.push_update_reference(|name, status| {
@@ -188,6 +184,30 @@ impl GitRepo {
                 message: format!("push rejected: {}", rejected.join("; ")),
             })
         }
+    }
+}
+
+impl GitRepo {
+    /// A configured remote by name, or an anonymous one for a URL / path.
+    fn remote(&self, remote: &str) -> Result<git2::Remote<'_>, RepoError> {
+        match self.repo.find_remote(remote) {
+            Ok(r) => Ok(r),
+            Err(_) if looks_like_location(remote) => Ok(self.repo.remote_anonymous(remote)?),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Fetches `refspecs` (`[+]src:dst`) from `remote`: a configured remote
+    /// name, or a URL / path.
+    pub fn fetch(&self, remote: &str, refspecs: &[String]) -> Result<(), RepoError> {
+        let mut r = self.remote(remote)?;
+        r.fetch(refspecs, None, None)?;
+        Ok(())
+    }
+
+    /// Whether `commit` descends from `ancestor` (false when equal).
+    pub fn descends_from(&self, commit: Oid, ancestor: Oid) -> Result<bool, RepoError> {
+        Ok(self.repo.graph_descendant_of(commit, ancestor)?)
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod action;
 mod canary;
+mod canary_e2e;
 mod check;
 mod common;
 mod dataset;
