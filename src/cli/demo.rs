@@ -397,9 +397,13 @@ async fn pick_model(root: &Path, force_mock: bool) -> anyhow::Result<Option<Mock
         }
         detail(&format!("the Ollama at {OLLAMA} has no model pulled"));
     }
-    say(&format!(
-        "      no Ollama at {OLLAMA}; using the built-in mock-llm (a mock, not a real model)"
-    ));
+    if force_mock {
+        say("      --mock: using the built-in mock-llm (a mock, not a real model)");
+    } else {
+        say(&format!(
+            "      no Ollama at {OLLAMA}; using the built-in mock-llm (a mock, not a real model)"
+        ));
+    }
     let rules_yaml = mock_rules(&read_dataset(root)?);
     let rules_path = root.join(".promptgate/demo/mock-rules.yaml");
     if let Some(dir) = rules_path.parent() {
@@ -1098,7 +1102,7 @@ async fn wait_for_rollback(
         found.commit, found.subject
     ));
     for line in found.body.lines() {
-        say(&format!("          {line}"));
+        say(format!("          {line}").trim_end());
     }
     say("");
     look(&format!(
@@ -1142,4 +1146,77 @@ async fn stable_again(root: &Path, addr: SocketAddr, rollback: Rollback) -> anyh
     ));
     look(&format!("curl -s http://{addr}/status"));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(rules: &[mock::Rule], message: &str) -> Option<String> {
+        rules.iter().find_map(|r| {
+            r.pattern.captures(message).map(|c| {
+                let mut s = String::new();
+                c.expand(&r.answer, &mut s);
+                s
+            })
+        })
+    }
+
+    /// The rules answer the scaffold's prompt with the city and the worse
+    /// prompt, for most rows, with answers the suite's online assertions
+    /// fail; both rendered from the prompt files the demo uses.
+    #[test]
+    fn mock_rules_answer_both_prompts_of_the_scaffold_dataset() {
+        let rows_text = super::super::init::SCAFFOLD
+            .iter()
+            .find(|(p, _)| *p == "datasets/capitals/rows.jsonl")
+            .map(|(_, t)| *t)
+            .unwrap();
+        let rows: Vec<Capital> = rows_text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let rules = mock::parse_rules(&mock_rules(&rows)).unwrap();
+        let mut failing = 0;
+        for r in &rows {
+            let good = answer(&rules, &format!("What is the capital of {}?", r.country));
+            assert_eq!(good.as_deref(), Some(r.expected.as_str()));
+            let worse = answer(
+                &rules,
+                &format!("Tell me about {}. Which city is its capital?", r.country),
+            )
+            .unwrap();
+            assert!(worse.contains(&r.expected));
+            if worse.len() > 60 || worse.contains("I'm sorry") {
+                failing += 1;
+            }
+        }
+        assert!(failing * 2 > rows.len(), "{failing} of {}", rows.len());
+    }
+
+    #[test]
+    fn canary_rollout_is_a_valid_rollout_naming_the_branch() {
+        let text = canary_rollout();
+        let r: crate::spec::rollout::Rollout =
+            crate::spec::SourceFile::new(crate::project::ROLLOUT_FILE, &text)
+                .parse(crate::spec::FileKind::Rollout)
+                .unwrap();
+        let c = r.canary.unwrap();
+        assert_eq!(c.git_ref, format!("refs/heads/{BRANCH}"));
+        assert_eq!(c.weight, f64::from(CANARY_WEIGHT));
+        assert_eq!(r.analysis.min_requests, 30);
+    }
+
+    #[test]
+    fn worse_prompt_asks_what_the_rules_expect() {
+        let p: crate::spec::prompt::Prompt = serde_yaml_ng::from_str(WORSE_PROMPT).unwrap();
+        assert_eq!(p.id, "capital");
+        assert!(WORSE_PROMPT.contains("Tell me about {{ country }}. Which city is its capital?"));
+        assert!(
+            super::super::init::SCAFFOLD
+                .iter()
+                .any(|(p, t)| *p == PROMPT_FILE && t.contains("What is the capital of {{ country }}?"))
+        );
+    }
 }
