@@ -206,5 +206,7 @@ fn read_logs(logs: &[PathBuf], state: &canary::CanaryState) -> anyhow::Result<Lo
     for l in logs {
         anyhow::ensure!(l.exists(), "{}: no such log folder or file", l.display());
     }
-    state.read_evidence(logs).context("reading the request logs")
+    state
+        .read_evidence(logs)
+        .context("reading the request logs")
 }

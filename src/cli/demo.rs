@@ -81,8 +81,29 @@ enum Halt {
 /// Set to true once by SIGINT / SIGTERM.
 type Stop = watch::Receiver<bool>;
 
-/// Runs `fut` as step `step` unless a stop signal comes first (the future
-/// is then dropped, which kills the children it owns).
+/// The error of a step that stopped its own children on the signal.
+#[derive(Debug)]
+struct Interrupted;
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("interrupted")
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+fn halt(step: &'static str, err: anyhow::Error) -> Halt {
+    if err.is::<Interrupted>() {
+        Halt::Interrupted { step }
+    } else {
+        Halt::Failed { step, err }
+    }
+}
+
+/// Runs `fut` as step `step` unless a stop signal comes first; the future
+/// is then dropped (it owns no child process: those steps use
+/// [`cooperative`]).
 async fn guarded<T>(
     stop: &Stop,
     step: &'static str,
@@ -90,9 +111,18 @@ async fn guarded<T>(
 ) -> Result<T, Halt> {
     let mut stop = stop.clone();
     tokio::select! {
-        r = fut => r.map_err(|err| Halt::Failed { step, err }),
+        r = fut => r.map_err(|err| halt(step, err)),
         _ = stop.wait_for(|s| *s) => Err(Halt::Interrupted { step }),
     }
+}
+
+/// Runs a step that watches the stop signal itself (it kills and reaps its
+/// child before returning [`Interrupted`]), so it is never dropped midway.
+async fn cooperative<T>(
+    step: &'static str,
+    fut: impl Future<Output = anyhow::Result<T>>,
+) -> Result<T, Halt> {
+    fut.await.map_err(|err| halt(step, err))
 }
 
 fn say(text: &str) {
@@ -177,10 +207,10 @@ impl Demo {
         self.mock = mock;
 
         heading(3, "Snapshot the dataset and run the eval");
-        guarded(stop, "eval", dataset_and_eval(&root)).await?;
+        cooperative("eval", dataset_and_eval(&root, stop)).await?;
 
         heading(4, "Open a prompt change as a branch and check it");
-        guarded(stop, "check", branch_and_check(&root)).await?;
+        cooperative("check", branch_and_check(&root, stop)).await?;
 
         heading(5, "Start the proxy (promptgate serve)");
         let serve = guarded(stop, "serve", ServeChild::start(&root)).await?;
@@ -533,9 +563,12 @@ struct Finished {
     stderr: String,
 }
 
-/// Runs `promptgate ARGS` to completion. Dropping the future (interrupted
-/// demo) kills the child; tokio reaps it.
-async fn promptgate(root: &Path, args: &[&str]) -> anyhow::Result<Finished> {
+/// Runs `promptgate ARGS` to completion; on the stop signal kills and
+/// reaps the child and returns [`Interrupted`].
+async fn promptgate(root: &Path, args: &[&str], stop: &Stop) -> anyhow::Result<Finished> {
+    if *stop.borrow() {
+        return Err(Interrupted.into());
+    }
     let exe = std::env::current_exe().context("finding this executable")?;
     let mut child = Command::new(exe)
         .args(args)
@@ -555,13 +588,21 @@ async fn promptgate(root: &Path, args: &[&str]) -> anyhow::Result<Finished> {
     ));
     let mut out = child.stdout.take();
     let mut err = child.stderr.take();
-    let (stdout, stderr) = tokio::join!(read_all(&mut out), read_all(&mut err));
-    let status = child.wait().await?;
-    Ok(Finished {
-        code: status.code(),
-        stdout,
-        stderr,
-    })
+    let mut stop = stop.clone();
+    tokio::select! {
+        (stdout, stderr) = async { tokio::join!(read_all(&mut out), read_all(&mut err)) } => {
+            let status = child.wait().await?;
+            Ok(Finished {
+                code: status.code(),
+                stdout,
+                stderr,
+            })
+        }
+        _ = stop.wait_for(|s| *s) => {
+            let _ = child.kill().await;
+            Err(Interrupted.into())
+        }
+    }
 }
 
 async fn read_all<R: tokio::io::AsyncRead + Unpin>(r: &mut Option<R>) -> String {
@@ -586,8 +627,8 @@ fn ran(f: &Finished, what: &str) -> anyhow::Result<i32> {
 }
 
 /// Step 3.
-async fn dataset_and_eval(root: &Path) -> anyhow::Result<()> {
-    let snap = promptgate(root, &["dataset", "snapshot", SUITE]).await?;
+async fn dataset_and_eval(root: &Path, stop: &Stop) -> anyhow::Result<()> {
+    let snap = promptgate(root, &["dataset", "snapshot", SUITE], stop).await?;
     if ran(&snap, "dataset snapshot")? != 0 {
         bail!(
             "`promptgate dataset snapshot {SUITE}` failed:\n{}",
@@ -595,7 +636,7 @@ async fn dataset_and_eval(root: &Path) -> anyhow::Result<()> {
         );
     }
     detail(snap.stdout.trim_end());
-    let eval = promptgate(root, &["eval", SUITE]).await?;
+    let eval = promptgate(root, &["eval", SUITE], stop).await?;
     let code = ran(&eval, "eval")?;
     let summary = eval
         .stdout
@@ -624,7 +665,7 @@ async fn dataset_and_eval(root: &Path) -> anyhow::Result<()> {
 
 /// Step 4: the worse prompt committed on `demo/worse-prompt` (main and the
 /// working tree stay as they are), then `check --base main --head BRANCH`.
-async fn branch_and_check(root: &Path) -> anyhow::Result<()> {
+async fn branch_and_check(root: &Path, stop: &Stop) -> anyhow::Result<()> {
     let branch = format!("refs/heads/{BRANCH}");
     {
         let git = GitRepo::open(root)?;
@@ -657,6 +698,7 @@ async fn branch_and_check(root: &Path) -> anyhow::Result<()> {
             "--markdown",
             &md_arg,
         ],
+        stop,
     )
     .await?;
     let code = ran(&check, "check")?;
@@ -1216,7 +1258,8 @@ mod tests {
         assert!(
             super::super::init::SCAFFOLD
                 .iter()
-                .any(|(p, t)| *p == PROMPT_FILE && t.contains("What is the capital of {{ country }}?"))
+                .any(|(p, t)| *p == PROMPT_FILE
+                    && t.contains("What is the capital of {{ country }}?"))
         );
     }
 }

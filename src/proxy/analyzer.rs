@@ -129,7 +129,11 @@ pub async fn analyze_once(app: &App, target: &AnalyzerTarget) -> AnalysisRun {
     let t = target.clone();
     let step = tokio::task::spawn_blocking(move || blocking_round(&t))
         .await
-        .unwrap_or_else(|e| Err(CanaryError::Action(format!("the analysis task failed: {e}"))));
+        .unwrap_or_else(|e| {
+            Err(CanaryError::Action(format!(
+                "the analysis task failed: {e}"
+            )))
+        });
     let step = match step {
         Ok(s) => s,
         Err(e) => {

@@ -46,7 +46,10 @@ impl OnlineChecks {
     /// Compiles the `online: true` assertions of every suite of `project`
     /// whose prompt is `prompt_id`. Returns the checks and a warning per
     /// skipped assertion; fails when an assertion does not compile.
-    pub fn build(project: &Project, prompt_id: &str) -> Result<(OnlineChecks, Vec<String>), String> {
+    pub fn build(
+        project: &Project,
+        prompt_id: &str,
+    ) -> Result<(OnlineChecks, Vec<String>), String> {
         let mut assertions: Vec<OnlineAssertion> = Vec::new();
         let mut warnings = Vec::new();
         for (suite, ev) in &project.evals {

@@ -262,7 +262,10 @@ fn online_status(state: &ServingState, app: &App) -> Value {
             .map(|(id, p)| (id, p.online.keys()))
             .collect();
         by_prompt.sort();
-        assertions.insert(variant.to_string(), json!(by_prompt.into_iter().collect::<BTreeMap<_, _>>()));
+        assertions.insert(
+            variant.to_string(),
+            json!(by_prompt.into_iter().collect::<BTreeMap<_, _>>()),
+        );
     }
     json!({
         "assertions": assertions,

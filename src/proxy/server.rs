@@ -13,8 +13,8 @@ use tokio::net::TcpListener;
 
 use super::analyzer::{self, AnalyzerOptions, AnalyzerStatus, AnalyzerTarget};
 use super::app::{App, InFlight};
-use super::fetch::{self, FetchOptions, FetchStatus};
 use super::breaker::BreakerConfig;
+use super::fetch::{self, FetchOptions, FetchStatus};
 use super::metrics::Metrics;
 use super::reload::{RefWatcher, Reloader};
 use super::routes;

@@ -66,7 +66,10 @@ fn with_live_canary(
         &s.root(),
         CANARY_BRANCH,
         "main",
-        &[("prompts/capital.yaml", &capital_prompt(&s.root(), canary_user))],
+        &[(
+            "prompts/capital.yaml",
+            &capital_prompt(&s.root(), canary_user),
+        )],
         "capital v2",
     );
     let intro = commit_main(
@@ -133,7 +136,11 @@ fn head_commit(root: &Path) -> git2::Oid {
 
 fn message_of(root: &Path, oid: git2::Oid) -> String {
     let repo = Repository::open(root).unwrap();
-    repo.find_commit(oid).unwrap().message().unwrap().to_string()
+    repo.find_commit(oid)
+        .unwrap()
+        .message()
+        .unwrap()
+        .to_string()
 }
 
 fn rollout_at_main(root: &Path) -> String {
@@ -225,7 +232,10 @@ async fn the_proxy_reverts_a_canary_that_fails_online_assertions_by_itself() {
     assert_eq!(rate("canary"), Some(0.0), "{counts}");
     assert_eq!(p.terminate(), Some(0));
     let rows = log_rows(&s.root());
-    let canary: Vec<_> = rows.iter().filter(|r| r.variant == Variant::Canary).collect();
+    let canary: Vec<_> = rows
+        .iter()
+        .filter(|r| r.variant == Variant::Canary)
+        .collect();
     assert!(canary.len() >= 20, "{}", canary.len());
     for r in &canary {
         assert_eq!(r.online_pass, Some(false), "{}", r.output);
@@ -268,7 +278,10 @@ async fn the_proxy_promotes_a_healthy_canary_by_itself() {
     assert_eq!(code, 200, "{body}");
     assert_eq!(header(&h, "x-promptgate-variant"), "stable");
     let v: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(v["choices"][0]["message"]["content"], "Capital city of Peru?");
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        "Capital city of Peru?"
+    );
 }
 
 /// A bare remote with main and the canary branch of `s`, and two clones
@@ -367,7 +380,10 @@ async fn two_replicas_follow_a_rollback_pushed_by_canary_analyze() {
         p["stable_requests"].as_u64().unwrap() + p["canary_requests"].as_u64().unwrap() > rows_a,
         "both replicas' rows are analysed: {p}"
     );
-    assert_eq!(json["pushed"][0], "refs/heads/main:refs/heads/main to origin");
+    assert_eq!(
+        json["pushed"][0],
+        "refs/heads/main:refs/heads/main to origin"
+    );
 
     // Both replicas reload it: A from its own commit, B by fetching.
     for (p, root) in [(&pa, &a), (&pb, &b)] {
@@ -379,9 +395,11 @@ async fn two_replicas_follow_a_rollback_pushed_by_canary_analyze() {
         assert!(variants.iter().all(|v| v == "stable"), "{variants:?}");
     }
     // B's checkout moved with its branch (fast-forward, not a forced reset).
-    assert!(!std::fs::read_to_string(b.join("rollout.yaml"))
-        .unwrap()
-        .contains("canary:"));
+    assert!(
+        !std::fs::read_to_string(b.join("rollout.yaml"))
+            .unwrap()
+            .contains("canary:")
+    );
     let (st, _) = wait_status(&pb, DEADLINE, |st| !st["fetch"]["last"].is_null()).await;
     assert!(st["fetch"]["last"]["error"].is_null(), "{st:#}");
 }

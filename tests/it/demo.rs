@@ -65,12 +65,14 @@ fn demo_runs_the_loop_until_the_analyzer_rolls_the_canary_back() {
     // git log on main: ... -> the canary commit -> its revert with evidence.
     let git = GitRepo::open(&dir).unwrap();
     let repo = git.inner();
-    let head = repo.find_commit(git.resolve("refs/heads/main").unwrap()).unwrap();
+    let head = repo
+        .find_commit(git.resolve("refs/heads/main").unwrap())
+        .unwrap();
     let revert_msg = head.message().unwrap().to_string();
     let canary = head.parent(0).unwrap();
     assert_eq!(
         canary.summary().unwrap(),
-        "rollout: canary demo/worse-prompt at 30%"
+        Some("rollout: canary demo/worse-prompt at 30%")
     );
     assert!(
         revert_msg.starts_with("Revert \"rollout: canary demo/worse-prompt at 30%\""),
@@ -80,14 +82,23 @@ fn demo_runs_the_loop_until_the_analyzer_rolls_the_canary_back() {
         revert_msg.contains(&format!("This reverts commit {}", canary.id())),
         "{revert_msg}"
     );
-    for evidence in ["online_pass_rate", "WORSE", "decision: rollback", "n canary"] {
+    for evidence in [
+        "online_pass_rate",
+        "WORSE",
+        "decision: rollback",
+        "n canary",
+    ] {
         assert!(revert_msg.contains(evidence), "{evidence}: {revert_msg}");
     }
     // The revert restored the rollout from before the canary, in the commit
     // and in the checked-out files.
     let before = canary.parent(0).unwrap();
     let rollout_at = |c: &git2::Commit| {
-        let entry = c.tree().unwrap().get_path(Path::new("rollout.yaml")).unwrap();
+        let entry = c
+            .tree()
+            .unwrap()
+            .get_path(Path::new("rollout.yaml"))
+            .unwrap();
         let blob = repo.find_blob(entry.id()).unwrap();
         String::from_utf8(blob.content().to_vec()).unwrap()
     };
@@ -105,8 +116,14 @@ fn demo_runs_the_loop_until_the_analyzer_rolls_the_canary_back() {
     // worse; after the revert every row is stable.
     let logs = dir.join(".promptgate/logs");
     let rows = logstore::read_requests(&[&logs], &RequestFilter::default()).unwrap();
-    let canary_rows: Vec<_> = rows.iter().filter(|r| r.variant == Variant::Canary).collect();
-    let stable_rows: Vec<_> = rows.iter().filter(|r| r.variant == Variant::Stable).collect();
+    let canary_rows: Vec<_> = rows
+        .iter()
+        .filter(|r| r.variant == Variant::Canary)
+        .collect();
+    let stable_rows: Vec<_> = rows
+        .iter()
+        .filter(|r| r.variant == Variant::Stable)
+        .collect();
     assert!(!canary_rows.is_empty() && !stable_rows.is_empty());
     let pass_rate = |rs: &[&logstore::RequestLogRow]| {
         let scored: Vec<bool> = rs.iter().filter_map(|r| r.online_pass).collect();
@@ -115,11 +132,12 @@ fn demo_runs_the_loop_until_the_analyzer_rolls_the_canary_back() {
     };
     assert!(pass_rate(&canary_rows) < pass_rate(&stable_rows));
     let revert_commit = head.id().to_string();
-    let after: Vec<_> = rows
-        .iter()
-        .filter(|r| r.commit == revert_commit)
-        .collect();
-    assert!(after.len() >= 30, "{} rows served after the revert", after.len());
+    let after: Vec<_> = rows.iter().filter(|r| r.commit == revert_commit).collect();
+    assert!(
+        after.len() >= 30,
+        "{} rows served after the revert",
+        after.len()
+    );
     assert!(after.iter().all(|r| r.variant == Variant::Stable));
 
     // The same files through an independent reader.
@@ -250,7 +268,10 @@ fn live_processes_naming(dir: &Path) -> Vec<String> {
         };
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
         let stat = std::fs::read_to_string(p.join("stat")).unwrap_or_default();
-        let state = stat.rsplit(')').next().and_then(|s| s.split_whitespace().next());
+        let state = stat
+            .rsplit(')')
+            .next()
+            .and_then(|s| s.split_whitespace().next());
         if cmdline.contains(&needle) && state.is_some_and(|s| s != "Z") {
             out.push(format!("{}: {cmdline}", p.display()));
         }
@@ -292,7 +313,11 @@ fn ctrl_c_while_waiting_for_the_analyzer_stops_serve_and_leaves_nothing() {
     assert_eq!(code, Some(2), "{}", run.seen);
     assert!(run.seen.contains("interrupted during step"), "{}", run.seen);
     // serve drained and flushed: it said so, and its rows are readable.
-    assert!(run.seen.contains("stopped (exit status: 0)"), "{}", run.seen);
+    assert!(
+        run.seen.contains("stopped (exit status: 0)"),
+        "{}",
+        run.seen
+    );
     let rows = logstore::read_requests(&[dir.join(".promptgate/logs")], &RequestFilter::default())
         .unwrap();
     assert!(!rows.is_empty());
@@ -311,6 +336,7 @@ fn sigterm_during_the_check_leaves_nothing() {
     run.signal("-TERM");
     let code = run.finish();
     assert_eq!(code, Some(2), "{}", run.seen);
+    assert!(run.seen.contains("interrupted during step"), "{}", run.seen);
     assert_nothing_left(&run, &dir);
 }
 
