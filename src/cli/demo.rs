@@ -466,9 +466,7 @@ async fn pick_model(root: &Path, force_mock: bool) -> anyhow::Result<Option<Mock
         mock.url(),
         rules_path.display()
     ));
-    detail(&format!(
-        "promptgate.yaml's provider `local` now points at it (committed on main)"
-    ));
+    detail("promptgate.yaml's provider `local` now points at it (committed on main)");
     look(&format!(
         "the same mock by hand: promptgate mock-llm --listen 127.0.0.1:11435 --rules {}",
         rules_path.display()
