@@ -288,12 +288,14 @@ fn rollback_tree(
         None => "the commit that introduced the canary was not found".to_string(),
         Some(o) => {
             let intro = Oid::from_str(&o.introduced_by).map_err(|e| CanaryError::Repo(e.into()))?;
-            match git.revert_tree(intro, head)? {
-                None => format!(
+            match git.revert_tree(intro, head) {
+                // e.g. the canary came with the repository's first commit.
+                Err(e) => format!("the revert of {} failed ({e})", &o.introduced_by[..12]),
+                Ok(None) => format!(
                     "the revert of {} does not apply cleanly",
                     &o.introduced_by[..12]
                 ),
-                Some(tree) => {
+                Ok(Some(tree)) => {
                     let after = blob_text(git, tree, ROLLOUT_FILE);
                     let still_there = after
                         .as_deref()

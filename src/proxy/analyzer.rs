@@ -63,21 +63,33 @@ pub struct AnalysisRun {
     pub error: Option<String>,
 }
 
-/// The analyzer's last round and how many ran.
+/// What `/status` shows of the analyzer.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AnalyzerSnapshot {
+    pub runs: u64,
+    pub last: Option<AnalysisRun>,
+    /// The last round that committed something (kept when later rounds
+    /// find no canary).
+    pub last_applied: Option<AnalysisRun>,
+}
+
+/// The analyzer's last rounds and how many ran.
 #[derive(Debug, Default)]
 pub struct AnalyzerStatus {
-    inner: Mutex<(u64, Option<AnalysisRun>)>,
+    inner: Mutex<AnalyzerSnapshot>,
 }
 
 impl AnalyzerStatus {
     fn store(&self, run: AnalysisRun) {
         let mut g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        g.0 += 1;
-        g.1 = Some(run);
+        g.runs += 1;
+        if run.applied.as_ref().is_some_and(|a| a.commit.is_some()) {
+            g.last_applied = Some(run.clone());
+        }
+        g.last = Some(run);
     }
 
-    /// Rounds run so far and the last one.
-    pub fn get(&self) -> (u64, Option<AnalysisRun>) {
+    pub fn get(&self) -> AnalyzerSnapshot {
         self.inner
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

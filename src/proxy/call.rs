@@ -578,7 +578,7 @@ pub async fn chat(app: Arc<App>, dialect: Dialect, headers: HeaderMap, body: Byt
             }
         }
     };
-    let mut r = json_response(StatusCode::OK, body.into());
+    let mut r = json_response(StatusCode::OK, body);
     set_headers(&mut r, &ctx.request_id, variant, &version);
     ctx.finish(outcome);
     r

@@ -126,8 +126,8 @@ impl ApiError {
 }
 
 /// A complete JSON response in one buffer, with Content-Length (one write).
-pub fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
-    let mut r = (status, body).into_response();
+pub fn json_response(status: StatusCode, body: impl Into<bytes::Bytes>) -> Response {
+    let mut r = (status, body.into()).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

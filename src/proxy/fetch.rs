@@ -240,3 +240,123 @@ fn follow(git: &GitRepo, branch: &str, to: Oid) -> Result<Followed, RepoError> {
         remote: to.to_string(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use git2::Repository;
+
+    /// Commits `file` with `content` on `branch` of `repo` (parent: the
+    /// branch's commit, if any), without touching the working tree.
+    fn commit(repo: &Repository, branch: &str, file: &str, content: &str) -> Oid {
+        let parent = repo
+            .revparse_single(branch)
+            .ok()
+            .map(|o| o.peel_to_commit().unwrap());
+        let blob = repo.blob(content.as_bytes()).unwrap();
+        let mut b = git2::build::TreeUpdateBuilder::new();
+        b.upsert(file, blob, git2::FileMode::Blob);
+        let base = match &parent {
+            Some(p) => p.tree().unwrap(),
+            None => repo
+                .find_tree(repo.treebuilder(None).unwrap().write().unwrap())
+                .unwrap(),
+        };
+        let tree = repo
+            .find_tree(b.create_updated(repo, &base).unwrap())
+            .unwrap();
+        let sig = git2::Signature::now("T", "t@example.com").unwrap();
+        let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
+        repo.commit(Some(branch), &sig, &sig, content, &tree, &parents)
+            .unwrap()
+    }
+
+    fn at(repo: &Repository, r: &str) -> Oid {
+        repo.revparse_single(r).unwrap().id()
+    }
+
+    #[test]
+    fn follows_fast_forwards_only_and_names_divergence() {
+        let tmp = tempfile::tempdir().unwrap();
+        let upstream = Repository::init(tmp.path().join("up")).unwrap();
+        commit(
+            &upstream,
+            "refs/heads/main",
+            "rollout.yaml",
+            "stable: refs/heads/main\n",
+        );
+        commit(&upstream, "refs/heads/prompt/x", "p.txt", "canary\n");
+        upstream.set_head("refs/heads/main").unwrap();
+        let local_dir = tmp.path().join("local");
+        let remote = tmp.path().join("up");
+        let local = Repository::clone(remote.to_str().unwrap(), &local_dir).unwrap();
+        let remote = remote.to_str().unwrap();
+
+        // Nothing new.
+        let out = follow_remote(&local_dir, "main", remote).unwrap();
+        assert_eq!(
+            out,
+            vec![Followed::Unchanged {
+                branch: "refs/heads/main".into()
+            }]
+        );
+
+        // The remote moves on and names a canary branch the clone lacks:
+        // the branch is created, main fast-forwarded with its checkout.
+        let rollout =
+            "stable: refs/heads/main\ncanary:\n  ref: refs/heads/prompt/x\n  weight: 10\n";
+        let new = commit(&upstream, "refs/heads/main", "rollout.yaml", rollout);
+        let out = follow_remote(&local_dir, "HEAD", remote).unwrap();
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert!(
+            matches!(&out[0], Followed::Updated { branch, from: None, .. } if branch == "refs/heads/prompt/x")
+        );
+        assert!(
+            matches!(&out[1], Followed::Updated { branch, from: Some(_), .. } if branch == "refs/heads/main")
+        );
+        assert_eq!(at(&local, "refs/heads/main"), new);
+        assert_eq!(
+            at(&local, "refs/heads/prompt/x"),
+            at(&upstream, "refs/heads/prompt/x")
+        );
+        assert_eq!(
+            std::fs::read_to_string(local_dir.join("rollout.yaml")).unwrap(),
+            rollout
+        );
+
+        // A local commit not pushed yet stays.
+        let ahead = commit(&local, "refs/heads/main", "note.txt", "local\n");
+        let out = follow_remote(&local_dir, "main", remote).unwrap();
+        assert!(
+            out.contains(&Followed::LocalAhead {
+                branch: "refs/heads/main".into()
+            }),
+            "{out:?}"
+        );
+        assert_eq!(at(&local, "refs/heads/main"), ahead);
+
+        // Diverged: never forced.
+        let theirs = commit(&upstream, "refs/heads/main", "other.txt", "remote\n");
+        let out = follow_remote(&local_dir, "main", remote).unwrap();
+        assert!(
+            out.contains(&Followed::NonFastForward {
+                branch: "refs/heads/main".into(),
+                local: ahead.to_string(),
+                remote: theirs.to_string(),
+            }),
+            "{out:?}"
+        );
+        assert_eq!(at(&local, "refs/heads/main"), ahead);
+    }
+
+    #[test]
+    fn rollout_refs_that_are_not_branches_are_not_followed() {
+        assert_eq!(as_branch("main").as_deref(), Some("refs/heads/main"));
+        assert_eq!(
+            as_branch("refs/heads/a/b").as_deref(),
+            Some("refs/heads/a/b")
+        );
+        assert_eq!(as_branch("refs/tags/v1"), None);
+        assert_eq!(as_branch(&"a".repeat(40)), None);
+    }
+}

@@ -129,3 +129,76 @@ pub fn evaluate(prompt: Option<&PreparedPrompt>, row: &mut RequestLogRow) {
     row.online_pass = Some(pass);
     row.online_scores = Value::Object(scores).to_string();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::eval::{Assertion, Check};
+
+    fn assertion(name: &str, check: Check) -> CompiledAssertion {
+        CompiledAssertion::compile(&Assertion {
+            name: name.into(),
+            check,
+            weight: 1.0,
+            online: true,
+            sample_rate: 1.0,
+        })
+        .unwrap()
+    }
+
+    fn checks() -> OnlineChecks {
+        let a = |key: &str, check| OnlineAssertion {
+            key: key.into(),
+            suite: "s".into(),
+            compiled: assertion(key, check),
+        };
+        OnlineChecks {
+            assertions: vec![
+                a("max_length", Check::MaxLength { max: 10 }),
+                a(
+                    "regex",
+                    Check::Regex {
+                        pattern: "^[A-Z]".into(),
+                    },
+                ),
+            ],
+        }
+    }
+
+    #[test]
+    fn passes_only_when_every_assertion_passes() {
+        let c = checks();
+        let (pass, scores) = c.score("Paris", 1.0, 0.0);
+        assert!(pass);
+        assert_eq!(
+            Value::Object(scores),
+            serde_json::json!({"max_length": 1.0, "regex": 1.0})
+        );
+        let (pass, scores) = c.score("Paris is the capital", 1.0, 0.0);
+        assert!(!pass);
+        assert_eq!(
+            Value::Object(scores),
+            serde_json::json!({"max_length": 0.0, "regex": 1.0})
+        );
+        let (pass, _) = c.score("paris", 1.0, 0.0);
+        assert!(!pass);
+    }
+
+    #[test]
+    fn row_templates_are_detected_as_offline_only() {
+        let row = assertion(
+            "c",
+            Check::Contains {
+                value: "{{ row.expected }}".into(),
+            },
+        );
+        assert!(row.reads_row());
+        let literal = assertion(
+            "c",
+            Check::Contains {
+                value: "Paris".into(),
+            },
+        );
+        assert!(!literal.reads_row());
+    }
+}

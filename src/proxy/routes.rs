@@ -228,7 +228,6 @@ pub fn status_json(app: &App) -> Value {
             "prompts": prompts,
         })
     });
-    let (analysis_runs, analysis_last) = app.analysis.get();
     let (fetch_runs, fetch_last) = app.fetch.get();
     json!({
         "generation": state.generation,
@@ -244,7 +243,7 @@ pub fn status_json(app: &App) -> Value {
         "log": app.logger.stats(),
         "uptime_s": app.started.elapsed().as_secs_f64(),
         "online": online_status(&state, app),
-        "analysis": {"runs": analysis_runs, "last": analysis_last},
+        "analysis": app.analysis.get(),
         "fetch": {"runs": fetch_runs, "last": fetch_last},
     })
 }

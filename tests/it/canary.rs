@@ -565,3 +565,36 @@ fn a_check_with_the_wrong_limit_is_named() {
         stderr(&o)
     );
 }
+
+#[test]
+fn local_edits_to_rollout_yaml_survive_a_rollback() {
+    let s = Scaffold::new();
+    with_canary(&s, "", "");
+    // Uncommitted work in the checkout: the proxy never serves it, and the
+    // rollback commit must not overwrite it.
+    s.edit("rollout.yaml", "min_requests: 100", "min_requests: 150");
+    let (_t, logs) = logs_dir();
+    write_logs(&logs, synthetic_rows(&regressing()));
+    let o = analyze_apply(&s, &logs, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("note: working tree not updated"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(head_message(&s.root()).starts_with("Revert \""));
+    assert!(s.read("rollout.yaml").contains("min_requests: 150"));
+    assert!(!file_at_head(&s.root(), "rollout.yaml").contains("min_requests: 150"));
+}
+
+#[test]
+fn status_without_a_canary_or_logs_has_nothing_to_do() {
+    let s = Scaffold::new();
+    let o = s.run(&["canary", "status"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("decision: no canary — rollout.yaml has no canary"),
+        "{}",
+        stdout(&o)
+    );
+}

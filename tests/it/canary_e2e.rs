@@ -156,6 +156,11 @@ fn rollout_at_main(root: &Path) -> String {
     String::from_utf8(blob.content().to_vec()).unwrap()
 }
 
+/// Whether rollout.yaml text has a (non-commented) canary block.
+fn has_canary(rollout: &str) -> bool {
+    rollout.lines().any(|l| l.starts_with("canary:"))
+}
+
 async fn metrics(p: &Proxy) -> String {
     http()
         .get(format!("{}/metrics", p.url))
@@ -197,8 +202,8 @@ async fn the_proxy_reverts_a_canary_that_fails_online_assertions_by_itself() {
     assert!(msg.contains(&intro), "names the reverted commit: {msg}");
     assert!(msg.contains("online_pass_rate"), "{msg}");
     assert!(msg.contains("rollback"), "{msg}");
-    assert!(!rollout_at_main(&s.root()).contains("canary:"));
-    let last = &st["analysis"]["last"];
+    assert!(!has_canary(&rollout_at_main(&s.root())));
+    let last = &st["analysis"]["last_applied"];
     assert_eq!(last["applied"]["commit"], head.to_string(), "{st:#}");
     assert_eq!(last["report"]["decision"], "rollback", "{st:#}");
     assert_eq!(st["control_commit"], head.to_string());
@@ -264,10 +269,13 @@ async fn the_proxy_promotes_a_healthy_canary_by_itself() {
     let msg = message_of(&s.root(), head);
     assert!(msg.contains("promote"), "{msg}");
     let rollout = rollout_at_main(&s.root());
-    assert!(!rollout.contains("canary:"), "{rollout}");
+    assert!(!has_canary(&rollout), "{rollout}");
     assert!(rollout.contains(&canary_commit), "stable moves: {rollout}");
     assert_eq!(st["stable"]["commit"], canary_commit, "{st:#}");
-    assert_eq!(st["analysis"]["last"]["report"]["decision"], "promote");
+    assert_eq!(
+        st["analysis"]["last_applied"]["report"]["decision"],
+        "promote"
+    );
 
     // Every request now gets the promoted prompt's answer.
     let (code, h, body) = crate::proxy_support::post(
@@ -346,12 +354,15 @@ async fn two_replicas_follow_a_rollback_pushed_by_canary_analyze() {
     // logs rolls back (exit 1 = rollback decided and applied).
     let start = Instant::now();
     let mut sent = 0;
+    let mut rows_a;
     let out = loop {
         traffic(&pa, sent, 16).await;
         traffic(&pb, sent + 16, 16).await;
         sent += 32;
         // Both writers flush every 200 ms.
         tokio::time::sleep(Duration::from_millis(500)).await;
+        // Rows only grow: the analysis sees at least these of A.
+        rows_a = log_rows(&a).len() as u64;
         let o = run_in(
             &a,
             &[
@@ -375,7 +386,6 @@ async fn two_replicas_follow_a_rollback_pushed_by_canary_analyze() {
     let json: Value = serde_json::from_str(&stdout(&out)).unwrap();
     let revert = json["applied"]["commit"].as_str().unwrap().to_string();
     let p = &json["report"]["prompts"][0];
-    let rows_a = log_rows(&a).len() as u64;
     assert!(
         p["stable_requests"].as_u64().unwrap() + p["canary_requests"].as_u64().unwrap() > rows_a,
         "both replicas' rows are analysed: {p}"
@@ -395,11 +405,39 @@ async fn two_replicas_follow_a_rollback_pushed_by_canary_analyze() {
         assert!(variants.iter().all(|v| v == "stable"), "{variants:?}");
     }
     // B's checkout moved with its branch (fast-forward, not a forced reset).
-    assert!(
-        !std::fs::read_to_string(b.join("rollout.yaml"))
-            .unwrap()
-            .contains("canary:")
-    );
+    assert!(!has_canary(
+        &std::fs::read_to_string(b.join("rollout.yaml")).unwrap()
+    ));
     let (st, _) = wait_status(&pb, DEADLINE, |st| !st["fetch"]["last"].is_null()).await;
     assert!(st["fetch"]["last"]["error"].is_null(), "{st:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_evidence_survives_a_restart_of_serve() {
+    let m = MockServer::start(MockConfig::default()).await.unwrap();
+    let (s, _) = with_live_canary(
+        &m,
+        "What is the capital of {{ country }}? Tell me about its history, culture and food.",
+        "hold",
+        0.05,
+    );
+    // First run: traffic only, no analysis.
+    let mut p = Proxy::start_with(&s.root(), &["--no-analyzer"], &[]);
+    let variants = traffic(&p, 0, 160).await;
+    let canary = variants.iter().filter(|v| *v == "canary").count();
+    assert!(canary >= 40, "{canary} canary requests");
+    assert_eq!(p.terminate(), Some(0));
+    let before = head_commit(&s.root());
+
+    // Second run: no new traffic; the analyzer reads the first run's rows
+    // back from Parquet and rolls back.
+    let p = Proxy::start_with(&s.root(), &["--analysis-interval-ms", "200"], &[]);
+    let (st, ok) = wait_status(&p, DEADLINE, |st| st["canary"].is_null()).await;
+    assert!(ok, "{st:#}\n{}", p.stderr());
+    let last = &st["analysis"]["last_applied"];
+    assert_eq!(last["report"]["decision"], "rollback", "{st:#}");
+    assert_eq!(last["rows"], 160, "{st:#}");
+    let head = head_commit(&s.root());
+    assert_ne!(head, before);
+    assert!(message_of(&s.root(), head).starts_with("Revert \""));
 }

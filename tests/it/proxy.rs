@@ -551,7 +551,8 @@ async fn admin_endpoints_need_the_bearer_token_when_configured() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_flight_streams_and_flushes_every_row() {
     let m = MockServer::start(MockConfig {
-        latency: Duration::from_millis(1500),
+        // Long enough for all ten to be in flight together on a loaded machine.
+        latency: Duration::from_millis(4000),
         token_delay: Duration::from_millis(40),
         ..Default::default()
     })
@@ -575,7 +576,7 @@ async fn sigterm_drains_in_flight_streams_and_flushes_every_row() {
         }));
     }
     // Let every request reach the upstream, then ask the server to stop.
-    let (_, ok) = crate::proxy_support::wait_status(&p, Duration::from_secs(10), |s| {
+    let (_, ok) = crate::proxy_support::wait_status(&p, Duration::from_secs(30), |s| {
         s["in_flight"].as_u64() == Some(10)
     })
     .await;

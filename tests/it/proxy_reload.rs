@@ -159,14 +159,15 @@ async fn a_new_canary_commit_is_served_within_two_seconds_and_invalid_states_are
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_streams_in_flight_across_a_reload_finish_with_their_version() {
     let m = MockServer::start(MockConfig {
-        token_delay: Duration::from_millis(30),
+        // Streams of ~2 s: still running when the reload lands.
+        token_delay: Duration::from_millis(50),
         ..Default::default()
     })
     .await
     .unwrap();
     let (s, v1) = canary_scaffold(&m.url());
     let mut p = Proxy::start(&s.root());
-    let words = (0..20)
+    let words = (0..40)
         .map(|i| format!("w{i}"))
         .collect::<Vec<_>>()
         .join(" ");
@@ -222,7 +223,7 @@ async fn fifty_streams_in_flight_across_a_reload_finish_with_their_version() {
         assert_eq!(code, 200);
         assert!(version.starts_with(&v1), "{version}");
         assert!(
-            text.contains("w19") && text.ends_with("data: [DONE]\n\n"),
+            text.contains("w39") && text.ends_with("data: [DONE]\n\n"),
             "{text}"
         );
     }
