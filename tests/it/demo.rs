@@ -3,7 +3,7 @@
 //! that stopping the demo by a signal leaves no process behind.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -162,18 +162,26 @@ print(dict(collections.Counter(t.column("variant").to_pylist())))
     }
 }
 
-/// A demo running in the background, its stdout lines on a channel.
+/// A demo running in the background in a temp folder, its stdout lines
+/// on a channel.
 struct Running {
     child: Child,
     lines: mpsc::Receiver<String>,
     seen: String,
+    dir: PathBuf,
+    _tmp: tempfile::TempDir,
 }
 
 impl Running {
-    fn start(dir: &Path) -> Running {
-        let args = demo_args(dir, &[]);
+    /// None (after a SKIP line) without /proc, which the checks read.
+    fn start() -> Option<Running> {
+        if !external_tool(Path::new("/proc/self/stat").exists(), "no /proc") {
+            return None;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("demo");
         let mut child = Command::new(bin())
-            .args(&args)
+            .args(demo_args(&dir, &[]))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -188,11 +196,13 @@ impl Running {
                 }
             }
         });
-        Running {
+        Some(Running {
             child,
             lines,
             seen: String::new(),
-        }
+            dir,
+            _tmp: tmp,
+        })
     }
 
     /// Reads lines until one contains `needle` (panics after 4 minutes or
@@ -212,17 +222,15 @@ impl Running {
         }
     }
 
-    fn signal(&self, sig: &str) {
+    /// Sends `sig` (`-INT`, `-TERM`, `-KILL`) and waits for the exit (at
+    /// most 2 minutes) and the rest of the output; returns the exit code.
+    fn signal(&mut self, sig: &str) -> Option<i32> {
         let ok = Command::new("kill")
             .args([sig, &self.child.id().to_string()])
             .status()
             .unwrap()
             .success();
         assert!(ok, "kill {sig}");
-    }
-
-    /// Waits for the exit (at most 2 minutes) and the rest of the output.
-    fn finish(&mut self) -> Option<i32> {
         for _ in 0..1200 {
             if let Some(status) = self.child.try_wait().unwrap() {
                 while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
@@ -234,7 +242,18 @@ impl Running {
             std::thread::sleep(Duration::from_millis(100));
         }
         let _ = self.child.kill();
-        panic!("the demo did not exit after the signal:\n{}", self.seen);
+        panic!("the demo did not exit after {sig}:\n{}", self.seen);
+    }
+
+    /// SIGINT / SIGTERM: the demo says which step it stopped and exits 2.
+    fn interrupt(&mut self, sig: &str) {
+        let code = self.signal(sig);
+        assert_eq!(code, Some(2), "{}", self.seen);
+        assert!(
+            self.seen.contains("interrupted during step"),
+            "{}",
+            self.seen
+        );
     }
 
     /// Every `(pid N)` the demo printed: the children it started.
@@ -244,6 +263,17 @@ impl Running {
             .skip(1)
             .filter_map(|s| s.split(')').next()?.parse().ok())
             .collect()
+    }
+
+    /// Neither a child it printed nor any process naming its folder runs.
+    fn assert_nothing_left(&self) {
+        let pids = self.child_pids();
+        assert!(!pids.is_empty(), "no child pid printed:\n{}", self.seen);
+        for pid in pids {
+            assert!(!running(pid), "child {pid} still runs:\n{}", self.seen);
+        }
+        let left = live_processes_naming(&self.dir);
+        assert!(left.is_empty(), "left behind: {left:?}");
     }
 }
 
@@ -256,8 +286,22 @@ impl Drop for Running {
     }
 }
 
-/// Processes still running (not zombies, which no longer run and only wait
-/// for their new parent to reap them) whose command line names `dir`.
+/// Whether the process of `/proc/PID` runs: it exists and is not a zombie
+/// (which no longer runs and only waits for its new parent to reap it).
+fn runs(proc_dir: &Path) -> bool {
+    std::fs::read_to_string(proc_dir.join("stat")).is_ok_and(|stat| {
+        stat.rsplit(')')
+            .next()
+            .and_then(|s| s.split_whitespace().next())
+            .is_some_and(|s| s != "Z")
+    })
+}
+
+fn running(pid: u32) -> bool {
+    runs(&Path::new("/proc").join(pid.to_string()))
+}
+
+/// Running processes whose command line names `dir`.
 fn live_processes_naming(dir: &Path) -> Vec<String> {
     let needle = dir.display().to_string();
     let mut out = Vec::new();
@@ -267,93 +311,53 @@ fn live_processes_naming(dir: &Path) -> Vec<String> {
             continue;
         };
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        let stat = std::fs::read_to_string(p.join("stat")).unwrap_or_default();
-        let state = stat
-            .rsplit(')')
-            .next()
-            .and_then(|s| s.split_whitespace().next());
-        if cmdline.contains(&needle) && state.is_some_and(|s| s != "Z") {
+        if cmdline.contains(&needle) && runs(&p) {
             out.push(format!("{}: {cmdline}", p.display()));
         }
     }
     out
 }
 
-fn running(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        stat.rsplit(')')
-            .next()
-            .and_then(|s| s.split_whitespace().next())
-            .is_some_and(|s| s != "Z")
-    })
-}
-
-fn assert_nothing_left(run: &Running, dir: &Path) {
-    let pids = run.child_pids();
-    assert!(!pids.is_empty(), "no child pid printed:\n{}", run.seen);
-    for pid in pids {
-        assert!(!running(pid), "child {pid} still runs:\n{}", run.seen);
-    }
-    let left = live_processes_naming(dir);
-    assert!(left.is_empty(), "left behind: {left:?}");
-}
-
 #[test]
 fn ctrl_c_while_waiting_for_the_analyzer_stops_serve_and_leaves_nothing() {
-    if !external_tool(Path::new("/proc/self/stat").exists(), "no /proc") {
+    let Some(mut run) = Running::start() else {
         return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("demo");
-    let mut run = Running::start(&dir);
+    };
     run.wait_for("serve listening on http://");
     run.wait_for("[6/7]");
-    run.signal("-INT");
-    let code = run.finish();
-    assert_eq!(code, Some(2), "{}", run.seen);
-    assert!(run.seen.contains("interrupted during step"), "{}", run.seen);
+    run.interrupt("-INT");
     // serve drained and flushed: it said so, and its rows are readable.
     assert!(
         run.seen.contains("stopped (exit status: 0)"),
         "{}",
         run.seen
     );
-    let rows = logstore::read_requests(&[dir.join(".promptgate/logs")], &RequestFilter::default())
-        .unwrap();
+    let logs = run.dir.join(".promptgate/logs");
+    let rows = logstore::read_requests(&[logs], &RequestFilter::default()).unwrap();
     assert!(!rows.is_empty());
-    assert_nothing_left(&run, &dir);
+    run.assert_nothing_left();
 }
 
 #[test]
 fn sigterm_during_the_check_leaves_nothing() {
-    if !external_tool(Path::new("/proc/self/stat").exists(), "no /proc") {
+    let Some(mut run) = Running::start() else {
         return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("demo");
-    let mut run = Running::start(&dir);
+    };
     run.wait_for("$ promptgate check");
-    run.signal("-TERM");
-    let code = run.finish();
-    assert_eq!(code, Some(2), "{}", run.seen);
-    assert!(run.seen.contains("interrupted during step"), "{}", run.seen);
-    assert_nothing_left(&run, &dir);
+    run.interrupt("-TERM");
+    run.assert_nothing_left();
 }
 
 #[test]
 fn a_killed_demo_takes_serve_down_with_it() {
-    if !external_tool(Path::new("/proc/self/stat").exists(), "no /proc") {
+    let Some(mut run) = Running::start() else {
         return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("demo");
-    let mut run = Running::start(&dir);
+    };
     run.wait_for("serve listening on http://");
     let serve = *run.child_pids().last().unwrap();
     assert!(running(serve));
     // SIGKILL: the demo cleans nothing up; serve sees its stdin close.
-    run.signal("-KILL");
-    assert_eq!(run.finish(), None);
+    assert_eq!(run.signal("-KILL"), None);
     for _ in 0..600 {
         if !running(serve) {
             break;
@@ -361,6 +365,6 @@ fn a_killed_demo_takes_serve_down_with_it() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(!running(serve), "serve {serve} outlived the killed demo");
-    let left = live_processes_naming(&dir);
+    let left = live_processes_naming(&run.dir);
     assert!(left.is_empty(), "left behind: {left:?}");
 }
