@@ -368,3 +368,29 @@ fn a_killed_demo_takes_serve_down_with_it() {
     let left = live_processes_naming(&run.dir);
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+#[test]
+fn without_exit_after_rollback_serve_runs_until_ctrl_c_then_exit_0() {
+    let Some(mut run) = Running::start() else {
+        return;
+    };
+    run.wait_for("Ctrl-C stops it");
+    let addr = run
+        .seen
+        .split("serve keeps running at http://")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    // serve still answers after the demo's own steps are done.
+    let health = std::net::TcpStream::connect(&addr);
+    assert!(health.is_ok(), "{addr}: {health:?}");
+    drop(health);
+    assert_eq!(run.signal("-INT"), Some(0), "{}", run.seen);
+    assert!(
+        run.seen.contains("stopped (exit status: 0)"),
+        "{}",
+        run.seen
+    );
+    run.assert_nothing_left();
+}
