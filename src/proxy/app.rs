@@ -30,6 +30,8 @@ pub struct App {
     pub analysis: AnalyzerStatus,
     /// The fetch loop's last round (`serve --fetch`, [`super::fetch`]).
     pub fetch: FetchStatus,
+    /// Free slots for online judge calls ([`super::online::JUDGE_CONCURRENCY`]).
+    pub judge_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// Counts calls not yet finished (their log row not yet queued).

@@ -99,6 +99,7 @@ impl CallCtx {
         let task = async move {
             let mut row = self.row(outcome, latency_ms);
             online::evaluate(self.route.prompt.as_deref(), &mut row);
+            online::spawn_judges(&self.app, self.route.prompt.as_ref(), &row);
             if let (Some(prompt), Some(pass)) = (&row.prompt_id, row.online_pass) {
                 self.app
                     .metrics

@@ -210,6 +210,9 @@ pub struct Metrics {
 
 /// Online verdicts: `prompt`, `variant`, `result` (`pass` | `fail`).
 pub const ONLINE_PASS: &str = "promptgate_online_pass_total";
+/// Sampled online judge verdicts: `prompt`, `variant`, `assertion`,
+/// `result` (`pass` | `fail` | `error` | `skipped`).
+pub const ONLINE_JUDGE: &str = "promptgate_online_judge_total";
 /// Canary analyses: `prompt`, `decision`.
 pub const CANARY_DECISIONS: &str = "promptgate_canary_decisions_total";
 /// Fetch rounds of `serve --fetch`: `result`.
@@ -221,6 +224,11 @@ const EVENT_COUNTERS: &[(&str, &[&str], &str)] = &[
         ONLINE_PASS,
         &["prompt", "variant", "result"],
         "Responses scored by the online assertions, by prompt, variant and verdict.",
+    ),
+    (
+        ONLINE_JUDGE,
+        &["prompt", "variant", "assertion", "result"],
+        "Sampled online llm_judge verdicts (skipped: no free judge slot).",
     ),
     (
         CANARY_DECISIONS,

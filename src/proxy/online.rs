@@ -10,18 +10,30 @@
 //! (`{assertion: score}`); the caller counts the verdict per prompt and
 //! variant ([`super::metrics::Metrics::record_online`]).
 //!
+//! Online `llm_judge` assertions run on a sampled fraction (`sample_rate`,
+//! drawn from a hash of the request id, so a replay samples the same rows)
+//! on their own tasks, at most [`JUDGE_CONCURRENCY`] at a time: a judge
+//! call never delays the row's logging, and when every slot is busy the
+//! sample is skipped and counted (`result="skipped"`). Judge verdicts go to
+//! `promptgate_online_judge_total{prompt,variant,assertion,result}` only;
+//! `online_pass` is the verdict of the deterministic assertions.
+//!
 //! What cannot run on live traffic is skipped with a warning at build time:
 //! assertions that read the dataset row (`{{ row.<column> }}` templates,
-//! `similarity`), which live traffic does not have, and `llm_judge`, which
-//! the proxy does not call yet (a judge call per response would need its own
-//! bounded queue; `sample_rate` is parsed and kept for it).
+//! `similarity`), which live traffic does not have, and judges whose model
+//! has no client.
 //!
 //! Only calls that ended `ok` are scored: a failed call has no answer to
 //! judge, and counts against the canary through `error_rate` instead.
 
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
-use super::state::PreparedPrompt;
+use super::app::App;
+use super::metrics::ONLINE_JUDGE;
+use super::state::{ModelTarget, PreparedPrompt};
 use crate::eval::assertions::{CompiledAssertion, Observation};
 use crate::logstore::{RequestLogRow, RequestStatus};
 use crate::project::Project;
@@ -36,21 +48,40 @@ pub struct OnlineAssertion {
     pub compiled: CompiledAssertion,
 }
 
+/// Judge calls running at once per server; more samples are skipped.
+pub const JUDGE_CONCURRENCY: usize = 4;
+
+/// An online `llm_judge` and the model that judges.
+#[derive(Debug)]
+pub struct OnlineJudge {
+    pub key: String,
+    pub compiled: CompiledAssertion,
+    pub target: Arc<ModelTarget>,
+    /// Fraction of responses judged.
+    pub sample_rate: f64,
+}
+
 /// The online assertions of one prompt at one ref.
 #[derive(Debug, Default)]
 pub struct OnlineChecks {
+    /// Deterministic: scored on every answer.
     pub assertions: Vec<OnlineAssertion>,
+    /// Sampled, off the logging path.
+    pub judges: Vec<OnlineJudge>,
 }
 
 impl OnlineChecks {
     /// Compiles the `online: true` assertions of every suite of `project`
     /// whose prompt is `prompt_id`. Returns the checks and a warning per
     /// skipped assertion; fails when an assertion does not compile.
+    /// `judge_target` gives the client of a judge model key.
     pub fn build(
         project: &Project,
         prompt_id: &str,
+        judge_target: &dyn Fn(&str) -> Option<Arc<ModelTarget>>,
     ) -> Result<(OnlineChecks, Vec<String>), String> {
         let mut assertions: Vec<OnlineAssertion> = Vec::new();
+        let mut judges: Vec<OnlineJudge> = Vec::new();
         let mut warnings = Vec::new();
         for (suite, ev) in &project.evals {
             if ev.suite.prompt != prompt_id {
@@ -59,8 +90,15 @@ impl OnlineChecks {
             for a in ev.assertions.iter().filter(|a| a.online) {
                 let compiled =
                     CompiledAssertion::compile(a).map_err(|e| format!("{}: {e}", ev.path))?;
-                let skip = if compiled.needs_judge() {
-                    Some("llm_judge is not run online by serve")
+                let judge = compiled
+                    .judge_model()
+                    .map(|m| (m.to_string(), judge_target(m)));
+                let skip = if let Some((model, None)) = &judge {
+                    warnings.push(format!(
+                        "{}: online assertion `{}` skipped: judge model `{model}` has no client",
+                        ev.path, a.name
+                    ));
+                    continue;
                 } else if compiled.reads_row() {
                     Some("it reads the dataset row, which live traffic does not have")
                 } else {
@@ -73,11 +111,22 @@ impl OnlineChecks {
                     ));
                     continue;
                 }
-                let key = if assertions.iter().any(|o| o.key == a.name) {
+                let taken = assertions.iter().any(|o| o.key == a.name)
+                    || judges.iter().any(|j| j.key == a.name);
+                let key = if taken {
                     format!("{suite}.{}", a.name)
                 } else {
                     a.name.clone()
                 };
+                if let Some((_, Some(target))) = judge {
+                    judges.push(OnlineJudge {
+                        key,
+                        compiled,
+                        target,
+                        sample_rate: a.sample_rate,
+                    });
+                    continue;
+                }
                 assertions.push(OnlineAssertion {
                     key,
                     suite: suite.clone(),
@@ -85,16 +134,21 @@ impl OnlineChecks {
                 });
             }
         }
-        Ok((OnlineChecks { assertions }, warnings))
+        Ok((OnlineChecks { assertions, judges }, warnings))
     }
 
+    /// No deterministic assertion (judges may still sample).
     pub fn is_empty(&self) -> bool {
         self.assertions.is_empty()
     }
 
-    /// The score keys, in evaluation order.
+    /// The score keys, in evaluation order, judges last.
     pub fn keys(&self) -> Vec<&str> {
-        self.assertions.iter().map(|a| a.key.as_str()).collect()
+        self.assertions
+            .iter()
+            .map(|a| a.key.as_str())
+            .chain(self.judges.iter().map(|j| j.key.as_str()))
+            .collect()
     }
 
     /// Scores one answer: every assertion's score by key, and whether all
@@ -130,6 +184,73 @@ pub fn evaluate(prompt: Option<&PreparedPrompt>, row: &mut RequestLogRow) {
     row.online_scores = Value::Object(scores).to_string();
 }
 
+/// Whether the response `request_id` is in the `rate` sample of judge
+/// `key`: a fixed hash, so the same request is always sampled the same way.
+pub fn sampled(request_id: &str, key: &str, rate: f64) -> bool {
+    if rate >= 1.0 {
+        return true;
+    }
+    // DefaultHasher::new() uses fixed keys: stable within a build.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (request_id, key).hash(&mut h);
+    ((h.finish() >> 11) as f64 / (1u64 << 53) as f64) < rate
+}
+
+/// Starts the sampled judge calls of `row` (a finished call of `prompt`) on
+/// their own tasks; a sample finding no free slot is skipped and counted.
+pub fn spawn_judges(app: &Arc<App>, prompt: Option<&Arc<PreparedPrompt>>, row: &RequestLogRow) {
+    let Some(p) = prompt else { return };
+    if p.online.judges.is_empty() || row.status != RequestStatus::Ok {
+        return;
+    }
+    let variant = row.variant.as_str();
+    for (i, j) in p.online.judges.iter().enumerate() {
+        if !sampled(&row.request_id, &j.key, j.sample_rate) {
+            continue;
+        }
+        let Ok(permit) = app.judge_slots.clone().try_acquire_owned() else {
+            app.metrics
+                .count_event(ONLINE_JUDGE, &[&p.id, variant, &j.key, "skipped"]);
+            continue;
+        };
+        let (app, p, output) = (app.clone(), p.clone(), row.output.clone());
+        let (latency_ms, cost) = (row.latency_ms, row.cost);
+        let variant = variant.to_string();
+        tokio::spawn(async move {
+            let j = &p.online.judges[i];
+            let obs = Observation {
+                output: &output,
+                row: None,
+                latency_ms,
+                cost,
+            };
+            let r = match j.compiled.judge_messages(&obs) {
+                Err(e) => j.compiled.judge_result(Err(e)),
+                Ok(messages) => {
+                    let params = Map::from_iter([("temperature".to_string(), Value::from(0))]);
+                    match j.target.client.chat_messages(&messages, &params).await {
+                        Ok(c) => j.compiled.judge_result(Ok(&c.content)),
+                        Err(e) => j
+                            .compiled
+                            .judge_result(Err(format!("judge call failed: {e}"))),
+                    }
+                }
+            };
+            drop(permit);
+            let result = match (&r.error, r.pass) {
+                (Some(e), _) => {
+                    tracing::warn!(prompt = %p.id, assertion = %j.key, error = %e, "online judge failed");
+                    "error"
+                }
+                (None, true) => "pass",
+                (None, false) => "fail",
+            };
+            app.metrics
+                .count_event(ONLINE_JUDGE, &[&p.id, &variant, &j.key, result]);
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,6 +274,7 @@ mod tests {
             compiled: assertion(key, check),
         };
         OnlineChecks {
+            judges: Vec::new(),
             assertions: vec![
                 a("max_length", Check::MaxLength { max: 10 }),
                 a(
@@ -182,6 +304,17 @@ mod tests {
         );
         let (pass, _) = c.score("paris", 1.0, 0.0);
         assert!(!pass);
+    }
+
+    #[test]
+    fn sampling_is_a_fixed_fraction_of_request_ids() {
+        let n = (0..10_000)
+            .filter(|i| sampled(&format!("req-{i}"), "judge", 0.2))
+            .count();
+        assert!((1_700..2_300).contains(&n), "{n}");
+        assert_eq!(sampled("a", "judge", 0.5), sampled("a", "judge", 0.5));
+        assert!(sampled("a", "judge", 1.0));
+        assert!(!(0..1000).any(|i| sampled(&format!("r{i}"), "judge", 0.0)));
     }
 
     #[test]

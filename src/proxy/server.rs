@@ -151,6 +151,9 @@ impl Server {
             metrics,
             analysis: AnalyzerStatus::default(),
             fetch: FetchStatus::default(),
+            judge_slots: Arc::new(tokio::sync::Semaphore::new(
+                super::online::JUDGE_CONCURRENCY,
+            )),
         });
         let mut tasks = Vec::new();
         if opts.analyzer.enabled {

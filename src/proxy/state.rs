@@ -345,7 +345,8 @@ fn ref_state(
                 t
             }
         };
-        let (online, warnings) = OnlineChecks::build(project, id)?;
+        let judge = |model: &str| targets.get(model).and_then(|t| t.as_ref().ok().cloned());
+        let (online, warnings) = OnlineChecks::build(project, id, &judge)?;
         for w in warnings {
             tracing::warn!(git_ref = %git_ref, prompt = %id, "{w}");
         }

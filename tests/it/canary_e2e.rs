@@ -441,3 +441,87 @@ async fn the_evidence_survives_a_restart_of_serve() {
     assert_ne!(head, before);
     assert!(message_of(&s.root(), head).starts_with("Revert \""));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn online_judges_run_on_a_sample_and_row_assertions_are_skipped() {
+    // The MOCK answers judge prompts with a passing score and echoes the rest.
+    let m = MockServer::start(MockConfig {
+        rules: promptgate::provider::mock::parse_rules(
+            "- pattern: '^## Rubric'\n  answer: '{\"score\": 1, \"reason\": \"names a city\"}'\n",
+        )
+        .unwrap(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let s = proxy_scaffold("openai", &m.url(), "");
+    let suite = s.read("evals/capitals.yaml").replace(
+        "gates:",
+        "  - type: llm_judge
+    name: judged
+    rubric: The answer is about a capital city.
+    judge: small
+    online: true
+    sample_rate: 0.5
+  - type: icontains
+    name: expected_online
+    value: \"{{ row.expected }}\"
+    online: true
+gates:",
+    );
+    commit_main(&s, &[("evals/capitals.yaml", &suite)], "online judge");
+    let p = Proxy::start_with(&s.root(), &["--no-analyzer"], &[]);
+    let st = status(&p).await;
+    assert_eq!(
+        st["online"]["assertions"]["stable"]["capital"],
+        json!(["max_length", "not_contains", "judged"]),
+        "{st}"
+    );
+    assert!(
+        p.stderr()
+            .contains("online assertion `expected_online` skipped"),
+        "{}",
+        p.stderr()
+    );
+
+    let url = format!("{}/v1/chat/completions", p.url);
+    let mut sampled = 0;
+    for i in 0..60 {
+        let (code, h, body) = crate::proxy_support::post(
+            &url,
+            &json!({"model": "prompt:capital", "variables": {"country": COUNTRIES[i % 6]}}),
+        )
+        .await;
+        assert_eq!(code, 200, "{body}");
+        let id = header(&h, "x-request-id");
+        if promptgate::proxy::online::sampled(&id, "judged", 0.5) {
+            sampled += 1;
+        }
+    }
+    assert!((10..50).contains(&sampled), "{sampled}");
+    // Every sampled answer is judged (pass) or, with every slot busy,
+    // skipped; none is judged twice and none outside the sample.
+    let count = |text: &str, result: &str| -> u64 {
+        let key = format!(
+            "promptgate_online_judge_total{{prompt=\"capital\",variant=\"stable\",assertion=\"judged\",result=\"{result}\"}} "
+        );
+        text.lines()
+            .find_map(|l| l.strip_prefix(key.as_str()))
+            .map_or(0, |v| v.parse().unwrap())
+    };
+    let start = Instant::now();
+    let text = loop {
+        let text = metrics(&p).await;
+        if count(&text, "pass") + count(&text, "skipped") >= sampled || start.elapsed() > DEADLINE {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        count(&text, "pass") + count(&text, "skipped"),
+        sampled,
+        "{text}"
+    );
+    assert!(count(&text, "pass") > 0, "{text}");
+    assert_eq!(count(&text, "fail") + count(&text, "error"), 0, "{text}");
+}
