@@ -5,6 +5,7 @@
 mod canary;
 mod check;
 mod dataset;
+mod demo;
 mod eval;
 pub(crate) mod init;
 mod log;
@@ -72,6 +73,9 @@ pub enum Command {
     MockLlm(mock_llm::Args),
     /// Request and feedback logs: compact, query.
     Logs(logs::Args),
+    /// The whole loop on this machine: scaffold, eval, PR check, serve, a
+    /// canary and its automatic rollback.
+    Demo(demo::Args),
     /// The proxy: serve the prompts of the refs rollout.yaml names, log every call.
     Serve(serve::Args),
     /// Canary vs stable analysis; `analyze --apply` commits rollback / promotion.
@@ -91,6 +95,7 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check::run(args),
         Command::MockLlm(args) => mock_llm::run(args),
         Command::Logs(args) => logs::run(args),
+        Command::Demo(args) => demo::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Canary(args) => canary::run(args),
     };

@@ -37,6 +37,32 @@ pub struct Args {
     /// How often `--fetch` fetches, in milliseconds.
     #[arg(long, value_name = "N", default_value_t = 5_000, requires = "fetch")]
     pub fetch_interval_ms: u64,
+    /// Also stop (drain and flush, as on SIGTERM) when stdin reaches end of
+    /// file. `promptgate demo` holds the other end of the pipe, so serve
+    /// stops with the demo even when the demo is killed.
+    #[arg(long, hide = true)]
+    pub stop_on_stdin_eof: bool,
+}
+
+/// Resolves when stdin reaches end of file (or fails). A plain thread, not
+/// tokio's stdin: a pending read there would hold up runtime shutdown.
+fn stdin_closed() -> tokio::sync::oneshot::Receiver<()> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut stdin = std::io::stdin();
+        let mut buf = [0u8; 512];
+        loop {
+            match stdin.read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        let _ = tx.send(());
+    });
+    rx
 }
 
 /// Installs the SIGTERM and SIGINT handlers now and returns the future that
@@ -44,7 +70,7 @@ pub struct Args {
 /// the future's first poll leaves a window after the `listening on` line in
 /// which SIGTERM still kills the process outright, unflushed rows and all.
 /// Must be called inside the runtime.
-fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+pub(crate) fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -109,7 +135,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitStatus> {
                 .unwrap_or_default(),
         );
         drop(state);
-        let report = server.run(shutdown).await?;
+        let stdin_eof = args.stop_on_stdin_eof.then(stdin_closed);
+        let stop = async move {
+            match stdin_eof {
+                Some(eof) => {
+                    tokio::select! {
+                        _ = shutdown => {}
+                        _ = eof => {}
+                    }
+                }
+                None => shutdown.await,
+            }
+        };
+        let report = server.run(stop).await?;
         eprintln!(
             "promptgate serve stopped: {} row(s) written, {} dropped, {} call(s) abandoned",
             report.log.rows_written, report.log.rows_dropped, report.abandoned

@@ -10,6 +10,7 @@ mod canary_e2e;
 mod check;
 mod common;
 mod dataset;
+mod demo;
 mod eval;
 mod foundation;
 mod logstore;
