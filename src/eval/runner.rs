@@ -276,7 +276,12 @@ pub async fn run(
     let mut stream = futures_util::stream::iter(jobs)
         .map(|(index, (case, repeat))| {
             let caller = caller.clone();
-            async move { (index, run_case(prepared, case, repeat, caller).await) }
+            async move {
+                (
+                    index,
+                    run_case(prepared, case, repeat, caller.as_ref()).await,
+                )
+            }
         })
         .buffer_unordered(opts.concurrency.max(1));
     let mut out = Vec::with_capacity(prepared.case_count());
@@ -321,7 +326,7 @@ async fn run_case(
     prepared: &PreparedSuite,
     case: &PreparedCase,
     repeat: u32,
-    caller: Arc<dyn ModelCaller>,
+    caller: &dyn ModelCaller,
 ) -> Result<CaseResult, String> {
     let mut result = CaseResult {
         row_key: case.key.clone(),
@@ -353,17 +358,7 @@ async fn run_case(
         params: params_for_draw(&prepared.params, repeat),
         draw: repeat,
     };
-    // The call (HTTP, response decoding) runs as its own task so it can use
-    // every worker thread: in the stream's one task, at concurrency 128 the
-    // answers that arrive together queue up behind each other's decoding.
-    let model_caller = caller.clone();
-    let call_task = tokio::spawn(async move { model_caller.call(&call).await });
-    let outcome = call_task.await.unwrap_or_else(|e| {
-        Err(CallFailure::Case(format!(
-            "the model call task failed: {e}"
-        )))
-    });
-    let reply: ModelReply = match outcome {
+    let reply: ModelReply = match caller.call(&call).await {
         Ok(r) => r,
         Err(CallFailure::Case(e)) => {
             result.error = Some(e);
