@@ -262,7 +262,7 @@ impl StreamAccumulator {
 
 /// Joins the text parts of an OpenAI content array (`[{type: text, text}]`);
 /// a string stays as it is.
-pub(crate) fn content_text(content: &Value) -> Option<String> {
+pub fn content_text(content: &Value) -> Option<String> {
     match content {
         Value::String(s) => Some(s.clone()),
         Value::Array(parts) => Some(

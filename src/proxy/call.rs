@@ -31,8 +31,9 @@ use super::metrics::RequestSample;
 use super::online;
 use super::routing::user_hash;
 use super::state::{INPUT_VARIABLE, ModelTarget, PreparedPrompt, ServingState};
-use super::translate::{ClientRequest, StreamEncoder, content_text, encode_response};
+use super::translate::{ClientRequest, StreamEncoder, encode_response};
 use crate::logstore::{RequestLogRow, RequestStatus, Variant};
+use crate::provider::content_text;
 use crate::provider::{
     CallOptions, ChatEvent, ChatRequest, ChatResponse, ErrorKind, ProviderKind, StreamAccumulator,
     merge_params, ollama, openai,
@@ -282,7 +283,10 @@ fn render(
             let mut messages = messages;
             let tail = messages.split_off(i + 1);
             let last = messages.pop().unwrap_or(Value::Null);
-            let input = content_text(&last).unwrap_or_default();
+            let input = last
+                .get("content")
+                .and_then(content_text)
+                .unwrap_or_default();
             let mut vars = Map::new();
             vars.insert(INPUT_VARIABLE.to_string(), Value::String(input));
             (vars, messages, tail)

@@ -119,21 +119,6 @@ fn parse_map(dialect: Dialect, body: &mut Map<String, Value>) -> Result<ClientRe
     })
 }
 
-/// The text of a message's content (a string, or OpenAI content parts).
-pub fn content_text(m: &Value) -> Option<String> {
-    match m.get("content")? {
-        Value::String(s) => Some(s.clone()),
-        Value::Array(parts) => Some(
-            parts
-                .iter()
-                .filter_map(|p| p.get("text").and_then(Value::as_str))
-                .collect::<Vec<_>>()
-                .join(""),
-        ),
-        _ => None,
-    }
-}
-
 fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
