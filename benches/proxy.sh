@@ -21,8 +21,9 @@ if [[ ! -x "$oha" ]]; then
 fi
 command -v taskset >/dev/null || { apt-get update -qq && apt-get install -y -qq util-linux; }
 command -v jq >/dev/null || { apt-get update -qq && apt-get install -y -qq jq; }
-[[ "${1:-}" == "--no-build" ]] || cargo build --release --quiet
-bin="$PWD/target/release/promptgate"
+[[ "${1:-}" == "--no-build" ]] || cargo build --profile dist --quiet
+# PROMPTGATE_BENCH_BIN measures another build (an A/B of two binaries).
+bin="${PROMPTGATE_BENCH_BIN:-$PWD/target/dist/promptgate}"
 probe="$PWD/benches/proxy_probe.py"
 out="$PWD/target/bench-proxy"
 mkdir -p "$out"

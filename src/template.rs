@@ -98,11 +98,35 @@ fn render_str<S: Serialize>(
     env.render_str(source, minijinja::value::Serde(vars))
 }
 
-/// Renders a single template string (assertion values such as
-/// `{{ row.expected }}`).
-pub fn render_one<S: Serialize>(source: &str, vars: &S) -> Result<String, String> {
-    let env = environment();
-    render_str(&env, source, vars).map_err(|e| describe(&e).0)
+/// A single template string (assertion values such as `{{ row.expected }}`)
+/// compiled once and rendered per row, in the same environment as prompts.
+#[derive(Clone)]
+pub struct CompiledText {
+    env: std::sync::Arc<Environment<'static>>,
+}
+
+impl std::fmt::Debug for CompiledText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledText").finish_non_exhaustive()
+    }
+}
+
+impl CompiledText {
+    pub fn compile(source: &str) -> Result<CompiledText, String> {
+        let mut env = environment();
+        env.add_template_owned(MESSAGE_TEMPLATE, source.to_string())
+            .map_err(|e| describe(&e).0)?;
+        Ok(CompiledText {
+            env: std::sync::Arc::new(env),
+        })
+    }
+
+    pub fn render<S: Serialize>(&self, vars: &S) -> Result<String, String> {
+        self.env
+            .get_template(MESSAGE_TEMPLATE)
+            .and_then(|t| t.render(minijinja::value::Serde(vars)))
+            .map_err(|e| describe(&e).0)
+    }
 }
 
 /// A template that does not compile: the message and 1-based line.

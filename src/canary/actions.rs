@@ -519,7 +519,8 @@ pub fn push_moved(
 
 /// POSTs the report as JSON (`on_regression: alert` with `analysis.webhook`).
 pub async fn post_webhook(url: &str, report: &CanaryReport) -> Result<(), CanaryError> {
-    let client = crate::provider::http::shared_client(5_000)
+    use crate::provider::http::{Transport, shared_client};
+    let client = shared_client(5_000, Transport::for_url(url))
         .map_err(|e| CanaryError::Webhook(e.to_string()))?;
     let resp = client
         .post(url)

@@ -150,11 +150,11 @@ fn metric_name(m: SimilarityMetric) -> &'static str {
 enum Text {
     Literal(String),
     Template {
-        source: String,
         field: &'static str,
         /// Columns read as `row.<column>`, checked before rendering so that a
         /// missing one is named.
         columns: Vec<String>,
+        compiled: template::CompiledText,
     },
 }
 
@@ -207,10 +207,17 @@ impl Text {
                 }
             }
         }
+        let compiled = template::CompiledText::compile(source).map_err(|message| {
+            AssertionCompileError::Template {
+                name: name.to_string(),
+                field,
+                message,
+            }
+        })?;
         Ok(Text::Template {
-            source: source.to_string(),
             field,
             columns,
+            compiled,
         })
     }
 
@@ -218,9 +225,10 @@ impl Text {
         match self {
             Text::Literal(s) => Ok(Cow::Borrowed(s)),
             Text::Template {
-                source,
                 field,
                 columns,
+                compiled,
+                ..
             } => {
                 let Some(row) = row else {
                     return Err(format!(
@@ -230,7 +238,8 @@ impl Text {
                 if let Some(missing) = columns.iter().find(|c| !row.contains_key(c.as_str())) {
                     return Err(format!("dataset row has no column `{missing}`"));
                 }
-                template::render_one(source, &RowContext { row })
+                compiled
+                    .render(&RowContext { row })
                     .map(Cow::Owned)
                     .map_err(|e| format!("template in `{field}`: {e}"))
             }

@@ -192,6 +192,54 @@ async fn every_logged_row_is_read_back_once_partitioned_by_utc_date() {
 }
 
 #[tokio::test]
+async fn rows_encoded_in_chunks_across_midnight_land_in_their_own_dates() {
+    use super::writer::CHUNK_ROWS;
+    let tmp = tempfile::tempdir().unwrap();
+    let (logger, _) =
+        RequestLogger::start(tmp.path(), &cfg(100_000, 3_600_000, 8192, OnFull::Block)).unwrap();
+    // Two and a half chunks; the middle one straddles midnight, so one
+    // chunk holds rows of both dates.
+    let n = CHUNK_ROWS * 5 / 2;
+    let midnight = Utc.with_ymd_and_hms(2024, 3, 2, 0, 0, 0).unwrap();
+    let ts = |i: usize| {
+        midnight + chrono::Duration::microseconds(i as i64 - (CHUNK_ROWS * 3 / 2) as i64)
+    };
+    for i in 0..n {
+        logger.log(row(i, ts(i))).await;
+    }
+    wait_until(|| logger.stats().buffered_rows == n as u64).await;
+    assert_eq!(
+        logger.stats().rows_written,
+        0,
+        "nothing is written before a flush"
+    );
+    logger.flush().await.unwrap();
+    let s = logger.stats();
+    assert_eq!(
+        (s.rows_written, s.files_written, s.buffered_rows),
+        (n as u64, 2, 0)
+    );
+    let rows = read_all(tmp.path());
+    assert_eq!(rows.len(), n);
+    for r in &rows {
+        let i: usize = r.request_id["req-".len()..].parse().unwrap();
+        assert_eq!(r.ts, ts(i), "{}", r.request_id);
+        assert_eq!(r.output, format!("answer {i}"));
+    }
+    let files = parquet_files(tmp.path());
+    let before: Vec<_> = files
+        .iter()
+        .filter(|p| p.to_string_lossy().contains("date=2024-03-01"))
+        .collect();
+    let after: Vec<_> = files
+        .iter()
+        .filter(|p| p.to_string_lossy().contains("date=2024-03-02"))
+        .collect();
+    assert_eq!((before.len(), after.len()), (1, 1), "{files:?}");
+    logger.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn the_writer_flushes_when_flush_rows_are_buffered() {
     let tmp = tempfile::tempdir().unwrap();
     // An interval that never fires during the test: only the row count flushes.

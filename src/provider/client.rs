@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::http::{Endpoint, Secret, shared_client};
+use super::http::{Endpoint, Secret, Transport, shared_client};
 use super::ollama::OllamaProvider;
 use super::openai::OpenAiProvider;
 use super::retry::RetryPolicy;
@@ -83,11 +83,16 @@ pub fn provider_with_key(
         ProviderKind::Ollama => OllamaProvider::chat_url_for(&cfg.base_url),
         ProviderKind::Openai => OpenAiProvider::chat_url_for(&cfg.base_url),
     };
+    let transport = Transport::for_url(&url);
+    let target = reqwest::Url::parse(&url).map_err(|e| {
+        ProviderError::Config(format!("provider `{name}`: base_url gives `{url}`: {e}"))
+    })?;
     let endpoint = Endpoint {
         provider: name.to_string(),
         url,
+        target,
         api_key: api_key.map(|k| Secret(Arc::from(k.as_str()))),
-        client: shared_client(connect_ms)?,
+        client: shared_client(connect_ms, transport)?,
         connect_ms,
         policy: RetryPolicy::new(cfg.max_retries),
     };

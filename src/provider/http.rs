@@ -33,29 +33,58 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// The process-wide client for a connect timeout. reqwest sets the connect
-/// timeout per client, so models with different connect timeouts get
-/// different clients; usually there is exactly one.
-pub(crate) fn shared_client(connect_ms: u64) -> Result<reqwest::Client, ProviderError> {
-    static CLIENTS: OnceLock<Mutex<HashMap<u64, reqwest::Client>>> = OnceLock::new();
+/// Whether a client must verify TLS certificates against the system's roots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Transport {
+    /// `https://` upstreams: the platform verifier with the system's CA store.
+    Tls,
+    /// `http://` upstreams (Ollama or vLLM beside the app): no CA store is
+    /// loaded. Reading the system's ~150 certificate files took longer than
+    /// the rest of a 200-case eval's start-up, and the proxy pays it before
+    /// it is healthy. A redirect from such an upstream to `https://` fails
+    /// certificate verification instead of being followed.
+    Plain,
+}
+
+impl Transport {
+    pub(crate) fn for_url(url: &str) -> Self {
+        let scheme = url.split_once("://").map_or("", |(s, _)| s);
+        if scheme.eq_ignore_ascii_case("http") {
+            Transport::Plain
+        } else {
+            Transport::Tls
+        }
+    }
+}
+
+/// The process-wide client for a connect timeout and transport. reqwest sets
+/// the connect timeout per client, so models with different connect timeouts
+/// get different clients; usually there is exactly one.
+pub(crate) fn shared_client(
+    connect_ms: u64,
+    transport: Transport,
+) -> Result<reqwest::Client, ProviderError> {
+    static CLIENTS: OnceLock<Mutex<HashMap<(u64, Transport), reqwest::Client>>> = OnceLock::new();
     let map = CLIENTS.get_or_init(Default::default);
     let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(c) = map.get(&connect_ms) {
+    if let Some(c) = map.get(&(connect_ms, transport)) {
         return Ok(c.clone());
     }
     // reqwest is built without a bundled crypto provider; install ring once
     // (an error only means a provider is already installed).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_millis(connect_ms))
         .pool_idle_timeout(Duration::from_secs(90))
-        .user_agent(concat!("promptgate/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| {
-            ProviderError::Config(format!("cannot build the HTTP client: {}", chain(&e)))
-        })?;
-    map.insert(connect_ms, client.clone());
+        .user_agent(concat!("promptgate/", env!("CARGO_PKG_VERSION")));
+    if transport == Transport::Plain {
+        builder = builder.tls_certs_only(std::iter::empty());
+    }
+    let client = builder.build().map_err(|e| {
+        ProviderError::Config(format!("cannot build the HTTP client: {}", chain(&e)))
+    })?;
+    map.insert((connect_ms, transport), client.clone());
     Ok(client)
 }
 
@@ -63,7 +92,10 @@ pub(crate) fn shared_client(connect_ms: u64) -> Result<reqwest::Client, Provider
 #[derive(Debug, Clone)]
 pub(crate) struct Endpoint {
     pub provider: String,
+    /// For messages; `target` is what requests use.
     pub url: String,
+    /// Parsed once: reqwest parses a string URL on every request.
+    pub target: reqwest::Url,
     pub api_key: Option<Secret>,
     pub client: reqwest::Client,
     pub connect_ms: u64,
@@ -122,7 +154,7 @@ impl Endpoint {
     ) -> Result<reqwest::Response, ProviderError> {
         let mut rb = self
             .client
-            .post(&self.url)
+            .post(self.target.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body);
         if let Some(key) = self.key() {
@@ -314,5 +346,26 @@ impl StreamState {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Transport;
+
+    #[test]
+    fn only_plain_http_urls_skip_the_ca_store() {
+        assert_eq!(
+            Transport::for_url("http://127.0.0.1:11434/api/chat"),
+            Transport::Plain
+        );
+        assert_eq!(Transport::for_url("HTTP://ollama:11434"), Transport::Plain);
+        assert_eq!(
+            Transport::for_url("https://api.openai.com/v1"),
+            Transport::Tls
+        );
+        // Anything unexpected keeps certificate verification on.
+        assert_eq!(Transport::for_url("httpx://host"), Transport::Tls);
+        assert_eq!(Transport::for_url("host:8080"), Transport::Tls);
     }
 }
