@@ -14,9 +14,10 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::dialect::{Dialect, HttpProvider};
 use super::http::{Endpoint, Secret, Transport, shared_client};
-use super::ollama::OllamaProvider;
-use super::openai::OpenAiProvider;
+use super::ollama::Ollama;
+use super::openai::OpenAi;
 use super::retry::RetryPolicy;
 use super::{
     CallOptions, ChatEvent, ChatRequest, ChatResponse, EventStream, Provider, ProviderError,
@@ -80,8 +81,8 @@ pub fn provider_with_key(
     api_key: Option<String>,
 ) -> Result<Arc<dyn Provider>, ProviderError> {
     let url = match cfg.kind {
-        ProviderKind::Ollama => OllamaProvider::chat_url_for(&cfg.base_url),
-        ProviderKind::Openai => OpenAiProvider::chat_url_for(&cfg.base_url),
+        ProviderKind::Ollama => Ollama::chat_url_for(&cfg.base_url),
+        ProviderKind::Openai => OpenAi::chat_url_for(&cfg.base_url),
     };
     let transport = Transport::for_url(&url);
     let target = reqwest::Url::parse(&url).map_err(|e| {
@@ -97,8 +98,8 @@ pub fn provider_with_key(
         policy: RetryPolicy::new(cfg.max_retries),
     };
     Ok(match cfg.kind {
-        ProviderKind::Ollama => Arc::new(OllamaProvider { endpoint }),
-        ProviderKind::Openai => Arc::new(OpenAiProvider { endpoint }),
+        ProviderKind::Ollama => Arc::new(HttpProvider::<Ollama>::new(endpoint)),
+        ProviderKind::Openai => Arc::new(HttpProvider::<OpenAi>::new(endpoint)),
     })
 }
 

@@ -1,7 +1,7 @@
 //! Calling LLM servers: one [`Provider`] trait with a non-streaming and a
-//! streaming chat call, implemented for the Ollama native API
-//! ([`ollama::OllamaProvider`]) and OpenAI-compatible servers
-//! ([`openai::OpenAiProvider`]); [`ModelClient`] binds a provider to one
+//! streaming chat call, implemented once over HTTP (`dialect::HttpProvider`)
+//! for two wire formats: the Ollama native API ([`ollama`]) and
+//! OpenAI-compatible servers ([`openai`]); [`ModelClient`] binds a provider to one
 //! model of `promptgate.yaml` with its parameters, price and timeouts.
 //! [`mock`] is the deterministic server behind `promptgate mock-llm`.
 //!
@@ -18,6 +18,7 @@
 //! - Retries happen only in [`retry`]; API keys never appear in errors or logs.
 
 pub mod client;
+pub(crate) mod dialect;
 pub mod error;
 pub(crate) mod http;
 pub mod mock;

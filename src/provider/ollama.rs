@@ -11,17 +11,12 @@
 //! Usage: `prompt_eval_count` is input tokens, `eval_count` output tokens;
 //! both arrive on the final (`done: true`) object.
 
-use bytes::Bytes;
-use futures_util::future::BoxFuture;
 use serde_json::{Map, Value};
 
-use super::error::ProviderError;
-use super::http::{Endpoint, EventDecoder};
+use super::dialect::Dialect;
+use super::http::EventDecoder;
 use super::wire::NdjsonDecoder;
-use super::{
-    CallOptions, ChatEvent, ChatRequest, ChatResponse, EventStream, Provider, ProviderKind,
-    ToolCall, ToolCallDelta, Usage,
-};
+use super::{ChatEvent, ChatRequest, ChatResponse, ProviderKind, ToolCall, ToolCallDelta, Usage};
 
 /// Keys that stay at the top level of an Ollama request.
 const TOP_LEVEL: &[&str] = &["format", "tools", "keep_alive", "think"];
@@ -263,68 +258,26 @@ impl EventDecoder for StreamDecoder {
     }
 }
 
-/// An Ollama server.
-#[derive(Debug, Clone)]
-pub struct OllamaProvider {
-    pub(crate) endpoint: Endpoint,
-}
+/// The Ollama wire format.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ollama;
 
-impl OllamaProvider {
-    /// The chat URL of an Ollama base URL.
-    pub fn chat_url_for(base_url: &str) -> String {
+impl Dialect for Ollama {
+    const KIND: ProviderKind = ProviderKind::Ollama;
+
+    fn chat_url_for(base_url: &str) -> String {
         format!("{}/api/chat", base_url.trim_end_matches('/'))
     }
-}
 
-impl Provider for OllamaProvider {
-    fn name(&self) -> &str {
-        &self.endpoint.provider
-    }
-
-    fn kind(&self) -> ProviderKind {
-        ProviderKind::Ollama
-    }
-
-    fn chat_url(&self) -> &str {
-        &self.endpoint.url
-    }
-
-    fn build_body(&self, req: &ChatRequest, stream: bool) -> Value {
+    fn build_body(req: &ChatRequest, stream: bool) -> Value {
         build_body(req, stream)
     }
 
-    fn chat<'a>(
-        &'a self,
-        req: &'a ChatRequest,
-        opts: CallOptions,
-    ) -> BoxFuture<'a, Result<ChatResponse, ProviderError>> {
-        Box::pin(async move {
-            let body = Bytes::from(build_body(req, false).to_string());
-            let bytes = self.endpoint.post_full(body, opts).await?;
-            let v: Value = serde_json::from_slice(&bytes).map_err(|e| self.endpoint.decode(e))?;
-            parse_response(v).map_err(|e| self.endpoint.decode(e))
-        })
+    fn parse_response(v: Value) -> Result<ChatResponse, String> {
+        parse_response(v)
     }
 
-    fn chat_stream<'a>(
-        &'a self,
-        req: &'a ChatRequest,
-        opts: CallOptions,
-    ) -> BoxFuture<'a, Result<EventStream, ProviderError>> {
-        Box::pin(async move {
-            let body = Bytes::from(build_body(req, true).to_string());
-            self.endpoint
-                .post_stream(body, opts, || Box::new(StreamDecoder::new()))
-                .await
-        })
-    }
-
-    fn send_raw<'a>(
-        &'a self,
-        body: Bytes,
-        stream: bool,
-        opts: CallOptions,
-    ) -> BoxFuture<'a, Result<reqwest::Response, ProviderError>> {
-        Box::pin(self.endpoint.post_raw(body, stream, opts))
+    fn decoder() -> Box<dyn EventDecoder> {
+        Box::new(StreamDecoder::new())
     }
 }

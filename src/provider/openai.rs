@@ -14,17 +14,12 @@
 //!
 //! The base URL may or may not end in `/v1`.
 
-use bytes::Bytes;
-use futures_util::future::BoxFuture;
 use serde_json::{Map, Value, json};
 
-use super::error::ProviderError;
-use super::http::{Endpoint, EventDecoder};
+use super::dialect::Dialect;
+use super::http::EventDecoder;
 use super::wire::SseDecoder;
-use super::{
-    CallOptions, ChatEvent, ChatRequest, ChatResponse, EventStream, Provider, ProviderKind,
-    ToolCall, ToolCallDelta, Usage,
-};
+use super::{ChatEvent, ChatRequest, ChatResponse, ProviderKind, ToolCall, ToolCallDelta, Usage};
 
 /// Ollama-only keys with no OpenAI meaning.
 const DROPPED: &[&str] = &[
@@ -311,15 +306,14 @@ impl EventDecoder for StreamDecoder {
     }
 }
 
-/// An OpenAI-compatible server.
-#[derive(Debug, Clone)]
-pub struct OpenAiProvider {
-    pub(crate) endpoint: Endpoint,
-}
+/// The OpenAi wire format.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OpenAi;
 
-impl OpenAiProvider {
-    /// The chat URL of a base URL, with or without a trailing `/v1`.
-    pub fn chat_url_for(base_url: &str) -> String {
+impl Dialect for OpenAi {
+    const KIND: ProviderKind = ProviderKind::Openai;
+
+    fn chat_url_for(base_url: &str) -> String {
         let base = base_url.trim_end_matches('/');
         if base.ends_with("/v1") {
             format!("{base}/chat/completions")
@@ -327,57 +321,16 @@ impl OpenAiProvider {
             format!("{base}/v1/chat/completions")
         }
     }
-}
 
-impl Provider for OpenAiProvider {
-    fn name(&self) -> &str {
-        &self.endpoint.provider
-    }
-
-    fn kind(&self) -> ProviderKind {
-        ProviderKind::Openai
-    }
-
-    fn chat_url(&self) -> &str {
-        &self.endpoint.url
-    }
-
-    fn build_body(&self, req: &ChatRequest, stream: bool) -> Value {
+    fn build_body(req: &ChatRequest, stream: bool) -> Value {
         build_body(req, stream)
     }
 
-    fn chat<'a>(
-        &'a self,
-        req: &'a ChatRequest,
-        opts: CallOptions,
-    ) -> BoxFuture<'a, Result<ChatResponse, ProviderError>> {
-        Box::pin(async move {
-            let body = Bytes::from(build_body(req, false).to_string());
-            let bytes = self.endpoint.post_full(body, opts).await?;
-            let v: Value = serde_json::from_slice(&bytes).map_err(|e| self.endpoint.decode(e))?;
-            parse_response(v).map_err(|e| self.endpoint.decode(e))
-        })
+    fn parse_response(v: Value) -> Result<ChatResponse, String> {
+        parse_response(v)
     }
 
-    fn chat_stream<'a>(
-        &'a self,
-        req: &'a ChatRequest,
-        opts: CallOptions,
-    ) -> BoxFuture<'a, Result<EventStream, ProviderError>> {
-        Box::pin(async move {
-            let body = Bytes::from(build_body(req, true).to_string());
-            self.endpoint
-                .post_stream(body, opts, || Box::new(StreamDecoder::new()))
-                .await
-        })
-    }
-
-    fn send_raw<'a>(
-        &'a self,
-        body: Bytes,
-        stream: bool,
-        opts: CallOptions,
-    ) -> BoxFuture<'a, Result<reqwest::Response, ProviderError>> {
-        Box::pin(self.endpoint.post_raw(body, stream, opts))
+    fn decoder() -> Box<dyn EventDecoder> {
+        Box::new(StreamDecoder::new())
     }
 }

@@ -1,0 +1,91 @@
+//! What differs between the wire formats, behind one trait, so that the
+//! HTTP provider (retries, timeouts, streaming, pass-through) is written
+//! once for both.
+
+use std::marker::PhantomData;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use serde_json::Value;
+
+use super::http::{Endpoint, EventDecoder};
+use super::{
+    CallOptions, ChatRequest, ChatResponse, EventStream, Provider, ProviderError, ProviderKind,
+};
+
+/// One wire format: its URL, request body, response and stream decoding.
+pub(crate) trait Dialect: std::fmt::Debug + Send + Sync + 'static {
+    const KIND: ProviderKind;
+    /// The chat URL of a configured base URL.
+    fn chat_url_for(base_url: &str) -> String;
+    fn build_body(req: &ChatRequest, stream: bool) -> Value;
+    fn parse_response(v: Value) -> Result<ChatResponse, String>;
+    fn decoder() -> Box<dyn EventDecoder>;
+}
+
+/// A server speaking dialect `D`.
+#[derive(Debug, Clone)]
+pub(crate) struct HttpProvider<D> {
+    pub(crate) endpoint: Endpoint,
+    dialect: PhantomData<fn() -> D>,
+}
+
+impl<D: Dialect> HttpProvider<D> {
+    pub(crate) fn new(endpoint: Endpoint) -> Self {
+        HttpProvider {
+            endpoint,
+            dialect: PhantomData,
+        }
+    }
+}
+
+impl<D: Dialect> Provider for HttpProvider<D> {
+    fn name(&self) -> &str {
+        &self.endpoint.provider
+    }
+
+    fn kind(&self) -> ProviderKind {
+        D::KIND
+    }
+
+    fn chat_url(&self) -> &str {
+        &self.endpoint.url
+    }
+
+    fn build_body(&self, req: &ChatRequest, stream: bool) -> Value {
+        D::build_body(req, stream)
+    }
+
+    fn chat<'a>(
+        &'a self,
+        req: &'a ChatRequest,
+        opts: CallOptions,
+    ) -> BoxFuture<'a, Result<ChatResponse, ProviderError>> {
+        Box::pin(async move {
+            let body = Bytes::from(D::build_body(req, false).to_string());
+            let bytes = self.endpoint.post_full(body, opts).await?;
+            let v: Value = serde_json::from_slice(&bytes).map_err(|e| self.endpoint.decode(e))?;
+            D::parse_response(v).map_err(|e| self.endpoint.decode(e))
+        })
+    }
+
+    fn chat_stream<'a>(
+        &'a self,
+        req: &'a ChatRequest,
+        opts: CallOptions,
+    ) -> BoxFuture<'a, Result<EventStream, ProviderError>> {
+        Box::pin(async move {
+            let body = Bytes::from(D::build_body(req, true).to_string());
+            self.endpoint.post_stream(body, opts, D::decoder).await
+        })
+    }
+
+    fn send_raw<'a>(
+        &'a self,
+        body: Bytes,
+        stream: bool,
+        opts: CallOptions,
+    ) -> BoxFuture<'a, Result<reqwest::Response, ProviderError>> {
+        Box::pin(self.endpoint.post_raw(body, stream, opts))
+    }
+}
