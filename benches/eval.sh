@@ -5,11 +5,11 @@
 #     the ideal concurrency/latency (at 128 that is 39 rounds of 50 ms; with
 #     1,000 cases the fixed cost of the process was a tenth of the run).
 #  3. Whole-process time of `eval` on a 200-case suite (hyperfine).
-# Usage: benches/eval.sh (builds the `dist` profile: LTO, ~15 min the first time)
+# Usage: benches/eval.sh [--no-build] (builds the `dist` profile: LTO, ~15 min the first time)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v hyperfine >/dev/null && command -v bc >/dev/null || { apt-get update -qq && apt-get install -y -qq hyperfine bc; }
-cargo build --profile dist --quiet
+[[ "${1:-}" == "--no-build" ]] || cargo build --profile dist --quiet
 bin="$PWD/target/dist/promptgate"
 work=$(mktemp -d)
 pids=()
