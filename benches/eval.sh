@@ -38,7 +38,7 @@ PY
 elapsed_eval() { # dir concurrency -> seconds
   local t0 t1
   t0=$(date +%s.%N)
-  (cd "$1" && "$bin" eval capitals --no-cache --json --concurrency "$2" >/dev/null)
+  (cd "$1" && "$bin" eval capitals --no-cache --json --concurrency "$2" >"$work/summary.json")
   t1=$(date +%s.%N)
   echo "$t1 - $t0" | bc -l
 }
@@ -55,7 +55,9 @@ for c in 8 32 128; do
   s=$(elapsed_eval "$work/lat" "$c")
   rate=$(echo "5000 / $s" | bc -l)
   ideal=$(echo "$c / 0.05" | bc -l)
-  printf '5000 cases, 50 ms, concurrency %s: %.0f cases/s = %.0f%% of %.0f\n' "$c" "$rate" "$(echo "100 * $rate / $ideal" | bc -l)" "$ideal"
+  calls=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["cases_per_s"])' "$work/summary.json")
+  printf '5000 cases, 50 ms, concurrency %s: whole process %.0f cases/s = %.0f%% of %.0f; calls alone (summary cases_per_s) %.0f = %.0f%%\n' \
+    "$c" "$rate" "$(echo "100 * $rate / $ideal" | bc -l)" "$ideal" "$calls" "$(echo "100 * $calls / $ideal" | bc -l)"
 done
 cd "$work/small"
 hyperfine -i --warmup 2 --runs 10 -N "$bin eval capitals --no-cache --json"

@@ -85,11 +85,13 @@ pub fn evaluate(
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let started = std::time::Instant::now();
     let cases = runtime.block_on(runner::run(&prepared, caller, &opts))?;
+    let duration = started.elapsed();
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let summary = results::record(&root.join(".promptgate"), &prepared, &cases)?;
+    let summary = results::record(&root.join(".promptgate"), &prepared, &cases, duration)?;
     Ok(Outcome { summary })
 }
 
@@ -174,6 +176,11 @@ pub(crate) fn render_summary(s: &Summary) -> String {
         s.cost_total,
         s.cost_per_1k,
         s.cache_hits
+    ));
+    out.push_str(&format!(
+        "calls took {:.2} s ({:.0} cases/s)\n",
+        s.duration_ms / 1000.0,
+        s.cases_per_s
     ));
     for g in &s.gates {
         out.push_str(&format!(

@@ -337,6 +337,7 @@ async fn run_side(
         concurrency: opts.concurrency,
         on_case,
     };
+    let started = std::time::Instant::now();
     let cases = runner::run(prepared, caller, &run_opts)
         .await
         .map_err(|source| CheckError::Eval {
@@ -344,12 +345,12 @@ async fn run_side(
             side,
             source,
         })?;
-    let summary = results::record(&opts.state_dir, prepared, &cases).map_err(|source| {
-        CheckError::Results {
+    let summary = results::record(&opts.state_dir, prepared, &cases, started.elapsed()).map_err(
+        |source| CheckError::Results {
             suite: prepared.suite.clone(),
             source,
-        }
-    })?;
+        },
+    )?;
     Ok((summary, cases))
 }
 

@@ -416,6 +416,8 @@ mod tests {
             input_tokens: 0,
             output_tokens: 0,
             cache_hits: 0,
+            duration_ms: 1.0,
+            cases_per_s: cases.len() as f64 * 1000.0,
             gates: Vec::new(),
             results_file: None,
         }

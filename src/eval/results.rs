@@ -74,6 +74,11 @@ pub struct Summary {
     pub output_tokens: u64,
     /// Calls answered from the response cache.
     pub cache_hits: usize,
+    /// Wall time of the calls, first call to last answer (not start-up or
+    /// writing the results).
+    pub duration_ms: f64,
+    /// Cases (times repeats) finished per second of `duration_ms`.
+    pub cases_per_s: f64,
     pub gates: Vec<GateResult>,
     pub results_file: Option<String>,
 }
@@ -84,7 +89,12 @@ impl Summary {
     }
 }
 
-pub fn summarise(prepared: &PreparedSuite, run_id: &str, cases: &[CaseResult]) -> Summary {
+pub fn summarise(
+    prepared: &PreparedSuite,
+    run_id: &str,
+    cases: &[CaseResult],
+    duration: std::time::Duration,
+) -> Summary {
     let n = cases.len();
     let passed = cases.iter().filter(|c| c.pass).count();
     let errors = cases.iter().filter(|c| c.error.is_some()).count();
@@ -125,6 +135,12 @@ pub fn summarise(prepared: &PreparedSuite, run_id: &str, cases: &[CaseResult]) -
         input_tokens: cases.iter().map(|c| c.input_tokens).sum(),
         output_tokens: cases.iter().map(|c| c.output_tokens).sum(),
         cache_hits: cases.iter().filter(|c| c.cached).count(),
+        duration_ms: duration.as_secs_f64() * 1000.0,
+        cases_per_s: if duration.is_zero() {
+            0.0
+        } else {
+            n as f64 / duration.as_secs_f64()
+        },
         gates: Vec::new(),
         results_file: None,
     };
@@ -332,9 +348,10 @@ pub fn record(
     state_dir: &Path,
     prepared: &PreparedSuite,
     cases: &[CaseResult],
+    duration: std::time::Duration,
 ) -> Result<Summary, ResultsError> {
     let run_id = uuid::Uuid::now_v7().to_string();
-    let mut summary = summarise(prepared, &run_id, cases);
+    let mut summary = summarise(prepared, &run_id, cases, duration);
     let (parquet, json) = result_paths(state_dir, &prepared.suite, &run_id);
     write_parquet(&parquet, prepared, &summary, cases)?;
     summary.results_file = Some(parquet.display().to_string());

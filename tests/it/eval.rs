@@ -68,6 +68,14 @@ async fn eval_scores_cases_caches_and_writes_parquet() {
     assert_eq!(v["gates"][0]["gate"], "pass_rate");
     assert_eq!(v["gates"][0]["pass"], true);
     assert!(v["latency_p95_ms"].as_f64().unwrap() >= 0.0);
+    // The calls' wall time and the rate derived from it.
+    let duration_ms = v["duration_ms"].as_f64().unwrap();
+    assert!(duration_ms > 0.0, "{v:#}");
+    let rate = v["cases_per_s"].as_f64().unwrap();
+    assert!(
+        (rate - 12.0 / (duration_ms / 1000.0)).abs() < 1e-6 * rate,
+        "{v:#}"
+    );
     assert!(
         v["cost_total"].as_f64().unwrap() > 0.0,
         "per-second price gives a cost"
