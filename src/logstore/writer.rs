@@ -440,7 +440,10 @@ impl Pending {
     fn stage(&mut self, mut row: RequestLogRow, redactor: Redactor) {
         redactor.row(&mut row);
         self.staged.push(row);
-        if self.staged.len() >= CHUNK_ROWS
+        // At every CHUNK_ROWS-th row, not at every row past it: rows that
+        // failed to encode stay staged, and retrying them on each new row
+        // would re-encode (and log) the whole backlog per request.
+        if self.staged.len().is_multiple_of(CHUNK_ROWS)
             && let Err(e) = self.encode_staged()
         {
             // Kept as rows; the flush tries again and reports the error.
