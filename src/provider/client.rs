@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::dialect::{Dialect, HttpProvider};
-use super::http::{Endpoint, Secret, Transport, shared_client};
+use super::http::{Endpoint, Secret, Upstream};
 use super::ollama::Ollama;
 use super::openai::OpenAi;
 use super::retry::RetryPolicy;
@@ -84,16 +84,11 @@ pub fn provider_with_key(
         ProviderKind::Ollama => Ollama::chat_url_for(&cfg.base_url),
         ProviderKind::Openai => OpenAi::chat_url_for(&cfg.base_url),
     };
-    let transport = Transport::for_url(&url);
-    let target = reqwest::Url::parse(&url).map_err(|e| {
-        ProviderError::Config(format!("provider `{name}`: base_url gives `{url}`: {e}"))
-    })?;
     let endpoint = Endpoint {
         provider: name.to_string(),
+        upstream: Upstream::for_url(name, &url, connect_ms)?,
         url,
-        target,
         api_key: api_key.map(|k| Secret(Arc::from(k.as_str()))),
-        client: shared_client(connect_ms, transport)?,
         connect_ms,
         policy: RetryPolicy::new(cfg.max_retries),
     };

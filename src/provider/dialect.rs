@@ -8,7 +8,7 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use serde_json::Value;
 
-use super::http::{Endpoint, EventDecoder};
+use super::http::{Endpoint, EventDecoder, UpstreamResponse};
 use super::{
     CallOptions, ChatRequest, ChatResponse, EventStream, Provider, ProviderError, ProviderKind,
 };
@@ -85,7 +85,7 @@ impl<D: Dialect> Provider for HttpProvider<D> {
         body: Bytes,
         stream: bool,
         opts: CallOptions,
-    ) -> BoxFuture<'a, Result<reqwest::Response, ProviderError>> {
+    ) -> BoxFuture<'a, Result<UpstreamResponse, ProviderError>> {
         Box::pin(self.endpoint.post_raw(body, stream, opts))
     }
 }

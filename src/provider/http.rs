@@ -16,7 +16,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use futures_util::stream::BoxStream;
+use http::header;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyDataStream, BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::proxy::matcher::Matcher;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::Instant;
 
 use super::error::{ProviderError, TimeoutPhase, chain, scrub};
@@ -57,9 +62,9 @@ impl Transport {
     }
 }
 
-/// The process-wide client for a connect timeout and transport. reqwest sets
-/// the connect timeout per client, so models with different connect timeouts
-/// get different clients; usually there is exactly one.
+/// The process-wide reqwest client for a connect timeout and transport.
+/// reqwest sets the connect timeout per client, so models with different
+/// connect timeouts get different clients; usually there is exactly one.
 pub(crate) fn shared_client(
     connect_ms: u64,
     transport: Transport,
@@ -76,8 +81,8 @@ pub(crate) fn shared_client(
     let mut builder = reqwest::Client::builder()
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_millis(connect_ms))
-        .pool_idle_timeout(Duration::from_secs(90))
-        .user_agent(concat!("promptgate/", env!("CARGO_PKG_VERSION")));
+        .pool_idle_timeout(POOL_IDLE)
+        .user_agent(USER_AGENT);
     if transport == Transport::Plain {
         builder = builder.tls_certs_only(std::iter::empty());
     }
@@ -88,16 +93,134 @@ pub(crate) fn shared_client(
     Ok(client)
 }
 
+const USER_AGENT: &str = concat!("promptgate/", env!("CARGO_PKG_VERSION"));
+const POOL_IDLE: Duration = Duration::from_secs(90);
+
+type DirectClient = hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>;
+
+/// The process-wide hyper client for plain-HTTP upstreams with a connect timeout.
+fn shared_direct_client(connect_ms: u64) -> DirectClient {
+    static CLIENTS: OnceLock<Mutex<HashMap<u64, DirectClient>>> = OnceLock::new();
+    let map = CLIENTS.get_or_init(Default::default);
+    let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+    map.entry(connect_ms)
+        .or_insert_with(|| {
+            let mut connector = HttpConnector::new();
+            connector.set_nodelay(true);
+            connector.set_connect_timeout(Some(Duration::from_millis(connect_ms)));
+            hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(POOL_IDLE)
+                .pool_timer(TokioTimer::new())
+                .build(connector)
+        })
+        .clone()
+}
+
+/// The body of an upstream response, whichever client fetched it.
+pub type UpstreamBody = UnsyncBoxBody<Bytes, BoxError>;
+/// A successful upstream response with its body unread.
+pub type UpstreamResponse = http::Response<UpstreamBody>;
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How requests reach one endpoint.
+#[derive(Debug, Clone)]
+pub(crate) enum Upstream {
+    /// A plain-HTTP upstream (Ollama, vLLM, llama.cpp beside the app) that no
+    /// proxy variable intercepts: hyper's pooled client, without reqwest's
+    /// redirect and retry layers, which parsed the URL again and cost ~5% of
+    /// the proxy's CPU per request. A redirect is an error status here.
+    Direct {
+        client: Arc<DirectClient>,
+        uri: http::Uri,
+    },
+    /// Everything else (TLS, `HTTP(S)_PROXY`/`ALL_PROXY`, redirects): reqwest.
+    Reqwest {
+        client: reqwest::Client,
+        url: reqwest::Url,
+    },
+}
+
+impl Upstream {
+    /// The client for `url` under the process's proxy variables; `provider`
+    /// names it in errors.
+    pub(crate) fn for_url(
+        provider: &str,
+        url: &str,
+        connect_ms: u64,
+    ) -> Result<Self, ProviderError> {
+        Self::with_proxies(provider, url, connect_ms, &Matcher::from_env())
+    }
+
+    fn with_proxies(
+        provider: &str,
+        url: &str,
+        connect_ms: u64,
+        proxies: &Matcher,
+    ) -> Result<Self, ProviderError> {
+        let bad = |e: &dyn fmt::Display| {
+            ProviderError::Config(format!(
+                "provider `{provider}`: base_url gives `{url}`: {e}"
+            ))
+        };
+        let transport = Transport::for_url(url);
+        if transport == Transport::Plain {
+            let uri: http::Uri = url.parse().map_err(|e| bad(&e))?;
+            if proxies.intercept(&uri).is_none() {
+                return Ok(Upstream::Direct {
+                    client: Arc::new(shared_direct_client(connect_ms)),
+                    uri,
+                });
+            }
+        }
+        Ok(Upstream::Reqwest {
+            client: shared_client(connect_ms, transport)?,
+            url: reqwest::Url::parse(url).map_err(|e| bad(&e))?,
+        })
+    }
+}
+
+/// Why a request got no response headers.
+struct SendError {
+    message: String,
+    connect: bool,
+    timeout: bool,
+}
+
+impl SendError {
+    fn of_reqwest(e: &reqwest::Error) -> Self {
+        SendError {
+            message: chain(e),
+            connect: e.is_connect(),
+            timeout: e.is_timeout(),
+        }
+    }
+
+    fn of_hyper(e: &hyper_util::client::legacy::Error) -> Self {
+        // The connector reports its connect timeout as an io::Error of kind TimedOut.
+        let mut timeout = false;
+        let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(s) = src {
+            if let Some(io) = s.downcast_ref::<std::io::Error>() {
+                timeout |= io.kind() == std::io::ErrorKind::TimedOut;
+            }
+            src = s.source();
+        }
+        SendError {
+            message: chain(e),
+            connect: e.is_connect(),
+            timeout,
+        }
+    }
+}
+
 /// Where one provider's chat requests go.
 #[derive(Debug, Clone)]
 pub(crate) struct Endpoint {
     pub provider: String,
-    /// For messages; `target` is what requests use.
+    /// For messages; `upstream` holds the parsed form requests use.
     pub url: String,
-    /// Parsed once: reqwest parses a string URL on every request.
-    pub target: reqwest::Url,
+    pub upstream: Upstream,
     pub api_key: Option<Secret>,
-    pub client: reqwest::Client,
     pub connect_ms: u64,
     pub policy: RetryPolicy,
 }
@@ -124,22 +247,78 @@ impl Endpoint {
         }
     }
 
-    pub fn transport(&self, err: &reqwest::Error) -> ProviderError {
-        let message = scrub(&chain(err), self.key());
-        if err.is_connect() {
-            if err.is_timeout() {
-                return self.timeout(TimeoutPhase::Connect, self.connect_ms);
-            }
+    /// A failure while reading a response body.
+    pub fn body_error(&self, err: &(dyn std::error::Error + 'static)) -> ProviderError {
+        ProviderError::Transport {
+            provider: self.provider.clone(),
+            url: self.url.clone(),
+            message: scrub(&chain(err), self.key()),
+        }
+    }
+
+    fn send_error(&self, err: SendError) -> ProviderError {
+        if err.connect && err.timeout {
+            return self.timeout(TimeoutPhase::Connect, self.connect_ms);
+        }
+        let message = scrub(&err.message, self.key());
+        let (provider, url) = (self.provider.clone(), self.url.clone());
+        if err.connect {
             ProviderError::Connect {
-                provider: self.provider.clone(),
-                url: self.url.clone(),
+                provider,
+                url,
                 message,
             }
         } else {
             ProviderError::Transport {
-                provider: self.provider.clone(),
-                url: self.url.clone(),
+                provider,
+                url,
                 message,
+            }
+        }
+    }
+
+    /// POSTs `body` and returns the response once its headers arrive.
+    async fn send(&self, body: Bytes) -> Result<UpstreamResponse, SendError> {
+        match &self.upstream {
+            Upstream::Direct { client, uri } => {
+                let mut req = http::Request::post(uri.clone())
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .header(header::USER_AGENT, USER_AGENT)
+                    .body(Full::new(body))
+                    .map_err(|e| SendError {
+                        message: e.to_string(),
+                        connect: false,
+                        timeout: false,
+                    })?;
+                if let Some(key) = self.key() {
+                    let mut v =
+                        http::HeaderValue::try_from(format!("Bearer {key}")).map_err(|_| {
+                            SendError {
+                                message: "the API key is not a valid header value".into(),
+                                connect: false,
+                                timeout: false,
+                            }
+                        })?;
+                    v.set_sensitive(true);
+                    req.headers_mut().insert(header::AUTHORIZATION, v);
+                }
+                let resp = client
+                    .request(req)
+                    .await
+                    .map_err(|e| SendError::of_hyper(&e))?;
+                Ok(resp.map(|b| b.map_err(BoxError::from).boxed_unsync()))
+            }
+            Upstream::Reqwest { client, url } => {
+                let mut rb = client
+                    .post(url.clone())
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(body);
+                if let Some(key) = self.key() {
+                    rb = rb.bearer_auth(key);
+                }
+                let resp = rb.send().await.map_err(|e| SendError::of_reqwest(&e))?;
+                let resp = http::Response::<reqwest::Body>::from(resp);
+                Ok(resp.map(|b| b.map_err(BoxError::from).boxed_unsync()))
             }
         }
     }
@@ -151,18 +330,10 @@ impl Endpoint {
         body: Bytes,
         until: Instant,
         on_timeout: (TimeoutPhase, u64),
-    ) -> Result<reqwest::Response, ProviderError> {
-        let mut rb = self
-            .client
-            .post(self.target.clone())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body);
-        if let Some(key) = self.key() {
-            rb = rb.bearer_auth(key);
-        }
-        let resp = match tokio::time::timeout_at(until, rb.send()).await {
+    ) -> Result<UpstreamResponse, ProviderError> {
+        let resp = match tokio::time::timeout_at(until, self.send(body)).await {
             Err(_) => return Err(self.timeout(on_timeout.0, on_timeout.1)),
-            Ok(Err(e)) => return Err(self.transport(&e)),
+            Ok(Err(e)) => return Err(self.send_error(e)),
             Ok(Ok(r)) => r,
         };
         let status = resp.status();
@@ -171,11 +342,11 @@ impl Endpoint {
         }
         let retry_after = resp
             .headers()
-            .get(reqwest::header::RETRY_AFTER)
+            .get(header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let text = match tokio::time::timeout_at(until, resp.bytes()).await {
+        let text = match tokio::time::timeout_at(until, read_body(resp.into_body())).await {
             Ok(Ok(b)) => String::from_utf8_lossy(&b).into_owned(),
             _ => String::new(),
         };
@@ -198,9 +369,9 @@ impl Endpoint {
                 let resp = self
                     .send_once(body, deadline, (TimeoutPhase::Total, total))
                     .await?;
-                match tokio::time::timeout_at(deadline, resp.bytes()).await {
+                match tokio::time::timeout_at(deadline, read_body(resp.into_body())).await {
                     Err(_) => Err(self.timeout(TimeoutPhase::Total, total)),
-                    Ok(Err(e)) => Err(self.transport(&e)),
+                    Ok(Err(e)) => Err(self.body_error(&*e)),
                     Ok(Ok(b)) => Ok(b),
                 }
             }
@@ -216,7 +387,7 @@ impl Endpoint {
         body: Bytes,
         stream: bool,
         opts: CallOptions,
-    ) -> Result<reqwest::Response, ProviderError> {
+    ) -> Result<UpstreamResponse, ProviderError> {
         let t = opts.timeouts;
         let deadline = Instant::now() + Duration::from_millis(t.total_ms);
         retry(self.policy, deadline, |_| {
@@ -263,7 +434,7 @@ impl Endpoint {
         })
         .await?;
         let state = StreamState {
-            bytes: resp.bytes_stream().boxed(),
+            bytes: BodyDataStream::new(resp.into_body()),
             decoder: make_decoder(),
             pending: VecDeque::new(),
             endpoint: self.clone(),
@@ -277,6 +448,11 @@ impl Endpoint {
     }
 }
 
+/// The whole of a response body.
+pub async fn read_body(body: UpstreamBody) -> Result<Bytes, BoxError> {
+    Ok(body.collect().await?.to_bytes())
+}
+
 /// Turns response bytes into events; one per dialect.
 pub(crate) trait EventDecoder: Send {
     /// Events completed by `chunk`.
@@ -286,7 +462,7 @@ pub(crate) trait EventDecoder: Send {
 }
 
 struct StreamState {
-    bytes: BoxStream<'static, reqwest::Result<Bytes>>,
+    bytes: BodyDataStream<UpstreamBody>,
     decoder: Box<dyn EventDecoder>,
     pending: VecDeque<ChatEvent>,
     endpoint: Endpoint,
@@ -326,7 +502,7 @@ impl StreamState {
                 }
                 Ok(Some(Err(e))) => {
                     self.finished = true;
-                    let err = self.endpoint.transport(&e);
+                    let err = self.endpoint.body_error(&*e);
                     return Some((Err(err), self));
                 }
                 Ok(Some(Ok(chunk))) => self.decoder.push(&chunk),
@@ -351,7 +527,33 @@ impl StreamState {
 
 #[cfg(test)]
 mod tests {
-    use super::Transport;
+    use super::{Matcher, Transport, Upstream};
+
+    fn is_direct(url: &str, proxies: &Matcher) -> bool {
+        let upstream = Upstream::with_proxies("p", url, 1000, proxies).unwrap();
+        matches!(upstream, Upstream::Direct { .. })
+    }
+
+    #[test]
+    fn plain_http_goes_direct_unless_a_proxy_variable_covers_it() {
+        let none = Matcher::builder().build();
+        assert!(is_direct("http://127.0.0.1:11434/api/chat", &none));
+        assert!(!is_direct(
+            "https://api.openai.com/v1/chat/completions",
+            &none
+        ));
+        let proxied = Matcher::builder()
+            .http("http://proxy.internal:3128")
+            .no("localhost,127.0.0.1")
+            .build();
+        assert!(!is_direct(
+            "http://ollama.internal:11434/api/chat",
+            &proxied
+        ));
+        assert!(is_direct("http://127.0.0.1:11434/api/chat", &proxied));
+        let err = Upstream::with_proxies("p", "http://exa mple/v1", 1000, &none).unwrap_err();
+        assert!(err.to_string().contains("provider `p`"), "{err}");
+    }
 
     #[test]
     fn only_plain_http_urls_skip_the_ca_store() {

@@ -13,8 +13,9 @@
 //! - Provider-specific parameters (`options`, `format`, `response_format`,
 //!   `tools`, ...) reach the upstream intact; generic ones are placed where
 //!   each dialect expects them (see `ollama::build_body`, `openai::build_body`).
-//! - One `reqwest::Client` (one connection pool, TCP_NODELAY) per process
-//!   and connect timeout; see [`http::shared_client`].
+//! - One connection pool (TCP_NODELAY) per process, connect timeout and
+//!   client: hyper's for plain-HTTP upstreams no proxy variable covers,
+//!   reqwest's for the rest (TLS, proxies); see [`http::Upstream`].
 //! - Retries happen only in [`retry`]; API keys never appear in errors or logs.
 
 pub mod client;
@@ -39,6 +40,7 @@ pub use client::{
     Completion, ModelClient, merge_params, messages_json, provider_from_config, provider_with_key,
 };
 pub use error::{ErrorKind, ProviderError, TimeoutPhase};
+pub use http::{BoxError, UpstreamBody, UpstreamResponse, read_body};
 
 /// One chat call, independent of the wire format.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -191,7 +193,7 @@ pub trait Provider: Send + Sync + fmt::Debug {
         body: bytes::Bytes,
         stream: bool,
         opts: CallOptions,
-    ) -> BoxFuture<'a, Result<reqwest::Response, ProviderError>>;
+    ) -> BoxFuture<'a, Result<UpstreamResponse, ProviderError>>;
 }
 
 /// Folds stream events into a [`ChatResponse`].

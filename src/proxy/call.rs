@@ -21,8 +21,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt};
+use http_body_util::BodyDataStream;
 use serde_json::{Map, Value};
 
 use super::app::{App, InFlightGuard};
@@ -36,7 +36,7 @@ use crate::logstore::{RequestLogRow, RequestStatus, Variant};
 use crate::provider::content_text;
 use crate::provider::{
     CallOptions, ChatEvent, ChatRequest, ChatResponse, ErrorKind, ProviderKind, StreamAccumulator,
-    merge_params, ollama, openai,
+    UpstreamBody, UpstreamResponse, merge_params, ollama, openai, read_body,
 };
 
 pub const REQUEST_ID: &str = "x-request-id";
@@ -535,9 +535,10 @@ pub async fn chat(app: Arc<App>, dialect: Dialect, headers: HeaderMap, body: Byt
             limits,
             variant,
             &version,
-        );
+        )
+        .await;
     }
-    let bytes = match tokio::time::timeout_at(deadline, resp.bytes()).await {
+    let bytes = match tokio::time::timeout_at(deadline, read_body(resp.into_body())).await {
         Ok(Ok(b)) => b,
         Ok(Err(e)) => {
             let err = ApiError::new(
@@ -634,7 +635,7 @@ impl Decoder {
 /// upstream's chunks as they arrive and logs the call when it ends; if
 /// the client goes away first, `Drop` logs it as `client_closed`.
 struct ProxyStream {
-    upstream: BoxStream<'static, reqwest::Result<Bytes>>,
+    upstream: BodyDataStream<UpstreamBody>,
     decoder: Decoder,
     /// None: the bytes pass as they are.
     encoder: Option<StreamEncoder>,
@@ -803,10 +804,13 @@ impl Drop for ProxyStream {
     }
 }
 
+/// The streaming response. Its headers wait for the first chunk so that
+/// both leave in one write: sent apart, they cost the client a second
+/// read and the proxy a second flush on the path to the first token.
 #[allow(clippy::too_many_arguments)]
-fn stream_response(
+async fn stream_response(
     ctx: CallCtx,
-    resp: reqwest::Response,
+    resp: UpstreamResponse,
     dialect: Dialect,
     client_model: &str,
     kind: ProviderKind,
@@ -824,8 +828,8 @@ fn stream_response(
     let encoder = (!same_dialect(dialect, kind))
         .then(|| StreamEncoder::new(dialect, client_model, &ctx.request_id));
     let request_id = ctx.request_id.clone();
-    let body = ProxyStream {
-        upstream: resp.bytes_stream().boxed(),
+    let mut body = ProxyStream {
+        upstream: BodyDataStream::new(resp.into_body()),
         decoder,
         encoder,
         errors: StreamEncoder::new(dialect, client_model, &request_id),
@@ -836,7 +840,11 @@ fn stream_response(
         ctx: Some(ctx),
         done: false,
     };
-    let mut r = Response::new(Body::from_stream(body));
+    // A client that goes away meanwhile drops `body`, which logs the call.
+    let first = body.next().await;
+    let mut r = Response::new(Body::from_stream(
+        futures_util::stream::iter(first).chain(body),
+    ));
     let content_type = if dialect.is_ollama() {
         "application/x-ndjson"
     } else {

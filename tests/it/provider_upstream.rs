@@ -429,7 +429,10 @@ async fn raw_pass_through_returns_upstream_bytes_and_retries() {
         .await
         .unwrap();
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
-    assert_eq!(resp.text().await.unwrap(), sse);
+    let bytes = promptgate::provider::read_body(resp.into_body())
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8(bytes.to_vec()).unwrap(), sse);
     assert_eq!(srv.hits(), 2);
     assert_eq!(
         srv.last_body(),

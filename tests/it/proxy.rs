@@ -349,6 +349,44 @@ async fn a_client_that_disconnects_mid_stream_gets_one_client_closed_row() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_before_the_first_chunk_gets_one_client_closed_row() {
+    // Headers at once, the first chunk only after 5 s: the proxy answers
+    // with the first chunk, so the client sees nothing before it gives up.
+    let slow = upstream::serve(|_, _, _| Reply {
+        body_delay: Duration::from_secs(5),
+        ..Reply::typed("text/event-stream", fixture("openai/chat_stream.sse"))
+    })
+    .await;
+    let s = proxy_scaffold("openai", &slow.url, "");
+    let mut p = Proxy::start(&s.root());
+    let gave_up = http()
+        .post(format!("{}/v1/chat/completions", p.url))
+        .json(
+            &json!({"model": "prompt:capital", "variables": {"country": "Chile"}, "stream": true}),
+        )
+        .timeout(Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(gave_up.unwrap_err().is_timeout());
+    // The proxy notices the closed connection while it waits for the
+    // upstream (not only at its first write, 5 s later) and logs the call.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    let rows = loop {
+        let rows = log_rows(&s.root());
+        if !rows.is_empty() || std::time::Instant::now() > deadline {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].status, RequestStatus::ClientClosed);
+    assert!(rows[0].stream);
+    assert_eq!(rows[0].output, "");
+    assert_eq!(p.terminate(), Some(0), "{}", p.stderr());
+    assert_eq!(log_rows(&s.root()).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_413_without_upstream_call_and_504_on_upstream_timeout() {
     let slow = upstream::serve(|_, _, _| Reply {
         delay: Duration::from_millis(3000),
