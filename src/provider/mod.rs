@@ -15,7 +15,7 @@
 //!   each dialect expects them (see `ollama::build_body`, `openai::build_body`).
 //! - One connection pool (TCP_NODELAY) per process, connect timeout and
 //!   client: hyper's for plain-HTTP upstreams no proxy variable covers,
-//!   reqwest's for the rest (TLS, proxies); see [`http::Upstream`].
+//!   reqwest's for the rest (TLS, proxies); see `http::Upstream`.
 //! - Retries happen only in [`retry`]; API keys never appear in errors or logs.
 
 pub mod client;
