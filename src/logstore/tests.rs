@@ -344,18 +344,27 @@ async fn a_failed_write_is_counted_and_retried_without_losing_or_duplicating_row
     // A file where the partition folder must go makes every write fail.
     let blocker = tmp.path().join(REQUESTS_DIR);
     std::fs::write(&blocker, b"not a folder").unwrap();
-    for i in 0..5 {
-        logger.log(row(i, day(1, i as i64))).await;
+    // A chunk already encoded plus some staged rows, over two dates.
+    let n = super::writer::CHUNK_ROWS + 5;
+    for i in 0..n {
+        logger.log(row(i, day(1 + (i % 2) as u32, i as i64))).await;
     }
     assert!(logger.flush().await.is_err());
     let s = logger.stats();
     assert!(s.write_errors >= 1);
-    assert_eq!((s.rows_written, s.buffered_rows), (0, 5));
+    assert_eq!((s.rows_written, s.buffered_rows), (0, n as u64));
+    // Rows that arrive meanwhile start new files.
+    for i in n..n + 3 {
+        logger.log(row(i, day(1, i as i64))).await;
+    }
     std::fs::remove_file(&blocker).unwrap();
     logger.flush().await.unwrap();
-    assert_eq!(logger.stats().rows_written, 5);
+    let s = logger.stats();
+    assert_eq!((s.rows_written, s.rows_dropped), ((n + 3) as u64, 0));
     logger.shutdown().await.unwrap();
-    assert_eq!(ids(&read_all(tmp.path())).len(), 5);
+    let back = ids(&read_all(tmp.path()));
+    let unique: std::collections::BTreeSet<_> = back.iter().collect();
+    assert_eq!((back.len(), unique.len()), (n + 3, n + 3));
 }
 
 #[tokio::test]

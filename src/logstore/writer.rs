@@ -5,22 +5,25 @@
 //! for room). The task flushes when `flush_rows` rows are buffered or when
 //! the oldest buffered row is `flush_interval_ms` old, whichever comes first,
 //! so a crash loses at most one interval. Buffered rows are redacted and
-//! converted to Arrow batches of [`CHUNK_ROWS`] as they arrive: held as row
-//! structs, one second of traffic at thousands of requests per second was
-//! most of the proxy's memory under load. Parquet encoding and file I/O run
+//! encoded, [`CHUNK_ROWS`] at a time, into one in-memory Parquet file per
+//! UTC date as they arrive: held as row structs (later as Arrow batches),
+//! one second of traffic at thousands of requests per second was most of
+//! the proxy's memory under load. Finishing the files and the file I/O run
 //! on the blocking pool. A failed write keeps its rows and is retried one interval
 //! later; while rows are waiting for a retry the task stops taking new ones
 //! from the channel, so a broken disk turns into back-pressure (block) or
 //! counted drops (drop), never into unbounded memory.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arrow_array::RecordBatch;
 use chrono::NaiveDate;
+use parquet::arrow::ArrowWriter;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -35,7 +38,7 @@ use crate::spec::config::{LoggingConfig, OnFull};
 /// Attempts of the last flush at shutdown before rows are given up.
 const SHUTDOWN_ATTEMPTS: u32 = 3;
 
-/// Rows converted to one Arrow batch at a time while they wait for a flush.
+/// Rows encoded at a time while they wait for a flush.
 pub(crate) const CHUNK_ROWS: usize = 512;
 
 enum Msg {
@@ -328,7 +331,12 @@ impl Writer {
         if self.buf.is_empty() {
             self.first_at = Some(Instant::now());
         }
-        self.buf.stage(row, self.redactor);
+        let lost = self.buf.stage(row, self.redactor);
+        if lost > 0 {
+            self.counters
+                .rows_dropped
+                .fetch_add(lost as u64, Ordering::Relaxed);
+        }
         self.counters
             .buffered
             .store(self.buf.len() as u64, Ordering::Relaxed);
@@ -395,6 +403,8 @@ impl Writer {
         };
         c.rows_written
             .fetch_add(outcome.rows_written, Ordering::Relaxed);
+        c.rows_dropped
+            .fetch_add(outcome.rows_lost, Ordering::Relaxed);
         c.files_written
             .fetch_add(outcome.files_written, Ordering::Relaxed);
         self.buf = outcome.failed;
@@ -420,88 +430,174 @@ impl Writer {
 }
 
 /// Rows taken from the channel and not yet in a file: the newest (fewer
-/// than [`CHUNK_ROWS`]) as rows, the rest as Arrow batches by UTC date.
+/// than [`CHUNK_ROWS`]) as rows, the rest already encoded as Parquet in
+/// memory, one file per UTC date. Compressed, a second of traffic takes a
+/// fraction of the memory its Arrow batches took (most of the proxy's
+/// memory under load, and growing with the request rate).
 #[derive(Default)]
 struct Pending {
     staged: Vec<RequestLogRow>,
-    chunks: BTreeMap<NaiveDate, Vec<RecordBatch>>,
-    chunk_rows: usize,
+    open: BTreeMap<NaiveDate, OpenFile>,
+    /// Finished files a failed write left behind, written again at the next flush.
+    closed: Vec<ClosedFile>,
+    /// Rows in `open` and `closed`.
+    encoded_rows: usize,
+}
+
+/// A partition's file being encoded in memory; its name is fixed when it starts.
+struct OpenFile {
+    name: String,
+    writer: ArrowWriter<Vec<u8>>,
+    rows: usize,
+}
+
+/// A complete Parquet file waiting to be written under `date`.
+struct ClosedFile {
+    date: NaiveDate,
+    name: String,
+    bytes: Vec<u8>,
+    rows: usize,
 }
 
 impl Pending {
     fn len(&self) -> usize {
-        self.staged.len() + self.chunk_rows
+        self.staged.len() + self.encoded_rows
     }
 
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    fn stage(&mut self, mut row: RequestLogRow, redactor: Redactor) {
+    /// Adds a row; returns how many rows an encoding failure lost (normally 0).
+    fn stage(&mut self, mut row: RequestLogRow, redactor: Redactor) -> usize {
         redactor.row(&mut row);
         self.staged.push(row);
         // At every CHUNK_ROWS-th row, not at every row past it: rows that
-        // failed to encode stay staged, and retrying them on each new row
+        // failed to convert stay staged, and retrying them on each new row
         // would re-encode (and log) the whole backlog per request.
-        if self.staged.len().is_multiple_of(CHUNK_ROWS)
-            && let Err(e) = self.encode_staged()
-        {
-            // Kept as rows; the flush tries again and reports the error.
-            tracing::error!(error = %e, "encoding request log rows failed");
+        if !self.staged.len().is_multiple_of(CHUNK_ROWS) {
+            return 0;
+        }
+        match self.encode_staged() {
+            Ok(lost) => lost,
+            Err(e) => {
+                // Kept as rows; the flush tries again and reports the error.
+                tracing::error!(error = %e, "converting request log rows failed");
+                0
+            }
         }
     }
 
-    /// Moves the staged rows into Arrow batches, one per UTC date.
-    fn encode_staged(&mut self) -> std::result::Result<(), arrow_schema::ArrowError> {
+    /// Encodes the staged rows into their dates' files. A conversion error
+    /// keeps the rows staged. A Parquet encoding error (a bug: the batches
+    /// match the schema and the sink is memory) loses that date's file;
+    /// it is logged and the lost rows are returned to be counted as dropped.
+    fn encode_staged(&mut self) -> std::result::Result<usize, arrow_schema::ArrowError> {
         let mut by_date: BTreeMap<NaiveDate, Vec<&RequestLogRow>> = BTreeMap::new();
         for r in &self.staged {
             by_date.entry(r.ts.date_naive()).or_default().push(r);
         }
-        let mut encoded = Vec::with_capacity(by_date.len());
+        let mut batches = Vec::with_capacity(by_date.len());
         for (date, rows) in by_date {
-            encoded.push((date, rows_to_batch(rows)?));
-        }
-        for (date, batch) in encoded {
-            self.chunk_rows += batch.num_rows();
-            self.chunks.entry(date).or_default().push(batch);
+            batches.push((date, rows_to_batch(rows)?));
         }
         self.staged.clear();
-        Ok(())
+        let mut lost = 0;
+        for (date, batch) in batches {
+            let file = match self.open.entry(date) {
+                Entry::Occupied(o) => o.into_mut(),
+                Entry::Vacant(v) => {
+                    let name = files::new_file_name("part", chrono::Utc::now());
+                    let kv = files::base_metadata(REQUESTS_DIR, &name);
+                    match files::arrow_writer(Vec::new(), request_schema(), kv) {
+                        Ok(writer) => v.insert(OpenFile {
+                            name,
+                            writer,
+                            rows: 0,
+                        }),
+                        Err(e) => {
+                            tracing::error!(error = %e, "starting a request log file failed");
+                            lost += batch.num_rows();
+                            continue;
+                        }
+                    }
+                }
+            };
+            match file.writer.write(&batch) {
+                Ok(()) => {
+                    file.rows += batch.num_rows();
+                    self.encoded_rows += batch.num_rows();
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "encoding request log rows failed; the partition's buffered rows are lost");
+                    if let Some(f) = self.open.remove(&date) {
+                        self.encoded_rows -= f.rows;
+                        lost += f.rows;
+                    }
+                    lost += batch.num_rows();
+                }
+            }
+        }
+        Ok(lost)
     }
 }
 
 struct WriteOutcome {
     rows_written: u64,
     files_written: u64,
-    /// What could not be written: the partitions whose file failed (or the
-    /// staged rows, if they could not be encoded).
+    /// Rows lost to an encoding failure.
+    rows_lost: u64,
+    /// What could not be written: the files whose write failed (or the
+    /// staged rows, if they could not be converted).
     failed: Pending,
     error: Option<LogStoreError>,
 }
 
-/// Writes one file per UTC date. Partitions written before a failure stay
-/// written (they are not retried).
+/// Finishes every open file and writes each finished file. Files written
+/// before a failure stay written (they are not retried).
 fn write_pending(dir: &Path, mut pending: Pending) -> WriteOutcome {
     let mut out = WriteOutcome {
         rows_written: 0,
         files_written: 0,
+        rows_lost: 0,
         failed: Pending::default(),
         error: None,
     };
-    if let Err(e) = pending.encode_staged() {
-        out.error = Some(LogStoreError::Arrow(e));
-        out.failed.staged = std::mem::take(&mut pending.staged);
+    match pending.encode_staged() {
+        Ok(lost) => out.rows_lost += lost as u64,
+        Err(e) => {
+            out.error = Some(LogStoreError::Arrow(e));
+            out.failed.staged = std::mem::take(&mut pending.staged);
+        }
     }
-    for (date, batches) in pending.chunks {
-        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-        match write_partition_batches(dir, date, &batches) {
+    let mut closed = std::mem::take(&mut pending.closed);
+    for (date, f) in pending.open {
+        match f.writer.into_inner() {
+            Ok(bytes) => closed.push(ClosedFile {
+                date,
+                name: f.name,
+                bytes,
+                rows: f.rows,
+            }),
+            Err(e) => {
+                tracing::error!(error = %e, rows = f.rows, "finishing a request log file failed; its rows are lost");
+                out.rows_lost += f.rows as u64;
+            }
+        }
+    }
+    for f in closed {
+        let path = dir
+            .join(REQUESTS_DIR)
+            .join(files::partition_name(f.date))
+            .join(&f.name);
+        match files::write_file(&path, |out| out.write_all(&f.bytes)) {
             Ok(()) => {
-                out.rows_written += rows as u64;
+                out.rows_written += f.rows as u64;
                 out.files_written += 1;
             }
             Err(e) => {
-                out.failed.chunk_rows += rows;
-                out.failed.chunks.insert(date, batches);
+                out.failed.encoded_rows += f.rows;
+                out.failed.closed.push(f);
                 out.error.get_or_insert(e);
             }
         }
@@ -509,7 +605,14 @@ fn write_pending(dir: &Path, mut pending: Pending) -> WriteOutcome {
     out
 }
 
-fn write_partition_batches(dir: &Path, date: NaiveDate, batches: &[RecordBatch]) -> Result<()> {
+/// Writes `rows` as one file of `date`'s partition, as the writer would.
+#[cfg(test)]
+pub(crate) fn write_partition_file(
+    dir: &Path,
+    date: NaiveDate,
+    rows: &[RequestLogRow],
+) -> Result<()> {
+    let batch = rows_to_batch(rows)?;
     let name = files::new_file_name("part", chrono::Utc::now());
     let path = dir
         .join(REQUESTS_DIR)
@@ -518,17 +621,7 @@ fn write_partition_batches(dir: &Path, date: NaiveDate, batches: &[RecordBatch])
     files::write_parquet(
         &path,
         request_schema(),
-        batches,
+        &[batch],
         files::base_metadata(REQUESTS_DIR, &name),
     )
-}
-
-#[cfg(test)]
-pub(crate) fn write_partition_file(
-    dir: &Path,
-    date: NaiveDate,
-    rows: &[RequestLogRow],
-) -> Result<()> {
-    let batch = rows_to_batch(rows)?;
-    write_partition_batches(dir, date, &[batch])
 }
