@@ -11,11 +11,14 @@
 //! Usage: `prompt_eval_count` is input tokens, `eval_count` output tokens;
 //! both arrive on the final (`done: true`) object.
 
+use std::borrow::Cow;
+
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::dialect::Dialect;
 use super::http::EventDecoder;
-use super::wire::NdjsonDecoder;
+use super::wire::{NdjsonDecoder, Obj, present};
 use super::{ChatEvent, ChatRequest, ChatResponse, ProviderKind, ToolCall, ToolCallDelta, Usage};
 
 /// Keys that stay at the top level of an Ollama request.
@@ -117,7 +120,11 @@ fn normalize_message(m: &Value) -> Value {
 }
 
 fn tool_calls(message: &Value) -> Vec<ToolCall> {
-    let Some(calls) = message.get("tool_calls").and_then(Value::as_array) else {
+    tool_calls_of(message.get("tool_calls"))
+}
+
+fn tool_calls_of(calls: Option<&Value>) -> Vec<ToolCall> {
+    let Some(calls) = calls.and_then(Value::as_array) else {
         return Vec::new();
     };
     calls
@@ -194,6 +201,39 @@ impl StreamDecoder {
         if self.done {
             return Ok(());
         }
+        // The usual line, read without building a JSON tree; anything the
+        // strict types do not accept takes the general path, which gives
+        // the same result wherever both apply (as in the OpenAI decoder).
+        if let Ok(Obj(l)) = serde_json::from_str::<Obj<LineWire<'_>>>(line)
+            && !l.error
+        {
+            if let Some(Obj(message)) = l.message {
+                if let Some(c) = message.content
+                    && !c.is_empty()
+                {
+                    out.push(ChatEvent::Content(c.into_owned()));
+                }
+                self.push_tool_calls(message.tool_calls.as_ref(), out);
+            }
+            if l.done == Some(true) {
+                self.done = true;
+                let usage =
+                    (l.prompt_eval_count.is_some() || l.eval_count.is_some()).then(|| Usage {
+                        input_tokens: l.prompt_eval_count.unwrap_or(0),
+                        output_tokens: l.eval_count.unwrap_or(0),
+                    });
+                out.push(ChatEvent::Done {
+                    usage,
+                    finish_reason: l.done_reason.map(Cow::into_owned),
+                    model: l.model.map(Cow::into_owned),
+                });
+            }
+            return Ok(());
+        }
+        self.line_general(line, out)
+    }
+
+    fn line_general(&mut self, line: &str, out: &mut Vec<ChatEvent>) -> Result<(), String> {
         let v: Value =
             serde_json::from_str(line).map_err(|e| format!("invalid NDJSON line: {e}"))?;
         if let Some(err) = v.get("error") {
@@ -205,16 +245,7 @@ impl StreamDecoder {
             {
                 out.push(ChatEvent::Content(c.to_string()));
             }
-            for call in tool_calls(message) {
-                let arguments = call.arguments_text();
-                out.push(ChatEvent::ToolCall(ToolCallDelta {
-                    index: self.next_tool_index,
-                    id: call.id,
-                    name: Some(call.name),
-                    arguments,
-                }));
-                self.next_tool_index += 1;
-            }
+            self.push_tool_calls(message.get("tool_calls"), out);
         }
         if v.get("done").and_then(Value::as_bool) == Some(true) {
             self.done = true;
@@ -225,6 +256,19 @@ impl StreamDecoder {
             });
         }
         Ok(())
+    }
+
+    fn push_tool_calls(&mut self, calls: Option<&Value>, out: &mut Vec<ChatEvent>) {
+        for call in tool_calls_of(calls) {
+            let arguments = call.arguments_text();
+            out.push(ChatEvent::ToolCall(ToolCallDelta {
+                index: self.next_tool_index,
+                id: call.id,
+                name: Some(call.name),
+                arguments,
+            }));
+            self.next_tool_index += 1;
+        }
     }
 
     /// Events completed by `chunk`.
@@ -258,6 +302,35 @@ impl EventDecoder for StreamDecoder {
     }
 }
 
+/// The fields of a stream line the decoder reads, borrowed from its text
+/// where no escapes need decoding.
+#[derive(Deserialize)]
+struct LineWire<'a> {
+    /// Whether an `error` key is there at all (even `null`).
+    #[serde(default, deserialize_with = "present")]
+    error: bool,
+    #[serde(default, borrow)]
+    message: Option<Obj<MessageWire<'a>>>,
+    #[serde(default)]
+    done: Option<bool>,
+    #[serde(default)]
+    prompt_eval_count: Option<u64>,
+    #[serde(default)]
+    eval_count: Option<u64>,
+    #[serde(default, borrow)]
+    done_reason: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    model: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct MessageWire<'a> {
+    #[serde(default, borrow)]
+    content: Option<Cow<'a, str>>,
+    #[serde(default)]
+    tool_calls: Option<Value>,
+}
+
 /// The Ollama wire format.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Ollama;
@@ -279,5 +352,86 @@ impl Dialect for Ollama {
 
     fn decoder() -> Box<dyn EventDecoder> {
         Box::new(StreamDecoder::new())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::wire::json_strategies::{
+        function, leaf, message_like, optional_fields, or_any, with_rare_error,
+    };
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn line() -> impl Strategy<Value = Value> {
+        let call = optional_fields(vec![("id", or_any(leaf())), ("function", function())]);
+        let message = message_like(call);
+        or_any(optional_fields(vec![
+            ("model", or_any(leaf())),
+            ("message", or_any(message)),
+            ("done", or_any(any::<bool>().prop_map(Value::from))),
+            ("done_reason", or_any(leaf())),
+            (
+                "prompt_eval_count",
+                or_any((0u64..50).prop_map(Value::from)),
+            ),
+            ("eval_count", or_any((0u64..50).prop_map(Value::from))),
+        ]))
+        .prop_flat_map(with_rare_error)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+        #[test]
+        fn the_typed_line_path_agrees_with_the_general_one(
+            lines in prop::collection::vec(line(), 1..4)
+        ) {
+            let (mut fast, mut general) = (StreamDecoder::new(), StreamDecoder::new());
+            for l in &lines {
+                let text = l.to_string();
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                if fast.done {
+                    break;
+                }
+                let ra = fast.line(&text, &mut a);
+                let rb = general.line_general(&text, &mut b);
+                prop_assert_eq!(ra, rb, "{}", text);
+                prop_assert_eq!(a, b, "{}", text);
+                prop_assert_eq!(
+                    (fast.done, fast.next_tool_index),
+                    (general.done, general.next_tool_index),
+                    "{}", text
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_usual_line_is_decoded_and_the_last_carries_the_counts() {
+        let mut d = StreamDecoder::new();
+        let mut out = Vec::new();
+        d.line(
+            r#"{"model":"m","message":{"role":"assistant","content":"Pa\"ris"},"done":false}"#,
+            &mut out,
+        )
+        .unwrap();
+        let last = json!({"model": "m", "message": {"role": "assistant", "content": ""},
+            "done": true, "done_reason": "stop", "prompt_eval_count": 7, "eval_count": 3});
+        d.line(&last.to_string(), &mut out).unwrap();
+        assert_eq!(
+            out,
+            [
+                ChatEvent::Content("Pa\"ris".into()),
+                ChatEvent::Done {
+                    usage: Some(Usage {
+                        input_tokens: 7,
+                        output_tokens: 3
+                    }),
+                    finish_reason: Some("stop".into()),
+                    model: Some("m".into()),
+                }
+            ]
+        );
     }
 }

@@ -21,7 +21,7 @@ use serde_json::{Map, Value, json};
 
 use super::dialect::Dialect;
 use super::http::EventDecoder;
-use super::wire::SseDecoder;
+use super::wire::{Obj, SseDecoder, present};
 use super::{ChatEvent, ChatRequest, ChatResponse, ProviderKind, ToolCall, ToolCallDelta, Usage};
 
 /// Ollama-only keys with no OpenAI meaning.
@@ -402,30 +402,6 @@ struct DeltaWire<'a> {
     tool_calls: Option<Vec<Value>>,
 }
 
-/// `T` from a JSON object only: derived structs also accept arrays
-/// (fields by position), which the general path treats as no object at all.
-struct Obj<T>(T);
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Obj<T> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct ObjVisitor<T>(std::marker::PhantomData<T>);
-        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for ObjVisitor<T> {
-            type Value = Obj<T>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Obj<T>, A::Error> {
-                T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Obj)
-            }
-        }
-        d.deserialize_map(ObjVisitor(std::marker::PhantomData))
-    }
-}
-
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-    serde::de::IgnoredAny::deserialize(d).map(|_| true)
-}
-
 /// The OpenAi wire format.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct OpenAi;
@@ -458,82 +434,18 @@ impl Dialect for OpenAi {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::provider::wire::json_strategies::{
+        function, leaf, message_like, optional_fields, or_any, with_rare_error,
+    };
     use proptest::prelude::*;
-
-    fn leaf() -> impl Strategy<Value = Value> {
-        prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::from),
-            (-3i64..300).prop_map(Value::from),
-            Just(json!(2.5)),
-            prop_oneof![
-                Just(""),
-                Just("Par"),
-                Just("is\"\n\u{e9}"),
-                Just("stop"),
-                Just("gpt-x")
-            ]
-            .prop_map(Value::from),
-        ]
-    }
-
-    fn any_json() -> impl Strategy<Value = Value> {
-        leaf().prop_recursive(3, 16, 4, |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..3).prop_map(Value::from),
-                prop::collection::btree_map(
-                    prop_oneof![Just("content"), Just("index"), Just("x")].prop_map(String::from),
-                    inner,
-                    0..3
-                )
-                .prop_map(|m| Value::Object(m.into_iter().collect())),
-            ]
-        })
-    }
-
-    /// `good`, or now and then anything at all in its place.
-    fn or_any(good: impl Strategy<Value = Value> + 'static) -> BoxedStrategy<Value> {
-        prop_oneof![4 => good, 1 => any_json()].boxed()
-    }
-
-    fn optional_fields(fields: Vec<(&'static str, BoxedStrategy<Value>)>) -> BoxedStrategy<Value> {
-        let parts: Vec<_> = fields
-            .into_iter()
-            .map(|(k, v)| proptest::option::of(v).prop_map(move |v| (k, v)))
-            .collect();
-        parts
-            .prop_map(|kvs| {
-                let mut m = Map::new();
-                for (k, v) in kvs {
-                    if let Some(v) = v {
-                        m.insert(k.to_string(), v);
-                    }
-                }
-                Value::Object(m)
-            })
-            .boxed()
-    }
 
     fn chunk() -> impl Strategy<Value = Value> {
         let tool_call = optional_fields(vec![
             ("index", or_any((0u64..3).prop_map(Value::from))),
             ("id", or_any(leaf())),
-            (
-                "function",
-                or_any(optional_fields(vec![
-                    ("name", leaf().boxed()),
-                    ("arguments", any_json().boxed()),
-                ])),
-            ),
+            ("function", function()),
         ]);
-        let delta = optional_fields(vec![
-            ("role", leaf().boxed()),
-            ("content", or_any(leaf())),
-            (
-                "tool_calls",
-                or_any(prop::collection::vec(tool_call, 0..3).prop_map(Value::from)),
-            ),
-        ]);
+        let delta = message_like(tool_call);
         let choice = optional_fields(vec![
             ("index", leaf().boxed()),
             ("finish_reason", or_any(leaf())),
@@ -551,11 +463,8 @@ mod tests {
                 "choices",
                 or_any(prop::collection::vec(choice, 0..3).prop_map(Value::from)),
             ),
-            (
-                "error",
-                prop_oneof![9 => Just(Value::Null), 1 => any_json()].boxed(),
-            ),
         ]))
+        .prop_flat_map(with_rare_error)
     }
 
     fn state(d: &StreamDecoder) -> (Option<Usage>, Option<String>, Option<String>) {
@@ -563,6 +472,7 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
         #[test]
         fn the_typed_chunk_path_agrees_with_the_general_one(
             chunks in prop::collection::vec(chunk(), 1..4)

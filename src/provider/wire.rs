@@ -8,6 +8,8 @@
 //! because lines are decoded only once complete. Bytes after the last newline
 //! stay buffered until [`LineBuffer::finish`].
 
+use serde::Deserialize;
+
 /// Splits a byte stream into lines (without their terminators).
 #[derive(Debug, Default)]
 pub struct LineBuffer {
@@ -163,6 +165,129 @@ impl SseDecoder {
             "event" => *event = Some(value.to_string()),
             _ => {}
         }
+    }
+}
+
+/// `T` from a JSON object only: derived structs also accept arrays
+/// (fields by position), which the general path treats as no object at all.
+pub(crate) struct Obj<T>(pub(crate) T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Obj<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ObjVisitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for ObjVisitor<T> {
+            type Value = Obj<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Obj<T>, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Obj)
+            }
+        }
+        d.deserialize_map(ObjVisitor(std::marker::PhantomData))
+    }
+}
+
+/// For `#[serde(default, deserialize_with = "present")]`: whether a key is
+/// there at all, whatever its value (even `null`).
+pub(crate) fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(d).map(|_| true)
+}
+
+/// JSON generators for the property tests of the decoders' typed paths.
+#[cfg(test)]
+pub(crate) mod json_strategies {
+    use proptest::prelude::*;
+    use serde_json::{Map, Value, json};
+
+    pub(crate) fn leaf() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            (-3i64..300).prop_map(Value::from),
+            Just(json!(2.5)),
+            prop_oneof![
+                Just(""),
+                Just("Par"),
+                Just("is\"\n\u{e9}"),
+                Just("stop"),
+                Just("gpt-x")
+            ]
+            .prop_map(Value::from),
+        ]
+    }
+
+    pub(crate) fn any_json() -> impl Strategy<Value = Value> {
+        leaf().prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..3).prop_map(Value::from),
+                prop::collection::btree_map(
+                    prop_oneof![Just("content"), Just("index"), Just("x")].prop_map(String::from),
+                    inner,
+                    0..3
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// `good`, or now and then anything at all in its place.
+    pub(crate) fn or_any(good: impl Strategy<Value = Value> + 'static) -> BoxedStrategy<Value> {
+        prop_oneof![4 => good, 1 => any_json()].boxed()
+    }
+
+    /// A chat message or stream delta: role, content, tool calls made of `call`.
+    pub(crate) fn message_like(call: BoxedStrategy<Value>) -> BoxedStrategy<Value> {
+        let calls = prop::collection::vec(call, 0..3).prop_map(Value::from);
+        optional_fields(vec![
+            ("role", leaf().boxed()),
+            ("content", or_any(leaf())),
+            ("tool_calls", or_any(calls)),
+        ])
+    }
+
+    /// A tool call's `function`: name and arguments.
+    pub(crate) fn function() -> BoxedStrategy<Value> {
+        or_any(optional_fields(vec![
+            ("name", or_any(leaf())),
+            ("arguments", any_json().boxed()),
+        ]))
+    }
+
+    /// `v`, and in one case of ten an `error` key (often `null`) added to it.
+    pub(crate) fn with_rare_error(v: Value) -> BoxedStrategy<Value> {
+        let error = prop_oneof![Just(Value::Null), any_json()];
+        prop_oneof![
+            9 => Just(v.clone()),
+            1 => error.prop_map(move |e| {
+                let mut v = v.clone();
+                if let Value::Object(m) = &mut v {
+                    m.insert("error".into(), e);
+                }
+                v
+            }),
+        ]
+        .boxed()
+    }
+
+    pub(crate) fn optional_fields(
+        fields: Vec<(&'static str, BoxedStrategy<Value>)>,
+    ) -> BoxedStrategy<Value> {
+        let parts: Vec<_> = fields
+            .into_iter()
+            .map(|(k, v)| proptest::option::of(v).prop_map(move |v| (k, v)))
+            .collect();
+        parts
+            .prop_map(|kvs| {
+                let mut m = Map::new();
+                for (k, v) in kvs {
+                    if let Some(v) = v {
+                        m.insert(k.to_string(), v);
+                    }
+                }
+                Value::Object(m)
+            })
+            .boxed()
     }
 }
 
