@@ -440,8 +440,6 @@ struct Pending {
     open: BTreeMap<NaiveDate, OpenFile>,
     /// Finished files a failed write left behind, written again at the next flush.
     closed: Vec<ClosedFile>,
-    /// Rows in `open` and `closed`.
-    encoded_rows: usize,
 }
 
 /// A partition's file being encoded in memory; its name is fixed when it starts.
@@ -461,7 +459,9 @@ struct ClosedFile {
 
 impl Pending {
     fn len(&self) -> usize {
-        self.staged.len() + self.encoded_rows
+        let open: usize = self.open.values().map(|f| f.rows).sum();
+        let closed: usize = self.closed.iter().map(|f| f.rows).sum();
+        self.staged.len() + open + closed
     }
 
     fn is_empty(&self) -> bool {
@@ -524,16 +524,10 @@ impl Pending {
                 }
             };
             match file.writer.write(&batch) {
-                Ok(()) => {
-                    file.rows += batch.num_rows();
-                    self.encoded_rows += batch.num_rows();
-                }
+                Ok(()) => file.rows += batch.num_rows(),
                 Err(e) => {
                     tracing::error!(error = %e, "encoding request log rows failed; the partition's buffered rows are lost");
-                    if let Some(f) = self.open.remove(&date) {
-                        self.encoded_rows -= f.rows;
-                        lost += f.rows;
-                    }
+                    lost += self.open.remove(&date).map_or(0, |f| f.rows);
                     lost += batch.num_rows();
                 }
             }
@@ -596,7 +590,6 @@ fn write_pending(dir: &Path, mut pending: Pending) -> WriteOutcome {
                 out.files_written += 1;
             }
             Err(e) => {
-                out.failed.encoded_rows += f.rows;
                 out.failed.closed.push(f);
                 out.error.get_or_insert(e);
             }

@@ -99,8 +99,8 @@ const POOL_IDLE: Duration = Duration::from_secs(90);
 type DirectClient = hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>;
 
 /// The process-wide hyper client for plain-HTTP upstreams with a connect timeout.
-fn shared_direct_client(connect_ms: u64) -> DirectClient {
-    static CLIENTS: OnceLock<Mutex<HashMap<u64, DirectClient>>> = OnceLock::new();
+fn shared_direct_client(connect_ms: u64) -> Arc<DirectClient> {
+    static CLIENTS: OnceLock<Mutex<HashMap<u64, Arc<DirectClient>>>> = OnceLock::new();
     let map = CLIENTS.get_or_init(Default::default);
     let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
     map.entry(connect_ms)
@@ -108,10 +108,12 @@ fn shared_direct_client(connect_ms: u64) -> DirectClient {
             let mut connector = HttpConnector::new();
             connector.set_nodelay(true);
             connector.set_connect_timeout(Some(Duration::from_millis(connect_ms)));
-            hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-                .pool_idle_timeout(POOL_IDLE)
-                .pool_timer(TokioTimer::new())
-                .build(connector)
+            Arc::new(
+                hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+                    .pool_idle_timeout(POOL_IDLE)
+                    .pool_timer(TokioTimer::new())
+                    .build(connector),
+            )
         })
         .clone()
 }
@@ -167,7 +169,7 @@ impl Upstream {
             let uri: http::Uri = url.parse().map_err(|e| bad(&e))?;
             if proxies.intercept(&uri).is_none() {
                 return Ok(Upstream::Direct {
-                    client: Arc::new(shared_direct_client(connect_ms)),
+                    client: shared_direct_client(connect_ms),
                     uri,
                 });
             }
@@ -187,6 +189,15 @@ struct SendError {
 }
 
 impl SendError {
+    /// A request that could not even be built.
+    fn unsent(message: impl Into<String>) -> Self {
+        SendError {
+            message: message.into(),
+            connect: false,
+            timeout: false,
+        }
+    }
+
     fn of_reqwest(e: &reqwest::Error) -> Self {
         SendError {
             message: chain(e),
@@ -285,19 +296,11 @@ impl Endpoint {
                     .header(header::CONTENT_TYPE, "application/json")
                     .header(header::USER_AGENT, USER_AGENT)
                     .body(Full::new(body))
-                    .map_err(|e| SendError {
-                        message: e.to_string(),
-                        connect: false,
-                        timeout: false,
-                    })?;
+                    .map_err(|e| SendError::unsent(e.to_string()))?;
                 if let Some(key) = self.key() {
                     let mut v =
                         http::HeaderValue::try_from(format!("Bearer {key}")).map_err(|_| {
-                            SendError {
-                                message: "the API key is not a valid header value".into(),
-                                connect: false,
-                                timeout: false,
-                            }
+                            SendError::unsent("the API key is not a valid header value")
                         })?;
                     v.set_sensitive(true);
                     req.headers_mut().insert(header::AUTHORIZATION, v);
