@@ -580,10 +580,7 @@ fn write_pending(dir: &Path, mut pending: Pending) -> WriteOutcome {
         }
     }
     for f in closed {
-        let path = dir
-            .join(REQUESTS_DIR)
-            .join(files::partition_name(f.date))
-            .join(&f.name);
+        let path = partition_file(dir, f.date, &f.name);
         match files::write_file(&path, |out| out.write_all(&f.bytes)) {
             Ok(()) => {
                 out.rows_written += f.rows as u64;
@@ -598,6 +595,13 @@ fn write_pending(dir: &Path, mut pending: Pending) -> WriteOutcome {
     out
 }
 
+/// Where a request log file named `name` of `date` goes.
+fn partition_file(dir: &Path, date: NaiveDate, name: &str) -> PathBuf {
+    dir.join(REQUESTS_DIR)
+        .join(files::partition_name(date))
+        .join(name)
+}
+
 /// Writes `rows` as one file of `date`'s partition, as the writer would.
 #[cfg(test)]
 pub(crate) fn write_partition_file(
@@ -607,10 +611,7 @@ pub(crate) fn write_partition_file(
 ) -> Result<()> {
     let batch = rows_to_batch(rows)?;
     let name = files::new_file_name("part", chrono::Utc::now());
-    let path = dir
-        .join(REQUESTS_DIR)
-        .join(files::partition_name(date))
-        .join(&name);
+    let path = partition_file(dir, date, &name);
     files::write_parquet(
         &path,
         request_schema(),
