@@ -3,9 +3,10 @@
 //! serves the refs `rollout.yaml` names and rolls a regressing canary back
 //! with a git commit.
 //!
-//! Data flows one way: spec -> repo -> template -> project -> provider ->
+//! Data flows one way: spec -> repo -> template/binding -> project -> settings -> provider ->
 //! dataset/eval/logstore -> stats -> canary/report. The CLI sits on top.
 
+pub mod binding;
 pub mod canary;
 pub mod cli;
 pub mod dataset;

@@ -3,7 +3,9 @@
 //! Invariants: undefined variables are errors that name the variable (strict
 //! undefined); there is no loader, so a template cannot include files; input
 //! values are data, never parsed as templates, so `{{ 7*7 }}` inside a value
-//! comes out verbatim.
+//! comes out verbatim. Values come bound by [`crate::binding`]: a missing
+//! optional input is none, which is false in `{% if %}` and prints as
+//! nothing (not `none`: a prompt never wants that word).
 
 use std::collections::BTreeSet;
 
@@ -36,6 +38,13 @@ fn environment() -> Environment<'static> {
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     // Prompts are plain text, not HTML.
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+    env.set_formatter(|out, state, value| {
+        if value.is_none() {
+            Ok(())
+        } else {
+            minijinja::escape_formatter(out, state, value)
+        }
+    });
     env
 }
 
@@ -313,6 +322,21 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("undefined variable `name`"), "{text}");
         assert!(text.contains("message 0 (user)"), "{text}");
+    }
+
+    #[test]
+    fn none_is_false_and_prints_nothing() {
+        let out = render_messages(
+            &msgs("[{{ tone }}]{% if tone %} in a {{ tone }} tone{% endif %}"),
+            &vars(json!({"tone": null})),
+        )
+        .unwrap();
+        assert_eq!(out[0].content, "[]");
+        let c = CompiledMessages::compile(&msgs("[{{ tone }}]")).unwrap();
+        assert_eq!(
+            c.render(&vars(json!({"tone": null}))).unwrap()[0].content,
+            "[]"
+        );
     }
 
     #[test]

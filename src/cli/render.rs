@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 
 use super::ExitStatus;
+use crate::binding::{self, BindError, Supplied};
 use crate::project::Project;
 use crate::repo::FileSource;
 use crate::repo::GitRepo;
@@ -56,45 +57,32 @@ pub fn run(args: Args) -> anyhow::Result<ExitStatus> {
     Ok(ExitStatus::Success)
 }
 
-/// `name=value` pairs checked against the prompt's declared inputs.
-pub(crate) fn parse_vars(
+/// `name=value` pairs as JSON values: a string input takes the text as it
+/// is, any other type parses it as JSON. Binding (declared names, types,
+/// required inputs, defaults) is [`binding::bind`]'s, as in every command.
+fn parse_vars(
     pairs: &[String],
     prompt: &crate::spec::prompt::Prompt,
 ) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
     use crate::spec::prompt::InputType;
-    let mut vars = serde_json::Map::new();
+    let mut values = serde_json::Map::new();
     for pair in pairs {
         let Some((name, raw)) = pair.split_once('=') else {
             bail!("--var `{pair}`: expected NAME=VALUE");
         };
-        let Some(spec) = prompt.inputs.get(name) else {
-            let known = prompt.inputs.keys().cloned().collect::<Vec<_>>().join(", ");
-            bail!(
-                "--var `{name}`: prompt `{}` declares no such input (inputs: {known})",
-                prompt.id
-            );
+        let value = match prompt.inputs.get(name).map(|spec| spec.kind) {
+            None | Some(InputType::String) => serde_json::Value::String(raw.to_string()),
+            Some(kind) => serde_json::from_str(raw).with_context(|| {
+                format!("--var `{name}`: `{raw}` is not a valid {}", kind.as_str())
+            })?,
         };
-        let value = match spec.kind {
-            InputType::String => serde_json::Value::String(raw.to_string()),
-            kind => {
-                let v: serde_json::Value = serde_json::from_str(raw).with_context(|| {
-                    format!("--var `{name}`: `{raw}` is not a valid {}", kind.as_str())
-                })?;
-                if !kind.accepts(&v) {
-                    bail!("--var `{name}`: `{raw}` is not a valid {}", kind.as_str());
-                }
-                v
-            }
-        };
-        vars.insert(name.to_string(), value);
+        values.insert(name.to_string(), value);
     }
-    for (name, spec) in &prompt.inputs {
-        if spec.required && !vars.contains_key(name) {
-            bail!(
-                "missing --var {name}=... (required input of prompt `{}`)",
-                prompt.id
-            );
-        }
-    }
-    Ok(vars)
+    let bound = binding::bind(&prompt.id, &prompt.inputs, Supplied::values(values)).map_err(
+        |e| match e {
+            BindError::Missing { .. } => anyhow::anyhow!("{e}: pass --var {}=...", e.input()),
+            e => anyhow::anyhow!("--var `{}`: {e}", e.input()),
+        },
+    )?;
+    Ok(bound.values)
 }

@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use super::assertions::{self, AssertionResult, CompiledAssertion, Observation};
 use super::call::{CallFailure, ModelCall, ModelCaller, ModelReply};
+use crate::binding::{self, BindError, Supplied};
 use crate::dataset::{self, Row};
 use crate::project::{LoadedPrompt, Project};
 use crate::repo::FileSource;
@@ -174,10 +175,11 @@ pub fn prepare_variant(
         .iter()
         .map(|row| {
             let key = snapshot.key_of(row);
-            let messages = prompt_vars(&prompt.prompt, &suite.suite.vars, row).and_then(|vars| {
-                let templates = templates.as_ref().map_err(Clone::clone)?;
-                templates.render(&vars).map_err(|e| e.to_string())
-            });
+            let messages =
+                prompt_vars(&prompt.prompt, &suite.suite.vars, &key, row).and_then(|vars| {
+                    let templates = templates.as_ref().map_err(Clone::clone)?;
+                    templates.render(&vars).map_err(|e| e.to_string())
+                });
             PreparedCase {
                 key,
                 row: row.clone(),
@@ -228,32 +230,36 @@ pub fn upstream_id(config: &Config, model: &str) -> Option<String> {
 }
 
 /// The prompt's variables for one row: each input takes the column `vars`
-/// maps it to, else the column of the same name.
+/// maps it to, else the column of the same name, bound like every command
+/// binds ([`binding::bind`]). An error names the row and the column.
 fn prompt_vars(
     prompt: &crate::spec::prompt::Prompt,
     mapping: &std::collections::BTreeMap<String, String>,
+    key: &str,
     row: &Row,
 ) -> Result<serde_json::Map<String, serde_json::Value>, String> {
-    let mut vars = serde_json::Map::new();
-    for (input, spec) in &prompt.inputs {
-        let column = mapping.get(input).unwrap_or(input);
-        match row.get(column) {
-            Some(v) if !v.is_null() => {
-                if !spec.kind.accepts(v) {
-                    return Err(format!(
-                        "column `{column}` holds {v}, but input `{input}` is a {}",
-                        spec.kind.as_str()
-                    ));
+    let column_of = |input: &str| {
+        mapping
+            .get(input)
+            .cloned()
+            .unwrap_or_else(|| input.to_string())
+    };
+    let values = prompt
+        .inputs
+        .keys()
+        .filter_map(|input| Some((input.clone(), row.get(&column_of(input))?.clone())))
+        .collect();
+    binding::bind(&prompt.id, &prompt.inputs, Supplied::values(values))
+        .map(|b| b.values)
+        .map_err(|e| {
+            let column = column_of(e.input());
+            match e {
+                BindError::Missing { .. } => {
+                    format!("dataset row `{key}`: column `{column}` is empty or absent: {e}")
                 }
-                vars.insert(input.clone(), v.clone());
+                e => format!("dataset row `{key}`, column `{column}`: {e}"),
             }
-            _ if spec.required => {
-                return Err(format!("column `{column}` (input `{input}`) is empty"));
-            }
-            _ => {}
-        }
-    }
-    Ok(vars)
+        })
 }
 
 /// Options of one run.

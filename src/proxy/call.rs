@@ -30,8 +30,9 @@ use super::error::{ApiError, Dialect, json_response};
 use super::metrics::RequestSample;
 use super::online;
 use super::routing::user_hash;
-use super::state::{INPUT_VARIABLE, ModelTarget, PreparedPrompt, ServingState};
+use super::state::{ModelTarget, PreparedPrompt, ServingState};
 use super::translate::{ClientRequest, StreamEncoder, encode_response};
+use crate::binding::{self, BindError, INPUT_VARIABLE, Supplied};
 use crate::logstore::{RequestLogRow, RequestStatus, Variant};
 use crate::provider::content_text;
 use crate::provider::{
@@ -259,72 +260,55 @@ fn route(state: &ServingState, req: &ClientRequest, user: Option<&str>) -> Resul
     })
 }
 
-/// The messages sent upstream for a prompt, and the variables used.
+/// The messages sent upstream for a prompt, and the variables used. The
+/// variables are bound by [`binding::bind`], as in `render` and `eval`; when
+/// the last user message fills `input`, the turns before it stay as history
+/// after the prompt's system messages and the turns after it (tool results)
+/// follow the prompt's messages.
 fn render(
     p: &PreparedPrompt,
     variables: Option<Map<String, Value>>,
     messages: Vec<Value>,
 ) -> Result<(Vec<Value>, Map<String, Value>), ApiError> {
-    let (mut vars, history, tail) = match variables {
-        Some(v) => (v, Vec::new(), messages),
-        None if p.has_input => {
-            let Some(i) = messages
-                .iter()
-                .rposition(|m| m.get("role").and_then(Value::as_str) == Some("user"))
-            else {
-                return Err(ApiError::field(
-                    "messages",
-                    format!(
-                        "prompt `{}` needs `variables` or a user message to fill `{INPUT_VARIABLE}`",
-                        p.id
-                    ),
-                ));
-            };
-            let mut messages = messages;
-            let tail = messages.split_off(i + 1);
-            let last = messages.pop().unwrap_or(Value::Null);
-            let input = last
-                .get("content")
-                .and_then(content_text)
-                .unwrap_or_default();
-            let mut vars = Map::new();
-            vars.insert(INPUT_VARIABLE.to_string(), Value::String(input));
-            (vars, messages, tail)
-        }
-        None => (Map::new(), Vec::new(), messages),
+    let values = variables.unwrap_or_default();
+    let chat_input = binding::takes_chat_input(&p.inputs, &values);
+    let last_user = if chat_input {
+        messages
+            .iter()
+            .rposition(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+    } else {
+        None
     };
-    for name in vars.keys() {
-        if !p.inputs.contains_key(name) {
-            let declared = p.inputs.keys().cloned().collect::<Vec<_>>().join(", ");
-            return Err(ApiError::field(
-                format!("variables.{name}"),
-                format!(
-                    "prompt `{}` declares no input `{name}` (inputs: {declared})",
-                    p.id
-                ),
-            ));
+    let last_user_message = last_user.map(|i| {
+        messages[i]
+            .get("content")
+            .and_then(content_text)
+            .unwrap_or_default()
+    });
+    let supplied = Supplied {
+        values,
+        last_user_message,
+    };
+    let bound = binding::bind(&p.id, &p.inputs, supplied).map_err(|e| match e {
+        BindError::Missing { .. } if chat_input && e.input() == INPUT_VARIABLE => ApiError::field(
+            "messages",
+            format!(
+                "prompt `{}` needs `variables.{INPUT_VARIABLE}` or a user message to fill `{INPUT_VARIABLE}`",
+                p.id
+            ),
+        ),
+        e => ApiError::field(format!("variables.{}", e.input()), e.to_string()),
+    })?;
+    let (history, tail) = match last_user {
+        Some(i) if bound.input_from_chat => {
+            let mut history = messages;
+            let tail = history.split_off(i + 1);
+            history.pop();
+            (history, tail)
         }
-    }
-    for (name, spec) in &p.inputs {
-        match vars.get(name) {
-            Some(v) if !spec.kind.accepts(v) => {
-                return Err(ApiError::field(
-                    format!("variables.{name}"),
-                    format!("must be of type {}", spec.kind.as_str()),
-                ));
-            }
-            Some(_) => {}
-            None if spec.required => {
-                return Err(ApiError::field(
-                    format!("variables.{name}"),
-                    format!("required input of prompt `{}` is missing", p.id),
-                ));
-            }
-            None => {
-                vars.insert(name.clone(), Value::Null);
-            }
-        }
-    }
+        _ => (Vec::new(), messages),
+    };
+    let vars = bound.values;
     let rendered = p
         .templates
         .render(&vars)
@@ -887,6 +871,7 @@ mod tests {
             InputSpec {
                 kind: InputType::String,
                 required: true,
+                default: None,
                 description: None,
             },
         );
@@ -905,7 +890,6 @@ mod tests {
             params: Map::new(),
             templates: Arc::new(CompiledMessages::compile(&messages).unwrap()),
             inputs,
-            has_input: true,
             online: Default::default(),
         }
     }
@@ -940,9 +924,35 @@ mod tests {
         assert_eq!(err.field.as_deref(), Some("variables.input"));
         let err = render(&p, vars(json!({"input": "a", "extra": 1})), vec![]).unwrap_err();
         assert_eq!(err.field.as_deref(), Some("variables.extra"));
+        // `variables` without `input` and no user message to fill it.
         let err = render(&p, vars(json!({})), vec![]).unwrap_err();
-        assert_eq!(err.field.as_deref(), Some("variables.input"));
+        assert_eq!(err.field.as_deref(), Some("messages"));
         let (out, _) = render(&p, vars(json!({"input": "{{ 7*7 }}"})), vec![]).unwrap();
         assert_eq!(out[1]["content"], "Q: {{ 7*7 }}");
+    }
+
+    #[test]
+    fn variables_without_input_still_take_it_from_the_last_user_message() {
+        let mut p = prompt();
+        p.inputs.insert(
+            "tone".to_string(),
+            InputSpec {
+                kind: InputType::String,
+                required: false,
+                default: None,
+                description: None,
+            },
+        );
+        let vars = json!({"tone": "dry"}).as_object().cloned();
+        let msgs = vec![json!({"role": "user", "content": "hello"})];
+        let (out, bound) = render(&p, vars, msgs).unwrap();
+        assert_eq!(bound["input"], "hello");
+        assert_eq!(bound["tone"], "dry");
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert_eq!(out[1]["content"], "Q: hello");
+        // Without variables the optional input is bound to none.
+        let msgs = vec![json!({"role": "user", "content": "hi"})];
+        let (_, bound) = render(&p, None, msgs).unwrap();
+        assert_eq!(bound["tone"], Value::Null);
     }
 }

@@ -28,9 +28,6 @@ use crate::spec::rollout::Rollout;
 use crate::spec::{FileKind, SourceFile};
 use crate::template::CompiledMessages;
 
-/// The input a client's last user message fills when no variables are sent.
-pub const INPUT_VARIABLE: &str = "input";
-
 /// Why a new state was refused; `commit` is the control commit it was read from.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
@@ -105,9 +102,8 @@ pub struct PreparedPrompt {
     /// The model's default params with the prompt's own over them.
     pub params: Map<String, Value>,
     pub templates: Arc<CompiledMessages>,
+    /// Declared inputs, bound per request by [`crate::binding::bind`].
     pub inputs: BTreeMap<String, InputSpec>,
-    /// Whether the prompt declares `input` (filled from the last user message).
-    pub has_input: bool,
     /// The `online: true` assertions of this prompt's eval suites at the
     /// same ref, scored on every finished call ([`super::online`]).
     pub online: Arc<OnlineChecks>,
@@ -364,7 +360,6 @@ fn ref_state(
                 target,
                 templates,
                 inputs: lp.prompt.inputs.clone(),
-                has_input: lp.prompt.inputs.contains_key(INPUT_VARIABLE),
                 online: Arc::new(online),
             }),
         );

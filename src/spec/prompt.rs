@@ -62,19 +62,60 @@ impl InputType {
     }
 }
 
+/// One declared input. Required unless it is marked `required: false` or
+/// has a `default`; a missing optional input without a default is none.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawInputSpec")]
 pub struct InputSpec {
-    #[serde(default, rename = "type")]
+    #[serde(rename = "type")]
     pub kind: InputType,
-    #[serde(default = "default_true")]
     pub required: bool,
-    #[serde(default)]
+    /// The value a missing optional input takes; of type `kind`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
 }
 
-fn default_true() -> bool {
-    true
+/// `inputs.<name>` as written; [`InputSpec`] once checked.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInputSpec {
+    #[serde(default, rename = "type")]
+    kind: InputType,
+    #[serde(default)]
+    required: Option<bool>,
+    #[serde(default)]
+    default: Option<serde_json::Value>,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+impl TryFrom<RawInputSpec> for InputSpec {
+    type Error = String;
+
+    fn try_from(raw: RawInputSpec) -> Result<InputSpec, String> {
+        let default = match raw.default {
+            // `default: null` is the same as no default.
+            Some(serde_json::Value::Null) | None => None,
+            Some(v) if !raw.kind.accepts(&v) => {
+                return Err(format!(
+                    "`default` {v} is not of type {}",
+                    raw.kind.as_str()
+                ));
+            }
+            Some(v) => Some(v),
+        };
+        if default.is_some() && raw.required == Some(true) {
+            return Err("an input with a `default` is optional: remove `required: true`".into());
+        }
+        Ok(InputSpec {
+            kind: raw.kind,
+            required: raw.required.unwrap_or(default.is_none()),
+            default,
+            description: raw.description,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
@@ -128,4 +169,41 @@ pub fn is_valid_id(id: &str) -> bool {
     matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
         && id.len() <= 64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{FileKind, SourceFile};
+
+    fn parse(inputs: &str) -> Result<Prompt, String> {
+        let text = format!(
+            "id: p\nmodel: m\ninputs:\n{inputs}messages:\n  - role: user\n    content: hi\n"
+        );
+        SourceFile::new("prompts/p.yaml", text)
+            .parse::<Prompt>(FileKind::Prompt)
+            .map_err(|d| {
+                d.iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+    }
+
+    #[test]
+    fn a_default_makes_an_input_optional_and_must_have_its_type() {
+        let p = parse("  tone: {type: string, default: neutral}\n  n: {type: integer}\n").unwrap();
+        assert!(!p.inputs["tone"].required);
+        assert_eq!(p.inputs["tone"].default, Some(serde_json::json!("neutral")));
+        assert!(p.inputs["n"].required);
+        let err = parse("  n: {type: integer, default: many}\n").unwrap_err();
+        assert!(err.contains("prompts/p.yaml:4:"), "{err}");
+        assert!(
+            err.contains("`default` \"many\" is not of type integer"),
+            "{err}"
+        );
+        let err = parse("  n: {type: integer, required: true, default: 3}\n").unwrap_err();
+        assert!(err.contains("remove `required: true`"), "{err}");
+        assert!(parse("  n: {type: integer, colour: red}\n").is_err());
+    }
 }

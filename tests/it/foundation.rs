@@ -334,7 +334,9 @@ fn render_names_a_missing_or_unknown_variable() {
     let o = s.run(&["render", "capital"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        stderr(&o).contains("missing --var country="),
+        stderr(&o).contains(
+            "required input `country` of prompt `capital` is missing: pass --var country="
+        ),
         "{}",
         stderr(&o)
     );
@@ -348,7 +350,7 @@ fn render_names_a_missing_or_unknown_variable() {
     ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        stderr(&o).contains("declares no such input"),
+        stderr(&o).contains("--var `city`: prompt `capital` declares no input `city`"),
         "{}",
         stderr(&o)
     );

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod action;
+mod binding;
 mod canary;
 mod canary_e2e;
 mod check;
