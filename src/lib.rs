@@ -18,6 +18,7 @@ pub mod provider;
 pub mod proxy;
 pub mod repo;
 pub mod report;
+pub mod settings;
 pub mod spec;
 pub mod stats;
 pub mod template;

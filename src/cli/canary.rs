@@ -10,10 +10,8 @@ use anyhow::Context;
 use super::ExitStatus;
 use crate::canary::{self, Action, CanaryReport, Decision, actions};
 use crate::logstore;
-use crate::project::{CONFIG_FILE, render_all};
-use crate::repo::{FileSource, GitRepo};
-use crate::spec::config::Config;
-use crate::spec::{FileKind, SourceFile};
+use crate::repo::GitRepo;
+use crate::settings::{Overrides, Scope, Settings};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -34,11 +32,13 @@ pub struct CommonArgs {
     #[arg(long)]
     pub repo: Option<PathBuf>,
     /// Log roots to read (repeatable, one per replica; also partition
-    /// folders or files); default: the repository's `logging.dir`.
+    /// folders or files); default: the one `serve` writes to (`logging.dir`
+    /// of the control ref's promptgate.yaml, or $PROMPTGATE_LOG_DIR).
     #[arg(long = "logs", value_name = "PATH", num_args = 1..)]
     pub logs: Vec<PathBuf>,
-    /// Branch whose rollout.yaml is live; default: `server.control_ref` of
-    /// promptgate.yaml (`HEAD`, the checked-out branch).
+    /// Branch whose rollout.yaml is live; default: $PROMPTGATE_CONTROL_REF,
+    /// else `server.control_ref` of HEAD's committed promptgate.yaml
+    /// (`HEAD`, the checked-out branch).
     #[arg(long)]
     pub control_ref: Option<String>,
     /// Print JSON instead of the table.
@@ -80,24 +80,20 @@ struct Output<'a> {
 }
 
 fn run_inner(args: CommonArgs, apply: bool, push: bool) -> anyhow::Result<ExitStatus> {
-    let root = super::repo_root(args.repo.as_deref())?;
-    let git = GitRepo::open(&root)?;
-    let config = committed_config(&git)?;
-    let control_ref = args
-        .control_ref
-        .clone()
-        .unwrap_or_else(|| config.server.control_ref.clone());
-    let state = canary::load(&git, &control_ref)
+    let overrides = Overrides {
+        repo: args.repo.clone(),
+        control_ref: args.control_ref.clone(),
+        log_roots: args.logs.clone(),
+        ..Overrides::default()
+    };
+    let settings = Settings::resolve(&Scope::Production, overrides.with_env())?;
+    let git = GitRepo::open(settings.root())?;
+    let control_ref = &settings.control_ref;
+    let state = canary::load(&git, control_ref)
         .with_context(|| format!("reading the rollout on {control_ref}"))?;
     // The default log folder may not exist yet (no traffic): no rows. A
     // folder named on the command line must exist.
-    let logs = if args.logs.is_empty() {
-        let dir = root.join(&config.logging.dir);
-        if dir.exists() { vec![dir] } else { Vec::new() }
-    } else {
-        args.logs.clone()
-    };
-    let (rows, feedback) = read_logs(&logs, &state)?;
+    let (rows, feedback) = read_logs(&settings.readable_log_roots(), &state)?;
     let report = state.analyze(&rows, &feedback)?;
 
     let mut notes = Vec::new();
@@ -187,17 +183,6 @@ fn render(out: &Output<'_>) -> String {
         text.push_str(&format!("{n}\n"));
     }
     text
-}
-
-/// promptgate.yaml as committed on HEAD (defaults when absent).
-fn committed_config(git: &GitRepo) -> anyhow::Result<Config> {
-    let tree = git.tree_at("HEAD")?;
-    match tree.read_string(CONFIG_FILE)? {
-        Some(text) => SourceFile::new(CONFIG_FILE, text)
-            .parse(FileKind::Config)
-            .map_err(|d| anyhow::anyhow!("{}", render_all(&d))),
-        None => anyhow::bail!("HEAD has no {CONFIG_FILE}"),
-    }
 }
 
 type Logs = (Vec<logstore::RequestLogRow>, Vec<logstore::FeedbackRecord>);

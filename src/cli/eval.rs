@@ -13,7 +13,8 @@ use crate::eval::provider_caller::ProviderCaller;
 use crate::eval::results::{self, Summary};
 use crate::eval::runner::{self, RunOptions};
 use crate::project::{LoadOptions, Project};
-use crate::repo::{FileSource, GitRepo, WorkTree};
+use crate::repo::{FileSource, GitRepo};
+use crate::settings::{Location, Overrides, STATE_DIR, Scope};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -66,7 +67,7 @@ pub fn evaluate(
     let caller: Arc<dyn ModelCaller> = if use_cache {
         Arc::new(CachedCaller::new(
             provider,
-            root.join(".promptgate/cache/responses"),
+            root.join(STATE_DIR).join("cache/responses"),
         ))
     } else {
         Arc::new(provider)
@@ -91,7 +92,7 @@ pub fn evaluate(
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let summary = results::record(&root.join(".promptgate"), &prepared, &cases, duration)?;
+    let summary = results::record(&root.join(STATE_DIR), &prepared, &cases, duration)?;
     Ok(Outcome { summary })
 }
 
@@ -110,21 +111,22 @@ pub(crate) fn progress_bar(label: &str, cases: usize) -> indicatif::ProgressBar 
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitStatus> {
-    let root = super::repo_root(args.repo.as_deref())?;
-    let git = GitRepo::open(&root)?;
-    let worktree;
-    let tree;
-    let source: &dyn FileSource = if args.worktree {
-        worktree = WorkTree::new(&root);
-        &worktree
+    let scope = if args.worktree {
+        Scope::WorkTree
     } else {
-        tree = git.tree_at(&args.git_ref)?;
-        &tree
+        Scope::Commit(args.git_ref.clone())
     };
+    let overrides = Overrides {
+        repo: args.repo.clone(),
+        ..Overrides::default()
+    };
+    let location = Location::resolve(&scope, &overrides.with_env())?;
+    let git = GitRepo::open(&location.root)?;
+    let files = location.files(&git)?;
     let progress = !args.json && std::io::stderr().is_terminal();
     let outcome = evaluate(
-        &root,
-        source,
+        &location.root,
+        &files,
         &args.suite,
         args.concurrency,
         !args.no_cache,

@@ -1,17 +1,15 @@
 //! `promptgate logs compact|query`: maintenance and inspection of the
-//! Parquet request logs under `logging.dir` of promptgate.yaml.
+//! Parquet request logs under `logging.dir` of the control ref's committed
+//! promptgate.yaml (the folder `serve` writes to, see [`crate::settings`]).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::ExitStatus;
 use crate::logstore::{self, RequestFilter};
-use crate::project::{CONFIG_FILE, render_all};
-use crate::repo::{FileSource, WorkTree};
-use crate::spec::config::Config;
-use crate::spec::{FileKind, SourceFile};
+use crate::settings::{self, Settings};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -32,7 +30,8 @@ pub enum LogsCommand {
 pub struct CompactArgs {
     #[arg(long)]
     pub repo: Option<PathBuf>,
-    /// Log root to compact instead of the repository's `logging.dir`.
+    /// Log root to compact instead of the one `serve` writes to (`logging.dir`
+    /// of the control ref's promptgate.yaml, or $PROMPTGATE_LOG_DIR).
     #[arg(long)]
     pub dir: Option<PathBuf>,
     /// Print the report as JSON.
@@ -45,7 +44,8 @@ pub struct QueryArgs {
     #[arg(long)]
     pub repo: Option<PathBuf>,
     /// Log roots, partition folders or files to read (repeatable, e.g. one
-    /// per replica); default: the repository's `logging.dir`.
+    /// per replica); default: the one `serve` writes to (`logging.dir` of
+    /// the control ref's promptgate.yaml, or $PROMPTGATE_LOG_DIR).
     #[arg(long = "dir", value_name = "PATH")]
     pub dirs: Vec<PathBuf>,
     /// Only rows of this prompt id.
@@ -73,24 +73,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitStatus> {
     }
 }
 
-/// The repository's log root: `logging.dir` of the working tree's
-/// promptgate.yaml, relative to the repository root.
-fn repo_log_dir(repo: Option<&Path>) -> anyhow::Result<PathBuf> {
-    let root = super::repo_root(repo)?;
-    let tree = WorkTree::new(&root);
-    let text = tree
-        .read_string(CONFIG_FILE)?
-        .with_context(|| format!("{}: no {CONFIG_FILE}", root.display()))?;
-    let config: Config = SourceFile::new(CONFIG_FILE, text)
-        .parse(FileKind::Config)
-        .map_err(|d| anyhow::anyhow!("{}", render_all(&d)))?;
-    Ok(root.join(&config.logging.dir))
-}
-
 fn compact(args: CompactArgs) -> anyhow::Result<ExitStatus> {
     let dir = match args.dir {
         Some(d) => d,
-        None => repo_log_dir(args.repo.as_deref())?,
+        None => Settings::production(args.repo, Vec::new())?.log_dir,
     };
     if !dir.is_dir() {
         super::out(&format!("no logs under {}\n", dir.display()))?;
@@ -170,13 +156,8 @@ fn query(args: QueryArgs) -> anyhow::Result<ExitStatus> {
             .transpose()?,
         prompt_id: args.prompt.clone(),
     };
-    let dirs = if args.dirs.is_empty() {
-        // No logs yet is not an error: the proxy creates the folder.
-        let d = repo_log_dir(args.repo.as_deref())?;
-        if d.exists() { vec![d] } else { Vec::new() }
-    } else {
-        args.dirs.clone()
-    };
+    // No logs yet is not an error: the proxy creates the folder.
+    let dirs = settings::log_roots(args.repo.clone(), args.dirs.clone())?;
     let mut rows = logstore::read_requests(&dirs, &filter).context("reading request logs")?;
     if let Some(n) = args.limit {
         let skip = rows.len().saturating_sub(n);

@@ -136,13 +136,5 @@ pub(crate) fn out(text: &str) -> anyhow::Result<()> {
 
 /// The repository root for `--repo` (default: discovered from the current folder).
 pub(crate) fn repo_root(repo: Option<&std::path::Path>) -> anyhow::Result<std::path::PathBuf> {
-    use anyhow::Context;
-    let start = match repo {
-        Some(p) => p.to_path_buf(),
-        None => std::env::current_dir().context("reading the current folder")?,
-    };
-    let git = crate::repo::GitRepo::discover(&start)?;
-    git.workdir()
-        .map(|p| p.to_path_buf())
-        .with_context(|| format!("{}: a bare repository has no working tree", start.display()))
+    Ok(crate::settings::repo_root(repo)?)
 }

@@ -1,5 +1,6 @@
 //! `promptgate render PROMPT --var k=v`: the rendered messages of a prompt
-//! as of a ref (default: HEAD, i.e. what is committed).
+//! as of a ref (default: HEAD, i.e. what is committed) or, with
+//! `--worktree`, as edited.
 
 use std::path::PathBuf;
 
@@ -8,8 +9,8 @@ use anyhow::{Context, bail};
 use super::ExitStatus;
 use crate::binding::{self, BindError, Supplied};
 use crate::project::Project;
-use crate::repo::FileSource;
-use crate::repo::GitRepo;
+use crate::repo::{FileSource, GitRepo};
+use crate::settings::{Location, Overrides, Scope};
 use crate::template;
 
 #[derive(Debug, clap::Args)]
@@ -21,8 +22,12 @@ pub struct Args {
     #[arg(long = "var", value_name = "NAME=VALUE")]
     pub vars: Vec<String>,
     /// Git ref to read the prompt from.
-    #[arg(long = "ref", default_value = "HEAD")]
+    #[arg(long = "ref", default_value = "HEAD", conflicts_with = "worktree")]
     pub git_ref: String,
+    /// Read the prompt and promptgate.yaml from the working tree (before
+    /// committing) instead of a commit.
+    #[arg(long)]
+    pub worktree: bool,
     #[arg(long)]
     pub repo: Option<PathBuf>,
     /// Print the messages as JSON.
@@ -31,11 +36,25 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitStatus> {
-    let root = super::repo_root(args.repo.as_deref())?;
-    let git = GitRepo::open(&root)?;
-    let tree = git.tree_at(&args.git_ref)?;
-    let (_config, loaded) = Project::load_prompt(&tree, &args.prompt)
-        .with_context(|| format!("loading prompt `{}` at `{}`", args.prompt, args.git_ref))?;
+    let scope = if args.worktree {
+        Scope::WorkTree
+    } else {
+        Scope::Commit(args.git_ref.clone())
+    };
+    let overrides = Overrides {
+        repo: args.repo.clone(),
+        ..Overrides::default()
+    };
+    let location = Location::resolve(&scope, &overrides.with_env())?;
+    let git = GitRepo::open(&location.root)?;
+    let files = location.files(&git)?;
+    let (_config, loaded) = Project::load_prompt(&files, &args.prompt).with_context(|| {
+        format!(
+            "loading prompt `{}` at {}",
+            args.prompt,
+            location.describe()
+        )
+    })?;
     let vars = parse_vars(&args.vars, &loaded.prompt)?;
     let messages = template::render_messages(&loaded.prompt.messages, &vars)
         .with_context(|| format!("rendering prompt `{}`", args.prompt))?;
@@ -43,7 +62,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitStatus> {
         let out = serde_json::json!({
             "prompt": args.prompt,
             "model": loaded.prompt.model,
-            "version": { "commit": tree.commit().map(|c| c.to_string()), "blob": loaded.blob },
+            "version": { "commit": files.commit().map(|c| c.to_string()), "blob": loaded.blob },
             "messages": messages,
         });
         super::out(&format!("{}\n", serde_json::to_string_pretty(&out)?))?;

@@ -1,6 +1,8 @@
-//! `promptgate serve`: the proxy. Resolves the repository, starts the
-//! server (`promptgate::proxy`), prints one `listening on` line to stderr
-//! when ready, and runs until SIGTERM or Ctrl-C, then drains and flushes.
+//! `promptgate serve`: the proxy. Resolves the settings (the control ref's
+//! committed promptgate.yaml, the environment, flags: `crate::settings`),
+//! starts the server (`promptgate::proxy`), prints one `listening on` line
+//! to stderr when ready, and runs until SIGTERM or Ctrl-C, then drains and
+//! flushes.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -9,14 +11,16 @@ use anyhow::Context;
 
 use super::ExitStatus;
 use crate::proxy::{AnalyzerOptions, FetchOptions, ServeOptions, Server};
+use crate::settings::{Overrides, Scope, Settings};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Repository (default: discovered from the current folder).
     #[arg(long)]
     pub repo: Option<PathBuf>,
-    /// Address to listen on (default: server.listen of promptgate.yaml;
-    /// port 0 picks a free port, printed on the `listening on` line).
+    /// Address to listen on (default: $PROMPTGATE_LISTEN, else server.listen
+    /// of the control ref's promptgate.yaml; port 0 picks a free port,
+    /// printed on the `listening on` line).
     #[arg(long)]
     pub listen: Option<String>,
     /// Time in-flight requests get to finish after SIGTERM, in milliseconds.
@@ -99,7 +103,13 @@ pub(crate) fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitStatus> {
-    let root = super::repo_root(args.repo.as_deref())?;
+    let overrides = Overrides {
+        repo: args.repo.clone(),
+        listen: args.listen.clone(),
+        ..Overrides::default()
+    };
+    let settings = Settings::resolve(&Scope::Production, overrides.with_env())?;
+    let root = settings.root().to_path_buf();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -107,8 +117,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitStatus> {
     rt.block_on(async move {
         let shutdown = shutdown_signal();
         let server = Server::bind(ServeOptions {
-            root: root.clone(),
-            listen: args.listen,
+            settings,
             grace: Duration::from_millis(args.grace_ms),
             analyzer: AnalyzerOptions {
                 enabled: !args.no_analyzer,

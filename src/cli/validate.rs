@@ -8,7 +8,8 @@ use anyhow::Context;
 use super::ExitStatus;
 use crate::dataset::{IntegrityProblem, verify_snapshots};
 use crate::project::{LoadOptions, Project, render_all};
-use crate::repo::{FileSource, GitRepo, WorkTree};
+use crate::repo::{FileSource, GitRepo};
+use crate::settings::{Location, Overrides, Scope};
 use crate::spec::{Diagnostic, Severity};
 
 #[derive(Debug, clap::Args)]
@@ -25,26 +26,26 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitStatus> {
-    let root = super::repo_root(args.repo.as_deref())?;
-    let git = GitRepo::open(&root)?;
+    // Where the files come from, resolved as every command does; the
+    // files themselves (promptgate.yaml included) are what is checked.
+    let scope = match &args.git_ref {
+        Some(r) => Scope::Commit(r.clone()),
+        None => Scope::WorkTree,
+    };
+    let overrides = Overrides {
+        repo: args.repo.clone(),
+        ..Overrides::default()
+    };
+    let location = Location::resolve(&scope, &overrides.with_env())?;
+    let git = GitRepo::open(&location.root)?;
     let resolve = |r: &str| git.resolve(r).is_ok();
     let opts = LoadOptions {
         resolve_ref: Some(&resolve),
     };
-    let worktree;
-    let tree;
-    let source: &dyn FileSource = match &args.git_ref {
-        Some(r) => {
-            tree = git
-                .tree_at(r)
-                .with_context(|| format!("reading {}", root.display()))?;
-            &tree
-        }
-        None => {
-            worktree = WorkTree::new(&root);
-            &worktree
-        }
-    };
+    let files = location
+        .files(&git)
+        .with_context(|| format!("reading {}", location.root.display()))?;
+    let source: &dyn FileSource = &files;
     let mut diags = Project::diagnose(source, &opts)?;
     if !diags.iter().any(Diagnostic::is_error) {
         diags.extend(snapshot_problems(source, &opts)?);

@@ -26,7 +26,7 @@ static PHONE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?:\+|\(|\b)\d[\d ().\-]{6,}\d\b").expect("phone regex"));
 
 /// Redacts the text fields of log rows according to `logging.redact`.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Redactor {
     emails: bool,
     phones: bool,

@@ -389,6 +389,43 @@ async fn redaction_applies_to_logged_text_when_configured() {
 }
 
 #[tokio::test]
+async fn reconfigured_settings_apply_to_the_running_writer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (logger, _) =
+        RequestLogger::start(tmp.path(), &cfg(1_000_000, 3_600_000, 4, OnFull::Block)).unwrap();
+    logger.log(row(0, day(1, 0))).await;
+    wait_until(|| logger.stats().buffered_rows == 1).await;
+    // An hour's interval: the row waits. A 20 ms one writes it.
+    let mut c = cfg(1_000_000, 20, 4, OnFull::Drop);
+    c.redact = Redaction {
+        emails: true,
+        phones: false,
+    };
+    logger.reconfigure(&c);
+    wait_until(|| logger.stats().rows_written == 1).await;
+    // Rows staged from now on are redacted.
+    let mut r = row(1, day(1, 1));
+    r.output = "mail jane@example.com".into();
+    logger.log(r).await;
+    wait_until(|| logger.stats().rows_written == 2).await;
+    // `on_full: drop` now: a stalled writer makes rows drop instead of waiting.
+    let stall = logger.stall();
+    let mut accepted = 0;
+    for i in 2..40 {
+        let r = tokio::time::timeout(Duration::from_secs(1), logger.log(row(i, day(1, 2))))
+            .await
+            .expect("log() must not block after on_full: drop");
+        accepted += usize::from(r);
+    }
+    assert!(accepted < 38, "the stalled writer must make rows drop");
+    drop(stall);
+    logger.shutdown().await.unwrap();
+    let back = read_all(tmp.path());
+    assert_eq!(back.len(), 2 + accepted);
+    assert!(back.iter().any(|r| r.output == "mail [email]"));
+}
+
+#[tokio::test]
 async fn a_second_writer_on_the_same_folder_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let (logger, _) = RequestLogger::start(tmp.path(), &LoggingConfig::default()).unwrap();

@@ -13,12 +13,16 @@
 //! later; while rows are waiting for a retry the task stops taking new ones
 //! from the channel, so a broken disk turns into back-pressure (block) or
 //! counted drops (drop), never into unbounded memory.
+//!
+//! `flush_rows`, `flush_interval_ms`, `on_full` and `redact` can change
+//! while the writer runs ([`RequestLogger::reconfigure`], `serve`'s reload);
+//! the folder and the channel's capacity are fixed when it starts.
 
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -75,7 +79,9 @@ pub struct LoggerStats {
 
 struct Inner {
     tx: mpsc::Sender<Msg>,
-    on_full: OnFull,
+    /// `on_full: drop`.
+    drop_when_full: AtomicBool,
+    tuning: watch::Sender<Tuning>,
     counters: Arc<Counters>,
     task: Mutex<Option<JoinHandle<()>>>,
     stall: watch::Sender<bool>,
@@ -117,12 +123,14 @@ impl RequestLogger {
         let (tx, rx) = mpsc::channel(capacity);
         let (stall_tx, stall_rx) = watch::channel(false);
         let counters = Arc::new(Counters::default());
+        let tuning = Tuning::from(cfg);
+        let (tuning_tx, tuning_rx) = watch::channel(tuning);
         let writer = Writer {
             dir: dir.to_path_buf(),
             rx,
-            flush_rows: cfg.flush_rows.max(1),
-            interval: Duration::from_millis(cfg.flush_interval_ms.max(1)),
-            redactor: Redactor::new(cfg.redact),
+            tuning,
+            tuning_rx,
+            tuning_alive: true,
             counters: counters.clone(),
             buf: Pending::default(),
             first_at: None,
@@ -134,7 +142,8 @@ impl RequestLogger {
         let task = tokio::spawn(writer.run());
         let inner = Inner {
             tx,
-            on_full: cfg.on_full,
+            drop_when_full: AtomicBool::new(cfg.on_full == OnFull::Drop),
+            tuning: tuning_tx,
             counters,
             task: Mutex::new(Some(task)),
             stall: stall_tx,
@@ -154,7 +163,9 @@ impl RequestLogger {
     pub async fn log(&self, row: RequestLogRow) -> bool {
         match self.inner.tx.try_send(Msg::Row(Box::new(row))) {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(msg)) if self.inner.on_full == OnFull::Block => {
+            Err(mpsc::error::TrySendError::Full(msg))
+                if !self.inner.drop_when_full.load(Ordering::Relaxed) =>
+            {
                 match self.inner.tx.send(msg).await {
                     Ok(()) => true,
                     Err(_) => self.dropped(),
@@ -212,6 +223,22 @@ impl RequestLogger {
         result.map(|()| self.stats())
     }
 
+    /// Applies new `flush_rows`, `flush_interval_ms`, `on_full` and
+    /// `redact` settings to the running writer (rows already buffered keep
+    /// the redaction they were staged with). `dir` and `channel_capacity`
+    /// are fixed at start.
+    pub fn reconfigure(&self, cfg: &LoggingConfig) {
+        self.inner
+            .drop_when_full
+            .store(cfg.on_full == OnFull::Drop, Ordering::Relaxed);
+        self.inner.tuning.send_if_modified(|t| {
+            let new = Tuning::from(cfg);
+            let changed = *t != new;
+            *t = new;
+            changed
+        });
+    }
+
     /// Current counters.
     pub fn stats(&self) -> LoggerStats {
         let c = &self.inner.counters;
@@ -254,12 +281,30 @@ impl Drop for StallGuard {
     }
 }
 
-struct Writer {
-    dir: PathBuf,
-    rx: mpsc::Receiver<Msg>,
+/// The writer's settings that may change while it runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Tuning {
     flush_rows: usize,
     interval: Duration,
     redactor: Redactor,
+}
+
+impl From<&LoggingConfig> for Tuning {
+    fn from(cfg: &LoggingConfig) -> Tuning {
+        Tuning {
+            flush_rows: cfg.flush_rows.max(1),
+            interval: Duration::from_millis(cfg.flush_interval_ms.max(1)),
+            redactor: Redactor::new(cfg.redact),
+        }
+    }
+}
+
+struct Writer {
+    dir: PathBuf,
+    rx: mpsc::Receiver<Msg>,
+    tuning: Tuning,
+    tuning_rx: watch::Receiver<Tuning>,
+    tuning_alive: bool,
     counters: Arc<Counters>,
     buf: Pending,
     /// When the oldest buffered row arrived.
@@ -287,7 +332,7 @@ impl Writer {
             {
                 self.stall_alive = false;
             }
-            let full = self.buf.len() >= self.flush_rows;
+            let full = self.buf.len() >= self.tuning.flush_rows;
             let deadline = if self.buf.is_empty() {
                 None
             } else if let Some(r) = self.retry_at {
@@ -295,7 +340,7 @@ impl Writer {
             } else if full {
                 Some(Instant::now())
             } else {
-                self.first_at.map(|t| t + self.interval)
+                self.first_at.map(|t| t + self.tuning.interval)
             };
             tokio::select! {
                 biased;
@@ -323,6 +368,13 @@ impl Writer {
                         self.stall_alive = false;
                     }
                 }
+                // New settings: the next turn recomputes the deadline.
+                changed = self.tuning_rx.changed(), if self.tuning_alive => {
+                    match changed {
+                        Ok(()) => self.tuning = *self.tuning_rx.borrow_and_update(),
+                        Err(_) => self.tuning_alive = false,
+                    }
+                }
             }
         }
     }
@@ -331,7 +383,7 @@ impl Writer {
         if self.buf.is_empty() {
             self.first_at = Some(Instant::now());
         }
-        let lost = self.buf.stage(row, self.redactor);
+        let lost = self.buf.stage(row, self.tuning.redactor);
         if lost > 0 {
             self.counters
                 .rows_dropped
@@ -419,7 +471,7 @@ impl Writer {
                 c.write_errors.fetch_add(1, Ordering::Relaxed);
                 let rows = self.buf.len();
                 tracing::error!(error = %e, rows, "writing request log rows failed; will retry");
-                self.retry_at = Some(Instant::now() + self.interval);
+                self.retry_at = Some(Instant::now() + self.tuning.interval);
                 Err(LogStoreError::Unflushed {
                     rows,
                     message: e.to_string(),

@@ -1,6 +1,7 @@
 //! What every handler shares: the reloadable state, the request logger, the
-//! feedback journal, limits, and the in-flight counter graceful shutdown
-//! waits on.
+//! feedback journal, the settings `serve` started with, and the in-flight
+//! counter graceful shutdown waits on. Limits and other reloadable
+//! settings live in the serving state ([`super::state::ServingState::config`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,7 +13,7 @@ use super::fetch::FetchStatus;
 use super::metrics::Metrics;
 use super::reload::Reloader;
 use crate::logstore::{FeedbackJournal, RequestLogger};
-use crate::spec::config::ServerConfig;
+use crate::settings::Settings;
 
 /// The handlers' shared state.
 #[derive(Debug)]
@@ -20,9 +21,9 @@ pub struct App {
     pub reloader: Arc<Reloader>,
     pub logger: RequestLogger,
     pub journal: FeedbackJournal,
-    pub server: ServerConfig,
-    /// Bearer token of `/admin/*`; None: no token configured.
-    pub admin_token: Option<String>,
+    /// As resolved at start-up: what needs a restart to change (listen
+    /// address, log folder, control ref) is in force from here.
+    pub settings: Settings,
     pub in_flight: Arc<InFlight>,
     pub started: std::time::Instant,
     pub metrics: Arc<Metrics>,

@@ -80,6 +80,16 @@ impl Default for BreakerConfig {
     }
 }
 
+impl BreakerConfig {
+    fn checked(self) -> BreakerConfig {
+        BreakerConfig {
+            // A threshold of 0 would open on no failure at all.
+            failure_threshold: self.failure_threshold.max(1),
+            ..self
+        }
+    }
+}
+
 impl From<&CircuitBreakerConfig> for BreakerConfig {
     fn from(c: &CircuitBreakerConfig) -> Self {
         BreakerConfig {
@@ -136,13 +146,14 @@ enum Phase {
 
 #[derive(Debug)]
 struct Inner {
+    /// Under the lock with the phase: a reload may change it.
+    cfg: BreakerConfig,
     phase: Phase,
     epoch: u64,
 }
 
 #[derive(Debug)]
 struct Shared {
-    cfg: BreakerConfig,
     clock: Arc<dyn Clock>,
     inner: Mutex<Inner>,
 }
@@ -159,16 +170,11 @@ impl CircuitBreaker {
     }
 
     pub fn with_clock(cfg: BreakerConfig, clock: Arc<dyn Clock>) -> CircuitBreaker {
-        let cfg = BreakerConfig {
-            // A threshold of 0 would open on no failure at all.
-            failure_threshold: cfg.failure_threshold.max(1),
-            ..cfg
-        };
         CircuitBreaker {
             shared: Arc::new(Shared {
-                cfg,
                 clock,
                 inner: Mutex::new(Inner {
+                    cfg: cfg.checked(),
                     phase: Phase::Closed { failures: 0 },
                     epoch: 0,
                 }),
@@ -177,7 +183,14 @@ impl CircuitBreaker {
     }
 
     pub fn config(&self) -> BreakerConfig {
-        self.shared.cfg
+        self.shared.lock().cfg
+    }
+
+    /// Applies new settings (a reload) without resetting the state: the
+    /// failures counted so far count against the new threshold, an open
+    /// breaker stays open until its current period ends.
+    pub fn reconfigure(&self, cfg: BreakerConfig) {
+        self.shared.lock().cfg = cfg.checked();
     }
 
     /// Ask to make one call. Report its outcome on the permit.
@@ -201,7 +214,7 @@ impl CircuitBreaker {
                 probe_in_flight: true,
             } => {
                 return Err(BreakerOpen {
-                    retry_after: PROBE_RETRY_HINT.min(self.shared.cfg.open_for),
+                    retry_after: PROBE_RETRY_HINT.min(inner.cfg.open_for),
                 });
             }
             Phase::HalfOpen {
@@ -240,7 +253,7 @@ impl Shared {
     }
 
     fn open(&self, inner: &mut Inner) {
-        let until = self.clock.now() + self.cfg.open_for;
+        let until = self.clock.now() + inner.cfg.open_for;
         inner.transition(Phase::Open { until });
     }
 }
@@ -294,7 +307,7 @@ impl BreakerPermit {
         match inner.phase {
             Phase::Closed { failures } => {
                 let failures = failures.saturating_add(1);
-                if failures >= self.shared.cfg.failure_threshold {
+                if failures >= inner.cfg.failure_threshold {
                     self.shared.open(&mut inner);
                 } else {
                     inner.phase = Phase::Closed { failures };

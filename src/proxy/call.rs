@@ -443,7 +443,7 @@ pub async fn chat(app: Arc<App>, dialect: Dialect, headers: HeaderMap, body: Byt
         stream,
         _guard: app.in_flight.enter(),
     };
-    let timeout_ms = app.server.request_timeout_ms;
+    let timeout_ms = ctx.state.config.server.request_timeout_ms;
     let deadline =
         tokio::time::Instant::from_std(started) + std::time::Duration::from_millis(timeout_ms);
     let opts = CallOptions {

@@ -69,8 +69,9 @@ pub enum ReloadOutcome {
     Refused(BuildError),
 }
 
-/// Called after every reload attempt that built (or failed to build) a state.
-pub type ReloadHook = Box<dyn Fn(bool) + Send + Sync>;
+/// Called after every reload attempt that built (or failed to build) a
+/// state: with the new state once it is swapped in, None when refused.
+pub type ReloadHook = Box<dyn Fn(Option<&ServingState>) + Send + Sync>;
 
 /// Owns the swappable state and everything needed to rebuild it.
 pub struct Reloader {
@@ -170,6 +171,7 @@ impl Reloader {
         });
         let build_ms = t0.elapsed().as_secs_f64() * 1000.0;
         let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        let mut swapped = None;
         let outcome = match built {
             Ok(None) => {
                 status.counts.unchanged += 1;
@@ -178,6 +180,7 @@ impl Reloader {
             Ok(Some(new)) => {
                 let commit = new.control_commit.clone();
                 self.current.store(Arc::new(new));
+                swapped = Some(self.current());
                 status.counts.ok += 1;
                 status.last = Some(ReloadResult {
                     ok: true,
@@ -208,7 +211,7 @@ impl Reloader {
         };
         drop(status);
         if let Some(hook) = &self.on_reload {
-            hook(matches!(outcome, ReloadOutcome::Swapped { .. }));
+            hook(swapped.as_deref());
         }
         outcome
     }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::rejection::BytesRejection;
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -24,7 +24,6 @@ use crate::logstore::{FeedbackRecord, LogStoreError};
 
 /// All routes of the proxy.
 pub fn router(app: Arc<App>) -> Router {
-    let limit = app.server.max_body_bytes;
     Router::new()
         .merge(super::test_hooks::routes())
         .route("/v1/chat/completions", post(openai_chat))
@@ -43,7 +42,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/status", get(status))
         .route("/admin/reload", post(admin_reload))
         .route("/metrics", get(metrics))
-        .layer(DefaultBodyLimit::max(limit))
+        // The limit is `server.max_body_bytes` of the serving state, which
+        // reloads: bodies are read by [`read_body`].
+        .layer(DefaultBodyLimit::disable())
         .with_state(app)
 }
 
@@ -52,50 +53,47 @@ fn json_ok(v: Value) -> Response {
 }
 
 /// The body, or the JSON error of a body that could not be read (413 when
-/// over the limit: no upstream call is made).
-fn body_or_error(
-    app: &App,
-    body: Result<Bytes, BytesRejection>,
-    dialect: Dialect,
-) -> Result<Bytes, ApiError> {
-    body.map_err(|rej| {
-        let err = if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::too_large(app.server.max_body_bytes)
-        } else {
-            ApiError::new(rej.status(), "invalid_body", rej.body_text())
-        };
-        err.in_dialect(dialect)
-    })
+/// over `server.max_body_bytes` as the serving state has it: no upstream
+/// call is made).
+async fn read_body(app: &App, body: Body, dialect: Dialect) -> Result<Bytes, ApiError> {
+    use http_body_util::BodyExt;
+    let limit = app.reloader.current().config.server.max_body_bytes;
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) => {
+            let err = if e
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                ApiError::too_large(limit)
+            } else {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_body",
+                    format!("failed to read the request body: {e}"),
+                )
+            };
+            Err(err.in_dialect(dialect))
+        }
+    }
 }
 
-async fn openai_chat(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    match body_or_error(&app, body, Dialect::OpenAi) {
+async fn openai_chat(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
+    match read_body(&app, body, Dialect::OpenAi).await {
         Ok(b) => call::chat(app, Dialect::OpenAi, headers, b).await,
         Err(e) => e.into_response(),
     }
 }
 
-async fn ollama_chat(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    match body_or_error(&app, body, Dialect::OllamaChat) {
+async fn ollama_chat(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
+    match read_body(&app, body, Dialect::OllamaChat).await {
         Ok(b) => call::chat(app, Dialect::OllamaChat, headers, b).await,
         Err(e) => e.into_response(),
     }
 }
 
-async fn ollama_generate(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    match body_or_error(&app, body, Dialect::OllamaGenerate) {
+async fn ollama_generate(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
+    match read_body(&app, body, Dialect::OllamaGenerate).await {
         Ok(b) => call::chat(app, Dialect::OllamaGenerate, headers, b).await,
         Err(e) => e.into_response(),
     }
@@ -149,9 +147,9 @@ fn opt_string(
 
 /// `POST /v1/feedback`: validated, then appended to the journal and
 /// fsynced before the 2xx.
-async fn feedback(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejection>) -> Response {
-    let record = match body_or_error(&app, body, Dialect::OpenAi).and_then(|b| feedback_record(&b))
-    {
+async fn feedback(State(app): State<Arc<App>>, body: Body) -> Response {
+    let body = read_body(&app, body, Dialect::OpenAi).await;
+    let record = match body.and_then(|b| feedback_record(&b)) {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
@@ -245,6 +243,34 @@ pub fn status_json(app: &App) -> Value {
         "online": online_status(&state, app),
         "analysis": app.analysis.get(),
         "fetch": {"runs": fetch_runs, "last": fetch_last},
+        "settings": settings_status(&state, app),
+    })
+}
+
+/// The `logging` and `server` settings in force, and the committed changes
+/// that wait for a restart.
+fn settings_status(state: &ServingState, app: &App) -> Value {
+    let running = &app.settings;
+    let (logging, server) = (&state.config.logging, &state.config.server);
+    json!({
+        "commit": state.control_commit,
+        "control_ref": running.control_ref,
+        "listen": running.listen,
+        "log_dir": running.log_dir,
+        "logging": {
+            "flush_interval_ms": logging.flush_interval_ms,
+            "flush_rows": logging.flush_rows,
+            "channel_capacity": running.config.logging.channel_capacity,
+            "on_full": logging.on_full,
+            "redact": logging.redact,
+        },
+        "server": {
+            "max_body_bytes": server.max_body_bytes,
+            "request_timeout_ms": server.request_timeout_ms,
+            "circuit_breaker": server.circuit_breaker,
+            "admin_token_env": server.admin_token_env,
+        },
+        "pending_restart": running.pending_restart(&state.config),
     })
 }
 
@@ -276,9 +302,18 @@ async fn status(State(app): State<Arc<App>>) -> Response {
     json_ok(status_json(&app))
 }
 
-/// Checks the bearer token of `/admin/*` when one is configured.
+/// Checks the bearer token of `/admin/*` when one is configured: the
+/// variable `server.admin_token_env` of the serving state names, when set.
 fn authorize(app: &App, headers: &HeaderMap) -> Result<(), Box<Response>> {
-    let Some(token) = &app.admin_token else {
+    let state = app.reloader.current();
+    let Some(token) = state
+        .config
+        .server
+        .admin_token_env
+        .as_ref()
+        .and_then(|var| std::env::var(var).ok())
+        .filter(|t| !t.is_empty())
+    else {
         return Ok(());
     };
     let given = headers

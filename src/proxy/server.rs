@@ -1,10 +1,12 @@
-//! Starting and stopping the proxy: resolve settings from the control ref,
-//! start the request logger and feedback journal, build the first state,
-//! watch the refs, serve, and drain on shutdown.
+//! Starting and stopping the proxy: from the resolved settings
+//! ([`crate::settings`], the control ref's promptgate.yaml), start the
+//! request logger and feedback journal, build the first state, watch the
+//! refs, serve, and drain on shutdown. Each reload applies the new state's
+//! `logging` and `server` settings to the writer and the breakers; those
+//! only a restart changes are reported at `/status`.
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,8 +20,9 @@ use super::fetch::{self, FetchOptions, FetchStatus};
 use super::metrics::Metrics;
 use super::reload::{RefWatcher, Reloader};
 use super::routes;
-use super::state::{self, Breakers, BuildError};
+use super::state::{Breakers, BuildError, ServingState};
 use crate::logstore::{FeedbackJournal, LogStoreError, LoggerStats, RequestLogger};
+use crate::settings::Settings;
 
 /// Default time in-flight requests get to finish after a shutdown signal.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
@@ -41,14 +44,12 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
 }
 
-/// What `serve` is started with (the rest comes from promptgate.yaml at the
-/// control ref).
+/// What `serve` is started with.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
-    /// The repository's working tree root.
-    pub root: PathBuf,
-    /// Overrides `server.listen`.
-    pub listen: Option<String>,
+    /// Resolved for [`crate::settings::Scope::Production`]: the repository,
+    /// the control ref, the log folder, the listen address.
+    pub settings: Settings,
     pub grace: Duration,
     /// The canary analyzer task.
     pub analyzer: AnalyzerOptions,
@@ -85,20 +86,14 @@ impl Drop for AbortOnDrop {
 }
 
 impl Server {
-    /// Reads the settings, starts logging, builds the first state, starts
-    /// watching and binds the listener. Fails if the first state is invalid.
+    /// Starts logging, builds the first state, starts watching and binds
+    /// the listener. Fails if the first state is invalid.
     pub async fn bind(opts: ServeOptions) -> Result<Server, ServeError> {
-        let root = opts.root.clone();
-        // server.control_ref is itself read from HEAD's promptgate.yaml.
-        let (head_cfg, _) = state::control_config(&root, "HEAD")?;
-        let control_ref = head_cfg.server.control_ref.clone();
-        let config = if control_ref == "HEAD" {
-            head_cfg
-        } else {
-            state::control_config(&root, &control_ref)?.0
-        };
-        let log_dir = root.join(&config.logging.dir);
-        let (logger, recovery) = RequestLogger::start(&log_dir, &config.logging)?;
+        let settings = opts.settings.clone();
+        let root = settings.root().to_path_buf();
+        let control_ref = settings.control_ref.clone();
+        let log_dir = settings.log_dir.clone();
+        let (logger, recovery) = RequestLogger::start(&log_dir, &settings.config.logging)?;
         if !recovery.recovered.is_empty() || !recovery.quarantined.is_empty() {
             tracing::warn!(
                 recovered = recovery.recovered.len(),
@@ -108,31 +103,28 @@ impl Server {
         }
         let (journal, _) = FeedbackJournal::open(&log_dir)?;
         let metrics = Arc::new(Metrics::new());
-        let m = metrics.clone();
         let breakers = Arc::new(Breakers::new(BreakerConfig::from(
-            &config.server.circuit_breaker,
+            &settings.config.server.circuit_breaker,
         )));
+        let on_reload = {
+            let (metrics, logger, breakers) = (metrics.clone(), logger.clone(), breakers.clone());
+            move |swapped: Option<&ServingState>| {
+                metrics.record_reload(swapped.is_some());
+                if let Some(state) = swapped {
+                    apply_settings(state, &logger, &breakers);
+                }
+            }
+        };
         let reloader = Arc::new(Reloader::start(
             &root,
             &control_ref,
-            breakers,
-            Some(Box::new(move |ok| m.record_reload(ok))),
+            breakers.clone(),
+            Some(Box::new(on_reload)),
         )?);
+        // The control ref may have moved since the settings were read.
+        apply_settings(&reloader.current(), &logger, &breakers);
         let watcher = reloader.watch()?;
-        let admin_token = match &config.server.admin_token_env {
-            Some(var) => match std::env::var(var) {
-                Ok(t) if !t.is_empty() => Some(t),
-                _ => {
-                    tracing::warn!(variable = %var, "server.admin_token_env names an unset variable: /admin/* is open");
-                    None
-                }
-            },
-            None => None,
-        };
-        let listen = opts
-            .listen
-            .clone()
-            .unwrap_or_else(|| config.server.listen.clone());
+        let listen = settings.listen.clone();
         let listener = TcpListener::bind(&listen)
             .await
             .map_err(|source| ServeError::Bind {
@@ -144,8 +136,7 @@ impl Server {
             reloader,
             logger,
             journal,
-            server: config.server.clone(),
-            admin_token,
+            settings,
             in_flight: Arc::new(InFlight::default()),
             started: Instant::now(),
             metrics,
@@ -243,5 +234,19 @@ impl Server {
             };
         let log = app.logger.shutdown().await?;
         Ok(ShutdownReport { log, abandoned })
+    }
+}
+
+/// Applies the `logging` and `server` settings of a state just swapped in
+/// (or the first one) to what outlives states: the log writer and the
+/// breakers. The limits and timeouts of requests are read from the state
+/// itself, per request. Cannot fail: the state was validated when built.
+fn apply_settings(state: &ServingState, logger: &RequestLogger, breakers: &Breakers) {
+    logger.reconfigure(&state.config.logging);
+    breakers.reconfigure(BreakerConfig::from(&state.config.server.circuit_breaker));
+    if let Some(var) = &state.config.server.admin_token_env
+        && !std::env::var(var).is_ok_and(|t| !t.is_empty())
+    {
+        tracing::warn!(variable = %var, "server.admin_token_env names an unset variable: /admin/* is open");
     }
 }

@@ -61,30 +61,58 @@ pub struct ModelTarget {
 /// a reload neither resets an open breaker nor forgets failures.
 #[derive(Debug)]
 pub struct Breakers {
+    inner: std::sync::Mutex<BreakerMap>,
+}
+
+#[derive(Debug)]
+struct BreakerMap {
     cfg: BreakerConfig,
-    map: std::sync::Mutex<BTreeMap<String, CircuitBreaker>>,
+    map: BTreeMap<String, CircuitBreaker>,
 }
 
 impl Breakers {
     pub fn new(cfg: BreakerConfig) -> Breakers {
         Breakers {
-            cfg,
-            map: std::sync::Mutex::new(BTreeMap::new()),
+            inner: std::sync::Mutex::new(BreakerMap {
+                cfg,
+                map: BTreeMap::new(),
+            }),
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BreakerMap> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The breaker of `upstream` (created closed on first use).
     pub fn get(&self, upstream: &str) -> CircuitBreaker {
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(upstream.to_string())
-            .or_insert_with(|| CircuitBreaker::new(self.cfg))
+        let mut inner = self.lock();
+        let cfg = inner.cfg;
+        inner
+            .map
+            .entry(upstream.to_string())
+            .or_insert_with(|| CircuitBreaker::new(cfg))
             .clone()
+    }
+
+    /// New settings for every breaker, present and future (a reload of
+    /// `server.circuit_breaker`); their states are kept.
+    pub fn reconfigure(&self, cfg: BreakerConfig) {
+        let mut inner = self.lock();
+        inner.cfg = cfg;
+        for b in inner.map.values() {
+            b.reconfigure(cfg);
+        }
     }
 
     /// Every upstream's breaker, by name.
     pub fn all(&self) -> Vec<(String, CircuitBreaker)> {
-        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        map.iter().map(|(k, b)| (k.clone(), b.clone())).collect()
+        let inner = self.lock();
+        inner
+            .map
+            .iter()
+            .map(|(k, b)| (k.clone(), b.clone()))
+            .collect()
     }
 }
 
@@ -134,6 +162,10 @@ pub struct ServingState {
     pub control_ref: String,
     /// The commit `rollout.yaml` was read from.
     pub control_commit: String,
+    /// promptgate.yaml of the control commit: the `logging` and `server`
+    /// settings in force (those read only at start-up aside, see
+    /// [`crate::settings::RESTART_ONLY`]).
+    pub config: Arc<Config>,
     pub rollout: Rollout,
     pub stable: Arc<RefState>,
     pub canary: Option<CanaryState>,
@@ -269,27 +301,6 @@ fn load_project(repo: &GitRepo, commit: &str) -> Result<Project, String> {
     Project::load(&tree, &opts).map_err(|e| e.to_string())
 }
 
-/// The promptgate.yaml of the control ref: server and logging settings are
-/// read from it once, at start-up.
-pub fn control_config(root: &Path, control_ref: &str) -> Result<(Config, String), BuildError> {
-    let repo = GitRepo::open(root).map_err(|e| BuildError::at(None, e.to_string()))?;
-    let commit = repo
-        .resolve(control_ref)
-        .map_err(|e| BuildError::at(None, format!("control ref: {e}")))?
-        .to_string();
-    let tree = repo
-        .tree_at(&commit)
-        .map_err(|e| BuildError::at(Some(&commit), e.to_string()))?;
-    let text = tree
-        .read_string(crate::project::CONFIG_FILE)
-        .map_err(|e| BuildError::at(Some(&commit), e.to_string()))?
-        .ok_or_else(|| BuildError::at(Some(&commit), "no promptgate.yaml at the control ref"))?;
-    let config = SourceFile::new(crate::project::CONFIG_FILE, text)
-        .parse::<Config>(FileKind::Config)
-        .map_err(|d| BuildError::at(Some(&commit), render_all(&d)))?;
-    Ok((config, commit))
-}
-
 /// Every model of a config, or why it has no client.
 type Targets = BTreeMap<String, Result<Arc<ModelTarget>, String>>;
 
@@ -389,7 +400,7 @@ pub fn build(
     let fail = |m: String| BuildError::at(Some(control), m);
     let rollout = read_rollout(&repo, control)?;
     // The control commit itself must be valid: it is what the team commits to.
-    cache.project(&repo, control).map_err(&fail)?;
+    let config = Arc::new(cache.project(&repo, control).map_err(&fail)?.config.clone());
     let mut load = |commit: &str, what: &str| -> Result<Arc<Project>, BuildError> {
         cache.project(&repo, commit).map_err(|e| {
             BuildError::at(
@@ -463,6 +474,7 @@ pub fn build(
         generation,
         control_ref: control_ref.to_string(),
         control_commit: fp.control.clone(),
+        config,
         rollout,
         stable: Arc::new(stable),
         canary,

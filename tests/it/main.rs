@@ -26,3 +26,4 @@ mod proxy_clients;
 mod proxy_crash;
 mod proxy_reload;
 mod proxy_support;
+mod settings;

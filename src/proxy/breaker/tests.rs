@@ -35,6 +35,31 @@ fn opens_after_threshold_consecutive_failures() {
 }
 
 #[test]
+fn reconfigure_keeps_the_state_and_applies_new_limits() {
+    let (b, clock) = breaker(5, 1000);
+    fail_n(&b, 2);
+    b.reconfigure(BreakerConfig {
+        failure_threshold: 3,
+        open_for: Duration::from_millis(200),
+    });
+    // The two failures so far count against the new threshold.
+    fail_n(&b, 1);
+    assert_eq!(b.state(), BreakerState::Open);
+    assert_eq!(
+        b.try_acquire().unwrap_err().retry_after,
+        Duration::from_millis(200)
+    );
+    clock.advance(Duration::from_millis(200));
+    assert!(b.try_acquire().unwrap().is_probe());
+    // A threshold of 0 is read as 1.
+    b.reconfigure(BreakerConfig {
+        failure_threshold: 0,
+        open_for: Duration::from_millis(10),
+    });
+    assert_eq!(b.config().failure_threshold, 1);
+}
+
+#[test]
 fn success_resets_the_failure_count() {
     let (b, _clock) = breaker(3, 1000);
     fail_n(&b, 2);
