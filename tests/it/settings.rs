@@ -171,3 +171,37 @@ async fn committed_settings_reload_into_the_running_proxy_or_wait_for_a_restart(
     assert!(log_dir(&s.root()).is_dir());
     assert!(!s.path("moved-logs").exists());
 }
+
+#[test]
+fn work_in_progress_commands_read_the_working_tree_and_the_others_a_commit() {
+    let s = Scaffold::new();
+    s.edit(
+        "prompts/capital.yaml",
+        "What is the capital of {{ country }}?",
+        "Name the capital of {{ country }}.",
+    );
+    let content = |args: &[&str]| -> Value {
+        let mut all = vec!["render", "capital", "--var", "country=Chile", "--json"];
+        all.extend_from_slice(args);
+        let o = s.run(&all);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_slice::<Value>(&o.stdout).unwrap()["messages"][1]["content"].clone()
+    };
+    assert_eq!(content(&[]), "What is the capital of Chile?");
+    assert_eq!(content(&["--worktree"]), "Name the capital of Chile.");
+    assert_eq!(content(&["--ref", "HEAD"]), "What is the capital of Chile?");
+
+    // An invalid working-tree promptgate.yaml: validate (the working tree)
+    // reports it, validate --ref HEAD and the production readers do not see it.
+    s.edit("promptgate.yaml", "version: 1", "version: 1\nbogus: true");
+    let o = s.run(&["validate"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("bogus"), "{}", stderr(&o));
+    let o = s.run(&["validate", "--ref", "HEAD"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = s.run(&["logs", "query"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = s.run(&["render", "capital", "--var", "country=Chile", "--worktree"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("working tree"), "{}", stderr(&o));
+}
