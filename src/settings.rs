@@ -22,6 +22,17 @@
 //! Reload (`serve`): [`Settings::with_config`] applies the same overrides to
 //! a newer promptgate.yaml; [`Settings::pending_restart`] lists what only a
 //! restart can change ([`RESTART_ONLY`]).
+//!
+//! A new command about production gets its settings and log roots in one
+//! call:
+//!
+//! ```ignore
+//! let settings = Settings::production(args.repo, args.logs)?; // --repo, --logs PATH...
+//! let roots = settings.readable_log_roots();                  // what to read
+//! ```
+//!
+//! ([`log_roots`] when it needs nothing else and should work outside a
+//! repository when roots are given.)
 
 use std::path::{Path, PathBuf};
 
