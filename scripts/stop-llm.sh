@@ -17,9 +17,9 @@ if ! kill -0 "$PID" 2>/dev/null; then
   rm -f "$PIDF"
   exit 0
 fi
-# Guard against a recycled PID: only signal our llama_cpp.server.
-if ! tr '\0' ' ' <"/proc/$PID/cmdline" 2>/dev/null | grep -q 'llama_cpp.server'; then
-  echo "[stop-llm] pid $PID is not a llama_cpp.server; removing stale pid file" >&2
+# Guard against a recycled PID: only signal our launcher (scripts/llm_server.py).
+if ! tr '\0' ' ' <"/proc/$PID/cmdline" 2>/dev/null | grep -q 'llm_server\.py'; then
+  echo "[stop-llm] pid $PID is not scripts/llm_server.py; removing stale pid file" >&2
   rm -f "$PIDF"
   exit 0
 fi

@@ -103,7 +103,8 @@ async fn official_python_clients_work_unchanged_through_serve() {
     }
 }
 
-/// SmolLM2 behind llama.cpp's OpenAI-compatible server (scripts/test.sh).
+/// SmolLM2 behind llama.cpp's OpenAI-compatible server (xllamacpp, started
+/// by scripts/test.sh).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_llm_through_serve() {
     let Ok(url) = std::env::var("PROMPTGATE_TEST_LLM_URL") else {
@@ -127,6 +128,35 @@ async fn a_real_llm_through_serve() {
     let v: Value = serde_json::from_str(&body).unwrap();
     let answer = v["choices"][0]["message"]["content"].as_str().unwrap();
     assert!(answer.contains("Paris"), "{answer}");
+    // Streaming to an OpenAI client, usage asked for.
+    let r = crate::proxy_support::http()
+        .post(format!("{}/v1/chat/completions", p.url))
+        .json(&json!({
+            "model": "prompt:capital",
+            "variables": {"country": "Germany"},
+            "stream": true,
+            "stream_options": {"include_usage": true},
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let sse = r.text().await.unwrap();
+    assert!(sse.ends_with("data: [DONE]\n\n"), "{sse}");
+    let chunks: Vec<Value> = sse
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let streamed: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert!(streamed.contains("Berlin"), "{sse}");
+    let usage = &chunks.last().unwrap()["usage"];
+    assert!(usage["prompt_tokens"].as_u64().unwrap() > 0, "{sse}");
+    assert!(usage["completion_tokens"].as_u64().unwrap() > 0, "{sse}");
     // Streaming, converted to Ollama NDJSON for an Ollama client.
     let r = crate::proxy_support::http()
         .post(format!("{}/api/chat", p.url))
@@ -141,7 +171,12 @@ async fn a_real_llm_through_serve() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert!(lines.len() > 1, "{text}");
-    assert_eq!(lines.last().unwrap()["done"], true);
+    let done = lines.last().unwrap();
+    assert_eq!(done["done"], true);
+    // serve asks the upstream for usage in the stream (OpenAI's
+    // `stream_options.include_usage`) and passes it on in Ollama's counts.
+    assert!(done["prompt_eval_count"].as_u64().unwrap() > 0, "{text}");
+    assert!(done["eval_count"].as_u64().unwrap() > 0, "{text}");
     let streamed: String = lines
         .iter()
         .filter_map(|l| l["message"]["content"].as_str())
@@ -149,16 +184,21 @@ async fn a_real_llm_through_serve() {
     assert!(streamed.contains("Rome"), "{streamed}");
     assert_eq!(p.terminate(), Some(0));
     let rows = log_rows(&s.root());
-    assert_eq!(rows.len(), 2);
+    assert_eq!(rows.len(), 3);
     assert!(
         rows.iter().all(|r| r.status == RequestStatus::Ok),
         "{rows:#?}"
     );
-    // Usage is reported on the non-streaming call (llama-cpp-python sends
-    // none in streams).
+    // Usage is logged for every call, the streamed ones from the usage
+    // chunk that `stream_options.include_usage` asks for.
     assert!(
-        rows.iter().any(|r| !r.stream && r.input_tokens > 0),
+        rows.iter()
+            .all(|r| r.input_tokens > 0 && r.output_tokens > 0),
         "{rows:#?}"
     );
-    assert!(rows.iter().any(|r| r.stream && r.ttft_ms.is_some()));
+    assert!(
+        rows.iter()
+            .filter(|r| r.stream)
+            .all(|r| r.ttft_ms.is_some())
+    );
 }
