@@ -12,6 +12,7 @@ pub mod dataset;
 pub mod durable;
 pub mod eval;
 pub mod logstore;
+pub mod mock_llm;
 pub mod project;
 pub mod provider;
 pub mod proxy;

@@ -33,7 +33,7 @@ use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::watch;
 
 use super::ExitStatus;
-use crate::provider::mock::{self, MockConfig, MockServer};
+use crate::mock_llm::{self, MockConfig, MockServer};
 use crate::repo::GitRepo;
 
 /// Where a local Ollama listens by default.
@@ -441,7 +441,7 @@ async fn pick_model(root: &Path, force_mock: bool) -> anyhow::Result<Option<Mock
     }
     crate::durable::write(&rules_path, rules_yaml.as_bytes())?;
     let mock = MockServer::start(MockConfig {
-        rules: mock::parse_rules(&rules_yaml)?,
+        rules: mock_llm::parse_rules(&rules_yaml)?,
         ..MockConfig::default()
     })
     .await
@@ -1192,7 +1192,7 @@ async fn stable_again(root: &Path, addr: SocketAddr, rollback: Rollback) -> anyh
 mod tests {
     use super::*;
 
-    fn answer(rules: &[mock::Rule], message: &str) -> Option<String> {
+    fn answer(rules: &[mock_llm::Rule], message: &str) -> Option<String> {
         rules.iter().find_map(|r| {
             r.pattern.captures(message).map(|c| {
                 let mut s = String::new();
@@ -1217,7 +1217,7 @@ mod tests {
             .filter(|l| !l.trim().is_empty())
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
-        let rules = mock::parse_rules(&mock_rules(&rows)).unwrap();
+        let rules = mock_llm::parse_rules(&mock_rules(&rows)).unwrap();
         let mut failing = 0;
         for r in &rows {
             let good = answer(&rules, &format!("What is the capital of {}?", r.country));

@@ -2,8 +2,9 @@
 //! streaming chat call, implemented once over HTTP (`dialect::HttpProvider`)
 //! for two wire formats: the Ollama native API ([`ollama`]) and
 //! OpenAI-compatible servers ([`openai`]); [`ModelClient`] binds a provider to one
-//! model of `promptgate.yaml` with its parameters, price and timeouts.
-//! [`mock`] is the deterministic server behind `promptgate mock-llm`.
+//! model of `promptgate.yaml` with its parameters, price and timeouts;
+//! [`encode`] writes answers in the client APIs' wire formats, for servers
+//! that answer clients (the proxy, `crate::mock_llm`).
 //!
 //! Invariants:
 //! - Messages are JSON objects and travel as such, so fields this layer does
@@ -20,9 +21,9 @@
 
 pub mod client;
 pub(crate) mod dialect;
+pub mod encode;
 pub mod error;
 pub(crate) mod http;
-pub mod mock;
 pub mod ollama;
 pub mod openai;
 pub mod retry;

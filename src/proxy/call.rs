@@ -31,9 +31,10 @@ use super::metrics::RequestSample;
 use super::online;
 use super::routing::user_hash;
 use super::state::{INPUT_VARIABLE, ModelTarget, PreparedPrompt, ServingState};
-use super::translate::{ClientRequest, StreamEncoder, encode_response};
+use super::translate::ClientRequest;
 use crate::logstore::{RequestLogRow, RequestStatus, Variant};
 use crate::provider::content_text;
+use crate::provider::encode::{StreamEncoder, encode_response};
 use crate::provider::{
     CallOptions, ChatEvent, ChatRequest, ChatResponse, ErrorKind, ProviderKind, StreamAccumulator,
     UpstreamBody, UpstreamResponse, merge_params, ollama, openai, read_body,

@@ -495,7 +495,7 @@ fn actionlint_passes_the_scaffold_workflow_and_flags_a_broken_one() {
 /// lacks the base; the fetch step gets it, then the check step compares.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shallow_checkout_gets_its_base_fetched_then_checked() {
-    use promptgate::provider::mock::{MockConfig, MockServer, parse_rules};
+    use promptgate::mock_llm::{MockConfig, MockServer, parse_rules};
     let mock = MockServer::start(MockConfig {
         // Right answers, except Spain's under the "Be brief" prompt.
         rules: parse_rules(&crate::check::rules(&["Spain"])).unwrap(),

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use git2::Repository;
 use promptgate::logstore::Variant;
-use promptgate::provider::mock::{MockConfig, MockServer};
+use promptgate::mock_llm::{MockConfig, MockServer};
 use serde_json::{Value, json};
 
 use crate::common::{Scaffold, run_in, stderr, stdout};
@@ -446,7 +446,7 @@ async fn the_evidence_survives_a_restart_of_serve() {
 async fn online_judges_run_on_a_sample_and_row_assertions_are_skipped() {
     // The MOCK answers judge prompts with a passing score and echoes the rest.
     let m = MockServer::start(MockConfig {
-        rules: promptgate::provider::mock::parse_rules(
+        rules: promptgate::mock_llm::parse_rules(
             "- pattern: '^## Rubric'\n  answer: '{\"score\": 1, \"reason\": \"names a city\"}'\n",
         )
         .unwrap(),

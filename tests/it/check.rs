@@ -4,7 +4,7 @@
 
 use std::process::{Command, Output};
 
-use promptgate::provider::mock::{MockConfig, MockServer, parse_rules};
+use promptgate::mock_llm::{MockConfig, MockServer, parse_rules};
 
 use crate::common::{Scaffold, bin, external_tool, stderr, stdout};
 

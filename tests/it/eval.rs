@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use promptgate::provider::mock::{MockConfig, MockServer, parse_rules};
+use promptgate::mock_llm::{MockConfig, MockServer, parse_rules};
 
 use crate::common::{Scaffold, python_with_pyarrow, stderr};
 

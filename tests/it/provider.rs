@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use promptgate::provider::mock::{MockConfig, MockServer, parse_rules};
+use promptgate::mock_llm::{MockConfig, MockServer, parse_rules};
 use promptgate::provider::{ChatEvent, ErrorKind, ModelClient};
 use serde_json::{Value, json};
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use promptgate::logstore::{FeedbackJournal, RequestStatus, Variant, read_feedback};
-use promptgate::provider::mock::{MockConfig, MockServer};
+use promptgate::mock_llm::{MockConfig, MockServer};
 use promptgate::proxy::routing::CanaryRule;
 use promptgate::spec::rollout::StickyKey;
 use serde_json::{Value, json};

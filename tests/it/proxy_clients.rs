@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use promptgate::logstore::RequestStatus;
-use promptgate::provider::mock::{MockConfig, MockServer};
+use promptgate::mock_llm::{MockConfig, MockServer};
 use serde_json::{Value, json};
 
 use crate::proxy_support::{Proxy, log_rows, post, proxy_scaffold, python_with};

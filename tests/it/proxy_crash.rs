@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use promptgate::provider::mock::{MockConfig, MockServer};
+use promptgate::mock_llm::{MockConfig, MockServer};
 use serde_json::{Value, json};
 
 use crate::common::{Scaffold, python_with_pyarrow};

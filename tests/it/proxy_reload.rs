@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use promptgate::logstore::RequestStatus;
-use promptgate::provider::mock::{MockConfig, MockServer};
+use promptgate::mock_llm::{MockConfig, MockServer};
 use serde_json::{Value, json};
 
 use crate::proxy_support::{
