@@ -151,6 +151,15 @@ pub enum DatasetError {
     },
 }
 
+impl From<crate::durable::WriteError> for DatasetError {
+    fn from(e: crate::durable::WriteError) -> Self {
+        DatasetError::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
 impl DatasetError {
     /// True when the error is about the data (bad rows, a changed snapshot)
     /// rather than about being unable to run.

@@ -179,6 +179,15 @@ pub enum LogStoreError {
     Unflushed { rows: usize, message: String },
 }
 
+impl From<crate::durable::WriteError> for LogStoreError {
+    fn from(e: crate::durable::WriteError) -> Self {
+        LogStoreError::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
 impl LogStoreError {
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> LogStoreError {
         let path = path.into();

@@ -81,6 +81,18 @@ async fn eval_scores_cases_caches_and_writes_parquet() {
         "per-second price gives a cost"
     );
     let results = v["results_file"].as_str().unwrap().to_string();
+    // Results are for people to read: the mode of an ordinary new file, not
+    // a temporary file's 0600 (regression).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain");
+        std::fs::File::create(&plain).unwrap();
+        let results_mode = mode(std::path::Path::new(&results));
+        assert_eq!(results_mode, mode(&plain) & 0o644, "{results_mode:o}");
+    }
 
     // Unchanged suite with the model gone: every answer from the cache.
     drop(mock);
