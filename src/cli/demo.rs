@@ -26,7 +26,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
-use git2::Oid;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, Command};
@@ -34,7 +33,7 @@ use tokio::sync::watch;
 
 use super::ExitStatus;
 use crate::mock_llm::{self, MockConfig, MockServer};
-use crate::repo::GitRepo;
+use crate::repo::{GitRepo, Oid};
 
 /// Where a local Ollama listens by default.
 const OLLAMA: &str = "127.0.0.1:11434";
@@ -347,11 +346,9 @@ fn commit_file(
     text: &str,
     message: &str,
 ) -> anyhow::Result<Oid> {
-    let head = git.resolve(branch)?;
-    let tree = git.tree_with_file(head, path, text.as_bytes())?;
     let sig = git.signature()?;
     Ok(git
-        .commit_on_branch(branch, head, tree, message, &sig)?
+        .commit_file(branch, path, text.as_bytes(), message, &sig)?
         .commit)
 }
 
@@ -668,8 +665,7 @@ async fn branch_and_check(root: &Path, stop: &Stop) -> anyhow::Result<()> {
     {
         let git = GitRepo::open(root)?;
         let main = git.resolve(MAIN)?;
-        git.inner()
-            .reference(&branch, main, false, "demo: open a prompt change")
+        git.create_branch(&branch, main, "demo: open a prompt change")
             .with_context(|| format!("creating {branch}"))?;
         let commit = commit_file(
             &git,
@@ -1088,17 +1084,13 @@ async fn wait_for_rollback(
         if head != seen {
             // Walk back from main to the last commit seen: the analyzer may
             // also have advanced a step before rolling back.
-            let mut walk = git.inner().revwalk()?;
-            walk.push(head)?;
-            walk.hide(seen)?;
             let mut hit = None;
-            for oid in walk {
-                let c = git.inner().find_commit(oid?)?;
-                let msg = c.message().unwrap_or_default().to_string();
+            for c in git.commits_since(seen, head)? {
+                let msg = c.message;
                 if msg.contains("rollback") || msg.contains("roll back") {
                     let (subject, body) = msg.split_once('\n').unwrap_or((&msg, ""));
                     hit = Some(Rollback {
-                        commit: c.id(),
+                        commit: c.id,
                         subject: subject.to_string(),
                         body: body.trim().to_string(),
                     });
