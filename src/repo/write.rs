@@ -259,3 +259,64 @@ fn looks_like_location(remote: &str) -> bool {
 fn first_line(message: &str) -> String {
     message.lines().next().unwrap_or("").to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{GitRepo, init_repo};
+
+    fn repo_with_main() -> (tempfile::TempDir, GitRepo) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.txt"), "one\n").unwrap();
+        let git = init_repo(dir.path()).unwrap();
+        let sig = super::signature("T", "t@example.com").unwrap();
+        git.commit_all("first", &sig).unwrap();
+        (dir, git)
+    }
+
+    #[test]
+    fn commit_file_on_a_new_branch_leaves_main_and_the_working_tree_alone() {
+        let (dir, git) = repo_with_main();
+        let main = git.resolve("refs/heads/main").unwrap();
+        git.create_branch("refs/heads/x", main, "test").unwrap();
+        assert!(git.create_branch("refs/heads/x", main, "test").is_err());
+        let sig = git.signature().unwrap();
+        let done = git
+            .commit_file("refs/heads/x", "a.txt", b"two\n", "edit\n\nbody", &sig)
+            .unwrap();
+        assert!(!done.worktree_updated, "x is not checked out");
+        assert_eq!(git.resolve("refs/heads/x").unwrap(), done.commit);
+        assert_eq!(git.resolve("refs/heads/main").unwrap(), main);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("a.txt")).unwrap(),
+            "one\n"
+        );
+        let since = git.commits_since(main, done.commit).unwrap();
+        assert_eq!(since.len(), 1);
+        assert_eq!(since[0].id, done.commit);
+        assert_eq!(since[0].message, "edit\n\nbody");
+        let tree = git.tree_with_file(main, "b.txt", b"new").unwrap();
+        assert_eq!(
+            git.read_in_tree(tree, "a.txt").unwrap().as_deref(),
+            Some(&b"one\n"[..])
+        );
+        assert_eq!(
+            git.read_in_tree(tree, "b.txt").unwrap().as_deref(),
+            Some(&b"new"[..])
+        );
+        assert_eq!(git.read_in_tree(tree, "missing.txt").unwrap(), None);
+    }
+
+    #[test]
+    fn commit_file_on_the_checked_out_branch_updates_the_working_tree() {
+        let (dir, git) = repo_with_main();
+        let sig = git.signature().unwrap();
+        let done = git
+            .commit_file("refs/heads/main", "a.txt", b"two\n", "edit", &sig)
+            .unwrap();
+        assert!(done.worktree_updated);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("a.txt")).unwrap(),
+            "two\n"
+        );
+    }
+}
