@@ -51,7 +51,7 @@ pub fn load_schema(
         .parse(FileKind::Dataset)
         .map_err(DatasetError::Spec)?;
     let schema =
-        Schema::from_spec(&spec).map_err(|message| DatasetError::BadSchema { path, message })?;
+        Schema::from_spec(&spec).map_err(|source| DatasetError::BadSchema { path, source })?;
     Ok((spec, schema))
 }
 

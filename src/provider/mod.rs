@@ -40,7 +40,7 @@ pub use crate::spec::config::{ProviderKind, Timeouts};
 pub use client::{
     Completion, ModelClient, merge_params, messages_json, provider_from_config, provider_with_key,
 };
-pub use error::{ErrorKind, ProviderError, TimeoutPhase};
+pub use error::{DecodeError, ErrorKind, ProviderError, TimeoutPhase};
 pub use http::{BoxError, UpstreamBody, UpstreamResponse, read_body};
 
 /// One chat call, independent of the wire format.
