@@ -1,8 +1,13 @@
 //! One integration-test binary: every module drives the real `promptgate`
 //! binary or its HTTP API against real git repositories in temp dirs.
 
-// Test helpers outside #[test] functions may panic too.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+// Test helpers outside #[test] functions may panic and print too.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 mod action;
 mod canary;
