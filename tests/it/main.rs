@@ -9,24 +9,11 @@
     clippy::print_stderr
 )]
 
-mod action;
 mod canary;
-mod canary_e2e;
-mod check;
-mod common;
-mod dataset;
 mod demo;
 mod eval;
-mod foundation;
-mod logstore;
+mod logs;
 mod provider;
-mod provider_fixtures;
-mod provider_mock_bin;
-mod provider_support;
-mod provider_upstream;
-mod provider_wire;
 mod proxy;
-mod proxy_clients;
-mod proxy_crash;
-mod proxy_reload;
-mod proxy_support;
+mod repository;
+mod support;

@@ -1,0 +1,164 @@
+//! Issue 5: the official OpenAI and Ollama Python clients, unchanged,
+//! against `promptgate serve` (streaming and not, tool calls, JSON mode,
+//! options), with `mock-llm` (a MOCK) speaking each upstream dialect, and
+//! one run against the real llama.cpp server.
+
+use std::path::Path;
+use std::process::Command;
+
+use promptgate::logstore::RequestStatus;
+use promptgate::mock_llm::{MockConfig, MockServer};
+use serde_json::{Value, json};
+
+use crate::support::serve::{Proxy, log_rows, post, proxy_scaffold, python_with};
+
+fn run_script(py: &str, script: &str, base: &str) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/it/python")
+        .join(script);
+    let out = Command::new(py).arg(&path).arg(base).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_python_clients_work_unchanged_through_serve() {
+    let (Some(py), Some(_)) = (python_with("openai"), python_with("ollama")) else {
+        return;
+    };
+    let m = MockServer::start(MockConfig::default()).await.unwrap();
+    // Each upstream dialect, so both pass-through and conversion are used.
+    for kind in ["openai", "ollama"] {
+        let s = proxy_scaffold(kind, &m.url(), "");
+        let mut p = Proxy::start(&s.root());
+        let o = run_script(&py, "openai_client.py", &p.url);
+        assert_eq!(o["plain"], "Q: hello openai", "{kind}: {o:#}");
+        assert!(o["usage"][0].as_u64().unwrap() > 0, "{o:#}");
+        assert_eq!(o["headers"]["x-promptgate-variant"], "stable");
+        assert!(
+            o["headers"]["x-promptgate-version"]
+                .as_str()
+                .unwrap()
+                .contains(':')
+        );
+        assert_eq!(o["capital"], "What is the capital of France?");
+        assert_eq!(o["stream"], "Q: stream me please", "{kind}");
+        assert_eq!(
+            o["tool"],
+            json!(["get_weather", {"city": "Paris"}]),
+            "{kind}"
+        );
+        assert_eq!(
+            o["stream_tool"],
+            json!(["get_weather", {"city": "Rome"}]),
+            "{kind}"
+        );
+        assert_eq!(o["json"], json!({"answer": "json please"}), "{kind}");
+        assert_eq!(
+            o["models"],
+            json!(["prompt:capital", "prompt:chat", "small"])
+        );
+
+        let o = run_script(&py, "ollama_client.py", &p.url);
+        assert_eq!(o["plain"], "Q: hello ollama", "{kind}: {o:#}");
+        assert!(o["counts"][1].as_u64().unwrap() > 0, "{o:#}");
+        assert_eq!(o["stream"], "Q: stream me please", "{kind}");
+        assert_eq!(o["generate"], "generate this", "{kind}");
+        assert_eq!(o["generate_stream"], "gen stream", "{kind}");
+        assert_eq!(
+            o["tool"],
+            json!(["get_weather", {"city": "Paris"}]),
+            "{kind}"
+        );
+        assert_eq!(
+            o["stream_tool"],
+            json!(["get_weather", {"city": "Rome"}]),
+            "{kind}"
+        );
+        assert_eq!(o["json"], json!({"answer": "json please"}), "{kind}");
+        assert_eq!(
+            o["models"],
+            json!(["prompt:capital", "prompt:chat", "small"])
+        );
+
+        assert_eq!(p.terminate(), Some(0), "{}", p.stderr());
+        let rows = log_rows(&s.root());
+        assert_eq!(rows.len(), 6 + 7, "{kind}");
+        assert!(
+            rows.iter().all(|r| r.status == RequestStatus::Ok),
+            "{rows:?}"
+        );
+        assert!(
+            rows.iter()
+                .filter(|r| r.stream)
+                .all(|r| r.ttft_ms.is_some())
+        );
+        assert_eq!(rows.iter().filter(|r| r.stream).count(), 5);
+        assert!(rows.iter().all(|r| r.upstream_model.starts_with("mock:")));
+    }
+}
+
+/// SmolLM2 behind llama.cpp's OpenAI-compatible server (scripts/test.sh).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_llm_through_serve() {
+    let Ok(url) = std::env::var("PROMPTGATE_TEST_LLM_URL") else {
+        assert!(
+            std::env::var_os("PROMPTGATE_REQUIRE_EXTERNAL").is_none(),
+            "PROMPTGATE_TEST_LLM_URL is not set: run the tests with scripts/test.sh"
+        );
+        eprintln!(
+            "SKIP real-LLM serve: PROMPTGATE_TEST_LLM_URL is not set (scripts/test.sh sets it)"
+        );
+        return;
+    };
+    let s = proxy_scaffold("openai", &url, "");
+    let mut p = Proxy::start(&s.root());
+    let (code, _, body) = post(
+        &format!("{}/v1/chat/completions", p.url),
+        &json!({"model": "prompt:capital", "variables": {"country": "France"}}),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let answer = v["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(answer.contains("Paris"), "{answer}");
+    // Streaming, converted to Ollama NDJSON for an Ollama client.
+    let r = crate::support::serve::http()
+        .post(format!("{}/api/chat", p.url))
+        .json(&json!({"model": "prompt:capital", "variables": {"country": "Italy"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines.len() > 1, "{text}");
+    assert_eq!(lines.last().unwrap()["done"], true);
+    let streamed: String = lines
+        .iter()
+        .filter_map(|l| l["message"]["content"].as_str())
+        .collect();
+    assert!(streamed.contains("Rome"), "{streamed}");
+    assert_eq!(p.terminate(), Some(0));
+    let rows = log_rows(&s.root());
+    assert_eq!(rows.len(), 2);
+    assert!(
+        rows.iter().all(|r| r.status == RequestStatus::Ok),
+        "{rows:#?}"
+    );
+    // Usage is reported on the non-streaming call (llama-cpp-python sends
+    // none in streams).
+    assert!(
+        rows.iter().any(|r| !r.stream && r.input_tokens > 0),
+        "{rows:#?}"
+    );
+    assert!(rows.iter().any(|r| r.stream && r.ttft_ms.is_some()));
+}

@@ -1,0 +1,121 @@
+//! Fixtures shared by the integration tests: the binary, a scaffolded
+//! repository; [`serve`] runs `promptgate serve`, [`upstream`] plays an LLM
+//! server.
+
+#![allow(dead_code)]
+
+pub mod serve;
+pub mod upstream;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Path of the binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_promptgate")
+}
+
+/// Runs `promptgate ARGS` in `dir` with a fixed git identity.
+pub fn run_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "Test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.com")
+        .env("GIT_COMMITTER_NAME", "Test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.com")
+        .env_remove("PROMPTGATE_LOG")
+        .output()
+        .expect("running promptgate")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A freshly scaffolded repository in a temp dir (`promptgate init`).
+pub struct Scaffold {
+    pub dir: tempfile::TempDir,
+}
+
+impl Scaffold {
+    pub fn new() -> Scaffold {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let o = run_in(dir.path(), &["init", "repo"]);
+        assert!(o.status.success(), "init failed: {}", stderr(&o));
+        Scaffold { dir }
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("repo")
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root().join(rel)
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path(rel)).expect("reading a scaffold file")
+    }
+
+    pub fn write(&self, rel: &str, text: &str) {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, text).expect("writing a scaffold file");
+    }
+
+    /// Replaces `from` by `to` in a file; the text must occur.
+    pub fn edit(&self, rel: &str, from: &str, to: &str) {
+        let text = self.read(rel);
+        assert!(text.contains(from), "{rel} does not contain {from:?}");
+        self.write(rel, &text.replacen(from, to, 1));
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        run_in(&self.root(), args)
+    }
+
+    /// Commits the whole working tree; returns the commit id.
+    pub fn commit(&self, message: &str) -> String {
+        let git = promptgate::repo::GitRepo::open(&self.root()).expect("open repo");
+        let sig = git2::Signature::now("Test", "test@example.com").expect("signature");
+        git.commit_all(message, &sig).expect("commit").to_string()
+    }
+}
+
+/// Whether an external tool a test needs is usable: true; else false after
+/// a SKIP line, unless external tools are required
+/// (PROMPTGATE_REQUIRE_EXTERNAL, set by scripts/test.sh), in which case the
+/// test fails with `missing`.
+pub fn external_tool(ok: bool, missing: &str) -> bool {
+    if ok {
+        return true;
+    }
+    assert!(
+        std::env::var_os("PROMPTGATE_REQUIRE_EXTERNAL").is_none(),
+        "{missing}"
+    );
+    eprintln!("SKIP: {missing}");
+    false
+}
+
+/// The Python with pyarrow; None after a SKIP line unless external tools
+/// are required (PROMPTGATE_REQUIRE_EXTERNAL), in which case it fails.
+pub fn python_with_pyarrow() -> Option<String> {
+    let py = std::env::var("PROMPTGATE_PYTHON").unwrap_or_else(|_| "python3".to_string());
+    let ok = std::process::Command::new(&py)
+        .args(["-c", "import pyarrow"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    external_tool(
+        ok,
+        &format!(
+            "`{py}` cannot import pyarrow: run scripts/setup-llm.sh and set PROMPTGATE_PYTHON"
+        ),
+    )
+    .then_some(py)
+}
