@@ -19,9 +19,9 @@ use promptgate::mock_llm::{MockConfig, MockServer};
 use serde_json::{Value, json};
 
 use crate::support::serve::{
-    Proxy, commit_main, commit_on, header, http, log_rows, proxy_scaffold, status, wait_status,
+    Proxy, commit_main, commit_on, header, log_rows, proxy_scaffold, status, wait_status,
 };
-use crate::support::{Scaffold, run_in, stderr, stdout};
+use crate::support::{Scaffold, http, run_in, stderr, stdout};
 
 const CANARY_BRANCH: &str = "prompt/capital-v2";
 const COUNTRIES: &[&str] = &["France", "Japan", "Peru", "Kenya", "Norway", "Chile"];

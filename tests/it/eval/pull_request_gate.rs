@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 
 use promptgate::mock_llm::{MockConfig, MockServer, parse_rules};
 
-use crate::support::{Scaffold, bin, external_tool, stderr, stdout};
+use crate::support::{Scaffold, bin, stderr, stdout, test_llm_url};
 
 const GOOD: &str = "content: What is the capital of {{ country }}?";
 const DEGRADED: &str = "content: What is the capital of {{ country }}? Be brief.";
@@ -517,11 +517,7 @@ async fn a_new_prompt_is_judged_by_the_absolute_gates_only() {
 /// path runs, every case is answered, and the report pairs all twelve rows.
 #[test]
 fn check_against_a_real_llm() {
-    let Ok(url) = std::env::var("PROMPTGATE_TEST_LLM_URL") else {
-        external_tool(
-            false,
-            "PROMPTGATE_TEST_LLM_URL is not set: run the tests with scripts/test.sh",
-        );
+    let Some(url) = test_llm_url() else {
         return;
     };
     let s = crate::eval::run_suite::scaffold_for("openai", &url, "smollm2");

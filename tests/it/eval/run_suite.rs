@@ -5,7 +5,7 @@ use std::process::Command;
 
 use promptgate::mock_llm::{MockConfig, MockServer, parse_rules};
 
-use crate::support::{Scaffold, python_with_pyarrow, stderr};
+use crate::support::{Scaffold, python_with_pyarrow, stderr, test_llm_url};
 
 /// Answers the scaffold's capital questions; `wrong` lists countries whose
 /// answer is wrong.
@@ -192,14 +192,7 @@ async fn failing_cases_do_not_abort_but_an_unreachable_provider_does() {
 /// deterministic at temperature 0; the floor leaves one answer of slack.
 #[test]
 fn eval_against_a_real_llm() {
-    let Ok(url) = std::env::var("PROMPTGATE_TEST_LLM_URL") else {
-        assert!(
-            std::env::var_os("PROMPTGATE_REQUIRE_EXTERNAL").is_none(),
-            "PROMPTGATE_TEST_LLM_URL is not set: run the tests with scripts/test.sh"
-        );
-        eprintln!(
-            "SKIP real-LLM eval: PROMPTGATE_TEST_LLM_URL is not set (scripts/test.sh sets it)"
-        );
+    let Some(url) = test_llm_url() else {
         return;
     };
     let s = scaffold_for("openai", &url, "smollm2");

@@ -272,7 +272,7 @@ async fn many_concurrent_calls_share_one_client() {
 #[tokio::test]
 async fn mock_speaks_generate_tags_models_and_streams_ollama_by_default() {
     let srv = mock(with_rules()).await;
-    let http = reqwest::Client::new();
+    let http = crate::support::http();
     // /api/chat without `stream`: Ollama streams by default (NDJSON).
     let r = http
         .post(format!("{}/api/chat", srv.url()))

@@ -28,7 +28,7 @@ async fn mock_llm_binary_prints_banner_and_answers() {
             "{line}"
         );
         let url = line.trim().rsplit(' ').next().unwrap().to_string();
-        let v: Value = reqwest::Client::new()
+        let v: Value = crate::support::http()
             .post(format!("{url}/v1/chat/completions"))
             .json(&json!({"model": "demo", "messages": [{"role": "user", "content": "ping?"}]}))
             .send()

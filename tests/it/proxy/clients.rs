@@ -10,7 +10,8 @@ use promptgate::logstore::RequestStatus;
 use promptgate::mock_llm::{MockConfig, MockServer};
 use serde_json::{Value, json};
 
-use crate::support::serve::{Proxy, log_rows, post, proxy_scaffold, python_with};
+use crate::support::serve::{Proxy, log_rows, post, proxy_scaffold};
+use crate::support::{python_with, test_llm_url};
 
 fn run_script(py: &str, script: &str, base: &str) -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -106,14 +107,7 @@ async fn official_python_clients_work_unchanged_through_serve() {
 /// SmolLM2 behind llama.cpp's OpenAI-compatible server (scripts/test.sh).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_llm_through_serve() {
-    let Ok(url) = std::env::var("PROMPTGATE_TEST_LLM_URL") else {
-        assert!(
-            std::env::var_os("PROMPTGATE_REQUIRE_EXTERNAL").is_none(),
-            "PROMPTGATE_TEST_LLM_URL is not set: run the tests with scripts/test.sh"
-        );
-        eprintln!(
-            "SKIP real-LLM serve: PROMPTGATE_TEST_LLM_URL is not set (scripts/test.sh sets it)"
-        );
+    let Some(url) = test_llm_url() else {
         return;
     };
     let s = proxy_scaffold("openai", &url, "");
@@ -128,7 +122,7 @@ async fn a_real_llm_through_serve() {
     let answer = v["choices"][0]["message"]["content"].as_str().unwrap();
     assert!(answer.contains("Paris"), "{answer}");
     // Streaming, converted to Ollama NDJSON for an Ollama client.
-    let r = crate::support::serve::http()
+    let r = crate::support::http()
         .post(format!("{}/api/chat", p.url))
         .json(&json!({"model": "prompt:capital", "variables": {"country": "Italy"}}))
         .send()

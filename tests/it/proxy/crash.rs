@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use promptgate::mock_llm::{MockConfig, MockServer};
 use serde_json::{Value, json};
 
-use crate::support::serve::{Proxy, http, proxy_scaffold};
-use crate::support::{Scaffold, python_with_pyarrow};
+use crate::support::serve::{Proxy, proxy_scaffold};
+use crate::support::{Scaffold, http, python_with_pyarrow};
 
 const SCAFFOLD_LOGGING: &str = "  flush_interval_ms: 200\n  on_full: block\n";
 

@@ -12,9 +12,10 @@ use promptgate::logstore::RequestStatus;
 use promptgate::mock_llm::{MockConfig, MockServer};
 use serde_json::{Value, json};
 
+use crate::support::http;
 use crate::support::serve::{
-    CHAT_PROMPT, Proxy, commit_main, commit_on, header, http, log_rows, post, proxy_scaffold,
-    status, wait_status,
+    CHAT_PROMPT, Proxy, commit_main, commit_on, header, log_rows, post, proxy_scaffold, status,
+    wait_status,
 };
 
 const CANARY_ROLLOUT: &str = "stable: refs/heads/main\ncanary:\n  ref: refs/heads/canary\n  weight: 100\n  prompts: [chat]\n";

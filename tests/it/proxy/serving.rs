@@ -12,8 +12,9 @@ use promptgate::proxy::routing::CanaryRule;
 use promptgate::spec::rollout::StickyKey;
 use serde_json::{Value, json};
 
+use crate::support::http;
 use crate::support::serve::{
-    Proxy, commit_on, header, http, log_dir, log_rows, post, proxy_scaffold, status,
+    Proxy, commit_on, header, log_dir, log_rows, post, proxy_scaffold, status,
 };
 use crate::support::upstream::{self as upstream, Reply, fixture};
 

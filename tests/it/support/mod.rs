@@ -1,11 +1,14 @@
 //! Fixtures shared by the integration tests: the binary, a scaffolded
-//! repository; [`serve`] runs `promptgate serve`, [`upstream`] plays an LLM
-//! server.
+//! repository, an HTTP client; [`serve`] runs `promptgate serve`,
+//! [`upstream`] plays an LLM server, [`external`] finds the optional tools.
 
 #![allow(dead_code)]
 
+pub mod external;
 pub mod serve;
 pub mod upstream;
+
+pub use external::{external_tool, python_with, python_with_pyarrow, test_llm_url};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -87,35 +90,12 @@ impl Scaffold {
     }
 }
 
-/// Whether an external tool a test needs is usable: true; else false after
-/// a SKIP line, unless external tools are required
-/// (PROMPTGATE_REQUIRE_EXTERNAL, set by scripts/test.sh), in which case the
-/// test fails with `missing`.
-pub fn external_tool(ok: bool, missing: &str) -> bool {
-    if ok {
-        return true;
-    }
-    assert!(
-        std::env::var_os("PROMPTGATE_REQUIRE_EXTERNAL").is_none(),
-        "{missing}"
-    );
-    eprintln!("SKIP: {missing}");
-    false
-}
-
-/// The Python with pyarrow; None after a SKIP line unless external tools
-/// are required (PROMPTGATE_REQUIRE_EXTERNAL), in which case it fails.
-pub fn python_with_pyarrow() -> Option<String> {
-    let py = std::env::var("PROMPTGATE_PYTHON").unwrap_or_else(|_| "python3".to_string());
-    let ok = std::process::Command::new(&py)
-        .args(["-c", "import pyarrow"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    external_tool(
-        ok,
-        &format!(
-            "`{py}` cannot import pyarrow: run scripts/setup-llm.sh and set PROMPTGATE_PYTHON"
-        ),
-    )
-    .then_some(py)
+/// An HTTP client for talking to the servers under test.
+pub fn http() -> reqwest::Client {
+    // reqwest is built without a bundled crypto provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(60))
+        .build()
+        .unwrap()
 }

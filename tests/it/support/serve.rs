@@ -11,7 +11,7 @@ use std::time::Duration;
 use promptgate::logstore::{RequestFilter, RequestLogRow, read_requests};
 use serde_json::Value;
 
-use crate::support::{Scaffold, bin};
+use crate::support::{Scaffold, bin, http};
 
 /// A prompt that declares `input`: the last user message fills it.
 pub const CHAT_PROMPT: &str = "id: chat
@@ -198,15 +198,6 @@ pub fn commit_main(s: &Scaffold, files: &[(&str, &str)], msg: &str) -> String {
     s.commit(msg)
 }
 
-pub fn http() -> reqwest::Client {
-    // reqwest is built without a bundled crypto provider.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap()
-}
-
 /// GET `/status` as JSON.
 pub async fn status(p: &Proxy) -> Value {
     http()
@@ -252,25 +243,4 @@ pub fn header(h: &reqwest::header::HeaderMap, name: &str) -> String {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string()
-}
-
-/// The Python of `$PROMPTGATE_PYTHON` when it can import `module`; None
-/// after a SKIP line unless external tools are required.
-pub fn python_with(module: &str) -> Option<String> {
-    let py = std::env::var("PROMPTGATE_PYTHON").unwrap_or_else(|_| "python3".to_string());
-    let ok = Command::new(&py)
-        .args(["-c", &format!("import {module}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if ok {
-        return Some(py);
-    }
-    assert!(
-        std::env::var_os("PROMPTGATE_REQUIRE_EXTERNAL").is_none(),
-        "`{py}` cannot import {module}: run scripts/setup-llm.sh and set PROMPTGATE_PYTHON"
-    );
-    eprintln!(
-        "SKIP: `{py}` cannot import {module} (run scripts/setup-llm.sh, set PROMPTGATE_PYTHON)"
-    );
-    None
 }
