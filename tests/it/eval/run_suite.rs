@@ -1,4 +1,4 @@
-//! Issue 3: `promptgate eval` end to end against `mock-llm` (labelled a
+//! `promptgate eval` end to end against `mock-llm` (labelled a
 //! mock in every answer) and, in CI, against a real llama.cpp server.
 
 use std::process::Command;

@@ -1,4 +1,4 @@
-//! Issue 5: the official OpenAI and Ollama Python clients, unchanged,
+//! The official OpenAI and Ollama Python clients, unchanged,
 //! against `promptgate serve` (streaming and not, tool calls, JSON mode,
 //! options), with `mock-llm` (a MOCK) speaking each upstream dialect, and
 //! one run against the real llama.cpp server.

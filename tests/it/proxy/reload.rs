@@ -1,4 +1,4 @@
-//! Issue 5: live reload of `promptgate serve`: new commits go live within
+//! Live reload of `promptgate serve`: new commits go live within
 //! seconds, invalid states are refused while the old one keeps serving,
 //! in-flight requests finish on the state they started with, bursts of
 //! changes coalesce, and reloads under load fail no request.

@@ -1,4 +1,4 @@
-//! Issue 5: `promptgate serve` end to end: the real binary on 127.0.0.1
+//! `promptgate serve` end to end: the real binary on 127.0.0.1
 //! in front of `mock-llm` (a MOCK, labelled as such in every answer's
 //! model name) or a recording test upstream, with the request log read
 //! back from Parquet.

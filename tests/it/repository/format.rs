@@ -1,4 +1,4 @@
-//! Issue 2: the repository format, `init`, `validate`, `render`, `log`.
+//! The repository format, `init`, `validate`, `render`, `log`.
 
 use crate::support::{Scaffold, run_in, stderr, stdout};
 
