@@ -4,7 +4,9 @@
 //! with a git commit.
 //!
 //! Data flows one way: spec -> repo -> template -> project -> provider ->
-//! dataset/eval/logstore -> stats -> canary/report. The CLI sits on top.
+//! dataset/eval/logstore -> stats -> canary/report. The CLI sits on top;
+//! `mock_llm` (a test server) sits on `provider`, and `durable` (file
+//! writes) is a leaf every layer may use.
 
 pub mod canary;
 pub mod cli;
