@@ -144,14 +144,36 @@ async fn pause(cfg: &MockConfig) {
 }
 
 async fn ollama_chat(State(cfg): State<Arc<MockConfig>>, body: Bytes) -> Response {
-    let api = ChatApi::OllamaChat;
-    let req: ChatIn = match serde_json::from_slice(&body) {
+    chat(&cfg, ChatApi::OllamaChat, &body).await
+}
+
+async fn openai_chat(State(cfg): State<Arc<MockConfig>>, body: Bytes) -> Response {
+    chat(&cfg, ChatApi::OpenAi, &body).await
+}
+
+/// `/api/chat` and `/v1/chat/completions`: the same request fields with each
+/// API's defaults. Ollama streams unless told not to and always reports
+/// usage; OpenAI streams on request and reports usage in a stream only
+/// with `stream_options.include_usage`.
+async fn chat(cfg: &MockConfig, api: ChatApi, body: &[u8]) -> Response {
+    let req: ChatIn = match serde_json::from_slice(body) {
         Ok(r) => r,
         Err(e) => return bad_request(api, &e),
     };
-    let o = req.answer(&cfg, json_mode(req.format.as_ref(), None));
-    pause(&cfg).await;
-    respond(&cfg, api, &req.model, &o, req.stream.unwrap_or(true), true)
+    let (response_format, stream, with_usage) = if api.is_ollama() {
+        (None, req.stream.unwrap_or(true), true)
+    } else {
+        let stream = req.stream.unwrap_or(false);
+        let include_usage = req.stream_options.as_ref().is_some_and(|s| s.include_usage);
+        (
+            req.response_format.as_ref(),
+            stream,
+            !stream || include_usage,
+        )
+    };
+    let o = req.answer(cfg, json_mode(req.format.as_ref(), response_format));
+    pause(cfg).await;
+    respond(cfg, api, &req.model, &o, stream, with_usage)
 }
 
 async fn ollama_generate(State(cfg): State<Arc<MockConfig>>, body: Bytes) -> Response {
@@ -170,22 +192,6 @@ async fn ollama_generate(State(cfg): State<Arc<MockConfig>>, body: Bytes) -> Res
     let o = decide(&cfg, &req.model, seed, &contents, &req.prompt, &[], json);
     pause(&cfg).await;
     respond(&cfg, api, &req.model, &o, req.stream.unwrap_or(true), true)
-}
-
-async fn openai_chat(State(cfg): State<Arc<MockConfig>>, body: Bytes) -> Response {
-    let api = ChatApi::OpenAi;
-    let req: ChatIn = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => return bad_request(api, &e),
-    };
-    let o = req.answer(
-        &cfg,
-        json_mode(req.format.as_ref(), req.response_format.as_ref()),
-    );
-    pause(&cfg).await;
-    let include_usage = req.stream_options.as_ref().is_some_and(|s| s.include_usage);
-    let stream = req.stream.unwrap_or(false);
-    respond(&cfg, api, &req.model, &o, stream, !stream || include_usage)
 }
 
 /// The answer `o` to a request of `model`, in `api`'s wire format; a stream

@@ -10,7 +10,7 @@
 
 use serde_json::{Value, json};
 
-use super::{ChatEvent, ChatResponse, ToolCall, Usage};
+use super::{ChatEvent, ChatResponse, ToolCall, ToolCallFragments, Usage};
 
 /// Which client API an answer is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,7 +125,7 @@ pub struct StreamEncoder {
     created: u64,
     started: bool,
     /// Ollama wants whole tool calls: OpenAI fragments collect here until Done.
-    calls: Vec<(Option<String>, String, String)>,
+    calls: ToolCallFragments,
 }
 
 impl StreamEncoder {
@@ -136,7 +136,7 @@ impl StreamEncoder {
             id: format!("chatcmpl-{request_id}"),
             created: now_secs(),
             started: false,
-            calls: Vec::new(),
+            calls: ToolCallFragments::default(),
         }
     }
 
@@ -217,19 +217,7 @@ impl StreamEncoder {
                     };
                     Self::ndjson(out, &v);
                 }
-                ChatEvent::ToolCall(d) => {
-                    while self.calls.len() <= d.index {
-                        self.calls.push((None, String::new(), String::new()));
-                    }
-                    let c = &mut self.calls[d.index];
-                    if d.id.is_some() {
-                        c.0.clone_from(&d.id);
-                    }
-                    if let Some(n) = &d.name {
-                        c.1.push_str(n);
-                    }
-                    c.2.push_str(&d.arguments);
-                }
+                ChatEvent::ToolCall(d) => self.calls.push(d),
                 ChatEvent::Done {
                     usage,
                     finish_reason,
@@ -237,11 +225,9 @@ impl StreamEncoder {
                 } => {
                     if self.api == ChatApi::OllamaChat && !self.calls.is_empty() {
                         let calls: Vec<Value> = std::mem::take(&mut self.calls)
-                            .into_iter()
-                            .filter(|c| !c.1.is_empty())
-                            .map(|(id, name, args)| {
-                                ToolCall::from_text(id, name, &args).to_ollama()
-                            })
+                            .finish()
+                            .iter()
+                            .map(ToolCall::to_ollama)
                             .collect();
                         Self::ndjson(
                             out,
