@@ -19,7 +19,7 @@ use promptgate::mock_llm::{MockConfig, MockServer};
 use serde_json::{Value, json};
 
 use crate::support::serve::{
-    Proxy, commit_main, commit_on, header, log_rows, proxy_scaffold, status, wait_status,
+    Proxy, commit_main, commit_on, header, log_rows, metrics, proxy_scaffold, status, wait_status,
 };
 use crate::support::{Scaffold, http, run_in, stderr, stdout};
 
@@ -159,17 +159,6 @@ fn rollout_at_main(root: &Path) -> String {
 /// Whether rollout.yaml text has a (non-commented) canary block.
 fn has_canary(rollout: &str) -> bool {
     rollout.lines().any(|l| l.starts_with("canary:"))
-}
-
-async fn metrics(p: &Proxy) -> String {
-    http()
-        .get(format!("{}/metrics", p.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,6 +9,7 @@ use promptgate::provider::{ChatEvent, ErrorKind, ModelClient};
 use serde_json::{Value, json};
 
 use crate::support::upstream::{client, config, params, user};
+use crate::support::{get_json, post_json};
 
 const RULES: &str = r#"
 - pattern: 'capital of (?P<country>\w+)'
@@ -291,36 +292,18 @@ async fn mock_speaks_generate_tags_models_and_streams_ollama_by_default() {
     assert_eq!(lines[3]["eval_count"], json!(3));
     assert!(lines.iter().all(|l| l["model"] == "mock:x"));
 
-    let g: Value = http
-        .post(format!("{}/api/generate", srv.url()))
-        .json(&json!({"model": "x", "prompt": "capital of Peru", "stream": false}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let g = post_json(
+        &format!("{}/api/generate", srv.url()),
+        &json!({"model": "x", "prompt": "capital of Peru", "stream": false}),
+    )
+    .await;
     assert_eq!(g["response"], "The capital of Peru is Paris.");
     assert_eq!(g["model"], "mock:x");
     assert_eq!(g["prompt_eval_count"], json!(3));
 
-    let tags: Value = http
-        .get(format!("{}/api/tags", srv.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let tags = get_json(&format!("{}/api/tags", srv.url())).await;
     assert!(tags["models"].as_array().is_some_and(|m| !m.is_empty()));
-    let models: Value = http
-        .get(format!("{}/v1/models", srv.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let models = get_json(&format!("{}/v1/models", srv.url())).await;
     assert_eq!(models["object"], "list");
 
     // OpenAI streams only on request, and sends usage only when asked.

@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 #[tokio::test]
 async fn mock_llm_binary_prints_banner_and_answers() {
@@ -28,15 +28,11 @@ async fn mock_llm_binary_prints_banner_and_answers() {
             "{line}"
         );
         let url = line.trim().rsplit(' ').next().unwrap().to_string();
-        let v: Value = crate::support::http()
-            .post(format!("{url}/v1/chat/completions"))
-            .json(&json!({"model": "demo", "messages": [{"role": "user", "content": "ping?"}]}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v = crate::support::post_json(
+            &format!("{url}/v1/chat/completions"),
+            &json!({"model": "demo", "messages": [{"role": "user", "content": "ping?"}]}),
+        )
+        .await;
         assert_eq!(v["choices"][0]["message"]["content"], "pong");
         assert_eq!(v["model"], "mock:demo");
     };

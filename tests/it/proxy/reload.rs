@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 
 use crate::support::http;
 use crate::support::serve::{
-    CHAT_PROMPT, Proxy, commit_main, commit_on, header, log_rows, post, proxy_scaffold, status,
-    wait_status,
+    CHAT_PROMPT, Proxy, commit_main, commit_on, header, log_rows, metrics, post, proxy_scaffold,
+    status, wait_status,
 };
 
 const CANARY_ROLLOUT: &str = "stable: refs/heads/main\ncanary:\n  ref: refs/heads/canary\n  weight: 100\n  prompts: [chat]\n";
@@ -131,14 +131,7 @@ async fn a_new_canary_commit_is_served_within_two_seconds_and_invalid_states_are
     let (code, version) = chat_version(&p).await;
     assert_eq!(code, 200);
     assert!(version.starts_with(&v2), "{version}");
-    let metrics = http()
-        .get(format!("{}/metrics", p.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&p).await;
     assert!(metrics.contains("promptgate_reloads_total"), "{metrics}");
 
     // Fixing both goes live again.

@@ -12,11 +12,11 @@ use promptgate::proxy::routing::CanaryRule;
 use promptgate::spec::rollout::StickyKey;
 use serde_json::{Value, json};
 
-use crate::support::http;
 use crate::support::serve::{
-    Proxy, commit_on, header, log_dir, log_rows, post, proxy_scaffold, status,
+    Proxy, commit_on, header, log_dir, log_rows, metrics, post, proxy_scaffold, status,
 };
 use crate::support::upstream::{self as upstream, Reply, fixture};
+use crate::support::{get_json, http};
 
 async fn mock(token_delay_ms: u64) -> MockServer {
     MockServer::start(MockConfig {
@@ -111,14 +111,7 @@ async fn prompt_requests_are_rendered_routed_answered_and_logged() {
     assert!(v["error"].is_string(), "Ollama error shape: {v}");
 
     // Both client APIs list the prompts and aliases.
-    let models: Value = http()
-        .get(format!("{}/v1/models", p.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let models = get_json(&format!("{}/v1/models", p.url)).await;
     let ids: Vec<&str> = models["data"]
         .as_array()
         .unwrap()
@@ -126,14 +119,7 @@ async fn prompt_requests_are_rendered_routed_answered_and_logged() {
         .map(|m| m["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, vec!["prompt:capital", "prompt:chat", "small"]);
-    let tags: Value = http()
-        .get(format!("{}/api/tags", p.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let tags = get_json(&format!("{}/api/tags", p.url)).await;
     assert_eq!(tags["models"].as_array().unwrap().len(), 3);
 
     assert_eq!(p.terminate(), Some(0), "{}", p.stderr());
@@ -482,14 +468,7 @@ async fn breaker_fails_fast_after_repeated_upstream_failures() {
     assert_eq!(code, 503, "{b}");
     assert!(!header(&h, "retry-after").is_empty());
     assert_eq!(down.hits(), 2, "the open breaker makes no upstream call");
-    let metrics = http()
-        .get(format!("{}/metrics", p.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&p).await;
     assert!(
         metrics.contains("promptgate_breaker_state{upstream=\"local\"} 2"),
         "{metrics}"

@@ -90,6 +90,29 @@ impl Scaffold {
     }
 }
 
+/// GET `url`; the body as JSON.
+pub async fn get_json(url: &str) -> serde_json::Value {
+    http().get(url).send().await.unwrap().json().await.unwrap()
+}
+
+/// GET `url`; the body as text.
+pub async fn get_text(url: &str) -> String {
+    http().get(url).send().await.unwrap().text().await.unwrap()
+}
+
+/// POST `body` to `url`; the answer as JSON.
+pub async fn post_json(url: &str, body: &serde_json::Value) -> serde_json::Value {
+    http()
+        .post(url)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// An HTTP client for talking to the servers under test.
 pub fn http() -> reqwest::Client {
     // reqwest is built without a bundled crypto provider.

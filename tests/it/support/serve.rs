@@ -11,7 +11,7 @@ use std::time::Duration;
 use promptgate::logstore::{RequestFilter, RequestLogRow, read_requests};
 use serde_json::Value;
 
-use crate::support::{Scaffold, bin, http};
+use crate::support::{Scaffold, bin, get_json, get_text, http};
 
 /// A prompt that declares `input`: the last user message fills it.
 pub const CHAT_PROMPT: &str = "id: chat
@@ -200,14 +200,12 @@ pub fn commit_main(s: &Scaffold, files: &[(&str, &str)], msg: &str) -> String {
 
 /// GET `/status` as JSON.
 pub async fn status(p: &Proxy) -> Value {
-    http()
-        .get(format!("{}/status", p.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    get_json(&format!("{}/status", p.url)).await
+}
+
+/// GET `/metrics`: the Prometheus text.
+pub async fn metrics(p: &Proxy) -> String {
+    get_text(&format!("{}/metrics", p.url)).await
 }
 
 /// Polls `/status` every 20 ms until `cond` holds or `limit` passes;
