@@ -436,15 +436,7 @@ fn alert_mode_makes_no_commit_and_posts_the_webhook() {
     let out = stdout(&o);
     assert!(out.contains("ALERT: canary regression"), "{out}");
     assert!(out.contains(&format!("webhook {url} notified")), "{out}");
-    let head = Repository::open(s.root())
-        .unwrap()
-        .head()
-        .unwrap()
-        .peel_to_commit()
-        .unwrap()
-        .id()
-        .to_string();
-    assert_eq!(head, intro, "alert mode must not commit");
+    assert_eq!(s.head_commit(), intro, "alert mode must not commit");
     let request = server.join().unwrap();
     assert!(request.starts_with("POST /hook"), "{request}");
     assert!(request.contains("\"decision\":\"rollback\""), "{request}");

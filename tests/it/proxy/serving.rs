@@ -48,14 +48,7 @@ async fn prompt_requests_are_rendered_routed_answered_and_logged() {
     );
     let commit = s.run(&["log", "capital"]);
     assert!(commit.status.success());
-    let head = git2::Repository::open(s.root())
-        .unwrap()
-        .head()
-        .unwrap()
-        .peel_to_commit()
-        .unwrap()
-        .id()
-        .to_string();
+    let head = s.head_commit();
     let version = header(&h, "x-promptgate-version");
     assert!(version.starts_with(&format!("{head}:")), "{version}");
     assert_eq!(header(&h, "x-promptgate-variant"), "stable");

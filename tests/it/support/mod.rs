@@ -82,6 +82,17 @@ impl Scaffold {
         run_in(&self.root(), args)
     }
 
+    /// The commit HEAD points to.
+    pub fn head_commit(&self) -> String {
+        git2::Repository::open(self.root())
+            .expect("open repo")
+            .head()
+            .and_then(|h| h.peel_to_commit())
+            .expect("HEAD commit")
+            .id()
+            .to_string()
+    }
+
     /// Commits the whole working tree; returns the commit id.
     pub fn commit(&self, message: &str) -> String {
         let git = promptgate::repo::GitRepo::open(&self.root()).expect("open repo");
