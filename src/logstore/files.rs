@@ -264,8 +264,8 @@ pub(crate) struct DirLock {
 }
 
 impl DirLock {
-    /// Takes the lock without waiting; `Ok(None)` when another holder has it.
-    pub(crate) fn try_acquire(root: &Path, name: &str) -> Result<Option<DirLock>> {
+    /// Opens (creating) the lock file `<root>/<name>`.
+    fn open(root: &Path, name: &str) -> Result<(PathBuf, File)> {
         std::fs::create_dir_all(root).map_err(LogStoreError::io(root))?;
         let path = root.join(name);
         let file = std::fs::OpenOptions::new()
@@ -274,6 +274,12 @@ impl DirLock {
             .write(true)
             .open(&path)
             .map_err(LogStoreError::io(&path))?;
+        Ok((path, file))
+    }
+
+    /// Takes the lock without waiting; `Ok(None)` when another holder has it.
+    pub(crate) fn try_acquire(root: &Path, name: &str) -> Result<Option<DirLock>> {
+        let (path, file) = Self::open(root, name)?;
         match file.try_lock() {
             Ok(()) => Ok(Some(DirLock { _file: file })),
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
@@ -283,14 +289,7 @@ impl DirLock {
 
     /// Takes the lock, waiting for the holder to release it.
     pub(crate) fn acquire(root: &Path, name: &str) -> Result<DirLock> {
-        std::fs::create_dir_all(root).map_err(LogStoreError::io(root))?;
-        let path = root.join(name);
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(LogStoreError::io(&path))?;
+        let (path, file) = Self::open(root, name)?;
         file.lock().map_err(LogStoreError::io(&path))?;
         Ok(DirLock { _file: file })
     }
