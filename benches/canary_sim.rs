@@ -15,7 +15,7 @@
 
 #![allow(clippy::print_stdout)]
 
-use promptgate::provider::mock::{Draws, QUALITY_SALT};
+use promptgate::mock_llm::{Draws, QUALITY_SALT};
 use promptgate::stats::quantile;
 use promptgate::stats::sequential::{Arm, Kind, Moments, SequentialTest, TestConfig};
 

@@ -4,7 +4,9 @@
 //! with a git commit.
 //!
 //! Data flows one way: spec -> repo -> template/binding -> project -> settings -> provider ->
-//! dataset/eval/logstore -> stats -> canary/report. The CLI sits on top.
+//! dataset/eval/logstore -> stats -> canary/report. The CLI sits on top;
+//! `mock_llm` (a test server) sits on `provider`, and `durable` (file
+//! writes) is a leaf every layer may use.
 
 pub mod binding;
 pub mod canary;
@@ -13,6 +15,7 @@ pub mod dataset;
 pub mod durable;
 pub mod eval;
 pub mod logstore;
+pub mod mock_llm;
 pub mod project;
 pub mod provider;
 pub mod proxy;

@@ -121,20 +121,35 @@ impl std::fmt::Debug for CompiledText {
 }
 
 impl CompiledText {
-    pub fn compile(source: &str) -> Result<CompiledText, String> {
+    pub fn compile(source: &str) -> Result<CompiledText, TextError> {
         let mut env = environment();
         env.add_template_owned(MESSAGE_TEMPLATE, source.to_string())
-            .map_err(|e| describe(&e).0)?;
+            .map_err(|e| TextError::from(&e))?;
         Ok(CompiledText {
             env: std::sync::Arc::new(env),
         })
     }
 
-    pub fn render<S: Serialize>(&self, vars: &S) -> Result<String, String> {
+    pub fn render<S: Serialize>(&self, vars: &S) -> Result<String, TextError> {
         self.env
             .get_template(MESSAGE_TEMPLATE)
             .and_then(|t| t.render(minijinja::value::Serde(vars)))
-            .map_err(|e| describe(&e).0)
+            .map_err(|e| TextError::from(&e))
+    }
+}
+
+/// A [`CompiledText`] that did not compile or render: minijinja's message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct TextError {
+    pub message: String,
+}
+
+impl From<&minijinja::Error> for TextError {
+    fn from(e: &minijinja::Error) -> Self {
+        TextError {
+            message: describe(e).0,
+        }
     }
 }
 

@@ -18,13 +18,12 @@
 //! re-serialised.
 
 use chrono::{DateTime, TimeZone, Utc};
-use git2::Oid;
 use serde::Serialize;
 
 use super::CanaryError;
 use super::analysis::{Action, CanaryReport};
 use crate::project::ROLLOUT_FILE;
-use crate::repo::{FileSource, GitRepo};
+use crate::repo::{FileSource, GitRepo, Oid, Signature};
 use crate::spec::rollout::{Canary, PromoteMode, Rollout};
 use crate::spec::{FileKind, SourceFile};
 
@@ -133,14 +132,9 @@ pub struct Applied {
 }
 
 /// Author and committer of the tool's commits.
-pub fn signature(
-    git: &GitRepo,
-    rollout: &Rollout,
-) -> Result<git2::Signature<'static>, CanaryError> {
+pub fn signature(git: &GitRepo, rollout: &Rollout) -> Result<Signature<'static>, CanaryError> {
     match &rollout.analysis.author {
-        Some(a) => {
-            Ok(git2::Signature::now(&a.name, &a.email).map_err(crate::repo::RepoError::from)?)
-        }
+        Some(a) => Ok(crate::repo::signature(&a.name, &a.email)?),
         None => Ok(git.signature()?),
     }
 }
@@ -296,7 +290,11 @@ fn rollback_tree(
                     &o.introduced_by[..12]
                 ),
                 Ok(Some(tree)) => {
-                    let after = blob_text(git, tree, ROLLOUT_FILE);
+                    let after = git
+                        .read_in_tree(tree, ROLLOUT_FILE)
+                        .ok()
+                        .flatten()
+                        .and_then(|b| String::from_utf8(b).ok());
                     let still_there = after
                         .as_deref()
                         .map(parse_rollout)
@@ -337,17 +335,6 @@ fn rollback_tree(
         msg,
         format!("removal of the canary block ({why_not})"),
     ))
-}
-
-fn blob_text(git: &GitRepo, tree: Oid, path: &str) -> Option<String> {
-    let repo = git.inner();
-    let entry = repo
-        .find_tree(tree)
-        .ok()?
-        .get_path(std::path::Path::new(path))
-        .ok()?;
-    let blob = repo.find_blob(entry.id()).ok()?;
-    String::from_utf8(blob.content().to_vec()).ok()
 }
 
 /// Applies a text edit and checks it by parsing: the result must equal the

@@ -42,12 +42,6 @@ pub enum CanaryError {
     Webhook(String),
 }
 
-impl From<git2::Error> for CanaryError {
-    fn from(e: git2::Error) -> Self {
-        CanaryError::Repo(e.into())
-    }
-}
-
 /// The committed rollout on the control branch and where its canary came from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CanaryState {

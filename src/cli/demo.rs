@@ -26,15 +26,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
-use git2::Oid;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::watch;
 
 use super::ExitStatus;
-use crate::provider::mock::{self, MockConfig, MockServer};
-use crate::repo::GitRepo;
+use crate::mock_llm::{self, MockConfig, MockServer};
+use crate::repo::{GitRepo, Oid};
 
 /// Where a local Ollama listens by default.
 const OLLAMA: &str = "127.0.0.1:11434";
@@ -347,11 +346,9 @@ fn commit_file(
     text: &str,
     message: &str,
 ) -> anyhow::Result<Oid> {
-    let head = git.resolve(branch)?;
-    let tree = git.tree_with_file(head, path, text.as_bytes())?;
     let sig = git.signature()?;
     Ok(git
-        .commit_on_branch(branch, head, tree, message, &sig)?
+        .commit_file(branch, path, text.as_bytes(), message, &sig)?
         .commit)
 }
 
@@ -441,7 +438,7 @@ async fn pick_model(root: &Path, force_mock: bool) -> anyhow::Result<Option<Mock
     }
     crate::durable::write(&rules_path, rules_yaml.as_bytes())?;
     let mock = MockServer::start(MockConfig {
-        rules: mock::parse_rules(&rules_yaml)?,
+        rules: mock_llm::parse_rules(&rules_yaml)?,
         ..MockConfig::default()
     })
     .await
@@ -668,8 +665,7 @@ async fn branch_and_check(root: &Path, stop: &Stop) -> anyhow::Result<()> {
     {
         let git = GitRepo::open(root)?;
         let main = git.resolve(MAIN)?;
-        git.inner()
-            .reference(&branch, main, false, "demo: open a prompt change")
+        git.create_branch(&branch, main, "demo: open a prompt change")
             .with_context(|| format!("creating {branch}"))?;
         let commit = commit_file(
             &git,
@@ -1088,17 +1084,13 @@ async fn wait_for_rollback(
         if head != seen {
             // Walk back from main to the last commit seen: the analyzer may
             // also have advanced a step before rolling back.
-            let mut walk = git.inner().revwalk()?;
-            walk.push(head)?;
-            walk.hide(seen)?;
             let mut hit = None;
-            for oid in walk {
-                let c = git.inner().find_commit(oid?)?;
-                let msg = c.message().unwrap_or_default().to_string();
+            for c in git.commits_since(seen, head)? {
+                let msg = c.message;
                 if msg.contains("rollback") || msg.contains("roll back") {
                     let (subject, body) = msg.split_once('\n').unwrap_or((&msg, ""));
                     hit = Some(Rollback {
-                        commit: c.id(),
+                        commit: c.id,
                         subject: subject.to_string(),
                         body: body.trim().to_string(),
                     });
@@ -1192,7 +1184,7 @@ async fn stable_again(root: &Path, addr: SocketAddr, rollback: Rollback) -> anyh
 mod tests {
     use super::*;
 
-    fn answer(rules: &[mock::Rule], message: &str) -> Option<String> {
+    fn answer(rules: &[mock_llm::Rule], message: &str) -> Option<String> {
         rules.iter().find_map(|r| {
             r.pattern.captures(message).map(|c| {
                 let mut s = String::new();
@@ -1217,7 +1209,7 @@ mod tests {
             .filter(|l| !l.trim().is_empty())
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
-        let rules = mock::parse_rules(&mock_rules(&rows)).unwrap();
+        let rules = mock_llm::parse_rules(&mock_rules(&rows)).unwrap();
         let mut failing = 0;
         for r in &rows {
             let good = answer(&rules, &format!("What is the capital of {}?", r.country));

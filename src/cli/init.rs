@@ -79,12 +79,7 @@ pub fn scaffold(dir: &Path, force: bool) -> anyhow::Result<String> {
             )
         }));
     for (rel, text) in files {
-        let path = dir.join(&rel);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating {}", parent.display()))?;
-        }
-        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        crate::durable::write(&dir.join(&rel), text.as_bytes())?;
     }
     let git = match repo::GitRepo::open(dir) {
         Ok(g) => g,

@@ -1,5 +1,5 @@
 //! `promptgate mock-llm`: parses the flags into a [`MockConfig`] and serves
-//! it; the server itself is `promptgate::provider::mock`.
+//! it; the server itself is `promptgate::mock_llm`.
 //!
 //! The first stdout line is the banner with the bound address, so callers
 //! can pass `--listen 127.0.0.1:0` and read the port.
@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::ExitStatus;
-use crate::provider::mock::{self, MockConfig};
+use crate::mock_llm::{self, MockConfig};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -41,7 +41,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitStatus> {
     let rules = match &args.rules {
-        Some(p) => mock::load_rules(p)?,
+        Some(p) => mock_llm::load_rules(p)?,
         None => Vec::new(),
     };
     let cfg = MockConfig {
@@ -64,7 +64,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitStatus> {
         let addr = listener.local_addr()?;
         super::out(&format!(
             "{}\n  rules: {}, latency {} ms, token delay {} ms, error rate {}, quality {}, seed {}\n",
-            mock::banner(addr),
+            mock_llm::banner(addr),
             cfg.rules.len(),
             args.latency_ms,
             args.token_delay_ms,
@@ -73,7 +73,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitStatus> {
             cfg.seed,
         ))?;
         tokio::select! {
-            r = mock::serve(listener, cfg) => r.context("serving")?,
+            r = mock_llm::serve(listener, cfg) => r.context("serving")?,
             _ = tokio::signal::ctrl_c() => {}
         }
         Ok(ExitStatus::Success)

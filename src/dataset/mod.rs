@@ -94,7 +94,7 @@ use serde_json::Value;
 
 pub use canonical::canonical_json;
 pub use diff::{ChangedRow, RowDiff, ValueChange, diff_versions};
-pub use rows::{Column, RowError, Schema, parse_rows};
+pub use rows::{Column, RowError, Schema, SchemaError, ValueError, parse_rows};
 pub use store::{
     DatasetStatus, IntegrityProblem, RowsStatus, Snapshot, SnapshotOutcome, VersionStatus,
     content_hash, load_lock, load_schema, read_snapshot, snapshot, status, verify_snapshots,
@@ -122,8 +122,8 @@ pub enum DatasetError {
     },
     #[error("{}", crate::project::render_all(.0))]
     Spec(Vec<Diagnostic>),
-    #[error("{path}: {message}")]
-    BadSchema { path: String, message: String },
+    #[error("{path}: {source}")]
+    BadSchema { path: String, source: SchemaError },
     #[error("{path} is missing: nothing to snapshot")]
     NoRows { path: String },
     #[error("{} invalid row(s) in {path}, nothing written:\n{}", .errors.len(), render_row_errors(.path, .errors))]
@@ -149,6 +149,15 @@ pub enum DatasetError {
         path: PathBuf,
         source: std::io::Error,
     },
+}
+
+impl From<crate::durable::WriteError> for DatasetError {
+    fn from(e: crate::durable::WriteError) -> Self {
+        DatasetError::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
 }
 
 impl DatasetError {

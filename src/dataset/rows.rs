@@ -20,6 +20,37 @@ pub struct Column {
     pub required: bool,
 }
 
+/// A `dataset.yaml` whose key column cannot identify rows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SchemaError {
+    #[error("key column `{0}` is not among the columns")]
+    KeyNotAColumn(String),
+    #[error("key column `{0}` must be required (it identifies rows)")]
+    KeyNotRequired(String),
+    #[error("key column `{key}` must be of type string or integer, not {kind}")]
+    KeyType { key: String, kind: &'static str },
+}
+
+/// A value that does not fit its column.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    #[error("missing value for required {0} column")]
+    Missing(&'static str),
+    #[error("expected {expected}, found {found}")]
+    WrongType {
+        expected: &'static str,
+        found: String,
+    },
+    #[error("integer {0} does not fit in a signed 64-bit integer")]
+    IntegerTooLarge(serde_json::Number),
+    #[error("{0} is not a number")]
+    NotANumber(serde_json::Number),
+    #[error("integer {0} is not exactly representable as a float")]
+    InexactFloat(serde_json::Number),
+    #[error("{0} is not a finite number")]
+    NotFinite(serde_json::Number),
+}
+
 /// The columns of a dataset in snapshot order: key first, then the others by
 /// name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,23 +62,19 @@ pub struct Schema {
 impl Schema {
     /// Checks the key column (present, required, string or integer) and
     /// orders the columns.
-    pub fn from_spec(spec: &DatasetSpec) -> Result<Schema, String> {
+    pub fn from_spec(spec: &DatasetSpec) -> Result<Schema, SchemaError> {
         let key = spec
             .columns
             .get(&spec.key)
-            .ok_or_else(|| format!("key column `{}` is not among the columns", spec.key))?;
+            .ok_or_else(|| SchemaError::KeyNotAColumn(spec.key.clone()))?;
         if !key.required {
-            return Err(format!(
-                "key column `{}` must be required (it identifies rows)",
-                spec.key
-            ));
+            return Err(SchemaError::KeyNotRequired(spec.key.clone()));
         }
         if !matches!(key.kind, ColumnType::String | ColumnType::Integer) {
-            return Err(format!(
-                "key column `{}` must be of type string or integer, not {}",
-                spec.key,
-                key.kind.as_str()
-            ));
+            return Err(SchemaError::KeyType {
+                key: spec.key.clone(),
+                kind: key.kind.as_str(),
+            });
         }
         let mut columns = vec![Column {
             name: spec.key.clone(),
@@ -199,7 +226,7 @@ pub fn parse_rows(schema: &Schema, text: &str) -> Result<Vec<Row>, Vec<RowError>
                 Ok(v) => {
                     row.insert(col.name.clone(), v);
                 }
-                Err(message) => errors.push(err(Some(&col.name), message)),
+                Err(e) => errors.push(err(Some(&col.name), e.to_string())),
             }
         }
         if errors.len() > before {
@@ -233,23 +260,19 @@ pub(crate) fn sort_rows(schema: &Schema, rows: &mut [Row]) {
 }
 
 /// Checks one value against its column and returns its normal form.
-fn normalise(col: &Column, value: &Value) -> Result<Value, String> {
+fn normalise(col: &Column, value: &Value) -> Result<Value, ValueError> {
     if value.is_null() {
         return if col.required {
-            Err(format!(
-                "missing value for required {} column",
-                col.kind.as_str()
-            ))
+            Err(ValueError::Missing(col.kind.as_str()))
         } else {
             Ok(Value::Null)
         };
     }
     let wrong = || {
-        Err(format!(
-            "expected {}, found {}",
-            col.kind.as_str(),
-            describe(value)
-        ))
+        Err(ValueError::WrongType {
+            expected: col.kind.as_str(),
+            found: describe(value),
+        })
     };
     match col.kind {
         ColumnType::String => match value {
@@ -262,27 +285,25 @@ fn normalise(col: &Column, value: &Value) -> Result<Value, String> {
         },
         ColumnType::Integer => match value {
             Value::Number(n) if n.is_i64() => Ok(value.clone()),
-            Value::Number(n) if n.is_u64() => Err(format!(
-                "integer {n} does not fit in a signed 64-bit integer"
-            )),
+            Value::Number(n) if n.is_u64() => Err(ValueError::IntegerTooLarge(n.clone())),
             _ => wrong(),
         },
         ColumnType::Float => match value {
             Value::Number(n) => {
-                let f = n.as_f64().ok_or_else(|| format!("{n} is not a number"))?;
+                let f = n
+                    .as_f64()
+                    .ok_or_else(|| ValueError::NotANumber(n.clone()))?;
                 let exact = match (n.as_i64(), n.as_u64()) {
                     (Some(i), _) => f as i64 == i && (f as i128) == i128::from(i),
                     (None, Some(u)) => (f as u128) == u128::from(u),
                     _ => true,
                 };
                 if !exact {
-                    return Err(format!(
-                        "integer {n} is not exactly representable as a float"
-                    ));
+                    return Err(ValueError::InexactFloat(n.clone()));
                 }
                 serde_json::Number::from_f64(f)
                     .map(Value::Number)
-                    .ok_or_else(|| format!("{n} is not a finite number"))
+                    .ok_or_else(|| ValueError::NotFinite(n.clone()))
             }
             _ => wrong(),
         },

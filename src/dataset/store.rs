@@ -2,7 +2,6 @@
 //! durably, record in the lock), reading a pinned one from any
 //! [`FileSource`], and the status of a dataset.
 
-use std::io::Write;
 use std::path::Path;
 
 use serde::Serialize;
@@ -11,6 +10,7 @@ use super::canonical::{ContentHasher, sha256_hex};
 use super::parquet_io::{self, META_CONTENT, META_DATASET, META_VERSION, SnapshotMeta};
 use super::rows::{Schema, cells, json_texts, parse_rows};
 use super::{DatasetError, Row, dataset_dir};
+use crate::durable;
 use crate::repo::{FileSource, WorkTree};
 use crate::spec::dataset::{DatasetLock, DatasetRef, DatasetSpec, LockedVersion};
 use crate::spec::{FileKind, SourceFile};
@@ -19,10 +19,6 @@ pub const SPEC_FILE: &str = "dataset.yaml";
 pub const LOCK_FILE: &str = "dataset.lock";
 pub const ROWS_FILE: &str = "rows.jsonl";
 pub const SNAPSHOTS_DIR: &str = "snapshots";
-/// Prefix of the temporary files of durable writes; leftovers of a crash
-/// are removed by the next snapshot.
-const TMP_PREFIX: &str = ".pg-tmp-";
-
 const LOCK_HEADER: &str = "# Written by `promptgate dataset snapshot`; do not edit.\n\
 # Snapshot files are immutable: a changed file is detected and refused.\n\
 # yaml-language-server: $schema=../../schema/dataset-lock.schema.json\n";
@@ -55,7 +51,7 @@ pub fn load_schema(
         .parse(FileKind::Dataset)
         .map_err(DatasetError::Spec)?;
     let schema =
-        Schema::from_spec(&spec).map_err(|message| DatasetError::BadSchema { path, message })?;
+        Schema::from_spec(&spec).map_err(|source| DatasetError::BadSchema { path, source })?;
     Ok((spec, schema))
 }
 
@@ -245,55 +241,18 @@ pub fn snapshot(root: &Path, name: &str) -> Result<SnapshotOutcome, DatasetError
         source,
     })?;
     // The snapshot first, never over an existing file; the lock commits it.
-    write_durably(&snap_dir, &format!("v{version}.parquet"), &bytes, false)?;
+    durable::write_new(&snap_dir.join(format!("v{version}.parquet")), &bytes)?;
     let mut new_lock = lock;
     new_lock.versions.push(locked.clone());
     let yaml = serde_yaml_ng::to_string(&new_lock).map_err(|e| DatasetError::Corrupt {
         path: format!("{dir}/{LOCK_FILE}"),
         message: e.to_string(),
     })?;
-    write_durably(
-        &abs_dir,
-        LOCK_FILE,
+    durable::write(
+        &abs_dir.join(LOCK_FILE),
         format!("{LOCK_HEADER}{yaml}").as_bytes(),
-        true,
     )?;
     Ok(SnapshotOutcome::Created(locked))
-}
-
-/// Temporary file in `dir`, fsync, rename onto `name`, fsync `dir`.
-fn write_durably(
-    dir: &Path,
-    name: &str,
-    bytes: &[u8],
-    overwrite: bool,
-) -> Result<(), DatasetError> {
-    let target = dir.join(name);
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| DatasetError::Io { path, source }
-    };
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(TMP_PREFIX);
-    // tempfile creates 0600; these are ordinary repository files.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(std::fs::Permissions::from_mode(0o644));
-    }
-    let mut tmp = builder.tempfile_in(dir).map_err(io(dir))?;
-    tmp.write_all(bytes).map_err(io(tmp.path()))?;
-    tmp.as_file().sync_all().map_err(io(tmp.path()))?;
-    if overwrite {
-        tmp.persist(&target).map_err(|e| io(&target)(e.error))?;
-    } else {
-        tmp.persist_noclobber(&target)
-            .map_err(|e| io(&target)(e.error))?;
-    }
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io(dir))?;
-    Ok(())
 }
 
 fn remove_leftovers(dir: &Path) -> Result<(), DatasetError> {
@@ -308,7 +267,11 @@ fn remove_leftovers(dir: &Path) -> Result<(), DatasetError> {
         }
     };
     for entry in entries.flatten() {
-        if entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(durable::TMP_PREFIX)
+        {
             let path = entry.path();
             tracing::warn!(path = %path.display(), "removing the leftover of an interrupted write");
             std::fs::remove_file(&path).map_err(|source| DatasetError::Io { path, source })?;

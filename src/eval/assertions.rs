@@ -115,6 +115,84 @@ pub enum AssertionCompileError {
     },
 }
 
+/// Why an assertion could not score a case; recorded as the assertion's
+/// `error` in the case's result.
+#[derive(Debug, thiserror::Error)]
+pub enum AssertionError {
+    #[error("`{field}` is a template over the dataset row, but this case has no row")]
+    NoRow { field: &'static str },
+    #[error("similarity needs the dataset column `{column}`, but this case has no row")]
+    SimilarityNoRow { column: String },
+    #[error("dataset row has no column `{0}`")]
+    MissingColumn(String),
+    #[error("dataset column `{0}` is null")]
+    NullColumn(String),
+    #[error("template in `{field}`: {source}")]
+    Template {
+        field: &'static str,
+        source: template::TextError,
+    },
+    /// A templated regex that does not compile for this row.
+    #[error("pattern {pattern:?} does not compile: {source}")]
+    Pattern {
+        /// Clipped for the message.
+        pattern: String,
+        source: regex::Error,
+    },
+    #[error("`{0}` is not an llm_judge assertion")]
+    NotAJudge(String),
+    #[error("llm_judge is scored by a judge model (judge_messages + judge_result), not evaluate")]
+    NeedsAJudge,
+    #[error("{0} was not measured")]
+    NotMeasured(&'static str),
+    #[error(transparent)]
+    Compile(#[from] AssertionCompileError),
+}
+
+/// Why there is no judge answer to score.
+#[derive(Debug, thiserror::Error)]
+pub enum JudgeFailure {
+    /// The judge's messages could not be built for this case.
+    #[error(transparent)]
+    Messages(#[from] AssertionError),
+    /// The judge model's call failed.
+    #[error("judge call failed: {0}")]
+    Call(String),
+}
+
+/// Why a judge's answer gives no score (see [`parse_judge_answer`]).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum JudgeScoreError {
+    #[error("empty judge answer")]
+    Empty,
+    #[error("no score in judge answer {0:?}")]
+    NoScore(String),
+    #[error("judge JSON has no `score` field")]
+    NoScoreField,
+    #[error("`{0}` is not a number")]
+    NotANumber(String),
+    #[error("score {0:?} is not a number")]
+    ScoreTextNotANumber(String),
+    #[error("score is a boolean ({0}), not a number")]
+    ScoreIsBoolean(bool),
+    #[error("score is not a number")]
+    ScoreNotANumber,
+    #[error("score {0} is out of range")]
+    OutOfRange(String),
+    #[error("score {0} is outside 0..=1 and has no scale (such as {0}/10)")]
+    NoScale(String),
+    #[error("ambiguous: the answer gives a range of scores")]
+    Range,
+    #[error("ambiguous: {what} {first} and {second}")]
+    Ambiguous {
+        what: &'static str,
+        first: f64,
+        second: f64,
+    },
+    #[error("internal error: judge score pattern: {0}")]
+    Pattern(regex::Error),
+}
+
 /// The YAML spelling of a check's type.
 pub fn check_kind(check: &Check) -> &'static str {
     match check {
@@ -207,11 +285,11 @@ impl Text {
                 }
             }
         }
-        let compiled = template::CompiledText::compile(source).map_err(|message| {
+        let compiled = template::CompiledText::compile(source).map_err(|e| {
             AssertionCompileError::Template {
                 name: name.to_string(),
                 field,
-                message,
+                message: e.message,
             }
         })?;
         Ok(Text::Template {
@@ -221,7 +299,7 @@ impl Text {
         })
     }
 
-    fn expand(&self, row: Option<&Map<String, Value>>) -> Result<Cow<'_, str>, String> {
+    fn expand(&self, row: Option<&Map<String, Value>>) -> Result<Cow<'_, str>, AssertionError> {
         match self {
             Text::Literal(s) => Ok(Cow::Borrowed(s)),
             Text::Template {
@@ -231,17 +309,15 @@ impl Text {
                 ..
             } => {
                 let Some(row) = row else {
-                    return Err(format!(
-                        "`{field}` is a template over the dataset row, but this case has no row"
-                    ));
+                    return Err(AssertionError::NoRow { field });
                 };
                 if let Some(missing) = columns.iter().find(|c| !row.contains_key(c.as_str())) {
-                    return Err(format!("dataset row has no column `{missing}`"));
+                    return Err(AssertionError::MissingColumn(missing.clone()));
                 }
                 compiled
                     .render(&RowContext { row })
                     .map(Cow::Owned)
-                    .map_err(|e| format!("template in `{field}`: {e}"))
+                    .map_err(|source| AssertionError::Template { field, source })
             }
         }
     }
@@ -466,27 +542,32 @@ impl CompiledAssertion {
     /// The judge's messages for this case (rubric templates expanded over the
     /// row). `Err` for non-judge assertions and template errors; feed it to
     /// [`Self::judge_result`] to record the error.
-    pub fn judge_messages(&self, obs: &Observation<'_>) -> Result<Vec<ChatMessage>, String> {
+    pub fn judge_messages(
+        &self,
+        obs: &Observation<'_>,
+    ) -> Result<Vec<ChatMessage>, AssertionError> {
         let Compiled::LlmJudge { rubric, .. } = &self.compiled else {
-            return Err(format!("`{}` is not an llm_judge assertion", self.name()));
+            return Err(AssertionError::NotAJudge(self.name().to_string()));
         };
         let rubric = rubric.expand(obs.row)?;
         Ok(build_judge_messages(&rubric, obs.output, obs.row))
     }
 
     /// Scores the judge's answer (or the failure to get one).
-    pub fn judge_result(&self, judge_answer: Result<&str, String>) -> AssertionResult {
+    pub fn judge_result(&self, judge_answer: Result<&str, JudgeFailure>) -> AssertionResult {
         judge_result(&self.assertion, judge_answer)
     }
 
     /// Scores `obs` against every check except `llm_judge` (which yields an
     /// error result saying it needs a judge).
     pub fn evaluate(&self, obs: &Observation<'_>) -> AssertionResult {
-        let outcome = self.outcome(obs).unwrap_or_else(Outcome::Error);
+        let outcome = self
+            .outcome(obs)
+            .unwrap_or_else(|e| Outcome::Error(e.to_string()));
         make_result(&self.assertion, self.kind, outcome)
     }
 
-    fn outcome(&self, obs: &Observation<'_>) -> Result<Outcome, String> {
+    fn outcome(&self, obs: &Observation<'_>) -> Result<Outcome, AssertionError> {
         let out = obs.output;
         Ok(match &self.compiled {
             Compiled::Equals(v) => {
@@ -525,8 +606,10 @@ impl CompiledAssertion {
             Compiled::Regex(Pattern::Static(re)) => regex_outcome(re, out),
             Compiled::Regex(Pattern::Template(t)) => {
                 let p = t.expand(obs.row)?;
-                let re = build_regex(&p)
-                    .map_err(|e| format!("pattern {:?} does not compile: {e}", clip(&p)))?;
+                let re = build_regex(&p).map_err(|source| AssertionError::Pattern {
+                    pattern: clip(&p).to_string(),
+                    source,
+                })?;
                 regex_outcome(&re, out)
             }
             Compiled::JsonValid => {
@@ -569,13 +652,13 @@ impl CompiledAssertion {
                 threshold,
             } => {
                 let Some(row) = obs.row else {
-                    return Err(format!(
-                        "similarity needs the dataset column `{column}`, but this case has no row"
-                    ));
+                    return Err(AssertionError::SimilarityNoRow {
+                        column: column.clone(),
+                    });
                 };
                 let reference: Cow<'_, str> = match row.get(column) {
-                    None => return Err(format!("dataset row has no column `{column}`")),
-                    Some(Value::Null) => return Err(format!("dataset column `{column}` is null")),
+                    None => return Err(AssertionError::MissingColumn(column.clone())),
+                    Some(Value::Null) => return Err(AssertionError::NullColumn(column.clone())),
                     Some(Value::String(s)) => Cow::Borrowed(s),
                     Some(other) => Cow::Owned(other.to_string()),
                 };
@@ -592,23 +675,18 @@ impl CompiledAssertion {
                     }),
                 }
             }
-            Compiled::LlmJudge { .. } => {
-                return Err(
-                    "llm_judge is scored by a judge model (judge_messages + judge_result), not evaluate"
-                        .to_string(),
-                );
-            }
+            Compiled::LlmJudge { .. } => return Err(AssertionError::NeedsAJudge),
             Compiled::LatencyMs(max) => {
                 let v = obs.latency_ms;
                 if !v.is_finite() {
-                    return Err("latency was not measured".to_string());
+                    return Err(AssertionError::NotMeasured("latency"));
                 }
                 binary(v <= *max, || format!("latency {v:.0} ms > max {max} ms"))
             }
             Compiled::Cost(max) => {
                 let v = obs.cost;
                 if !v.is_finite() {
-                    return Err("cost was not measured".to_string());
+                    return Err(AssertionError::NotMeasured("cost"));
                 }
                 binary(v <= *max, || format!("cost {v} > max {max}"))
             }
@@ -688,9 +766,8 @@ pub fn judge_messages(
     rubric: &str,
     output: &str,
     row: Option<&Map<String, Value>>,
-) -> Result<Vec<ChatMessage>, String> {
-    let rubric = Text::compile("llm_judge", "rubric", rubric)
-        .map_err(|e| e.to_string())?
+) -> Result<Vec<ChatMessage>, AssertionError> {
+    let rubric = Text::compile("llm_judge", "rubric", rubric)?
         .expand(row)?
         .into_owned();
     Ok(build_judge_messages(&rubric, output, row))
@@ -707,7 +784,7 @@ pub struct JudgeVerdict {
 
 /// A judge answer's score in `0..=1`, or why there is none.
 /// See [`parse_judge_answer`] for the accepted forms.
-pub fn parse_judge_score(answer: &str) -> Result<f64, String> {
+pub fn parse_judge_score(answer: &str) -> Result<f64, JudgeScoreError> {
     parse_judge_answer(answer).map(|v| v.score)
 }
 
@@ -726,58 +803,65 @@ static LABELED: LazyLock<Result<Regex, regex::Error>> = LazyLock::new(|| {
 static FRACTION: LazyLock<Result<Regex, regex::Error>> =
     LazyLock::new(|| Regex::new(&format!(r"(?i)({NUM})\s*(?:/|out\s+of)\s*({NUM})")));
 
-fn re(cell: &'static LazyLock<Result<Regex, regex::Error>>) -> Result<&'static Regex, String> {
+fn re(
+    cell: &'static LazyLock<Result<Regex, regex::Error>>,
+) -> Result<&'static Regex, JudgeScoreError> {
     cell.as_ref()
-        .map_err(|e| format!("internal error: judge score pattern: {e}"))
+        .map_err(|e| JudgeScoreError::Pattern(e.clone()))
 }
 
-fn number(s: &str) -> Result<f64, String> {
+fn number(s: &str) -> Result<f64, JudgeScoreError> {
     s.parse::<f64>()
         .ok()
         .filter(|v| v.is_finite())
-        .ok_or_else(|| format!("`{s}` is not a number"))
+        .ok_or_else(|| JudgeScoreError::NotANumber(s.to_string()))
 }
 
 /// A score from its parts: `n`, `n/d` (or `n out of d`), or `n%`.
-fn normalise(n: &str, denom: Option<&str>, percent: bool) -> Result<f64, String> {
+fn normalise(n: &str, denom: Option<&str>, percent: bool) -> Result<f64, JudgeScoreError> {
     let v = number(n)?;
     if let Some(d) = denom {
         let d = number(d)?;
         if d <= 0.0 || v < 0.0 || v > d {
-            return Err(format!("score {n}/{d} is out of range"));
+            return Err(JudgeScoreError::OutOfRange(format!("{n}/{d}")));
         }
         return Ok(v / d);
     }
     if percent {
         if !(0.0..=100.0).contains(&v) {
-            return Err(format!("score {n}% is out of range"));
+            return Err(JudgeScoreError::OutOfRange(format!("{n}%")));
         }
         return Ok(v / 100.0);
     }
     if !(0.0..=1.0).contains(&v) {
-        return Err(format!(
-            "score {n} is outside 0..=1 and has no scale (such as {n}/10)"
-        ));
+        return Err(JudgeScoreError::NoScale(n.to_string()));
     }
     Ok(v)
 }
 
-fn from_captures(c: &regex::Captures<'_>) -> Result<f64, String> {
+fn from_captures(c: &regex::Captures<'_>) -> Result<f64, JudgeScoreError> {
     if c.get(4).is_some() {
-        return Err("ambiguous: the answer gives a range of scores".to_string());
+        return Err(JudgeScoreError::Range);
     }
     let n = c.get(1).map(|m| m.as_str()).unwrap_or_default();
     normalise(n, c.get(2).map(|m| m.as_str()), c.get(3).is_some())
 }
 
 /// One score from several mentions: they must agree.
-fn unique(values: Vec<Result<f64, String>>, what: &str) -> Result<Option<f64>, String> {
+fn unique(
+    values: Vec<Result<f64, JudgeScoreError>>,
+    what: &'static str,
+) -> Result<Option<f64>, JudgeScoreError> {
     let mut found: Option<f64> = None;
     for v in values {
         let v = v?;
         match found {
             Some(f) if (f - v).abs() > 1e-9 => {
-                return Err(format!("ambiguous: {what} {f} and {v}"));
+                return Err(JudgeScoreError::Ambiguous {
+                    what,
+                    first: f,
+                    second: v,
+                });
             }
             _ => found = Some(v),
         }
@@ -785,14 +869,14 @@ fn unique(values: Vec<Result<f64, String>>, what: &str) -> Result<Option<f64>, S
     Ok(found)
 }
 
-fn from_json(v: &Value) -> Result<JudgeVerdict, String> {
+fn from_json(v: &Value) -> Result<JudgeVerdict, JudgeScoreError> {
     let score_value = match v {
         Value::Object(o) => {
             let key = ["score", "Score", "rating", "grade"]
                 .into_iter()
                 .find(|k| o.contains_key(*k));
             let Some(key) = key else {
-                return Err("judge JSON has no `score` field".to_string());
+                return Err(JudgeScoreError::NoScoreField);
             };
             let reason = ["reason", "explanation", "rationale"]
                 .into_iter()
@@ -809,20 +893,22 @@ fn from_json(v: &Value) -> Result<JudgeVerdict, String> {
     })
 }
 
-fn score_of(v: &Value) -> Result<f64, String> {
+fn score_of(v: &Value) -> Result<f64, JudgeScoreError> {
     match v {
         Value::Number(n) => {
             let s = n.to_string();
             normalise(&s, None, false)
         }
-        Value::String(s) => bare(s).unwrap_or_else(|| Err(format!("score {s:?} is not a number"))),
-        Value::Bool(b) => Err(format!("score is a boolean ({b}), not a number")),
-        _ => Err("score is not a number".to_string()),
+        Value::String(s) => {
+            bare(s).unwrap_or_else(|| Err(JudgeScoreError::ScoreTextNotANumber(s.clone())))
+        }
+        Value::Bool(b) => Err(JudgeScoreError::ScoreIsBoolean(*b)),
+        _ => Err(JudgeScoreError::ScoreNotANumber),
     }
 }
 
 /// The whole text as one score (`0.7`, `7/10`, `4 out of 5`, `80%`).
-fn bare(text: &str) -> Option<Result<f64, String>> {
+fn bare(text: &str) -> Option<Result<f64, JudgeScoreError>> {
     let re = match re(&BARE) {
         Ok(re) => re,
         Err(e) => return Some(Err(e)),
@@ -844,10 +930,10 @@ fn bare(text: &str) -> Option<Result<f64, String>> {
 /// a percentage `0..=100`, and a plain number must already be in `0..=1`
 /// (a bare `8` has no scale and is rejected). Disagreeing scores, no score
 /// and out-of-range scores are errors, never a default.
-pub fn parse_judge_answer(answer: &str) -> Result<JudgeVerdict, String> {
+pub fn parse_judge_answer(answer: &str) -> Result<JudgeVerdict, JudgeScoreError> {
     let text = unfence(answer.trim());
     if text.is_empty() {
-        return Err("empty judge answer".to_string());
+        return Err(JudgeScoreError::Empty);
     }
     if let Ok(v) = serde_json::from_str::<Value>(text) {
         return from_json(&v);
@@ -885,19 +971,19 @@ pub fn parse_judge_answer(answer: &str) -> Result<JudgeVerdict, String> {
             reason: None,
         });
     }
-    Err(format!("no score in judge answer {:?}", clip(text)))
+    Err(JudgeScoreError::NoScore(clip(text).to_string()))
 }
 
 /// Scores an `llm_judge` assertion from the judge's answer: `Err` (the call
 /// failed) and unparsable answers are errors; otherwise the parsed score,
 /// passing when `score >= threshold`.
-pub fn judge_result(a: &Assertion, judge_answer: Result<&str, String>) -> AssertionResult {
+pub fn judge_result(a: &Assertion, judge_answer: Result<&str, JudgeFailure>) -> AssertionResult {
     let kind = check_kind(&a.check);
     let Check::LlmJudge { threshold, .. } = &a.check else {
         return make_result(
             a,
             kind,
-            Outcome::Error(format!("`{}` is not an llm_judge assertion", a.name)),
+            Outcome::Error(AssertionError::NotAJudge(a.name.clone()).to_string()),
         );
     };
     let outcome = match judge_answer {
@@ -1307,7 +1393,7 @@ mod tests {
         let bad = c.judge_result(Ok("It is quite good."));
         assert!(!bad.pass);
         assert!(bad.error.unwrap().starts_with("unparsable judge answer"));
-        let failed = c.judge_result(Err(v("connection refused")));
+        let failed = c.judge_result(Err(JudgeFailure::Call("connection refused".into())));
         assert!(!failed.pass && failed.error.is_some());
         assert!(
             !CompiledAssertion::compile(&assertion(Check::JsonValid))
@@ -1324,6 +1410,7 @@ mod tests {
         assert!(
             judge_messages("Mentions {{ row.nope }}", "Paris", Some(&r))
                 .unwrap_err()
+                .to_string()
                 .contains("`nope`")
         );
         let plain = judge_messages("Is polite", "Hi", None).unwrap();

@@ -4,10 +4,11 @@
 //! Cache: one JSON file per response under
 //! `.promptgate/cache/responses/<aa>/<sha256>.json`, keyed by the sha256 of
 //! (model key, upstream model name, provider URL, rendered messages, params).
-//! Entries are written to a temporary name and renamed, so a crashed run
-//! never leaves a half-written entry that a later run would trust.
+//! Entries are renamed into place whole ([`crate::durable::write_cache_entry`]),
+//! so a crashed run never leaves a half-written entry that a later run
+//! would trust; they are not fsynced (a lost entry is a miss).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -83,7 +84,10 @@ impl<C: ModelCaller> CachedCaller<C> {
 
     fn store(&self, call: &ModelCall, reply: &ModelReply) {
         let path = self.path_of(call);
-        if let Err(e) = write_atomic(&path, reply) {
+        let written = crate::durable::write_cache_entry(&path, |f| {
+            serde_json::to_writer(f, reply).map_err(std::io::Error::from)
+        });
+        if let Err(e) = written {
             tracing::warn!(path = %path.display(), error = %e, "could not write the response cache");
         }
     }
@@ -101,15 +105,6 @@ impl<C: ModelCaller> ModelCaller for CachedCaller<C> {
             Ok(reply)
         })
     }
-}
-
-fn write_atomic(path: &Path, reply: &ModelReply) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    serde_json::to_writer(&mut tmp, reply)?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }
 
 /// sha256 over a canonical JSON of the call (maps are sorted by serde_json).

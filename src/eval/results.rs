@@ -39,6 +39,15 @@ pub enum ResultsError {
     Parquet(#[from] parquet::errors::ParquetError),
 }
 
+impl From<crate::durable::WriteError> for ResultsError {
+    fn from(e: crate::durable::WriteError) -> Self {
+        ResultsError::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
 /// One gate's verdict.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct GateResult {
@@ -335,10 +344,7 @@ pub fn write_parquet(
     let mut writer = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props))?;
     writer.write(&batch)?;
     writer.close()?;
-    crate::durable::write(path, &buf).map_err(|source| ResultsError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+    crate::durable::write(path, &buf).map_err(ResultsError::from)
 }
 
 /// Summarises a finished run and records it under `state_dir` (normally
@@ -359,8 +365,7 @@ pub fn record(
         path: json.clone(),
         source: e.into(),
     })?;
-    crate::durable::write(&json, text.as_bytes())
-        .map_err(|source| ResultsError::Io { path: json, source })?;
+    crate::durable::write(&json, text.as_bytes())?;
     Ok(summary)
 }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use serde::Serialize;
 
-use super::assertions::{self, AssertionResult, CompiledAssertion, Observation};
+use super::assertions::{self, AssertionResult, CompiledAssertion, JudgeFailure, Observation};
 use super::call::{CallFailure, ModelCall, ModelCaller, ModelReply};
 use crate::binding::{self, BindError, Supplied};
 use crate::dataset::{self, Row};
@@ -297,15 +297,7 @@ pub async fn run(
         .buffer_unordered(opts.concurrency.max(1));
     let mut out = Vec::with_capacity(prepared.case_count());
     while let Some((index, result)) = stream.next().await {
-        match result {
-            Ok(case) => out.push((index, case)),
-            Err(message) => {
-                return Err(EvalError::Unreachable {
-                    model: prepared.model.clone(),
-                    message,
-                });
-            }
-        }
+        out.push((index, result?));
         if let Some(cb) = &opts.on_case {
             cb();
         }
@@ -331,6 +323,13 @@ pub fn params_for_draw(
     out
 }
 
+fn unreachable(prepared: &PreparedSuite, message: String) -> EvalError {
+    EvalError::Unreachable {
+        model: prepared.model.clone(),
+        message,
+    }
+}
+
 /// One case. Per-case failures become the case's `error`; the only `Err`
 /// is an unreachable provider, which stops the run.
 async fn run_case(
@@ -338,7 +337,7 @@ async fn run_case(
     case: &PreparedCase,
     repeat: u32,
     caller: &dyn ModelCaller,
-) -> Result<CaseResult, String> {
+) -> Result<CaseResult, EvalError> {
     let mut result = CaseResult {
         row_key: case.key.clone(),
         repeat,
@@ -375,7 +374,7 @@ async fn run_case(
             result.error = Some(e);
             return Ok(result);
         }
-        Err(CallFailure::Unreachable(e)) => return Err(e),
+        Err(CallFailure::Unreachable(message)) => return Err(unreachable(prepared, message)),
     };
     result.output = reply.content.clone();
     result.latency_ms = reply.latency_ms;
@@ -401,7 +400,7 @@ async fn run_case(
         let r = match judge {
             None => a.evaluate(&obs),
             Some((judge_model, judge_upstream)) => match a.judge_messages(&obs) {
-                Err(e) => a.judge_result(Err(e)),
+                Err(e) => a.judge_result(Err(e.into())),
                 Ok(messages) => {
                     let judge_call = ModelCall {
                         model: judge_model.clone(),
@@ -415,10 +414,10 @@ async fn run_case(
                             result.cost += j.cost;
                             a.judge_result(Ok(&j.content))
                         }
-                        Err(CallFailure::Case(e)) => {
-                            a.judge_result(Err(format!("judge call failed: {e}")))
+                        Err(CallFailure::Case(e)) => a.judge_result(Err(JudgeFailure::Call(e))),
+                        Err(CallFailure::Unreachable(message)) => {
+                            return Err(unreachable(prepared, message));
                         }
-                        Err(CallFailure::Unreachable(e)) => return Err(e),
                     }
                 }
             },

@@ -15,7 +15,7 @@ use parquet::file::metadata::KeyValue;
 use super::feedback::{self, FeedbackCompactReport};
 use super::files::{self, COMPACT_LOCK, DirLock, JOURNAL_LOCK, META_COMPACTED_FROM, WRITER_LOCK};
 use super::recover::{RecoveryReport, recover_walk};
-use super::row::{request_schema, rows_from_batch, rows_to_batch};
+use super::row::{ColumnError, request_schema, rows_from_batch, rows_to_batch};
 use super::{FEEDBACK_DIR, LogStoreError, REQUESTS_DIR, Result};
 use crate::durable;
 
@@ -57,12 +57,12 @@ impl Kind {
     }
 
     /// Re-encodes a batch of any older schema version with the current one.
-    fn normalize(self, batch: &RecordBatch) -> std::result::Result<RecordBatch, String> {
-        match self {
-            Kind::Requests => rows_to_batch(&rows_from_batch(batch)?).map_err(|e| e.to_string()),
-            Kind::Feedback => feedback::records_to_batch(&feedback::records_from_batch(batch)?)
-                .map_err(|e| e.to_string()),
-        }
+    fn normalize(self, batch: &RecordBatch) -> std::result::Result<RecordBatch, ColumnError> {
+        let encoded = match self {
+            Kind::Requests => rows_to_batch(&rows_from_batch(batch)?),
+            Kind::Feedback => feedback::records_to_batch(&feedback::records_from_batch(batch)?),
+        };
+        Ok(encoded?)
     }
 }
 

@@ -19,7 +19,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::files::{self, COMPACT_LOCK, DirLock, JOURNAL_LOCK};
-use super::row::{Columns, RequestLogRow, need, now_micros};
+use super::row::{ColumnError, Columns, RequestLogRow, need, now_micros};
 use super::{FEEDBACK_DIR, FieldError, LogStoreError, Result};
 use crate::durable;
 
@@ -172,7 +172,7 @@ pub(crate) fn records_to_batch(
 
 pub(crate) fn records_from_batch(
     batch: &RecordBatch,
-) -> std::result::Result<Vec<FeedbackRecord>, String> {
+) -> std::result::Result<Vec<FeedbackRecord>, ColumnError> {
     let c = Columns::new(batch);
     let feedback_id = c.str("feedback_id")?;
     let request_id = c.str("request_id")?;
@@ -189,7 +189,7 @@ pub(crate) fn records_from_batch(
                 feedback_id: need(feedback_id(i), "feedback_id", i)?.to_string(),
                 request_id: need(request_id(i), "request_id", i)?.to_string(),
                 ts: DateTime::from_timestamp_micros(need(ts(i), "ts", i)?)
-                    .ok_or_else(|| format!("row {i}: `ts` out of range"))?,
+                    .ok_or(ColumnError::OutOfRange { name: "ts", row: i })?,
                 score: need(score(i), "score", i)?,
                 label: owned(label(i)),
                 correction: owned(correction(i)),
@@ -550,9 +550,9 @@ fn read_feedback_parquet(path: &Path) -> Result<Vec<FeedbackRecord>> {
     let mut out = Vec::new();
     for batch in files::read_parquet(path)?.0 {
         out.extend(
-            records_from_batch(&batch).map_err(|message| LogStoreError::Format {
+            records_from_batch(&batch).map_err(|source| LogStoreError::Columns {
                 path: path.to_path_buf(),
-                message,
+                source,
             })?,
         );
     }

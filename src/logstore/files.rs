@@ -22,7 +22,7 @@ pub(crate) const META_KIND: &str = "promptgate.kind";
 pub(crate) const META_FILE_NAME: &str = "promptgate.file_name";
 pub(crate) const META_COMPACTED_FROM: &str = "promptgate.compacted_from";
 
-pub(crate) const TMP_PREFIX: &str = ".tmp-";
+pub(crate) const TMP_PREFIX: &str = durable::TMP_PREFIX;
 pub(crate) const MERGED_PREFIX: &str = "merged-";
 
 /// `part-<time>-<uuid>.parquet` (or another prefix): unique, time-sortable.
@@ -99,27 +99,14 @@ pub(crate) fn encode<W: std::io::Write + Send>(
     Ok(())
 }
 
-/// Writes a file at `path` durably with [`durable::write_with`]. If the
-/// rename happened but the folder fsync failed, the fsync is retried instead
-/// of reporting a failure that would make the caller write the same rows a
-/// second time.
+/// Writes a file at `path` durably with [`durable::write_with`] (which
+/// retries a failed folder fsync after the rename, so rows are not written
+/// twice because of it).
 pub(crate) fn write_file(
     path: &Path,
     fill: impl FnOnce(&mut File) -> std::io::Result<()>,
 ) -> Result<()> {
-    let existed = path.exists();
-    match durable::write_with(path, fill) {
-        Ok(()) => Ok(()),
-        Err(e) if !existed && path.exists() => {
-            tracing::warn!(path = %path.display(), error = %e, "folder fsync after rename failed; retrying");
-            let dir = path.parent().unwrap_or(Path::new("."));
-            durable::sync_dir(dir).map_err(LogStoreError::io(dir))
-        }
-        Err(e) => Err(LogStoreError::Io {
-            path: path.to_path_buf(),
-            source: e,
-        }),
-    }
+    durable::write_with(path, fill).map_err(LogStoreError::from)
 }
 
 /// Writes a Parquet file at `path` durably (temporary, close, fsync,
@@ -277,8 +264,8 @@ pub(crate) struct DirLock {
 }
 
 impl DirLock {
-    /// Takes the lock without waiting; `Ok(None)` when another holder has it.
-    pub(crate) fn try_acquire(root: &Path, name: &str) -> Result<Option<DirLock>> {
+    /// Opens (creating) the lock file `<root>/<name>`.
+    fn open(root: &Path, name: &str) -> Result<(PathBuf, File)> {
         std::fs::create_dir_all(root).map_err(LogStoreError::io(root))?;
         let path = root.join(name);
         let file = std::fs::OpenOptions::new()
@@ -287,6 +274,12 @@ impl DirLock {
             .write(true)
             .open(&path)
             .map_err(LogStoreError::io(&path))?;
+        Ok((path, file))
+    }
+
+    /// Takes the lock without waiting; `Ok(None)` when another holder has it.
+    pub(crate) fn try_acquire(root: &Path, name: &str) -> Result<Option<DirLock>> {
+        let (path, file) = Self::open(root, name)?;
         match file.try_lock() {
             Ok(()) => Ok(Some(DirLock { _file: file })),
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
@@ -296,14 +289,7 @@ impl DirLock {
 
     /// Takes the lock, waiting for the holder to release it.
     pub(crate) fn acquire(root: &Path, name: &str) -> Result<DirLock> {
-        std::fs::create_dir_all(root).map_err(LogStoreError::io(root))?;
-        let path = root.join(name);
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(LogStoreError::io(&path))?;
+        let (path, file) = Self::open(root, name)?;
         file.lock().map_err(LogStoreError::io(&path))?;
         Ok(DirLock { _file: file })
     }

@@ -132,7 +132,8 @@ pub use read::{RequestFilter, read_request_batches, read_requests, request_files
 pub use recover::{RecoveryReport, recover};
 pub use redact::Redactor;
 pub use row::{
-    RequestLogRow, RequestStatus, Variant, request_schema, rows_from_batch, rows_to_batch,
+    ColumnError, RequestLogRow, RequestStatus, Variant, request_schema, rows_from_batch,
+    rows_to_batch,
 };
 pub use writer::{LoggerStats, RequestLogger, StallGuard};
 
@@ -169,6 +170,12 @@ pub enum LogStoreError {
     Arrow(#[from] arrow_schema::ArrowError),
     #[error("{}: {message}", path.display())]
     Format { path: PathBuf, message: String },
+    #[error("{}: {source}", path.display())]
+    Columns {
+        path: PathBuf,
+        #[source]
+        source: ColumnError,
+    },
     #[error("invalid feedback: {0}")]
     Invalid(#[from] FieldError),
     #[error("{}: held by another process ({what})", path.display())]
@@ -177,6 +184,15 @@ pub enum LogStoreError {
     WriterStopped,
     #[error("{rows} log row(s) could not be written: {message}")]
     Unflushed { rows: usize, message: String },
+}
+
+impl From<crate::durable::WriteError> for LogStoreError {
+    fn from(e: crate::durable::WriteError) -> Self {
+        LogStoreError::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
 }
 
 impl LogStoreError {

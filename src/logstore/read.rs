@@ -124,9 +124,9 @@ pub fn read_requests(
     let mut rows = Vec::new();
     for f in request_files(sources, filter)? {
         for batch in files::read_parquet(&f)?.0 {
-            let decoded = rows_from_batch(&batch).map_err(|message| LogStoreError::Format {
+            let decoded = rows_from_batch(&batch).map_err(|source| LogStoreError::Columns {
                 path: f.clone(),
-                message,
+                source,
             })?;
             rows.extend(decoded.into_iter().filter(|r| filter.matches(r)));
         }

@@ -277,6 +277,28 @@ pub fn rows_to_batch<'a>(
 
 /// Typed access to the columns of a batch read from a file, tolerating
 /// missing nullable columns.
+/// Why a record batch does not hold valid log rows (an unknown or damaged
+/// file, not a bug of the reader).
+#[derive(Debug, thiserror::Error)]
+pub enum ColumnError {
+    #[error("missing column `{0}`")]
+    Missing(&'static str),
+    #[error("column `{name}` is not {expected}")]
+    WrongType {
+        name: &'static str,
+        expected: &'static str,
+    },
+    #[error("row {row}: `{name}` is null")]
+    Null { name: &'static str, row: usize },
+    #[error("row {row}: `{name}` out of range")]
+    OutOfRange { name: &'static str, row: usize },
+    #[error("row {row}: unknown variant `{value}`")]
+    UnknownVariant { row: usize, value: String },
+    /// The rows read back but do not encode in the current schema.
+    #[error("{0}")]
+    Encode(#[from] arrow_schema::ArrowError),
+}
+
 pub(crate) struct Columns<'b> {
     batch: &'b RecordBatch,
 }
@@ -286,93 +308,120 @@ impl<'b> Columns<'b> {
         Columns { batch }
     }
 
-    fn col(&self, name: &str) -> Option<&'b ArrayRef> {
+    fn col(&self, name: &'static str) -> Option<&'b ArrayRef> {
         self.batch.column_by_name(name)
     }
 
-    fn required(&self, name: &str) -> Result<&'b ArrayRef, String> {
-        self.col(name)
-            .ok_or_else(|| format!("missing column `{name}`"))
+    fn required(&self, name: &'static str) -> Result<&'b ArrayRef, ColumnError> {
+        self.col(name).ok_or(ColumnError::Missing(name))
     }
 
-    pub(crate) fn str(&self, name: &str) -> Result<impl Fn(usize) -> Option<&'b str>, String> {
+    pub(crate) fn str(
+        &self,
+        name: &'static str,
+    ) -> Result<impl Fn(usize) -> Option<&'b str>, ColumnError> {
         let a = self
             .required(name)?
             .as_string_opt::<i32>()
-            .ok_or_else(|| format!("column `{name}` is not Utf8"))?;
+            .ok_or(ColumnError::WrongType {
+                name,
+                expected: "Utf8",
+            })?;
         Ok(move |i: usize| a.is_valid(i).then(|| a.value(i)))
     }
 
-    pub(crate) fn opt_str(&self, name: &str) -> Result<impl Fn(usize) -> Option<&'b str>, String> {
+    pub(crate) fn opt_str(
+        &self,
+        name: &'static str,
+    ) -> Result<impl Fn(usize) -> Option<&'b str>, ColumnError> {
         let a = match self.col(name) {
             None => None,
-            Some(c) => Some(
-                c.as_string_opt::<i32>()
-                    .ok_or_else(|| format!("column `{name}` is not Utf8"))?,
-            ),
+            Some(c) => Some(c.as_string_opt::<i32>().ok_or(ColumnError::WrongType {
+                name,
+                expected: "Utf8",
+            })?),
         };
         Ok(move |i: usize| a.and_then(|a| a.is_valid(i).then(|| a.value(i))))
     }
 
-    pub(crate) fn ts(&self, name: &str) -> Result<impl Fn(usize) -> Option<i64>, String> {
+    pub(crate) fn ts(
+        &self,
+        name: &'static str,
+    ) -> Result<impl Fn(usize) -> Option<i64>, ColumnError> {
         let a = self
             .required(name)?
             .as_primitive_opt::<TimestampMicrosecondType>()
-            .ok_or_else(|| format!("column `{name}` is not Timestamp(Microsecond)"))?;
+            .ok_or(ColumnError::WrongType {
+                name,
+                expected: "Timestamp(Microsecond)",
+            })?;
         Ok(move |i: usize| a.is_valid(i).then(|| a.value(i)))
     }
 
     pub(crate) fn f64(
         &self,
-        name: &str,
+        name: &'static str,
         required: bool,
-    ) -> Result<impl Fn(usize) -> Option<f64>, String> {
+    ) -> Result<impl Fn(usize) -> Option<f64>, ColumnError> {
         let a = match self.col(name) {
             None if !required => None,
-            None => return Err(format!("missing column `{name}`")),
+            None => return Err(ColumnError::Missing(name)),
             Some(c) => Some(
                 c.as_primitive_opt::<Float64Type>()
-                    .ok_or_else(|| format!("column `{name}` is not Float64"))?,
+                    .ok_or(ColumnError::WrongType {
+                        name,
+                        expected: "Float64",
+                    })?,
             ),
         };
         Ok(move |i: usize| a.and_then(|a| a.is_valid(i).then(|| a.value(i))))
     }
 
-    fn u64(&self, name: &str) -> Result<impl Fn(usize) -> Option<u64>, String> {
+    fn u64(&self, name: &'static str) -> Result<impl Fn(usize) -> Option<u64>, ColumnError> {
         let a = self
             .required(name)?
             .as_primitive_opt::<UInt64Type>()
-            .ok_or_else(|| format!("column `{name}` is not UInt64"))?;
+            .ok_or(ColumnError::WrongType {
+                name,
+                expected: "UInt64",
+            })?;
         Ok(move |i: usize| a.is_valid(i).then(|| a.value(i)))
     }
 
-    fn u16(&self, name: &str) -> Result<impl Fn(usize) -> Option<u16>, String> {
+    fn u16(&self, name: &'static str) -> Result<impl Fn(usize) -> Option<u16>, ColumnError> {
         let a = self
             .required(name)?
             .as_primitive_opt::<UInt16Type>()
-            .ok_or_else(|| format!("column `{name}` is not UInt16"))?;
+            .ok_or(ColumnError::WrongType {
+                name,
+                expected: "UInt16",
+            })?;
         Ok(move |i: usize| a.is_valid(i).then(|| a.value(i)))
     }
 
-    fn bool(&self, name: &str, required: bool) -> Result<impl Fn(usize) -> Option<bool>, String> {
+    fn bool(
+        &self,
+        name: &'static str,
+        required: bool,
+    ) -> Result<impl Fn(usize) -> Option<bool>, ColumnError> {
         let a = match self.col(name) {
             None if !required => None,
-            None => return Err(format!("missing column `{name}`")),
-            Some(c) => Some(
-                c.as_boolean_opt()
-                    .ok_or_else(|| format!("column `{name}` is not Boolean"))?,
-            ),
+            None => return Err(ColumnError::Missing(name)),
+            Some(c) => Some(c.as_boolean_opt().ok_or(ColumnError::WrongType {
+                name,
+                expected: "Boolean",
+            })?),
         };
         Ok(move |i: usize| a.and_then(|a| a.is_valid(i).then(|| a.value(i))))
     }
 }
 
-pub(crate) fn need<T>(v: Option<T>, name: &str, row: usize) -> Result<T, String> {
-    v.ok_or_else(|| format!("row {row}: `{name}` is null"))
+pub(crate) fn need<T>(v: Option<T>, name: &'static str, row: usize) -> Result<T, ColumnError> {
+    v.ok_or(ColumnError::Null { name, row })
 }
 
 /// A record batch read from a request log file back to rows.
-pub fn rows_from_batch(batch: &RecordBatch) -> Result<Vec<RequestLogRow>, String> {
+pub fn rows_from_batch(batch: &RecordBatch) -> Result<Vec<RequestLogRow>, ColumnError> {
     let c = Columns::new(batch);
     let request_id = c.str("request_id")?;
     let ts = c.ts("ts")?;
@@ -407,13 +456,15 @@ pub fn rows_from_batch(batch: &RecordBatch) -> Result<Vec<RequestLogRow>, String
         rows.push(RequestLogRow {
             request_id: need(request_id(i), "request_id", i)?.to_string(),
             ts: DateTime::from_timestamp_micros(micros)
-                .ok_or_else(|| format!("row {i}: `ts` out of range"))?,
+                .ok_or(ColumnError::OutOfRange { name: "ts", row: i })?,
             prompt_id: owned(prompt_id(i)),
             prompt_version: owned(prompt_version(i)),
             git_ref: owned(git_ref(i)),
             commit: need(commit(i), "commit", i)?.to_string(),
-            variant: Variant::parse(variant_s)
-                .ok_or_else(|| format!("row {i}: unknown variant `{variant_s}`"))?,
+            variant: Variant::parse(variant_s).ok_or_else(|| ColumnError::UnknownVariant {
+                row: i,
+                value: variant_s.to_string(),
+            })?,
             model: need(model(i), "model", i)?.to_string(),
             upstream_model: need(upstream_model(i), "upstream_model", i)?.to_string(),
             variables: need(variables(i), "variables", i)?.to_string(),

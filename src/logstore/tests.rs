@@ -89,29 +89,13 @@ async fn wait_until(mut cond: impl FnMut() -> bool) {
     panic!("condition not reached within 5 s");
 }
 
-/// The Python with pyarrow, or None (after printing SKIP) when it is absent
-/// and external tools are not required.
-pub(crate) fn pyarrow_python() -> Option<String> {
-    let py = std::env::var("PROMPTGATE_PYTHON").unwrap_or_else(|_| "python3".to_string());
-    let ok = std::process::Command::new(&py)
-        .args(["-c", "import pyarrow"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if ok {
-        return Some(py);
-    }
-    if std::env::var_os("PROMPTGATE_REQUIRE_EXTERNAL").is_some() {
-        panic!("`{py}` cannot import pyarrow: run scripts/setup-llm.sh and set PROMPTGATE_PYTHON");
-    }
-    eprintln!(
-        "SKIP pyarrow check: `{py}` cannot import pyarrow (run scripts/setup-llm.sh, set PROMPTGATE_PYTHON)"
-    );
-    None
-}
+/// The integration tests' quiet-skip helpers, one copy for both test binaries.
+#[path = "../../tests/it/support/external.rs"]
+mod external;
 
 /// scripts/read_logs.py on `dir`: (files, live rows); panics on unreadable files.
 fn pyarrow_count(dir: &Path) -> Option<(u64, u64)> {
-    let py = pyarrow_python()?;
+    let py = external::python_with_pyarrow()?;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/read_logs.py");
     let o = std::process::Command::new(py)
         .arg(script)

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use serde_json::Value;
 
+use super::error::DecodeError;
 use super::http::{Endpoint, EventDecoder, UpstreamResponse};
 use super::{
     CallOptions, ChatRequest, ChatResponse, EventStream, Provider, ProviderError, ProviderKind,
@@ -19,7 +20,7 @@ pub(crate) trait Dialect: std::fmt::Debug + Send + Sync + 'static {
     /// The chat URL of a configured base URL.
     fn chat_url_for(base_url: &str) -> String;
     fn build_body(req: &ChatRequest, stream: bool) -> Value;
-    fn parse_response(v: Value) -> Result<ChatResponse, String>;
+    fn parse_response(v: Value) -> Result<ChatResponse, DecodeError>;
     fn decoder() -> Box<dyn EventDecoder>;
 }
 

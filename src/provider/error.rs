@@ -199,3 +199,28 @@ mod tests {
         assert_eq!(st(502).kind(), ErrorKind::Status5xx);
     }
 }
+
+/// Why an upstream's answer (a body or a stream) could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The body is not JSON.
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    /// The upstream answered with an error object.
+    #[error("upstream error: {0}")]
+    Upstream(serde_json::Value),
+    #[error("upstream error in stream: {0}")]
+    UpstreamInStream(serde_json::Value),
+    /// A required field is absent.
+    #[error("no `{0}` in the response")]
+    Missing(&'static str),
+    /// A stream event (`NDJSON line`, `SSE data`) that is not JSON.
+    #[error("invalid {what}: {source}")]
+    Event {
+        what: &'static str,
+        source: serde_json::Error,
+    },
+    /// The body ended before the stream's final event (`done: true`, `[DONE]`).
+    #[error("the stream ended before `{0}`")]
+    EndedEarly(&'static str),
+}

@@ -2,8 +2,9 @@
 //! streaming chat call, implemented once over HTTP (`dialect::HttpProvider`)
 //! for two wire formats: the Ollama native API ([`ollama`]) and
 //! OpenAI-compatible servers ([`openai`]); [`ModelClient`] binds a provider to one
-//! model of `promptgate.yaml` with its parameters, price and timeouts.
-//! [`mock`] is the deterministic server behind `promptgate mock-llm`.
+//! model of `promptgate.yaml` with its parameters, price and timeouts;
+//! [`encode`] writes answers in the client APIs' wire formats, for servers
+//! that answer clients (the proxy, `crate::mock_llm`).
 //!
 //! Invariants:
 //! - Messages are JSON objects and travel as such, so fields this layer does
@@ -20,9 +21,9 @@
 
 pub mod client;
 pub(crate) mod dialect;
+pub mod encode;
 pub mod error;
 pub(crate) mod http;
-pub mod mock;
 pub mod ollama;
 pub mod openai;
 pub mod retry;
@@ -39,7 +40,7 @@ pub use crate::spec::config::{ProviderKind, Timeouts};
 pub use client::{
     Completion, ModelClient, merge_params, messages_json, provider_from_config, provider_with_key,
 };
-pub use error::{ErrorKind, ProviderError, TimeoutPhase};
+pub use error::{DecodeError, ErrorKind, ProviderError, TimeoutPhase};
 pub use http::{BoxError, UpstreamBody, UpstreamResponse, read_body};
 
 /// One chat call, independent of the wire format.
@@ -196,11 +197,48 @@ pub trait Provider: Send + Sync + fmt::Debug {
     ) -> BoxFuture<'a, Result<UpstreamResponse, ProviderError>>;
 }
 
+/// The tool calls of a stream, joined from their deltas by index.
+#[derive(Debug, Default)]
+pub struct ToolCallFragments {
+    /// (id, name, argument text) per index.
+    calls: Vec<(Option<String>, String, String)>,
+}
+
+impl ToolCallFragments {
+    pub fn push(&mut self, d: &ToolCallDelta) {
+        while self.calls.len() <= d.index {
+            self.calls.push((None, String::new(), String::new()));
+        }
+        let call = &mut self.calls[d.index];
+        if let Some(id) = &d.id {
+            call.0 = Some(id.clone());
+        }
+        if let Some(name) = &d.name {
+            call.1.push_str(name);
+        }
+        call.2.push_str(&d.arguments);
+    }
+
+    /// Whether no delta was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.calls.is_empty()
+    }
+
+    /// The calls, in index order; indexes that never got a name are dropped.
+    pub fn finish(self) -> Vec<ToolCall> {
+        self.calls
+            .into_iter()
+            .filter(|c| !c.1.is_empty())
+            .map(|(id, name, args)| ToolCall::from_text(id, name, &args))
+            .collect()
+    }
+}
+
 /// Folds stream events into a [`ChatResponse`].
 #[derive(Debug, Default)]
 pub struct StreamAccumulator {
     content: String,
-    calls: Vec<(Option<String>, String, String)>,
+    calls: ToolCallFragments,
     usage: Option<Usage>,
     finish_reason: Option<String>,
     model: Option<String>,
@@ -215,19 +253,7 @@ impl StreamAccumulator {
     pub fn push(&mut self, event: &ChatEvent) {
         match event {
             ChatEvent::Content(s) => self.content.push_str(s),
-            ChatEvent::ToolCall(d) => {
-                while self.calls.len() <= d.index {
-                    self.calls.push((None, String::new(), String::new()));
-                }
-                let call = &mut self.calls[d.index];
-                if let Some(id) = &d.id {
-                    call.0 = Some(id.clone());
-                }
-                if let Some(name) = &d.name {
-                    call.1.push_str(name);
-                }
-                call.2.push_str(&d.arguments);
-            }
+            ChatEvent::ToolCall(d) => self.calls.push(d),
             ChatEvent::Done {
                 usage,
                 finish_reason,
@@ -249,12 +275,7 @@ impl StreamAccumulator {
     pub fn finish(self) -> ChatResponse {
         ChatResponse {
             content: self.content,
-            tool_calls: self
-                .calls
-                .into_iter()
-                .filter(|c| !c.1.is_empty())
-                .map(|(id, name, args)| ToolCall::from_text(id, name, &args))
-                .collect(),
+            tool_calls: self.calls.finish(),
             usage: self.usage,
             finish_reason: self.finish_reason,
             model: self.model,

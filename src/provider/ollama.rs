@@ -17,6 +17,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::dialect::Dialect;
+use super::error::DecodeError;
 use super::http::EventDecoder;
 use super::wire::{NdjsonDecoder, Obj, present};
 use super::{ChatEvent, ChatRequest, ChatResponse, ProviderKind, ToolCall, ToolCallDelta, Usage};
@@ -163,13 +164,11 @@ fn str_field(v: &Value, key: &str) -> Option<String> {
 }
 
 /// Parses a non-streaming `/api/chat` response.
-pub fn parse_response(v: Value) -> Result<ChatResponse, String> {
+pub fn parse_response(v: Value) -> Result<ChatResponse, DecodeError> {
     if let Some(err) = v.get("error") {
-        return Err(format!("upstream error: {err}"));
+        return Err(DecodeError::Upstream(err.clone()));
     }
-    let message = v
-        .get("message")
-        .ok_or_else(|| "no `message` in the response".to_string())?;
+    let message = v.get("message").ok_or(DecodeError::Missing("message"))?;
     Ok(ChatResponse {
         content: message
             .get("content")
@@ -197,7 +196,7 @@ impl StreamDecoder {
         Self::default()
     }
 
-    fn line(&mut self, line: &str, out: &mut Vec<ChatEvent>) -> Result<(), String> {
+    fn line(&mut self, line: &str, out: &mut Vec<ChatEvent>) -> Result<(), DecodeError> {
         if self.done {
             return Ok(());
         }
@@ -233,11 +232,13 @@ impl StreamDecoder {
         self.line_general(line, out)
     }
 
-    fn line_general(&mut self, line: &str, out: &mut Vec<ChatEvent>) -> Result<(), String> {
-        let v: Value =
-            serde_json::from_str(line).map_err(|e| format!("invalid NDJSON line: {e}"))?;
+    fn line_general(&mut self, line: &str, out: &mut Vec<ChatEvent>) -> Result<(), DecodeError> {
+        let v: Value = serde_json::from_str(line).map_err(|source| DecodeError::Event {
+            what: "NDJSON line",
+            source,
+        })?;
         if let Some(err) = v.get("error") {
-            return Err(format!("upstream error in stream: {err}"));
+            return Err(DecodeError::UpstreamInStream(err.clone()));
         }
         if let Some(message) = v.get("message") {
             if let Some(c) = message.get("content").and_then(Value::as_str)
@@ -272,7 +273,7 @@ impl StreamDecoder {
     }
 
     /// Events completed by `chunk`.
-    pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<ChatEvent>, String> {
+    pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<ChatEvent>, DecodeError> {
         let mut out = Vec::new();
         for line in self.lines.push(chunk) {
             self.line(&line, &mut out)?;
@@ -281,23 +282,23 @@ impl StreamDecoder {
     }
 
     /// The rest at the end of the body; an error if `done: true` never came.
-    pub fn finish(&mut self) -> Result<Vec<ChatEvent>, String> {
+    pub fn finish(&mut self) -> Result<Vec<ChatEvent>, DecodeError> {
         let mut out = Vec::new();
         for line in self.lines.finish() {
             self.line(&line, &mut out)?;
         }
         if !self.done {
-            return Err("the stream ended before `done: true`".into());
+            return Err(DecodeError::EndedEarly("done: true"));
         }
         Ok(out)
     }
 }
 
 impl EventDecoder for StreamDecoder {
-    fn push(&mut self, chunk: &[u8]) -> Result<Vec<ChatEvent>, String> {
+    fn push(&mut self, chunk: &[u8]) -> Result<Vec<ChatEvent>, DecodeError> {
         StreamDecoder::push(self, chunk)
     }
-    fn finish(&mut self) -> Result<Vec<ChatEvent>, String> {
+    fn finish(&mut self) -> Result<Vec<ChatEvent>, DecodeError> {
         StreamDecoder::finish(self)
     }
 }
@@ -346,7 +347,7 @@ impl Dialect for Ollama {
         build_body(req, stream)
     }
 
-    fn parse_response(v: Value) -> Result<ChatResponse, String> {
+    fn parse_response(v: Value) -> Result<ChatResponse, DecodeError> {
         parse_response(v)
     }
 
@@ -396,7 +397,11 @@ mod tests {
                 }
                 let ra = fast.line(&text, &mut a);
                 let rb = general.line_general(&text, &mut b);
-                prop_assert_eq!(ra, rb, "{}", text);
+                prop_assert_eq!(
+                    ra.map_err(|e| e.to_string()),
+                    rb.map_err(|e| e.to_string()),
+                    "{}", text
+                );
                 prop_assert_eq!(a, b, "{}", text);
                 prop_assert_eq!(
                     (fast.done, fast.next_tool_index),

@@ -20,6 +20,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::dialect::Dialect;
+use super::error::DecodeError;
 use super::http::EventDecoder;
 use super::wire::{Obj, SseDecoder, present};
 use super::{ChatEvent, ChatRequest, ChatResponse, ProviderKind, ToolCall, ToolCallDelta, Usage};
@@ -145,17 +146,17 @@ fn str_field(v: &Value, key: &str) -> Option<String> {
 }
 
 /// Parses a non-streaming chat completion.
-pub fn parse_response(v: Value) -> Result<ChatResponse, String> {
+pub fn parse_response(v: Value) -> Result<ChatResponse, DecodeError> {
     if let Some(err) = v.get("error") {
-        return Err(format!("upstream error: {err}"));
+        return Err(DecodeError::Upstream(err.clone()));
     }
     let choice = v
         .get("choices")
         .and_then(|c| c.get(0))
-        .ok_or_else(|| "no `choices[0]` in the response".to_string())?;
+        .ok_or(DecodeError::Missing("choices[0]"))?;
     let message = choice
         .get("message")
-        .ok_or_else(|| "no `choices[0].message` in the response".to_string())?;
+        .ok_or(DecodeError::Missing("choices[0].message"))?;
     let tool_calls = message
         .get("tool_calls")
         .and_then(Value::as_array)
@@ -209,7 +210,7 @@ impl StreamDecoder {
         Self::default()
     }
 
-    fn data(&mut self, data: &str, out: &mut Vec<ChatEvent>) -> Result<(), String> {
+    fn data(&mut self, data: &str, out: &mut Vec<ChatEvent>) -> Result<(), DecodeError> {
         if self.done {
             return Ok(());
         }
@@ -231,10 +232,13 @@ impl StreamDecoder {
         self.data_general(data, out)
     }
 
-    fn data_general(&mut self, data: &str, out: &mut Vec<ChatEvent>) -> Result<(), String> {
-        let v: Value = serde_json::from_str(data).map_err(|e| format!("invalid SSE data: {e}"))?;
+    fn data_general(&mut self, data: &str, out: &mut Vec<ChatEvent>) -> Result<(), DecodeError> {
+        let v: Value = serde_json::from_str(data).map_err(|source| DecodeError::Event {
+            what: "SSE data",
+            source,
+        })?;
         if let Some(err) = v.get("error") {
-            return Err(format!("upstream error in stream: {err}"));
+            return Err(DecodeError::UpstreamInStream(err.clone()));
         }
         if let Some(m) = v.get("model").and_then(Value::as_str) {
             self.set_model(m);
@@ -305,7 +309,7 @@ impl StreamDecoder {
         }
     }
 
-    pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<ChatEvent>, String> {
+    pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<ChatEvent>, DecodeError> {
         let mut out = Vec::new();
         for ev in self.sse.push(chunk) {
             self.data(&ev.data, &mut out)?;
@@ -316,14 +320,14 @@ impl StreamDecoder {
     /// The rest at the end of the body. A stream without `[DONE]` is
     /// accepted when a `finish_reason` arrived (some servers omit it);
     /// otherwise it ended early and that is an error.
-    pub fn finish(&mut self) -> Result<Vec<ChatEvent>, String> {
+    pub fn finish(&mut self) -> Result<Vec<ChatEvent>, DecodeError> {
         let mut out = Vec::new();
         for ev in self.sse.finish() {
             self.data(&ev.data, &mut out)?;
         }
         if !self.done {
             if self.finish_reason.is_none() {
-                return Err("the stream ended before `[DONE]`".into());
+                return Err(DecodeError::EndedEarly("[DONE]"));
             }
             self.done = true;
             out.push(self.done_event());
@@ -333,10 +337,10 @@ impl StreamDecoder {
 }
 
 impl EventDecoder for StreamDecoder {
-    fn push(&mut self, chunk: &[u8]) -> Result<Vec<ChatEvent>, String> {
+    fn push(&mut self, chunk: &[u8]) -> Result<Vec<ChatEvent>, DecodeError> {
         StreamDecoder::push(self, chunk)
     }
-    fn finish(&mut self) -> Result<Vec<ChatEvent>, String> {
+    fn finish(&mut self) -> Result<Vec<ChatEvent>, DecodeError> {
         StreamDecoder::finish(self)
     }
 }
@@ -422,7 +426,7 @@ impl Dialect for OpenAi {
         build_body(req, stream)
     }
 
-    fn parse_response(v: Value) -> Result<ChatResponse, String> {
+    fn parse_response(v: Value) -> Result<ChatResponse, DecodeError> {
         parse_response(v)
     }
 
@@ -483,7 +487,11 @@ mod tests {
                 let (mut a, mut b) = (Vec::new(), Vec::new());
                 let ra = fast.data(&text, &mut a);
                 let rb = general.data_general(&text, &mut b);
-                prop_assert_eq!(ra, rb, "{}", text);
+                prop_assert_eq!(
+                    ra.map_err(|e| e.to_string()),
+                    rb.map_err(|e| e.to_string()),
+                    "{}", text
+                );
                 prop_assert_eq!(a, b, "{}", text);
                 prop_assert_eq!(state(&fast), state(&general), "{}", text);
             }
@@ -499,6 +507,6 @@ mod tests {
         assert_eq!(out, [ChatEvent::Content("Pa\"ris".into())]);
         assert_eq!(d.model.as_deref(), Some("m"));
         let err = d.data(r#"{"error":null}"#, &mut out).unwrap_err();
-        assert!(err.contains("upstream error"), "{err}");
+        assert!(err.to_string().contains("upstream error"), "{err}");
     }
 }

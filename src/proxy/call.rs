@@ -31,13 +31,14 @@ use super::metrics::RequestSample;
 use super::online;
 use super::routing::user_hash;
 use super::state::{ModelTarget, PreparedPrompt, ServingState};
-use super::translate::{ClientRequest, StreamEncoder, encode_response};
+use super::translate::ClientRequest;
 use crate::binding::{self, BindError, INPUT_VARIABLE, Supplied};
 use crate::logstore::{RequestLogRow, RequestStatus, Variant};
 use crate::provider::content_text;
+use crate::provider::encode::{StreamEncoder, encode_response};
 use crate::provider::{
-    CallOptions, ChatEvent, ChatRequest, ChatResponse, ErrorKind, ProviderKind, StreamAccumulator,
-    UpstreamBody, UpstreamResponse, merge_params, ollama, openai, read_body,
+    CallOptions, ChatEvent, ChatRequest, ChatResponse, DecodeError, ErrorKind, ProviderKind,
+    StreamAccumulator, UpstreamBody, UpstreamResponse, merge_params, ollama, openai, read_body,
 };
 
 pub const REQUEST_ID: &str = "x-request-id";
@@ -155,7 +156,7 @@ impl CallCtx {
             Outcome::Done { response, ttft_ms } => (Some(response), ttft_ms),
             Outcome::Raw { kind, body } => {
                 let parsed = serde_json::from_slice::<Value>(&body)
-                    .map_err(|e| e.to_string())
+                    .map_err(DecodeError::from)
                     .and_then(|v| match kind {
                         ProviderKind::Openai => openai::parse_response(v),
                         ProviderKind::Ollama => ollama::parse_response(v),
@@ -542,7 +543,7 @@ pub async fn chat(app: Arc<App>, dialect: Dialect, headers: HeaderMap, body: Byt
         (bytes.clone(), Outcome::Raw { kind, body: bytes })
     } else {
         let parsed = serde_json::from_slice::<Value>(&bytes)
-            .map_err(|e| e.to_string())
+            .map_err(DecodeError::from)
             .and_then(|v| match kind {
                 ProviderKind::Openai => openai::parse_response(v),
                 ProviderKind::Ollama => ollama::parse_response(v),
@@ -601,13 +602,13 @@ enum Decoder {
 }
 
 impl Decoder {
-    fn push(&mut self, chunk: &[u8]) -> Result<Vec<ChatEvent>, String> {
+    fn push(&mut self, chunk: &[u8]) -> Result<Vec<ChatEvent>, DecodeError> {
         match self {
             Decoder::OpenAi(d) => d.push(chunk),
             Decoder::Ollama(d) => d.push(chunk),
         }
     }
-    fn finish(&mut self) -> Result<Vec<ChatEvent>, String> {
+    fn finish(&mut self) -> Result<Vec<ChatEvent>, DecodeError> {
         match self {
             Decoder::OpenAi(d) => d.finish(),
             Decoder::Ollama(d) => d.finish(),

@@ -9,22 +9,8 @@ use serde_json::json;
 
 use crate::provider::{ErrorKind, ProviderError};
 
-/// Which client API a response is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    /// `POST /v1/chat/completions`.
-    OpenAi,
-    /// `POST /api/chat`.
-    OllamaChat,
-    /// `POST /api/generate`.
-    OllamaGenerate,
-}
-
-impl Dialect {
-    pub fn is_ollama(self) -> bool {
-        matches!(self, Dialect::OllamaChat | Dialect::OllamaGenerate)
-    }
-}
+/// Which client API a response is for (the proxy calls it the client's dialect).
+pub use crate::provider::encode::ChatApi as Dialect;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {

@@ -1,30 +1,22 @@
 //! `serve --fetch REMOTE`: replicas follow a shared remote. Every interval
 //! the control branch is fetched, then the branches its rollout.yaml names
 //! (stable, canary), and each local branch is fast-forwarded to the fetched
-//! commit; the ref watcher (and a direct reload) then serves the new state.
-//!
-//! Invariants: a local branch only ever moves forward (never forced); a
-//! branch that has diverged from the remote is left alone, logged and
-//! counted (`promptgate_fetch_total{result="non_fast_forward"}`); a local
-//! branch ahead of the remote (a commit not pushed yet) is left as it is.
-//! The branches the rollout names move before the control branch, so the
-//! control commit never names a ref the replica does not have yet. Fetched
-//! commits are kept under `refs/promptgate/fetched/`, outside the user's
-//! branches and remote-tracking refs.
+//! commit ([`GitRepo::follow_remote`], which holds the git invariants: never
+//! forced, named branches before the control branch); the ref watcher (and
+//! a direct reload) then serves the new state. A branch that diverged from
+//! the remote is logged and counted
+//! (`promptgate_fetch_total{result="non_fast_forward"}`).
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use git2::Oid;
 use serde::Serialize;
 
 use super::app::App;
 use super::metrics::FETCHES;
-use crate::repo::{GitRepo, RepoError};
-
-const FETCHED: &str = "refs/promptgate/fetched/";
+use crate::repo::{Followed, GitRepo, RepoError};
 
 /// What `serve --fetch` follows and how often.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,41 +24,6 @@ pub struct FetchOptions {
     /// A configured remote name, or a URL / path.
     pub remote: String,
     pub interval: Duration,
-}
-
-/// What happened to one local branch in a fetch round.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case", tag = "result")]
-pub enum Followed {
-    /// Created or fast-forwarded.
-    Updated {
-        branch: String,
-        from: Option<String>,
-        to: String,
-    },
-    Unchanged {
-        branch: String,
-    },
-    /// The local branch has commits the remote does not (not pushed yet).
-    LocalAhead {
-        branch: String,
-    },
-    /// Local and remote diverged; the local branch is left alone.
-    NonFastForward {
-        branch: String,
-        local: String,
-        remote: String,
-    },
-}
-
-impl Followed {
-    fn label(&self) -> &'static str {
-        match self {
-            Followed::Updated { .. } => "updated",
-            Followed::Unchanged { .. } | Followed::LocalAhead { .. } => "unchanged",
-            Followed::NonFastForward { .. } => "non_fast_forward",
-        }
-    }
 }
 
 /// One fetch round, for `/status`.
@@ -150,27 +107,6 @@ pub async fn run(app: Arc<App>, root: PathBuf, control_ref: String, opts: FetchO
     }
 }
 
-/// Where the fetched commit of `branch` (a full `refs/heads/` name) is kept.
-fn fetched_ref(branch: &str) -> String {
-    format!(
-        "{FETCHED}{}",
-        branch.strip_prefix("refs/heads/").unwrap_or(branch)
-    )
-}
-
-/// The branch a rollout ref names, if it is a branch (tags and commit ids
-/// never move).
-fn as_branch(r: &str) -> Option<String> {
-    if r.starts_with("refs/heads/") {
-        Some(r.to_string())
-    } else if r.starts_with("refs/") || (r.len() == 40 && r.bytes().all(|b| b.is_ascii_hexdigit()))
-    {
-        None
-    } else {
-        Some(format!("refs/heads/{r}"))
-    }
-}
-
 /// One round: fetch the control branch and the branches its rollout names,
 /// fast-forward the local ones (control last).
 pub fn follow_remote(
@@ -180,71 +116,22 @@ pub fn follow_remote(
 ) -> Result<Vec<Followed>, RepoError> {
     let git = GitRepo::open(root)?;
     let control = git.branch_refname(control_ref)?;
-    git.fetch(remote, &[format!("+{control}:{}", fetched_ref(&control))])?;
-    let remote_control = git.resolve(&fetched_ref(&control))?;
-    let mut branches = Vec::new();
-    if let Ok(Some(rollout)) = crate::canary::rollout_at(&git, &remote_control.to_string()) {
-        let named = std::iter::once(rollout.stable.as_str())
-            .chain(rollout.canary.as_ref().map(|c| c.git_ref.as_str()));
-        for b in named.filter_map(as_branch) {
-            if b != control && !branches.contains(&b) {
-                branches.push(b);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    for b in &branches {
-        // A branch the remote does not have (yet) is not an error of the
-        // round: the control branch still follows.
-        match git.fetch(remote, &[format!("+{b}:{}", fetched_ref(b))]) {
-            Ok(()) => {
-                let to = git.resolve(&fetched_ref(b))?;
-                out.push(follow(&git, b, to)?);
-            }
-            Err(e) => tracing::warn!(branch = %b, error = %e, "fetch: branch not fetched"),
-        }
-    }
-    out.push(follow(&git, &control, remote_control)?);
-    Ok(out)
-}
-
-/// Moves `branch` forward to `to` when that is a fast-forward.
-fn follow(git: &GitRepo, branch: &str, to: Oid) -> Result<Followed, RepoError> {
-    let name = branch.to_string();
-    let Ok(local) = git.resolve(branch) else {
-        git.inner()
-            .reference(branch, to, false, "promptgate: fetched")?;
-        return Ok(Followed::Updated {
-            branch: name,
-            from: None,
-            to: to.to_string(),
-        });
-    };
-    if local == to {
-        return Ok(Followed::Unchanged { branch: name });
-    }
-    if git.descends_from(to, local)? {
-        git.fast_forward(branch, to)?;
-        return Ok(Followed::Updated {
-            branch: name,
-            from: Some(local.to_string()),
-            to: to.to_string(),
-        });
-    }
-    if git.descends_from(local, to)? {
-        return Ok(Followed::LocalAhead { branch: name });
-    }
-    Ok(Followed::NonFastForward {
-        branch: name,
-        local: local.to_string(),
-        remote: to.to_string(),
-    })
+    git.follow_remote(
+        remote,
+        &control,
+        |git, commit| match crate::canary::rollout_at(git, &commit.to_string()) {
+            Ok(Some(rollout)) => std::iter::once(rollout.stable)
+                .chain(rollout.canary.map(|c| c.git_ref))
+                .collect(),
+            _ => Vec::new(),
+        },
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use git2::Repository;
+    use git2::{Oid, Repository};
 
     /// Commits `file` with `content` on `branch` of `repo` (parent: the
     /// branch's commit, if any), without touching the working tree.
@@ -347,16 +234,5 @@ mod tests {
             "{out:?}"
         );
         assert_eq!(at(&local, "refs/heads/main"), ahead);
-    }
-
-    #[test]
-    fn rollout_refs_that_are_not_branches_are_not_followed() {
-        assert_eq!(as_branch("main").as_deref(), Some("refs/heads/main"));
-        assert_eq!(
-            as_branch("refs/heads/a/b").as_deref(),
-            Some("refs/heads/a/b")
-        );
-        assert_eq!(as_branch("refs/tags/v1"), None);
-        assert_eq!(as_branch(&"a".repeat(40)), None);
     }
 }

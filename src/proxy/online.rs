@@ -34,7 +34,7 @@ use serde_json::{Map, Value};
 use super::app::App;
 use super::metrics::ONLINE_JUDGE;
 use super::state::{ModelTarget, PreparedPrompt};
-use crate::eval::assertions::{CompiledAssertion, Observation};
+use crate::eval::assertions::{CompiledAssertion, JudgeFailure, Observation};
 use crate::logstore::{RequestLogRow, RequestStatus};
 use crate::project::Project;
 
@@ -225,14 +225,14 @@ pub fn spawn_judges(app: &Arc<App>, prompt: Option<&Arc<PreparedPrompt>>, row: &
                 cost,
             };
             let r = match j.compiled.judge_messages(&obs) {
-                Err(e) => j.compiled.judge_result(Err(e)),
+                Err(e) => j.compiled.judge_result(Err(e.into())),
                 Ok(messages) => {
                     let params = Map::from_iter([("temperature".to_string(), Value::from(0))]);
                     match j.target.client.chat_messages(&messages, &params).await {
                         Ok(c) => j.compiled.judge_result(Ok(&c.content)),
                         Err(e) => j
                             .compiled
-                            .judge_result(Err(format!("judge call failed: {e}"))),
+                            .judge_result(Err(JudgeFailure::Call(e.to_string()))),
                     }
                 }
             };

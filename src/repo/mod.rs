@@ -1,20 +1,25 @@
-//! Git access through git2: read files and folders at any ref without
-//! touching the working tree, the history of one file, what changed between
-//! two refs, and commits made by the tool itself.
+//! Git access through git2, the only module that uses it: read files and
+//! folders at any ref without touching the working tree, the history of one
+//! file, what changed between two refs, and every git write the tool makes
+//! (commits, reverts, branches, fast-forwards, fetch and push: [`write`],
+//! [`follow`]).
 //!
 //! [`FileSource`] abstracts "a tree of files": the working tree (for
 //! `validate` before committing) or a commit (for everything that serves or
 //! evaluates, which only ever reads committed state).
 
+mod follow;
 mod source;
 mod write;
 
 use std::path::{Path, PathBuf};
 
-use git2::{Oid, Repository};
+use git2::Repository;
 
+pub use follow::{Followed, branch_named};
+pub use git2::{Oid, Signature};
 pub use source::{FileSource, GitTree, WorkTree};
-pub use write::BranchCommit;
+pub use write::{BranchCommit, signature};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
@@ -31,6 +36,13 @@ pub enum RepoError {
         path: PathBuf,
         source: std::io::Error,
     },
+}
+
+/// A commit's id and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitMessage {
+    pub id: Oid,
+    pub message: String,
 }
 
 /// One version of a file in history.
@@ -144,6 +156,22 @@ impl GitRepo {
                 ),
                 blob: blob.to_string(),
                 subject: commit.summary().ok().flatten().unwrap_or("").to_string(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The commits reachable from `head` but not from `seen`, newest first.
+    pub fn commits_since(&self, seen: Oid, head: Oid) -> Result<Vec<CommitMessage>, RepoError> {
+        let mut walk = self.repo.revwalk()?;
+        walk.push(head)?;
+        walk.hide(seen)?;
+        let mut out = Vec::new();
+        for oid in walk {
+            let c = self.repo.find_commit(oid?)?;
+            out.push(CommitMessage {
+                id: c.id(),
+                message: c.message().unwrap_or_default().to_string(),
             });
         }
         Ok(out)

@@ -1,7 +1,8 @@
 //! Commits promptgate makes on behalf of the user (canary rollback,
-//! promotion, step advance): built from trees in the object database, so the
-//! working tree is never read, and published by a compare-and-swap of the
-//! branch so a concurrent commit is never overwritten.
+//! promotion, step advance, the demo's commits): built from trees in the
+//! object database, so the working tree is never read, and published by a
+//! compare-and-swap of the branch so a concurrent commit is never
+//! overwritten. Also branches, pushes and fetches.
 //!
 //! When the branch is the one checked out, the files the commit changed are
 //! checked out too (safe mode: a file with local edits is left alone and
@@ -23,6 +24,11 @@ pub struct BranchCommit {
     pub worktree_updated: bool,
     /// Why the working tree was not updated, when it is checked out.
     pub worktree_note: Option<String>,
+}
+
+/// An author (and committer) `name <email>` with the current time.
+pub fn signature(name: &str, email: &str) -> Result<git2::Signature<'static>, RepoError> {
+    Ok(git2::Signature::now(name, email)?)
 }
 
 impl GitRepo {
@@ -61,6 +67,41 @@ impl GitRepo {
         let mut update = git2::build::TreeUpdateBuilder::new();
         update.upsert(path, blob, git2::FileMode::Blob);
         Ok(update.create_updated(&self.repo, &tree)?)
+    }
+
+    /// The file `path` in the tree `tree` (None when absent or not a file).
+    pub fn read_in_tree(&self, tree: Oid, path: &str) -> Result<Option<Vec<u8>>, RepoError> {
+        let tree = self.repo.find_tree(tree)?;
+        let entry = match tree.get_path(Path::new(path)) {
+            Ok(e) => e,
+            Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        if entry.kind() != Some(git2::ObjectType::Blob) {
+            return Ok(None);
+        }
+        Ok(Some(self.repo.find_blob(entry.id())?.content().to_vec()))
+    }
+
+    /// Creates the branch `branch` (a full name) at `at`; fails when it exists.
+    pub fn create_branch(&self, branch: &str, at: Oid, log_message: &str) -> Result<(), RepoError> {
+        self.repo.reference(branch, at, false, log_message)?;
+        Ok(())
+    }
+
+    /// Commits `content` as `path` on `branch` (a full name) on top of its
+    /// current commit, as [`GitRepo::commit_on_branch`] does.
+    pub fn commit_file(
+        &self,
+        branch: &str,
+        path: &str,
+        content: &[u8],
+        message: &str,
+        author: &git2::Signature<'_>,
+    ) -> Result<BranchCommit, RepoError> {
+        let head = self.resolve(branch)?;
+        let tree = self.tree_with_file(head, path, content)?;
+        self.commit_on_branch(branch, head, tree, message, author)
     }
 
     /// The tree of `onto` with `commit` reverted, like `git revert`; None
@@ -217,4 +258,65 @@ fn looks_like_location(remote: &str) -> bool {
 
 fn first_line(message: &str) -> String {
     message.lines().next().unwrap_or("").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{GitRepo, init_repo};
+
+    fn repo_with_main() -> (tempfile::TempDir, GitRepo) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.txt"), "one\n").unwrap();
+        let git = init_repo(dir.path()).unwrap();
+        let sig = super::signature("T", "t@example.com").unwrap();
+        git.commit_all("first", &sig).unwrap();
+        (dir, git)
+    }
+
+    #[test]
+    fn commit_file_on_a_new_branch_leaves_main_and_the_working_tree_alone() {
+        let (dir, git) = repo_with_main();
+        let main = git.resolve("refs/heads/main").unwrap();
+        git.create_branch("refs/heads/x", main, "test").unwrap();
+        assert!(git.create_branch("refs/heads/x", main, "test").is_err());
+        let sig = git.signature().unwrap();
+        let done = git
+            .commit_file("refs/heads/x", "a.txt", b"two\n", "edit\n\nbody", &sig)
+            .unwrap();
+        assert!(!done.worktree_updated, "x is not checked out");
+        assert_eq!(git.resolve("refs/heads/x").unwrap(), done.commit);
+        assert_eq!(git.resolve("refs/heads/main").unwrap(), main);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("a.txt")).unwrap(),
+            "one\n"
+        );
+        let since = git.commits_since(main, done.commit).unwrap();
+        assert_eq!(since.len(), 1);
+        assert_eq!(since[0].id, done.commit);
+        assert_eq!(since[0].message, "edit\n\nbody");
+        let tree = git.tree_with_file(main, "b.txt", b"new").unwrap();
+        assert_eq!(
+            git.read_in_tree(tree, "a.txt").unwrap().as_deref(),
+            Some(&b"one\n"[..])
+        );
+        assert_eq!(
+            git.read_in_tree(tree, "b.txt").unwrap().as_deref(),
+            Some(&b"new"[..])
+        );
+        assert_eq!(git.read_in_tree(tree, "missing.txt").unwrap(), None);
+    }
+
+    #[test]
+    fn commit_file_on_the_checked_out_branch_updates_the_working_tree() {
+        let (dir, git) = repo_with_main();
+        let sig = git.signature().unwrap();
+        let done = git
+            .commit_file("refs/heads/main", "a.txt", b"two\n", "edit", &sig)
+            .unwrap();
+        assert!(done.worktree_updated);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("a.txt")).unwrap(),
+            "two\n"
+        );
+    }
 }

@@ -7,11 +7,11 @@
 
 use std::path::Path;
 
-use promptgate::provider::mock::{MockConfig, MockServer};
+use promptgate::mock_llm::{MockConfig, MockServer};
 use serde_json::{Value, json};
 
-use crate::common::{Scaffold, stderr, stdout};
-use crate::proxy_support::{Proxy, log_rows, post};
+use crate::support::serve::{Proxy, log_rows, post};
+use crate::support::{Scaffold, stderr, stdout};
 
 const REPLY_PROMPT: &str = "id: reply
 model: small

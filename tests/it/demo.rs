@@ -11,7 +11,7 @@ use std::time::Duration;
 use promptgate::logstore::{self, RequestFilter, Variant};
 use promptgate::repo::GitRepo;
 
-use crate::common::{bin, external_tool, python_with_pyarrow, run_in, stdout};
+use crate::support::{bin, external_tool, python_with_pyarrow, run_in, stdout};
 
 const MOCK_LINE: &str = "using the built-in mock-llm (a mock, not a real model)";
 
@@ -43,7 +43,7 @@ fn demo_runs_the_loop_until_the_analyzer_rolls_the_canary_back() {
         o.status.code(),
         Some(0),
         "demo failed:\n{out}\n{}",
-        crate::common::stderr(&o)
+        crate::support::stderr(&o)
     );
     assert!(out.contains(MOCK_LINE), "{out}");
     for step in 1..=7 {
@@ -152,7 +152,7 @@ print(dict(collections.Counter(t.column("variant").to_pylist())))
             .arg(logs.join("requests"))
             .output()
             .unwrap();
-        assert!(o.status.success(), "{}", crate::common::stderr(&o));
+        assert!(o.status.success(), "{}", crate::support::stderr(&o));
         let counts = stdout(&o);
         assert!(
             counts.contains(&format!("'canary': {}", canary_rows.len()))

@@ -7,13 +7,13 @@
 
 use std::time::Duration;
 
-use promptgate::provider::mock::{MockConfig, MockServer};
+use promptgate::mock_llm::{MockConfig, MockServer};
 use serde_json::{Value, json};
 
-use crate::common::{Scaffold, stderr, stdout};
-use crate::proxy_support::{
+use crate::support::serve::{
     Proxy, commit_main, header, log_dir, log_rows, post, proxy_scaffold, status, wait_status,
 };
+use crate::support::{Scaffold, stderr, stdout};
 
 async fn mock() -> MockServer {
     MockServer::start(MockConfig::default()).await.unwrap()
@@ -32,7 +32,7 @@ async fn ask(p: &Proxy, question: &str) -> String {
 
 /// `logs query --json` in the repository (extra args appended).
 fn query(s: &Scaffold, env: &[(&str, &str)]) -> Vec<Value> {
-    let mut cmd = std::process::Command::new(crate::common::bin());
+    let mut cmd = std::process::Command::new(crate::support::bin());
     cmd.args(["logs", "query", "--json"]).current_dir(s.root());
     for (k, v) in env {
         cmd.env(k, v);
