@@ -18,13 +18,15 @@
 # change), the same trial's check runs with it too: same repository, same
 # mocks, so the same answers.
 #
-# Usage: benches/gate_e2e.sh [TRIALS] [ROWS]   (defaults 40, 1000)
+# Usage: benches/gate_e2e.sh [TRIALS] [ROWS] [FIRST]   (defaults 40, 1000, 1)
+#   FIRST: start at that trial number (each trial's seeds depend only on it)
 #   PROMPTGATE_BENCH_BIN  binary to test (default: target/debug/promptgate, built)
 #   PROMPTGATE_OLD_BIN    optional second binary, run on the same trials
 set -euo pipefail
 cd "$(dirname "$0")/.."
 trials=${1:-40}
 rows=${2:-1000}
+first=${3:-1}
 base_quality=0.85
 head_quality=0.81
 if [[ -z "${PROMPTGATE_BENCH_BIN:-}" ]]; then
@@ -42,7 +44,9 @@ cleanup() {
 trap cleanup EXIT
 
 start_mock() { # name quality seed -> sets $url (not in a subshell: $pids must see the pid)
-  local log="$work/$1.log"
+  # A log of its own: the shell truncates a reused one only once the child
+  # runs, so the wait below could read the previous trial's address.
+  local log="$work/$1-$3.log"
   "$bin" mock-llm --listen 127.0.0.1:0 --rules "$work/rules.yaml" \
     --quality "$2" --seed "$3" >"$log" 2>&1 &
   pids+=($!)
@@ -110,7 +114,7 @@ PY
 new_blocks=0
 old_blocks=0
 printf 'trial  seeds        observed-drop  new: exit p    %s\n' "${old:+old: exit}"
-for t in $(seq 1 "$trials"); do
+for t in $(seq "$first" "$trials"); do
   base_seed=$((1000 + 2 * t))
   head_seed=$((1001 + 2 * t))
   start_mock base "$base_quality" "$base_seed"
@@ -146,5 +150,6 @@ for t in $(seq 1 "$trials"); do
 done
 echo
 echo "rows $rows, base quality $base_quality, head quality $head_quality (true drop $(python3 -c "print(round($base_quality - $head_quality, 4))")), max_drop 0.05, confidence 0.95"
-echo "new gate ($bin): blocked $new_blocks of $trials"
-[[ -z "$old" ]] || echo "old gate ($old): blocked $old_blocks of $trials"
+ran=$((trials - first + 1))
+echo "new gate ($bin): blocked $new_blocks of $ran (trials $first-$trials)"
+[[ -z "$old" ]] || echo "old gate ($old): blocked $old_blocks of $ran (trials $first-$trials)"

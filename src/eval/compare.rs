@@ -498,10 +498,11 @@ mod tests {
         let g = regression(&v);
         assert!(v.pass, "{v:#?}");
         assert_eq!(g.significant, Some(false));
-        // Tango's score test: b = 2, c = 0 of 20 rows against 5 points.
+        // Tango's score test: b = 2, c = 0 of 20 rows against 5 points,
+        // (2 - 1 - 1/2) / sqrt(20 * 0.0525).
         let note = g.note.as_deref().unwrap();
         assert!(
-            note.starts_with("drop larger than 5.0 points: p = 0.16"),
+            note.starts_with("drop larger than 5.0 points: p = 0.313"),
             "{note}"
         );
         assert!(note.contains("not shown, so not blocking"), "{note}");

@@ -184,7 +184,7 @@ async fn a_degraded_prompt_fails_and_names_the_regressed_cases() {
     assert_eq!(gate(suite, "regression")["pass"], false);
     assert_eq!(gate(suite, "regression")["significant"], true);
     // The gate's own test: Tango's score test of drop > 5 points, b = 6
-    // broke, c = 0 fixed of 12 rows: Z = 5.4 / sqrt(12 * 0.4725).
+    // broke, c = 0 fixed of 12 rows: Z = (5.4 - 1/2) / sqrt(12 * 0.4725).
     let t = &suite["comparison"]["drop_test"];
     assert_eq!(t["method"], "tango_score");
     assert_eq!(t["hypothesis"], "drop larger than 5.0 points");
@@ -192,7 +192,7 @@ async fn a_degraded_prompt_fails_and_names_the_regressed_cases() {
     assert_eq!(t["rejected"], true);
     assert!((t["estimate"].as_f64().unwrap() - 0.5).abs() < 1e-9, "{t}");
     assert!(
-        (t["statistic"].as_f64().unwrap() - 2.2678).abs() < 1e-3,
+        (t["statistic"].as_f64().unwrap() - 2.0578).abs() < 1e-3,
         "{t}"
     );
     let low = t["interval"]["low"].as_f64().unwrap();
@@ -300,13 +300,13 @@ async fn two_regressions_in_twenty_rows_are_not_significant_and_pass() {
     let g = gate(suite, "regression");
     // A 10-point observed drop is over the 5-point allowance, but 2 broken
     // rows of 20 do not show that the true drop exceeds it (Tango's score
-    // test, p = 0.165), so not blocking.
+    // test, p = 0.313), so not blocking.
     assert_eq!(g["pass"], true, "{g}");
     assert_eq!(g["significant"], false);
     let note = g["note"].as_str().unwrap();
     assert!(
         note.starts_with(
-            "drop larger than 5.0 points: p = 0.165 >= 0.050 (not shown, so not blocking)"
+            "drop larger than 5.0 points: p = 0.313 >= 0.050 (not shown, so not blocking)"
         ),
         "{g}"
     );
@@ -314,11 +314,11 @@ async fn two_regressions_in_twenty_rows_are_not_significant_and_pass() {
     let p = suite["comparison"]["drop_test"]["p_value"]
         .as_f64()
         .unwrap();
-    assert!((p - 0.1646).abs() < 1e-3, "{p}");
+    assert!((p - 0.3128).abs() < 1e-3, "{p}");
 
     let md = stdout(&check(&s, &base, &[]));
     assert!(
-        md.contains("max drop 5.0 pts (not shown, p = 0.165)"),
+        md.contains("max drop 5.0 pts (not shown, p = 0.313)"),
         "{md}"
     );
     insta::assert_snapshot!("check_not_significant_markdown", normalise(&md));
@@ -343,7 +343,7 @@ async fn two_regressions_in_twenty_rows_are_not_significant_and_pass() {
     );
 
     // `max_drop: 0` asks "significantly worse at all?": McNemar's statistic
-    // (b - c) / sqrt(b + c) = 2 / sqrt(2), p = 0.079: still not shown.
+    // (b - c - 1/2) / sqrt(b + c) = 1.5 / sqrt(2), p = 0.144: not shown.
     s.edit("evals/capitals.yaml", "max_drop: 0.05", "max_drop: 0");
     s.edit(
         "evals/capitals.yaml",
@@ -358,7 +358,7 @@ async fn two_regressions_in_twenty_rows_are_not_significant_and_pass() {
         g["note"]
             .as_str()
             .unwrap()
-            .starts_with("drop larger than 0.0 points: p = 0.079"),
+            .starts_with("drop larger than 0.0 points: p = 0.144"),
         "{g}"
     );
 
