@@ -23,7 +23,10 @@
 //!   only computed when the observed drop exceeds `max_drop`: it cannot
 //!   block otherwise.
 //!
-//! Run: `cargo bench --bench gate_sim [REPLICATIONS]` (default 2,000).
+//! Run: `cargo bench --bench gate_sim [REPLICATIONS] [main|main0|sensitivity]`
+//! (default 2,000 replications, both parts; `main0`: the max_drop 0 rows
+//! only; every cell has its own seed, so a part run alone gives the same
+//! figures as in a whole run).
 //! Figures go to benches/README.md.
 
 #![allow(clippy::print_stdout)]
@@ -165,28 +168,22 @@ fn scenario(
     }
 }
 
-fn main() {
-    let reps: usize = std::env::args()
-        .skip(1)
-        .find(|a| !a.starts_with('-'))
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(2000);
-    let alpha = 1.0 - CONFIDENCE;
-    let mc = 2.0 * (alpha * (1.0 - alpha) / reps as f64).sqrt();
-    println!(
-        "gate_sim: {reps} replications per cell, base pass rate {BASE_RATE}, confidence {CONFIDENCE}, latent σ {SIGMA}"
-    );
-    println!(
-        "a cell at or inside the allowance must block at most {:.4} (= {alpha:.2} + 2 Monte-Carlo SE)\n",
-        alpha + mc
-    );
+/// What the tables found: cells at or inside the allowance that blocked
+/// too often, and how many draws ran the old gate's full permutation test.
+#[derive(Default)]
+struct Findings {
+    liberal: Vec<String>,
+    permuted: usize,
+}
+
+/// Block rates at true drops 0, max_drop - 1, max_drop, +5 and +10 points.
+/// `margins` picks which max_drop values run (seeds stay those of a whole run).
+fn main_table(reps: usize, bound: f64, margins: &[f64], found: &mut Findings) {
     println!(
         "| max_drop | rows | repeats | true drop | new gate blocks | old gate blocks | rows broke / fixed |"
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|");
-    let mut liberal = Vec::new();
     let mut seed = 1u64;
-    let mut permuted = 0usize;
     for max_drop in [0.05, 0.0] {
         for rows in [100, 1000] {
             for repeats in [1, 3] {
@@ -196,11 +193,14 @@ fn main() {
                         continue; // the same cell as true drop 0
                     }
                     seed += 1;
+                    if !margins.contains(&max_drop) {
+                        continue;
+                    }
                     let r = scenario(seed, reps, rows, repeats, max_drop, true_drop, SIGMA);
-                    permuted += r.permuted;
+                    found.permuted += r.permuted;
                     let null = true_drop <= max_drop + 1e-12;
-                    let flag = if null && r.new > alpha + mc {
-                        liberal.push(format!(
+                    let flag = if null && r.new > bound {
+                        found.liberal.push(format!(
                             "max_drop {max_drop}, {rows} rows x {repeats}, drop {true_drop:.2}"
                         ));
                         " LIBERAL"
@@ -215,7 +215,11 @@ fn main() {
             }
         }
     }
+}
 
+/// The boundary at other correlations and sizes, and the end-to-end
+/// scenario's model.
+fn sensitivity(reps: usize, bound: f64, found: &mut Findings) {
     println!(
         "\nSensitivity at the boundary (true drop = max_drop = 0.05), other correlations and sizes:\n"
     );
@@ -223,14 +227,15 @@ fn main() {
         "| latent σ (base/head latent corr) | rows | repeats | new gate blocks | old gate blocks | rows broke / fixed |"
     );
     println!("|---|---:|---:|---:|---:|---:|");
+    let mut seed = 100u64;
     for sigma in [0.3, 0.7, 3.0] {
         for rows in [30, 100, 1000] {
             for repeats in [1, 3] {
                 seed += 1;
                 let r = scenario(seed, reps, rows, repeats, 0.05, 0.05, sigma);
-                permuted += r.permuted;
-                let flag = if r.new > alpha + mc {
-                    liberal.push(format!(
+                found.permuted += r.permuted;
+                let flag = if r.new > bound {
+                    found.liberal.push(format!(
                         "σ {sigma}, {rows} rows x {repeats}, at the boundary"
                     ));
                     " LIBERAL"
@@ -248,24 +253,47 @@ fn main() {
             }
         }
     }
-
     // mock-llm draws each answer independently (no per-row difficulty): a
     // latent σ so large that base and head outcomes are independent.
-    seed += 1;
-    let r = scenario(seed, reps, 1000, 1, 0.05, 0.04, 1000.0);
+    let r = scenario(200, reps, 1000, 1, 0.05, 0.04, 1000.0);
     println!(
         "\nThe end-to-end scenario (benches/gate_e2e.sh: mock-llm quality 0.85 vs 0.81, independent outcomes, 1,000 rows, max_drop 0.05): new gate blocks {:.4}, old gate {:.4} (rows broke / fixed {:.3} / {:.3})",
         r.new, r.old, r.broke, r.fixed
     );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let reps: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(2000);
+    let only = |name: &str| args.iter().any(|a| a == name);
+    let all = !only("main") && !only("main0") && !only("sensitivity");
+    let alpha = 1.0 - CONFIDENCE;
+    let bound = alpha + 2.0 * (alpha * (1.0 - alpha) / reps as f64).sqrt();
     println!(
-        "\nold gate with repeats: the full 20,000-flip permutation test ran on {permuted} draws (the others: 1,000 rows, or a normal approximation of p < 0.005 or >= 0.25)"
+        "gate_sim: {reps} replications per cell, base pass rate {BASE_RATE}, confidence {CONFIDENCE}, latent σ {SIGMA}"
     );
-    if liberal.is_empty() {
-        println!(
-            "no cell at or inside the allowance blocks more than {:.4}",
-            alpha + mc
-        );
+    println!(
+        "a cell at or inside the allowance must block at most {bound:.4} (= {alpha:.2} + 2 Monte-Carlo SE)\n"
+    );
+    let mut found = Findings::default();
+    if all || only("main") {
+        main_table(reps, bound, &[0.05, 0.0], &mut found);
+    } else if only("main0") {
+        main_table(reps, bound, &[0.0], &mut found);
+    }
+    if all || only("sensitivity") {
+        sensitivity(reps, bound, &mut found);
+    }
+    println!(
+        "\nold gate with repeats: the full 20,000-flip permutation test ran on {} draws (the others: 1,000 rows, or a normal approximation of p < 0.005 or >= 0.25)",
+        found.permuted
+    );
+    if found.liberal.is_empty() {
+        println!("no cell at or inside the allowance blocks more than {bound:.4}");
     } else {
-        println!("LIBERAL cells: {}", liberal.join("; "));
+        println!("LIBERAL cells: {}", found.liberal.join("; "));
     }
 }
