@@ -12,6 +12,7 @@ use std::fmt::Write;
 
 use crate::eval::check::{CheckReport, SuiteReport, Verdict};
 use crate::eval::compare::{CaseChange, CheckGate};
+use crate::stats::noninferiority::DropTest;
 
 /// The first line of every report; the Action looks for it.
 pub const MARKER: &str = "<!-- promptgate-check -->";
@@ -133,15 +134,18 @@ pub fn render(r: &CheckReport) -> String {
     out
 }
 
-fn gate_text(g: &CheckGate) -> String {
+fn gate_text(g: &CheckGate, drop_test: Option<&DropTest>) -> String {
     match g.gate.as_str() {
         "pass_rate" => format!("{} min {}", status(g.pass), pct(g.threshold)),
         "regression" => {
             let mut t = format!("{} max drop {:.1} pts", status(g.pass), g.threshold * 100.0);
-            match g.significant {
-                Some(true) => t.push_str(" (significant)"),
-                Some(false) => t.push_str(" (not significant)"),
-                None => {}
+            if let (Some(shown), Some(d)) = (g.significant, drop_test) {
+                let _ = write!(
+                    t,
+                    " ({}, p = {:.3})",
+                    if shown { "exceeded" } else { "not shown" },
+                    d.p_value
+                );
             }
             t
         }
@@ -150,12 +154,17 @@ fn gate_text(g: &CheckGate) -> String {
 }
 
 fn gates_for(s: &SuiteReport, names: &[&str]) -> String {
+    let drop_test = s
+        .verdict
+        .comparison
+        .as_ref()
+        .and_then(|c| c.drop_test.as_ref());
     let texts: Vec<String> = s
         .verdict
         .gates
         .iter()
         .filter(|g| names.contains(&g.gate.as_str()))
-        .map(gate_text)
+        .map(|g| gate_text(g, drop_test))
         .collect();
     texts.join("<br>")
 }
@@ -196,16 +205,17 @@ fn suite(out: &mut String, s: &SuiteReport) {
     let _ = writeln!(out, "| metric | base | head | delta | gate |");
     let _ = writeln!(out, "|---|---:|---:|---:|---|");
     let dash = || "–".to_string();
-    let pass_delta = c.map_or_else(dash, |c| {
-        let p = &c.pass_rate;
-        format!(
-            "{} ({:.0}% CI {:+.1} … {:+.1}; p = {:.3})",
-            pts(p.delta),
-            p.confidence * 100.0,
-            p.ci_low * 100.0,
-            p.ci_high * 100.0,
-            p.p_worse
-        )
+    // The interval of the test the regression gate uses (a delta is minus
+    // a drop), so the table and the gate cannot disagree.
+    let pass_delta = c.map_or_else(dash, |c| match &c.drop_test {
+        Some(t) => format!(
+            "{} ({:.0}% CI {:+.1} … {:+.1})",
+            pts(c.pass_rate.delta),
+            t.interval.level * 100.0,
+            -t.interval.high * 100.0,
+            -t.interval.low * 100.0,
+        ),
+        None => pts(c.pass_rate.delta),
     });
     let ms_delta = |d: Option<f64>| d.map_or_else(dash, |d| format!("{d:+.0} ms"));
     let rows = [
@@ -274,11 +284,20 @@ fn suite(out: &mut String, s: &SuiteReport) {
             g.note.as_deref().unwrap_or_default()
         );
     }
-    if let Some(c) = c {
+    if let Some(t) = c.and_then(|c| c.drop_test.as_ref()) {
         let _ = writeln!(
             out,
-            "- statistics: {} paired rows, {} on per-row pass fractions; interval by paired bootstrap.",
-            c.pass_rate.cases, c.pass_rate.method
+            "- statistics: {} paired rows{}; {} of H0: drop ≤ {:.1} pts; the {:.0}% CI holds the drops it does not reject, its lower end is the {:.0}% lower bound the gate compares with the allowance.",
+            t.rows,
+            if s.repeat > 1 {
+                " (each row's pass fraction over its repeats)"
+            } else {
+                ""
+            },
+            t.method.describe(),
+            t.margin * 100.0,
+            t.interval.level * 100.0,
+            t.confidence * 100.0,
         );
     }
     changes(

@@ -344,7 +344,8 @@ pub struct MaxGate {
 pub struct RegressionGate {
     /// Largest tolerated drop in pass rate, head vs base (0.05 = 5 points).
     pub max_drop: f64,
-    /// Only block when the drop is significant at this confidence.
+    /// Block only when a drop larger than `max_drop` is shown at this
+    /// confidence (one-sided; the schema keeps it within 0.5..1).
     #[serde(default = "default_confidence")]
     pub confidence: f64,
     /// When false, the observed drop alone decides.

@@ -3,6 +3,7 @@
 //! Everything here is a pure function over numbers; callers decide what the
 //! numbers mean.
 
+pub mod noninferiority;
 pub mod paired;
 pub mod sequential;
 

@@ -101,7 +101,9 @@ pub fn mcnemar_worse(broke: u64, fixed: u64) -> f64 {
     }
 }
 
-fn sign_flip_worse(diffs: &[f64], rng: &mut StdRng) -> f64 {
+/// One-sided p-value of "head is worse" by random sign flips of the
+/// per-case differences `head - base` (`PERMUTATIONS` of them).
+pub fn sign_flip_worse(diffs: &[f64], rng: &mut StdRng) -> f64 {
     let nonzero: Vec<f64> = diffs.iter().copied().filter(|d| *d != 0.0).collect();
     if nonzero.is_empty() {
         return 1.0;

@@ -183,6 +183,20 @@ async fn a_degraded_prompt_fails_and_names_the_regressed_cases() {
     assert!((cmp["p_worse"].as_f64().unwrap() - 1.0 / 64.0).abs() < 1e-9);
     assert_eq!(gate(suite, "regression")["pass"], false);
     assert_eq!(gate(suite, "regression")["significant"], true);
+    // The gate's own test: Tango's score test of drop > 5 points, b = 6
+    // broke, c = 0 fixed of 12 rows: Z = (5.4 - 1/2) / sqrt(12 * 0.4725).
+    let t = &suite["comparison"]["drop_test"];
+    assert_eq!(t["method"], "tango_score");
+    assert_eq!(t["hypothesis"], "drop larger than 5.0 points");
+    assert_eq!(t["alternative"], "drop_above");
+    assert_eq!(t["rejected"], true);
+    assert!((t["estimate"].as_f64().unwrap() - 0.5).abs() < 1e-9, "{t}");
+    assert!(
+        (t["statistic"].as_f64().unwrap() - 2.0578).abs() < 1e-3,
+        "{t}"
+    );
+    let low = t["interval"]["low"].as_f64().unwrap();
+    assert!(low > 0.05 && low < 0.5, "{t}");
     assert_eq!(gate(suite, "pass_rate")["pass"], false);
     assert_eq!(v["model_calls"], 24);
     assert_eq!(v["cache_hits"], 24);
@@ -284,30 +298,27 @@ async fn two_regressions_in_twenty_rows_are_not_significant_and_pass() {
     regressed.sort();
     assert_eq!(regressed, vec!["fr", "ke"]);
     let g = gate(suite, "regression");
-    // A 10-point drop is over the 5-point limit, but 2 discordant pairs
-    // out of 2 give p = 0.25: not significant at 95%, so not blocking.
+    // A 10-point observed drop is over the 5-point allowance, but 2 broken
+    // rows of 20 do not show that the true drop exceeds it (Tango's score
+    // test, p = 0.313), so not blocking.
     assert_eq!(g["pass"], true, "{g}");
     assert_eq!(g["significant"], false);
+    let note = g["note"].as_str().unwrap();
     assert!(
-        g["note"]
-            .as_str()
-            .unwrap()
-            .contains("not statistically significant"),
+        note.starts_with(
+            "drop larger than 5.0 points: p = 0.313 >= 0.050 (not shown, so not blocking)"
+        ),
         "{g}"
     );
-    assert!(
-        (suite["comparison"]["pass_rate"]["p_worse"]
-            .as_f64()
-            .unwrap()
-            - 0.25)
-            .abs()
-            < 1e-9
-    );
+    assert!(note.contains("observed drop 10.0 pts, 90% CI"), "{g}");
+    let p = suite["comparison"]["drop_test"]["p_value"]
+        .as_f64()
+        .unwrap();
+    assert!((p - 0.3128).abs() < 1e-3, "{p}");
 
     let md = stdout(&check(&s, &base, &[]));
-    assert!(md.contains("max drop 5.0 pts (not significant)"), "{md}");
     assert!(
-        md.contains("not statistically significant (p = 0.250"),
+        md.contains("max drop 5.0 pts (not shown, p = 0.313)"),
         "{md}"
     );
     insta::assert_snapshot!("check_not_significant_markdown", normalise(&md));
@@ -321,7 +332,46 @@ async fn two_regressions_in_twenty_rows_are_not_significant_and_pass() {
     s.commit("Strict regression gate");
     let (code, v) = check_json(&s, &base, &[]);
     assert_eq!(code, Some(1), "{v:#}");
-    assert_eq!(gate(&v["suites"][0], "regression")["pass"], false);
+    let g = gate(&v["suites"][0], "regression");
+    assert_eq!(g["pass"], false);
+    assert!(
+        g["note"]
+            .as_str()
+            .unwrap()
+            .contains("significance not required: the observed drop exceeds 5.0 pts, blocking"),
+        "{g}"
+    );
+
+    // `max_drop: 0` asks "significantly worse at all?": McNemar's statistic
+    // (b - c - 1/2) / sqrt(b + c) = 1.5 / sqrt(2), p = 0.144: not shown.
+    s.edit("evals/capitals.yaml", "max_drop: 0.05", "max_drop: 0");
+    s.edit(
+        "evals/capitals.yaml",
+        "\n    require_significance: false",
+        "",
+    );
+    s.commit("Any shown drop blocks");
+    let (code, v) = check_json(&s, &base, &[]);
+    assert_eq!(code, Some(0), "{v:#}");
+    let g = gate(&v["suites"][0], "regression");
+    assert!(
+        g["note"]
+            .as_str()
+            .unwrap()
+            .starts_with("drop larger than 0.0 points: p = 0.144"),
+        "{g}"
+    );
+
+    // A confidence of 0.5 or less would test nothing: refused, with the place.
+    s.edit("evals/capitals.yaml", "confidence: 0.95", "confidence: 0.5");
+    s.commit("No confidence at all");
+    let o = check(&s, &base, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("evals/capitals.yaml:") && err.contains("0.5"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -359,7 +409,11 @@ async fn repeats_report_flaky_cases_and_pair_rows() {
     let md = stdout(&o);
     assert!(md.contains("× 4 repeats"), "{md}");
     assert!(md.contains("**Flaky**"), "{md}");
-    assert!(md.contains("paired sign-flip permutation"), "{md}");
+    assert!(
+        md.contains("paired score test on per-row pass fractions"),
+        "{md}"
+    );
+    assert_eq!(suite["comparison"]["drop_test"]["method"], "row_score");
     insta::assert_snapshot!("check_repeats_markdown", normalise(&md));
 }
 
