@@ -9,6 +9,7 @@
 pub mod canary;
 pub mod cli;
 pub mod dataset;
+pub mod drift;
 pub mod durable;
 pub mod eval;
 pub mod logstore;

@@ -27,11 +27,14 @@ pub const BUCKETS: u32 = 1 << 16;
 /// Laplace smoothing of the per-bucket counts.
 const SMOOTHING: f64 = 1.0;
 
-/// Documents as hashed feature ids, stored flat.
+/// Documents as hashed feature ids, stored flat, each with a key (e.g. a
+/// hash of its request id) that decides its half of the split, so the
+/// split does not depend on the order documents arrive in.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Docs {
     ids: Vec<u32>,
     ends: Vec<usize>,
+    keys: Vec<u64>,
 }
 
 impl Docs {
@@ -40,9 +43,14 @@ impl Docs {
     }
 
     /// Appends one document's feature ids (reduced modulo [`BUCKETS`]).
-    pub fn push(&mut self, ids: impl IntoIterator<Item = u32>) {
+    pub fn push(&mut self, key: u64, ids: impl IntoIterator<Item = u32>) {
         self.ids.extend(ids.into_iter().map(|i| i % BUCKETS));
         self.ends.push(self.ids.len());
+        self.keys.push(key);
+    }
+
+    pub fn key(&self, i: usize) -> u64 {
+        self.keys[i]
     }
 
     pub fn len(&self) -> usize {
@@ -79,19 +87,35 @@ fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-fn in_training(seed: u64, window: u64, i: usize) -> bool {
-    mix(seed ^ mix(window) ^ (i as u64).wrapping_mul(0x2545_F491_4F6C_DD1D)) & 1 == 0
+fn in_training(seed: u64, window: u64, key: u64) -> bool {
+    mix(seed ^ mix(window) ^ key.wrapping_mul(0x2545_F491_4F6C_DD1D)) & 1 == 0
+}
+
+/// The held-out scores behind a [`DomainResult`] (for a chart).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HeldOutScores {
+    pub reference: Vec<f64>,
+    pub current: Vec<f64>,
 }
 
 /// Trains on half of each window and tests on the other half; see the
 /// module docs. None when a held-out half is empty.
 pub fn domain_classifier(reference: &Docs, current: &Docs, seed: u64) -> Option<DomainResult> {
+    domain_classifier_scores(reference, current, seed).map(|(r, _)| r)
+}
+
+/// [`domain_classifier`] with the held-out documents' scores.
+pub fn domain_classifier_scores(
+    reference: &Docs,
+    current: &Docs,
+    seed: u64,
+) -> Option<(DomainResult, HeldOutScores)> {
     let buckets = BUCKETS as usize;
     let mut counts = [vec![0u32; buckets], vec![0u32; buckets]];
     let mut totals = [0u64; 2];
     for (w, docs) in [reference, current].into_iter().enumerate() {
         for i in 0..docs.len() {
-            if in_training(seed, w as u64, i) {
+            if in_training(seed, w as u64, docs.key(i)) {
                 for &id in docs.get(i) {
                     counts[w][id as usize] += 1;
                     totals[w] += 1;
@@ -117,19 +141,25 @@ pub fn domain_classifier(reference: &Docs, current: &Docs, seed: u64) -> Option<
     };
     let held_out = |w: u64, docs: &Docs| -> Vec<f64> {
         (0..docs.len())
-            .filter(|&i| !in_training(seed, w, i))
+            .filter(|&i| !in_training(seed, w, docs.key(i)))
             .map(|i| score(docs.get(i)))
             .collect()
     };
     let test_ref = held_out(0, reference);
     let test_cur = held_out(1, current);
     let MannWhitney { auc, p_value } = mann_whitney_greater(&test_ref, &test_cur)?;
-    Some(DomainResult {
-        auc,
-        p_value,
-        test_reference: test_ref.len(),
-        test_current: test_cur.len(),
-    })
+    Some((
+        DomainResult {
+            auc,
+            p_value,
+            test_reference: test_ref.len(),
+            test_current: test_cur.len(),
+        },
+        HeldOutScores {
+            reference: test_ref,
+            current: test_cur,
+        },
+    ))
 }
 
 #[cfg(test)]
@@ -149,7 +179,7 @@ mod tests {
                     vocab[((r * r) * vocab.len() as f64) as usize]
                 })
                 .collect();
-            d.push(words);
+            d.push(rng.random(), words);
         }
         d
     }
@@ -168,7 +198,10 @@ mod tests {
         let mut shifted = Docs::new();
         let other = docs(&mut rng, 800, &topic);
         for i in 0..800 {
-            shifted.push(if i % 10 < 3 { other.get(i) } else { b.get(i) }.to_vec());
+            shifted.push(
+                b.key(i),
+                if i % 10 < 3 { other.get(i) } else { b.get(i) }.to_vec(),
+            );
         }
         let drift = domain_classifier(&a, &shifted, 1).unwrap();
         assert!(drift.auc > 0.6 && drift.p_value < 1e-6, "{drift:?}");
@@ -195,10 +228,9 @@ mod tests {
     fn empty_inputs() {
         assert!(domain_classifier(&Docs::new(), &Docs::new(), 0).is_none());
         let mut one = Docs::new();
-        one.push([]);
-        one.push([]);
-        one.push([]);
-        one.push([]);
+        for k in 0..4 {
+            one.push(k, []);
+        }
         if let Some(r) = domain_classifier(&one, &one, 0) {
             assert_eq!(r.auc, 0.5);
         }
