@@ -6,6 +6,7 @@ mod canary;
 mod check;
 mod dataset;
 mod demo;
+mod drift;
 mod eval;
 pub(crate) mod init;
 mod log;
@@ -80,6 +81,8 @@ pub enum Command {
     Serve(serve::Args),
     /// Canary vs stable analysis; `analyze --apply` commits rollback / promotion.
     Canary(canary::Args),
+    /// Drift of inputs, outputs, operations and feedback between two windows of the request log.
+    Drift(drift::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -98,6 +101,7 @@ pub fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Canary(args) => canary::run(args),
+        Command::Drift(args) => drift::run(args),
     };
     match result {
         Ok(status) => status.into(),
