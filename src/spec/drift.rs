@@ -295,7 +295,9 @@ impl FromStr for WindowSpec {
             if rest.chars().all(|c| c.is_ascii_digit()) {
                 return parse_count(rest, s).map(WindowSpec::Last);
             }
-            return parse_duration(rest).map(WindowSpec::LastFor);
+            return parse_duration(rest)
+                .map(WindowSpec::LastFor)
+                .map_err(|e| format!("`{s}`: {e}"));
         }
         if let Some(rest) = s.strip_prefix("commit:") {
             if rest.len() < 7 || rest.len() > 64 || !rest.chars().all(|c| c.is_ascii_hexdigit()) {

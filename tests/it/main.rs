@@ -11,6 +11,7 @@ mod check;
 mod common;
 mod dataset;
 mod demo;
+mod drift;
 mod eval;
 mod foundation;
 mod logstore;
