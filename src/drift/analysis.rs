@@ -329,6 +329,21 @@ pub fn analyze_group(
             features.push(latency_tail(settings, a, b));
         }
     }
+    // A low-cardinality string variable is compared by its values; its
+    // lengths, language and content say the same thing again and would
+    // only add tests to the correction.
+    let by_value: BTreeSet<String> = features
+        .iter()
+        .filter(|f| f.name.starts_with("input.") && f.test != TestKind::None)
+        .filter_map(|f| f.name.strip_suffix(".value").map(str::to_string))
+        .collect();
+    features.retain(|f| {
+        !by_value.iter().any(|p| {
+            [".chars", ".words", ".language", ".content"]
+                .iter()
+                .any(|s| f.name == format!("{p}{s}"))
+        })
+    });
     let tested: Vec<usize> = (0..features.len())
         .filter(|&i| features[i].p_value.is_some())
         .collect();

@@ -12,6 +12,9 @@ use std::hash::Hasher;
 /// and language detection costs time proportional to length.
 const LANGUAGE_PREFIX_CHARS: usize = 256;
 
+/// Shorter texts are [`UNDETERMINED`] without asking the detector.
+const MIN_LANGUAGE_BYTES: usize = 16;
+
 /// Label of a text whose language cannot be told reliably (too short,
 /// mixed, or a language the detector does not know).
 pub const UNDETERMINED: &str = "und";
@@ -112,6 +115,10 @@ pub fn scan(text: &str, mut ngrams: Option<&mut Vec<u32>>) -> TextStats {
 /// The ISO 639-3 code of `text`'s language (`eng`, `deu`, `cmn`, ...), or
 /// [`UNDETERMINED`] when the detector is not confident.
 pub fn language(text: &str) -> &'static str {
+    // Below this the detector is not reliable anyway; skip its cost.
+    if text.len() < MIN_LANGUAGE_BYTES {
+        return UNDETERMINED;
+    }
     let end = text
         .char_indices()
         .nth(LANGUAGE_PREFIX_CHARS)
