@@ -329,21 +329,6 @@ pub fn analyze_group(
             features.push(latency_tail(settings, a, b));
         }
     }
-    // A low-cardinality string variable is compared by its values; its
-    // lengths, language and content say the same thing again and would
-    // only add tests to the correction.
-    let by_value: BTreeSet<String> = features
-        .iter()
-        .filter(|f| f.name.starts_with("input.") && f.test != TestKind::None)
-        .filter_map(|f| f.name.strip_suffix(".value").map(str::to_string))
-        .collect();
-    features.retain(|f| {
-        !by_value.iter().any(|p| {
-            [".chars", ".words", ".language", ".content"]
-                .iter()
-                .any(|s| f.name == format!("{p}{s}"))
-        })
-    });
     let tested: Vec<usize> = (0..features.len())
         .filter(|&i| features[i].p_value.is_some())
         .collect();
@@ -455,7 +440,7 @@ pub fn compare_feature(
                 // Two values: the share of the larger one.
                 let top = levels[levels.len() - 1];
                 let yes = |v: &[f64]| v.iter().filter(|x| **x == top).count() as u64;
-                return Some(proportion(
+                let mut f = proportion(
                     f,
                     yes(&a),
                     a.len() as u64,
@@ -463,7 +448,14 @@ pub fn compare_feature(
                     b.len() as u64,
                     th,
                     levels.len() == 1,
-                ));
+                );
+                let label = fmt_num(top);
+                if let Chart::Bars { labels, .. } = &mut f.chart {
+                    *labels = vec![label.clone(), "other".into()];
+                }
+                f.reference = format!("{label}: {} · {}", f.reference, numeric_summary(&a));
+                f.current = format!("{label}: {} · {}", f.current, numeric_summary(&b));
+                return Some(f);
             }
             if levels.len() <= MAX_LEVELS_AS_CATEGORIES {
                 let counts = |v: &[f64]| -> BTreeMap<String, u64> {
@@ -695,9 +687,25 @@ fn top_shares(keys: &[&String], counts: &[u64]) -> String {
         .iter()
         .take(2)
         .filter(|&&i| counts[i] > 0)
-        .map(|&i| format!("{} {}", keys[i], pct(counts[i] as f64 / total as f64)))
+        .map(|&i| {
+            format!(
+                "{} {}",
+                short_label(keys[i]),
+                pct(counts[i] as f64 / total as f64)
+            )
+        })
         .collect::<Vec<_>>()
         .join(" · ")
+}
+
+/// A category for a one-line summary: at most 24 characters.
+fn short_label(label: &str) -> String {
+    if label.chars().count() <= 24 {
+        return label.to_string();
+    }
+    let mut s: String = label.chars().take(23).collect();
+    s.push('…');
+    s
 }
 
 fn bars(keys: &[&String], a: &[u64], b: &[u64]) -> Chart {

@@ -115,6 +115,17 @@ async fn drift_flags_a_new_language_and_topic_in_served_traffic_and_not_the_rest
     assert!(lang["q_value"].as_f64().unwrap() < 0.05, "{lang}");
     assert!(lang["current"].as_str().unwrap().contains("deu"), "{lang}");
 
+    // The table: a line per feature, the drifted ones marked.
+    let o = s.run(&["drift"]);
+    assert_eq!(o.status.code(), Some(1));
+    let table = stdout(&o);
+    eprintln!("{table}");
+    let line = table
+        .lines()
+        .find(|l| l.trim_start().starts_with("input.input.language"))
+        .unwrap();
+    assert!(line.ends_with("DRIFT"), "{table}");
+
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.starts_with("<!doctype html>"));
     // Two charts (reference, current) per drifted feature, nothing fetched.
