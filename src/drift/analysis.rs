@@ -24,7 +24,7 @@ use crate::spec::drift::{DriftConfig, Thresholds};
 use crate::stats::categorical::{chi_square, two_proportion};
 use crate::stats::domain::domain_classifier_scores;
 use crate::stats::fdr::benjamini_hochberg;
-use crate::stats::twosample::{ks_sorted, psi, sorted};
+use crate::stats::twosample::{distinct_sorted, ks_sorted, psi_sorted, quantile_sorted, sorted};
 
 /// Numeric features with at most this many distinct values are compared
 /// as categories (the KS p-value is very conservative with heavy ties).
@@ -300,17 +300,21 @@ pub fn analyze_group(
     if rf.calls < settings.min_rows || cf.calls < settings.min_rows {
         return report;
     }
-    let names: BTreeSet<&String> = rf.features.keys().chain(cf.features.keys()).collect();
-    let mut features = Vec::new();
+    let (mut rmap, mut cmap) = (rf.all_features(), cf.all_features());
+    let names: BTreeSet<String> = rmap.keys().chain(cmap.keys()).cloned().collect();
+    let mut jobs: Vec<(String, FeatureData, FeatureData)> = Vec::new();
     for fname in names {
-        let group = FeatureGroup::of(fname);
+        let group = FeatureGroup::of(&fname);
         if inputs_only && group != FeatureGroup::Input {
             continue;
         }
-        let (r, c) = match (rf.features.get(fname), cf.features.get(fname)) {
-            (Some(r), Some(c)) => (r.clone(), c.clone()),
-            (Some(r), None) => (r.clone(), FeatureData::empty_of(r)),
-            (None, Some(c)) => (FeatureData::empty_of(c), c.clone()),
+        let (r, c) = match (rmap.remove(&fname), cmap.remove(&fname)) {
+            (Some(r), Some(c)) => (r, c),
+            (Some(r), None) => {
+                let c = FeatureData::empty_of(&r);
+                (r, c)
+            }
+            (None, Some(c)) => (FeatureData::empty_of(&c), c),
             (None, None) => continue,
         };
         if inputs_only && (r.is_empty() || c.is_empty()) {
@@ -320,15 +324,34 @@ pub fn analyze_group(
         if fname == "output.json_valid" && !json_expected(output_json, &r) {
             continue;
         }
-        if let Some(f) = compare_feature(settings, fname, &r, &c) {
-            features.push(f);
-        }
-        if fname == "ops.latency_ms"
-            && let (FeatureData::Numeric(a), FeatureData::Numeric(b)) = (&r, &c)
-        {
-            features.push(latency_tail(settings, a, b));
-        }
+        jobs.push((fname, r, c));
     }
+    // Features are independent: two threads (sorting a million-call
+    // window's numeric features dominates).
+    let jobs = &jobs;
+    let mut features: Vec<FeatureReport> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..2usize)
+            .map(|w| {
+                s.spawn(move || {
+                    let mut out = Vec::new();
+                    for (fname, r, c) in jobs.iter().skip(w).step_by(2) {
+                        out.extend(compare_feature(settings, fname, r, c));
+                        if fname == "ops.latency_ms"
+                            && let (FeatureData::Numeric(a), FeatureData::Numeric(b)) = (r, c)
+                        {
+                            out.push(latency_tail(settings, a, b));
+                        }
+                    }
+                    out
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    });
+    features.sort_by(|a, b| a.name.cmp(&b.name));
     let tested: Vec<usize> = (0..features.len())
         .filter(|&i| features[i].p_value.is_some())
         .collect();
@@ -431,9 +454,7 @@ pub fn compare_feature(
     match (r, c) {
         (FeatureData::Numeric(a), FeatureData::Numeric(b)) => {
             let (a, b) = (sorted(a), sorted(b));
-            let mut levels: Vec<f64> = a.iter().chain(&b).copied().collect();
-            levels.sort_unstable_by(f64::total_cmp);
-            levels.dedup();
+            let levels = distinct_sorted(&a, &b, MAX_LEVELS_AS_CATEGORIES);
             f.reference = numeric_summary(&a);
             f.current = numeric_summary(&b);
             if levels.len() <= 2 && !levels.is_empty() {
@@ -480,7 +501,7 @@ pub fn compare_feature(
             if let Some(ks) = ks_sorted(&a, &b) {
                 f.effect = Some(ks.wasserstein_norm);
                 f.p_value = Some(ks.p_value);
-                f.psi = psi(&a, &b, 10);
+                f.psi = psi_sorted(&a, &b, 10);
             }
             Some(f)
         }
@@ -617,9 +638,14 @@ fn categories(
 /// tail (p95 up) raises the current share. Pooling keeps the test exact
 /// under exchangeability (Mood's median test at the 95th percentile).
 fn latency_tail(settings: &DriftConfig, a: &[f64], b: &[f64]) -> FeatureReport {
-    let mut pooled: Vec<f64> = a.iter().chain(b).copied().collect();
-    pooled.sort_unstable_by(f64::total_cmp);
-    let cut = crate::stats::quantile(&pooled, TAIL_QUANTILE).unwrap_or(0.0);
+    let mut pooled: Vec<f64> = a.iter().chain(b).copied().filter(|x| !x.is_nan()).collect();
+    let cut = if pooled.is_empty() {
+        0.0
+    } else {
+        let k = ((pooled.len() - 1) as f64 * TAIL_QUANTILE).floor() as usize;
+        *pooled.select_nth_unstable_by(k, f64::total_cmp).1
+    };
+    let constant = pooled.iter().all(|x| *x == pooled[0]);
     let above = |v: &[f64]| v.iter().filter(|x| **x > cut).count() as u64;
     let name = "ops.latency_tail";
     let r = FeatureData::Binary {
@@ -638,7 +664,7 @@ fn latency_tail(settings: &DriftConfig, a: &[f64], b: &[f64]) -> FeatureReport {
         above(b),
         b.len() as u64,
         &settings.thresholds,
-        pooled.first() == pooled.last(),
+        constant,
     );
     let p95 = |v: &[f64]| crate::stats::quantile(v, TAIL_QUANTILE).map_or("-".into(), fmt_num);
     f.reference = format!("{} > {} (p95 {})", f.reference, fmt_num(cut), p95(a));
@@ -669,7 +695,7 @@ fn pct(rate: f64) -> String {
 }
 
 fn numeric_summary(sorted: &[f64]) -> String {
-    let q = |p: f64| crate::stats::quantile(sorted, p).map_or("-".into(), fmt_num);
+    let q = |p: f64| quantile_sorted(sorted, p).map_or("-".into(), fmt_num);
     if sorted.is_empty() {
         return "-".into();
     }
@@ -741,16 +767,20 @@ fn bars(keys: &[&String], a: &[u64], b: &[u64]) -> Chart {
     }
 }
 
-/// Shares of each sorted sample in bins spanning the pooled 0.5%..99.5%
-/// range (values outside fall in the end bins).
+/// Shares of each sorted sample in bins from the lower of the two samples'
+/// 0.5% quantiles to the higher of their 99.5% quantiles (values outside
+/// fall in the end bins).
 fn histogram(a: &[f64], b: &[f64]) -> Chart {
-    let mut pooled: Vec<f64> = a.iter().chain(b).copied().collect();
-    if pooled.is_empty() {
+    if a.is_empty() && b.is_empty() {
         return Chart::None;
     }
-    pooled.sort_unstable_by(f64::total_cmp);
-    let lo = crate::stats::quantile(&pooled, 0.005).unwrap_or(0.0);
-    let mut hi = crate::stats::quantile(&pooled, 0.995).unwrap_or(lo);
+    let q = |p: f64| {
+        [quantile_sorted(a, p), quantile_sorted(b, p)]
+            .into_iter()
+            .flatten()
+    };
+    let lo = q(0.005).fold(f64::INFINITY, f64::min);
+    let mut hi = q(0.995).fold(f64::NEG_INFINITY, f64::max);
     if hi <= lo {
         hi = lo + 1.0;
     }

@@ -285,7 +285,11 @@ pub struct WindowFeatures {
     /// Time range of the calls (microseconds since the epoch).
     pub first_ts: Option<i64>,
     pub last_ts: Option<i64>,
+    /// Text-derived features by name.
     pub features: BTreeMap<String, FeatureData>,
+    /// Column features, accumulated in typed fields (every call of a
+    /// million-call window passes here); see [`Self::all_features`].
+    pub columns: ColumnFeatures,
     /// Some request ids of the text sample (review candidates).
     pub sample_ids: Vec<String>,
     pub(crate) variables: usize,
@@ -316,32 +320,14 @@ impl WindowFeatures {
     /// Adds the column features of one call.
     pub fn push_columns(&mut self, c: &ColumnsView<'_>) {
         self.calls += 1;
-        let f = &mut self.features;
-        let ok = is_ok(c.status);
-        if counts_for_operations(c.status) {
-            binary(f, "ops.error_rate".into(), !ok);
-            binary(f, "ops.timeout_rate".into(), c.status == "timeout");
-            numeric(f, "ops.cost_per_call".into(), c.cost);
-        }
-        if ok {
-            numeric(f, "ops.latency_ms".into(), c.latency_ms);
-            if let Some(t) = c.ttft_ms {
-                numeric(f, "ops.ttft_ms".into(), t);
-            }
-            numeric(f, "input.prompt_tokens".into(), c.input_tokens as f64);
-            numeric(f, "output.tokens".into(), c.output_tokens as f64);
-            if !c.upstream_model.is_empty() {
-                categorical(f, "ops.upstream_model".into(), c.upstream_model);
-            }
-        }
-        if let Some(p) = c.online_pass {
-            binary(f, "output.online_pass".into(), p);
-        }
-        binary(f, "feedback.share".into(), c.feedback.is_some());
-        if let Some(fb) = c.feedback {
-            numeric(f, "feedback.score".into(), fb.score);
-            categorical(f, "feedback.label".into(), fb.label.unwrap_or("(none)"));
-        }
+        self.columns.push(c);
+    }
+
+    /// Every feature: the text features and the column features together.
+    pub fn all_features(&self) -> BTreeMap<String, FeatureData> {
+        let mut out = self.features.clone();
+        self.columns.add_to(&mut out, self.calls);
+        out
     }
 
     /// Adds the text features of one sampled call.
@@ -508,8 +494,147 @@ impl WindowFeatures {
         let room = MAX_REVIEW_IDS.saturating_sub(self.sample_ids.len());
         self.sample_ids
             .extend(other.sample_ids.into_iter().take(room));
+        self.columns.merge(other.columns);
         self.variables = self.variables.max(other.variables);
         self.assertions = self.assertions.max(other.assertions);
+    }
+}
+
+/// The column features of a window, in typed fields.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ColumnFeatures {
+    /// (yes, n) pairs.
+    errors: (u64, u64),
+    timeouts: (u64, u64),
+    online_pass: (u64, u64),
+    with_feedback: u64,
+    cost: Vec<f64>,
+    latency: Vec<f64>,
+    ttft: Vec<f64>,
+    prompt_tokens: Vec<f64>,
+    output_tokens: Vec<f64>,
+    feedback_score: Vec<f64>,
+    upstream_model: BTreeMap<String, u64>,
+    feedback_label: BTreeMap<String, u64>,
+}
+
+fn count_in(map: &mut BTreeMap<String, u64>, key: &str) {
+    let room = map.len() < MAX_TRACKED_VALUES;
+    match map.get_mut(key) {
+        Some(c) => *c += 1,
+        None if room => {
+            map.insert(key.to_string(), 1);
+        }
+        None => {}
+    }
+}
+
+fn push_finite(v: &mut Vec<f64>, x: f64) {
+    if x.is_finite() {
+        v.push(x);
+    }
+}
+
+impl ColumnFeatures {
+    fn push(&mut self, c: &ColumnsView<'_>) {
+        let ok = is_ok(c.status);
+        if counts_for_operations(c.status) {
+            self.errors.0 += u64::from(!ok);
+            self.errors.1 += 1;
+            self.timeouts.0 += u64::from(c.status == "timeout");
+            self.timeouts.1 += 1;
+            push_finite(&mut self.cost, c.cost);
+        }
+        if ok {
+            push_finite(&mut self.latency, c.latency_ms);
+            if let Some(t) = c.ttft_ms {
+                push_finite(&mut self.ttft, t);
+            }
+            self.prompt_tokens.push(c.input_tokens as f64);
+            self.output_tokens.push(c.output_tokens as f64);
+            if !c.upstream_model.is_empty() {
+                count_in(&mut self.upstream_model, c.upstream_model);
+            }
+        }
+        if let Some(p) = c.online_pass {
+            self.online_pass.0 += u64::from(p);
+            self.online_pass.1 += 1;
+        }
+        if let Some(fb) = c.feedback {
+            self.with_feedback += 1;
+            push_finite(&mut self.feedback_score, fb.score);
+            count_in(&mut self.feedback_label, fb.label.unwrap_or("(none)"));
+        }
+    }
+
+    fn merge(&mut self, o: ColumnFeatures) {
+        for (a, b) in [
+            (&mut self.errors, o.errors),
+            (&mut self.timeouts, o.timeouts),
+            (&mut self.online_pass, o.online_pass),
+        ] {
+            a.0 += b.0;
+            a.1 += b.1;
+        }
+        self.with_feedback += o.with_feedback;
+        for (a, b) in [
+            (&mut self.cost, o.cost),
+            (&mut self.latency, o.latency),
+            (&mut self.ttft, o.ttft),
+            (&mut self.prompt_tokens, o.prompt_tokens),
+            (&mut self.output_tokens, o.output_tokens),
+            (&mut self.feedback_score, o.feedback_score),
+        ] {
+            a.extend(b);
+        }
+        for (a, b) in [
+            (&mut self.upstream_model, o.upstream_model),
+            (&mut self.feedback_label, o.feedback_label),
+        ] {
+            for (k, v) in b {
+                *a.entry(k).or_insert(0) += v;
+            }
+        }
+    }
+
+    /// The features of these columns, under their names; a feature no call
+    /// had (no streams, no feedback, ...) is left out.
+    fn add_to(&self, out: &mut BTreeMap<String, FeatureData>, calls: u64) {
+        let mut binary = |name: &str, (yes, n): (u64, u64)| {
+            if n > 0 {
+                out.insert(name.to_string(), FeatureData::Binary { yes, n });
+            }
+        };
+        binary("ops.error_rate", self.errors);
+        binary("ops.timeout_rate", self.timeouts);
+        binary("output.online_pass", self.online_pass);
+        binary("feedback.share", (self.with_feedback, calls));
+        for (name, v) in [
+            ("ops.cost_per_call", &self.cost),
+            ("ops.latency_ms", &self.latency),
+            ("ops.ttft_ms", &self.ttft),
+            ("input.prompt_tokens", &self.prompt_tokens),
+            ("output.tokens", &self.output_tokens),
+            ("feedback.score", &self.feedback_score),
+        ] {
+            if !v.is_empty() {
+                out.insert(name.to_string(), FeatureData::Numeric(v.clone()));
+            }
+        }
+        for (name, m) in [
+            ("ops.upstream_model", &self.upstream_model),
+            ("feedback.label", &self.feedback_label),
+        ] {
+            if !m.is_empty() {
+                out.insert(
+                    name.to_string(),
+                    FeatureData::Categorical {
+                        counts: m.clone(),
+                        overflow: false,
+                    },
+                );
+            }
+        }
     }
 }
 
@@ -650,7 +775,7 @@ mod tests {
             online_pass: None,
             ..base
         });
-        let f = &w.features;
+        let f = &w.all_features();
         assert_eq!(w.calls, 3);
         assert_eq!(f["ops.error_rate"], FeatureData::Binary { yes: 1, n: 2 });
         assert_eq!(f["ops.timeout_rate"], FeatureData::Binary { yes: 1, n: 2 });

@@ -32,6 +32,42 @@ pub fn sorted(values: &[f64]) -> Vec<f64> {
     v
 }
 
+/// The `q`-quantile (0..=1) of a sample sorted ascending, by linear
+/// interpolation between closest ranks (as [`super::quantile`], without
+/// copying and sorting again). None when empty.
+pub fn quantile_sorted(sorted: &[f64], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let pos = q.clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    Some(sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64))
+}
+
+/// Distinct values of two sorted samples together, counted up to `cap + 1`.
+pub fn distinct_sorted(a: &[f64], b: &[f64], cap: usize) -> Vec<f64> {
+    let mut out: Vec<f64> = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while (i < a.len() || j < b.len()) && out.len() <= cap {
+        let x = match (a.get(i), b.get(j)) {
+            (Some(&x), Some(&y)) => x.min(y),
+            (Some(&x), None) => x,
+            (None, Some(&y)) => y,
+            (None, None) => break,
+        };
+        if out.last() != Some(&x) {
+            out.push(x);
+        }
+        while i < a.len() && a[i] == x {
+            i += 1;
+        }
+        while j < b.len() && b[j] == x {
+            j += 1;
+        }
+    }
+    out
+}
+
 /// Population standard deviation; 0 for fewer than two values.
 pub fn std_dev(values: &[f64]) -> f64 {
     let n = values.len();
@@ -153,8 +189,11 @@ pub fn kolmogorov_sf(x: f64) -> f64 {
 /// shares, each share floored at 1e-4 so an empty bin does not make it
 /// infinite. None when either sample is empty.
 pub fn psi(reference: &[f64], current: &[f64], bins: usize) -> Option<f64> {
-    let r = sorted(reference);
-    let c = sorted(current);
+    psi_sorted(&sorted(reference), &sorted(current), bins)
+}
+
+/// [`psi`] of samples already sorted ascending without NaN.
+pub fn psi_sorted(r: &[f64], c: &[f64], bins: usize) -> Option<f64> {
     if r.is_empty() || c.is_empty() || bins == 0 {
         return None;
     }
@@ -178,7 +217,7 @@ pub fn psi(reference: &[f64], current: &[f64], bins: usize) -> Option<f64> {
             .map(|k| (k as f64 / s.len() as f64).max(1e-4))
             .collect()
     };
-    let (rs, cs) = (shares(&r), shares(&c));
+    let (rs, cs) = (shares(r), shares(c));
     Some(
         rs.iter()
             .zip(&cs)
@@ -314,6 +353,17 @@ mod tests {
             1e-12
         ));
         assert!(ks_test(&[], &[1.0]).is_none());
+    }
+
+    #[test]
+    fn sorted_helpers_match_the_general_ones() {
+        let a = sorted(&[3.0, 1.0, 2.0, 2.0, 9.0]);
+        let b = sorted(&[2.0, 5.0]);
+        for q in [0.0, 0.3, 0.5, 0.95, 1.0] {
+            assert_eq!(quantile_sorted(&a, q), crate::stats::quantile(&a, q));
+        }
+        assert_eq!(distinct_sorted(&a, &b, 10), vec![1.0, 2.0, 3.0, 5.0, 9.0]);
+        assert_eq!(distinct_sorted(&a, &b, 2).len(), 3);
     }
 
     #[test]
