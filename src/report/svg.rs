@@ -116,16 +116,11 @@ pub fn histogram(
                 percent(*share)
             );
         }
-        for (frac, x) in [
-            (0.0, edges[0]),
-            (0.5, (edges[0] + edges[bins]) / 2.0),
-            (1.0, edges[bins]),
+        for (frac, anchor, x) in [
+            (0.0, "start", edges[0]),
+            (0.5, "middle", (edges[0] + edges[bins]) / 2.0),
+            (1.0, "end", edges[bins]),
         ] {
-            let anchor = match frac {
-                f if f == 0.0 => "start",
-                f if f == 1.0 => "end",
-                _ => "middle",
-            };
             let _ = write!(
                 s,
                 "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"{anchor}\" {FONT} fill=\"{AXIS}\">{}</text>",
