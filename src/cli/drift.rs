@@ -161,7 +161,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitStatus> {
         b.finish_and_clear();
     }
     let reference = dataset_reference.unwrap_or(windows.reference);
+    let started = std::time::Instant::now();
     let report = drift::analyze(&settings, &reference, &windows.current);
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "drift: analysed"
+    );
 
     if let Some(path) = &args.html {
         let html = crate::report::drift_html::render(

@@ -184,19 +184,47 @@ fn text_doc(map: &mut BTreeMap<String, FeatureData>, name: String, key: u64, ids
 }
 
 /// A stable 64-bit hash of a request id: the sampling draw and the
-/// domain classifier's split key of the call.
+/// domain classifier's split key of the call. Fixed across runs and
+/// platforms (eight bytes at a time, then a splitmix finaliser).
 pub fn id_hash(request_id: &str) -> u64 {
-    // FNV-1a then a splitmix finaliser: fixed across runs and platforms.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in request_id.as_bytes() {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
+    let bytes = request_id.as_bytes();
+    let mut h: u64 = 0x243F_6A88_85A3_08D3 ^ bytes.len() as u64;
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        h = (h.rotate_left(23) ^ u64::from_le_bytes(w)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
+    let mut w = [0u8; 8];
+    w[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+    h = (h.rotate_left(23) ^ u64::from_le_bytes(w)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     let mut x = h;
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     x ^ (x >> 31)
 }
+
+/// A hasher for keys that are already [`id_hash`]es: passes them through.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PassThroughHasher(u64);
+
+impl std::hash::Hasher for PassThroughHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+/// A map keyed by [`id_hash`]es.
+pub type IdMap<V> =
+    std::collections::HashMap<u64, V, std::hash::BuildHasherDefault<PassThroughHasher>>;
 
 /// The hash as a uniform draw in `0..1`.
 pub fn unit(hash: u64) -> f64 {
@@ -343,18 +371,27 @@ impl WindowFeatures {
         if self.sample_ids.len() < MAX_REVIEW_IDS && !t.request_id.is_empty() {
             self.sample_ids.push(t.request_id.to_string());
         }
-        let messages = parse_messages(t.messages);
-        if let Some(m) = &messages {
-            let turns = m.iter().filter(|m| m.role == "assistant").count();
-            numeric(
-                &mut self.features,
-                "input.history_turns".into(),
-                turns as f64,
-            );
-        }
         match kind {
-            GroupKind::Prompt => self.push_variables(t.variables, t.detect_language, key),
+            GroupKind::Prompt => {
+                if let Some(turns) = assistant_turns(t.messages) {
+                    numeric(
+                        &mut self.features,
+                        "input.history_turns".into(),
+                        turns as f64,
+                    );
+                }
+                self.push_variables(t.variables, t.detect_language, key);
+            }
             GroupKind::Model => {
+                let messages = parse_messages(t.messages);
+                if let Some(m) = &messages {
+                    let turns = m.iter().filter(|m| m.role == "assistant").count();
+                    numeric(
+                        &mut self.features,
+                        "input.history_turns".into(),
+                        turns as f64,
+                    );
+                }
                 let last_user = messages
                     .as_ref()
                     .and_then(|m| m.iter().rev().find(|m| m.role == "user"))
@@ -642,6 +679,23 @@ impl ColumnFeatures {
 struct Message {
     role: String,
     text: String,
+}
+
+/// Assistant messages in a JSON array of messages, without building the
+/// messages (only the roles are read).
+fn assistant_turns(text: &str) -> Option<usize> {
+    #[derive(serde::Deserialize)]
+    struct Role<'a> {
+        #[serde(borrow, default)]
+        role: Option<std::borrow::Cow<'a, str>>,
+    }
+    let roles: Vec<Role<'_>> = serde_json::from_str(text).ok()?;
+    Some(
+        roles
+            .iter()
+            .filter(|r| r.role.as_deref() == Some("assistant"))
+            .count(),
+    )
 }
 
 fn parse_messages(text: &str) -> Option<Vec<Message>> {

@@ -35,8 +35,8 @@ use parquet::file::metadata::PageIndexPolicy;
 use super::DriftError;
 use super::analysis::{GroupWindow, WindowSet};
 use super::features::{
-    ColumnsView, Extractor, FeedbackView, GroupKind, OutputSpec, TextView, WindowFeatures, id_hash,
-    unit,
+    ColumnsView, Extractor, FeedbackView, GroupKind, IdMap, OutputSpec, TextView, WindowFeatures,
+    id_hash, unit,
 };
 use crate::logstore::{self, FEEDBACK_DIR, RequestFilter};
 use crate::spec::drift::DriftConfig;
@@ -294,7 +294,7 @@ fn read_keys(
 
 /// Feedback of the log roots: per request id hash, the latest score and label.
 pub struct FeedbackIndex {
-    by_request: HashMap<u64, (i64, f64, Option<u32>)>,
+    by_request: IdMap<(i64, f64, Option<u32>)>,
     labels: Vec<String>,
 }
 
@@ -307,42 +307,44 @@ impl FeedbackIndex {
                 label: label.map(|l| self.labels[l as usize].as_str()),
             })
     }
+
+    fn add(
+        &mut self,
+        label_ids: &mut HashMap<String, u32>,
+        request_id: &str,
+        ts: i64,
+        score: f64,
+        label: Option<&str>,
+    ) {
+        let label = label.map(|l| match label_ids.get(l) {
+            Some(&i) => i,
+            None => {
+                self.labels.push(l.to_string());
+                let i = (self.labels.len() - 1) as u32;
+                label_ids.insert(l.to_string(), i);
+                i
+            }
+        });
+        let slot = self
+            .by_request
+            .entry(id_hash(request_id))
+            .or_insert((i64::MIN, 0.0, None));
+        // The latest record wins; a record seen twice (a journal and its
+        // Parquet conversion) changes nothing, so no dedupe is needed.
+        if ts >= slot.0 {
+            *slot = (ts, score, label);
+        }
+    }
 }
 
 /// Reads every feedback record under the log roots: Parquet partitions by
 /// projection (request_id, ts, score, label) and the journals.
 pub fn read_feedback_index(logs: &[PathBuf]) -> Result<FeedbackIndex, DriftError> {
     let mut index = FeedbackIndex {
-        by_request: HashMap::new(),
+        by_request: IdMap::default(),
         labels: Vec::new(),
     };
     let mut label_ids: HashMap<String, u32> = HashMap::new();
-    let mut seen_ids = std::collections::HashSet::new();
-    let mut add = |index: &mut FeedbackIndex,
-                   feedback_id: Option<&str>,
-                   request_id: &str,
-                   ts: i64,
-                   score: f64,
-                   label: Option<&str>| {
-        if let Some(f) = feedback_id
-            && !seen_ids.insert(id_hash(f))
-        {
-            return;
-        }
-        let label = label.map(|l| {
-            *label_ids.entry(l.to_string()).or_insert_with(|| {
-                index.labels.push(l.to_string());
-                (index.labels.len() - 1) as u32
-            })
-        });
-        let slot = index
-            .by_request
-            .entry(id_hash(request_id))
-            .or_insert((i64::MIN, 0.0, None));
-        if ts >= slot.0 {
-            *slot = (ts, score, label);
-        }
-    };
     for root in logs {
         let fdir = if root.join(FEEDBACK_DIR).is_dir() {
             root.join(FEEDBACK_DIR)
@@ -357,14 +359,13 @@ pub fn read_feedback_index(logs: &[PathBuf]) -> Result<FeedbackIndex, DriftError
         for f in parquet_files {
             let r = reader(
                 &f,
-                &["feedback_id", "request_id", "ts", "score", "label"],
+                &["request_id", "ts", "score", "label"],
                 None,
                 None,
                 false,
             )?;
             for batch in r {
                 let batch = batch.map_err(arrow_err(&f))?;
-                let fid = str_col(&batch, "feedback_id", &f)?;
                 let rid = str_col(&batch, "request_id", &f)?;
                 let label = str_col(&batch, "label", &f)?;
                 let ts = batch
@@ -379,23 +380,15 @@ pub fn read_feedback_index(logs: &[PathBuf]) -> Result<FeedbackIndex, DriftError
                         continue;
                     };
                     let t = ts.map_or(0, |t| t.value(i));
-                    add(
-                        &mut index,
-                        opt_str(fid, i),
-                        r,
-                        t,
-                        score.value(i),
-                        opt_str(label, i),
-                    );
+                    index.add(&mut label_ids, r, t, score.value(i), opt_str(label, i));
                 }
             }
         }
         for j in journals {
             let records = logstore::read_feedback(&[&j]).map_err(DriftError::Logs)?;
             for r in records {
-                add(
-                    &mut index,
-                    Some(&r.feedback_id),
+                index.add(
+                    &mut label_ids,
                     &r.request_id,
                     r.ts.timestamp_micros(),
                     r.score,
@@ -469,18 +462,63 @@ pub fn read_windows(
         });
     }
 
-    // Pass 1: keys.
+    // Pass 1: keys, two threads over the files, each file with its own
+    // interned names, remapped to shared ids after.
+    let started = std::time::Instant::now();
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let parts: Vec<Result<(Vec<KeyRow>, Interner, Interner), DriftError>> =
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..2usize)
+                .map(|w| {
+                    let (files, done) = (&files, &done);
+                    s.spawn(move || {
+                        let mut out = Vec::new();
+                        for i in (w..files.len()).step_by(2) {
+                            let mut strings = Interner::default();
+                            let mut names = Interner::default();
+                            let keys = read_keys(&files[i], i as u32, &mut strings, &mut names);
+                            out.push((i, keys.map(|k| (k, strings, names))));
+                            let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                            progress(Progress {
+                                pass: 1,
+                                files_done: n,
+                                files: files.len(),
+                            });
+                        }
+                        out
+                    })
+                })
+                .collect();
+            let mut all = Vec::new();
+            for h in handles {
+                match h.join() {
+                    Ok(v) => all.extend(v),
+                    Err(_) => all.push((usize::MAX, Err(DriftError::Worker))),
+                }
+            }
+            all.sort_by_key(|(i, _)| *i);
+            all.into_iter().map(|(_, r)| r).collect()
+        });
     let mut interner = Interner::default();
     let mut groups = Interner::default();
     let mut keys = Vec::new();
-    for (i, f) in files.iter().enumerate() {
-        keys.extend(read_keys(f, i as u32, &mut interner, &mut groups)?);
-        progress(Progress {
-            pass: 1,
-            files_done: i + 1,
-            files: files.len(),
-        });
+    for part in parts {
+        let (mut rows, strings, names) = part?;
+        let string_ids: Vec<u32> = strings.names.iter().map(|n| interner.id(n)).collect();
+        let group_ids: Vec<u32> = names.names.iter().map(|n| groups.id(n)).collect();
+        for k in &mut rows {
+            k.version = string_ids[k.version as usize];
+            k.commit = string_ids[k.commit as usize];
+            k.group = group_ids[k.group as usize];
+        }
+        keys.append(&mut rows);
     }
+    tracing::debug!(
+        rows = keys.len(),
+        files = files.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "drift: keys read"
+    );
     let rows_scanned = keys.len() as u64;
     let in_scope: Vec<bool> = (0..groups.names.len())
         .map(|g| {
@@ -587,7 +625,14 @@ pub fn read_windows(
         chosen.sort_by_key(|c| c.row);
     }
 
+    let started = std::time::Instant::now();
     let feedback = read_feedback_index(&query.logs)?;
+    tracing::debug!(
+        calls_with_feedback = feedback.by_request.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "drift: feedback read"
+    );
+    let started = std::time::Instant::now();
     let kinds: Vec<GroupKind> = groups
         .names
         .iter()
@@ -682,6 +727,10 @@ pub fn read_windows(
             entry.features.merge(features);
         }
     }
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "drift: features read"
+    );
     Ok(LogWindows {
         reference,
         current,

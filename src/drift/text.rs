@@ -10,7 +10,7 @@ use std::hash::Hasher;
 
 /// Characters of a text read for its language: enough for a reliable guess,
 /// and language detection costs time proportional to length.
-const LANGUAGE_PREFIX_CHARS: usize = 256;
+const LANGUAGE_PREFIX_CHARS: usize = 128;
 
 /// Shorter texts are [`UNDETERMINED`] without asking the detector.
 const MIN_LANGUAGE_BYTES: usize = 16;

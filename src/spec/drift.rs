@@ -111,10 +111,10 @@ fn default_min_rows() -> u64 {
     200
 }
 fn default_sample_rows() -> u64 {
-    20_000
+    10_000
 }
 fn default_language_rows() -> u64 {
-    2_000
+    1_000
 }
 
 /// Refusal phrases used when `refusal_phrases` is not set: the openings of
