@@ -416,6 +416,7 @@ pub struct Generator {
     next_id: u64,
     prefix: String,
     start: DateTime<Utc>,
+    step: Duration,
 }
 
 impl Generator {
@@ -426,7 +427,14 @@ impl Generator {
             next_id: 0,
             prefix: prefix.to_string(),
             start,
+            step: Duration::milliseconds(250),
         }
+    }
+
+    /// Time between calls (default 250 ms).
+    pub fn with_step(mut self, step: Duration) -> Generator {
+        self.step = step;
+        self
     }
 
     pub fn call(&mut self) -> Call {
@@ -506,7 +514,7 @@ impl Generator {
 
         let mut row = RequestLogRow::new(
             format!("{}-{i:08}", self.prefix),
-            self.start + Duration::milliseconds(i as i64 * 250),
+            self.start + self.step * i as i32,
         );
         row.prompt_id = Some(PROMPT.into());
         row.prompt_version = Some("b10b5a1e".into());

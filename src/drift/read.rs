@@ -111,6 +111,25 @@ struct Interner {
     names: Vec<Box<str>>,
 }
 
+/// The last string looked up in a column and its id: consecutive calls
+/// mostly share their prompt, version and commit, so most lookups are one
+/// comparison instead of a hash.
+#[derive(Default)]
+struct LastSeen(Option<(Box<str>, u32)>);
+
+impl LastSeen {
+    fn id(&mut self, interner: &mut Interner, s: &str) -> u32 {
+        if let Some((last, id)) = &self.0
+            && **last == *s
+        {
+            return *id;
+        }
+        let id = interner.id(s);
+        self.0 = Some((s.into(), id));
+        id
+    }
+}
+
 impl Interner {
     fn id(&mut self, s: &str) -> u32 {
         if let Some(&i) = self.ids.get(s) {
@@ -259,6 +278,11 @@ fn read_keys(
     )?;
     let mut out = Vec::new();
     let mut row = 0u32;
+    let (mut last_group, mut last_version, mut last_commit) = (
+        LastSeen::default(),
+        LastSeen::default(),
+        LastSeen::default(),
+    );
     for batch in r {
         let batch = batch.map_err(arrow_err(path))?;
         let ids = str_col(&batch, "request_id", path)?;
@@ -273,7 +297,7 @@ fn read_keys(
         let model = str_col(&batch, "model", path)?;
         for i in 0..batch.num_rows() {
             let group = match opt_str(prompt, i) {
-                Some(p) => groups.id(p),
+                Some(p) => last_group.id(groups, p),
                 None => groups.id(&model_group(opt_str(model, i).unwrap_or(""))),
             };
             out.push(KeyRow {
@@ -282,8 +306,8 @@ fn read_keys(
                 file: file_idx,
                 row,
                 group,
-                version: interner.id(opt_str(version, i).unwrap_or("")),
-                commit: interner.id(opt_str(commit, i).unwrap_or("")),
+                version: last_version.id(interner, opt_str(version, i).unwrap_or("")),
+                commit: last_commit.id(interner, opt_str(commit, i).unwrap_or("")),
                 canary: opt_str(variant, i) == Some("canary"),
             });
             row += 1;
@@ -466,39 +490,55 @@ pub fn read_windows(
     // interned names, remapped to shared ids after.
     let started = std::time::Instant::now();
     let done = std::sync::atomic::AtomicUsize::new(0);
-    let parts: Vec<Result<(Vec<KeyRow>, Interner, Interner), DriftError>> =
-        std::thread::scope(|s| {
-            let handles: Vec<_> = (0..2usize)
-                .map(|w| {
-                    let (files, done) = (&files, &done);
-                    s.spawn(move || {
-                        let mut out = Vec::new();
-                        for i in (w..files.len()).step_by(2) {
-                            let mut strings = Interner::default();
-                            let mut names = Interner::default();
-                            let keys = read_keys(&files[i], i as u32, &mut strings, &mut names);
-                            out.push((i, keys.map(|k| (k, strings, names))));
-                            let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                            progress(Progress {
-                                pass: 1,
-                                files_done: n,
-                                files: files.len(),
-                            });
-                        }
-                        out
-                    })
-                })
-                .collect();
-            let mut all = Vec::new();
-            for h in handles {
-                match h.join() {
-                    Ok(v) => all.extend(v),
-                    Err(_) => all.push((usize::MAX, Err(DriftError::Worker))),
-                }
+    type Keys = Vec<Result<(Vec<KeyRow>, Interner, Interner), DriftError>>;
+    let (parts, feedback): (Keys, Result<FeedbackIndex, DriftError>) = std::thread::scope(|s| {
+        // Feedback is independent of the keys: read it meanwhile.
+        let feedback = s.spawn(|| {
+            let started = std::time::Instant::now();
+            let f = read_feedback_index(&query.logs);
+            if let Ok(f) = &f {
+                tracing::debug!(
+                    calls_with_feedback = f.by_request.len(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "drift: feedback read"
+                );
             }
-            all.sort_by_key(|(i, _)| *i);
-            all.into_iter().map(|(_, r)| r).collect()
+            f
         });
+        let handles: Vec<_> = (0..2usize)
+            .map(|w| {
+                let (files, done) = (&files, &done);
+                s.spawn(move || {
+                    let mut out = Vec::new();
+                    for i in (w..files.len()).step_by(2) {
+                        let mut strings = Interner::default();
+                        let mut names = Interner::default();
+                        let keys = read_keys(&files[i], i as u32, &mut strings, &mut names);
+                        out.push((i, keys.map(|k| (k, strings, names))));
+                        let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                        progress(Progress {
+                            pass: 1,
+                            files_done: n,
+                            files: files.len(),
+                        });
+                    }
+                    out
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for h in handles {
+            match h.join() {
+                Ok(v) => all.extend(v),
+                Err(_) => all.push((usize::MAX, Err(DriftError::Worker))),
+            }
+        }
+        all.sort_by_key(|(i, _)| *i);
+        let keys = all.into_iter().map(|(_, r)| r).collect();
+        let feedback = feedback.join().unwrap_or(Err(DriftError::Worker));
+        (keys, feedback)
+    });
+    let feedback = feedback?;
     let mut interner = Interner::default();
     let mut groups = Interner::default();
     let mut keys = Vec::new();
@@ -625,13 +665,6 @@ pub fn read_windows(
         chosen.sort_by_key(|c| c.row);
     }
 
-    let started = std::time::Instant::now();
-    let feedback = read_feedback_index(&query.logs)?;
-    tracing::debug!(
-        calls_with_feedback = feedback.by_request.len(),
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "drift: feedback read"
-    );
     let started = std::time::Instant::now();
     let kinds: Vec<GroupKind> = groups
         .names
