@@ -237,12 +237,7 @@ fn window_from_csv(path: &Path) -> WindowSet {
             GroupWindow {
                 kind: GroupKind::Prompt,
                 output_json: Some(true),
-                features: WindowFeatures {
-                    calls,
-                    sampled: calls,
-                    features,
-                    ..WindowFeatures::default()
-                },
+                features: WindowFeatures::from_features(calls, features),
             },
         )]
         .into_iter()

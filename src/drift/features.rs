@@ -339,6 +339,17 @@ impl WindowFeatures {
         WindowFeatures::default()
     }
 
+    /// A window of `calls` calls whose features were computed elsewhere
+    /// (every call in the sample).
+    pub fn from_features(calls: u64, features: BTreeMap<String, FeatureData>) -> WindowFeatures {
+        WindowFeatures {
+            calls,
+            sampled: calls,
+            features,
+            ..WindowFeatures::default()
+        }
+    }
+
     /// Notes a call's time.
     pub fn push_time(&mut self, ts_micros: i64) {
         self.first_ts = Some(self.first_ts.map_or(ts_micros, |t| t.min(ts_micros)));
