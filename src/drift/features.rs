@@ -185,23 +185,27 @@ fn text_doc(map: &mut BTreeMap<String, FeatureData>, name: String, key: u64, ids
 
 /// A stable 64-bit hash of a request id: the sampling draw and the
 /// domain classifier's split key of the call. Fixed across runs and
-/// platforms (eight bytes at a time, then a splitmix finaliser).
+/// platforms.
 pub fn id_hash(request_id: &str) -> u64 {
+    // splitmix64's finaliser: a bijection with full avalanche, applied after
+    // every eight bytes, so structured ids (`ref-00000001`, UUIDs) spread.
+    fn mix(mut x: u64) -> u64 {
+        x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        x ^ (x >> 31)
+    }
     let bytes = request_id.as_bytes();
-    let mut h: u64 = 0x243F_6A88_85A3_08D3 ^ bytes.len() as u64;
+    let mut h: u64 = mix(bytes.len() as u64);
     let mut chunks = bytes.chunks_exact(8);
     for c in &mut chunks {
         let mut w = [0u8; 8];
         w.copy_from_slice(c);
-        h = (h.rotate_left(23) ^ u64::from_le_bytes(w)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        h = mix(h ^ u64::from_le_bytes(w));
     }
     let mut w = [0u8; 8];
     w[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
-    h = (h.rotate_left(23) ^ u64::from_le_bytes(w)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    let mut x = h;
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
+    mix(h ^ u64::from_le_bytes(w))
 }
 
 /// A hasher for keys that are already [`id_hash`]es: passes them through.
@@ -870,5 +874,23 @@ mod tests {
         b.push_text(&e, GroupKind::Prompt, &spec, &views[1]);
         a.merge(b);
         assert_eq!(a, whole);
+    }
+}
+
+#[cfg(test)]
+mod hash_tests {
+    use super::*;
+
+    #[test]
+    fn request_id_hashes_do_not_collide() {
+        let mut seen = std::collections::HashSet::new();
+        for prefix in ["ref", "cur", "r7", "0190f3c2-7b1e-7a44-9c3e-"] {
+            for i in 0..100_000 {
+                assert!(
+                    seen.insert(id_hash(&format!("{prefix}-{i:08}"))),
+                    "{prefix}-{i}"
+                );
+            }
+        }
     }
 }
