@@ -12,6 +12,7 @@ pub mod binding;
 pub mod canary;
 pub mod cli;
 pub mod dataset;
+pub mod drift;
 pub mod durable;
 pub mod eval;
 pub mod logstore;

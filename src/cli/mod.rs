@@ -10,6 +10,7 @@ mod canary;
 mod check;
 mod dataset;
 mod demo;
+mod drift;
 mod eval;
 pub(crate) mod init;
 mod log;
@@ -84,6 +85,8 @@ pub enum Command {
     Serve(serve::Args),
     /// Canary vs stable analysis; `analyze --apply` commits rollback / promotion.
     Canary(canary::Args),
+    /// Drift of inputs, outputs, operations and feedback between two windows of the request log.
+    Drift(drift::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -102,6 +105,7 @@ pub fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Canary(args) => canary::run(args),
+        Command::Drift(args) => drift::run(args),
     };
     match result {
         Ok(status) => status.into(),

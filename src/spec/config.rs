@@ -19,6 +19,10 @@ pub struct Config {
     pub logging: LoggingConfig,
     #[serde(default)]
     pub server: ServerConfig,
+    /// Drift detection (`promptgate drift`, serve's analyzer); absent: the
+    /// defaults of [`super::drift::DriftConfig`] for the CLI, no schedule in serve.
+    #[serde(default)]
+    pub drift: Option<super::drift::DriftConfig>,
 }
 
 /// The wire format a provider speaks.

@@ -9,6 +9,7 @@
 pub mod config;
 pub mod dataset;
 pub mod diagnostic;
+pub mod drift;
 pub mod eval;
 pub mod prompt;
 pub mod rollout;

@@ -3,9 +3,13 @@
 //! Everything here is a pure function over numbers; callers decide what the
 //! numbers mean.
 
+pub mod categorical;
+pub mod domain;
+pub mod fdr;
 pub mod noninferiority;
 pub mod paired;
 pub mod sequential;
+pub mod twosample;
 
 /// The `q`-quantile (0..=1) of `values` by linear interpolation between
 /// closest ranks (type 7, as numpy's default). None when empty.

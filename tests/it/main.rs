@@ -12,6 +12,7 @@
 mod binding;
 mod canary;
 mod demo;
+mod drift;
 mod eval;
 mod logs;
 mod provider;

@@ -1,0 +1,246 @@
+//! What drift reads from a text: its length in characters and words, its
+//! language, whether it is a refusal, and its hashed word n-grams (the
+//! content the domain classifier compares).
+//!
+//! Words are maximal runs of letters and digits, lowercased; a character of
+//! a script written without spaces (Han, Hiragana, Katakana, Thai, ...) is a
+//! word by itself, so lengths and n-grams mean something in every language.
+
+use std::hash::Hasher;
+
+/// Characters of a text read for its language: enough for a reliable guess,
+/// and language detection costs time proportional to length.
+const LANGUAGE_PREFIX_CHARS: usize = 128;
+
+/// Shorter texts are [`UNDETERMINED`] without asking the detector.
+const MIN_LANGUAGE_BYTES: usize = 16;
+
+/// Label of a text whose language cannot be told reliably (too short,
+/// mixed, or a language the detector does not know).
+pub const UNDETERMINED: &str = "und";
+
+/// Length of a text, and its n-grams when asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TextStats {
+    pub chars: u64,
+    pub words: u64,
+}
+
+fn is_unspaced(c: char) -> bool {
+    matches!(c as u32,
+        0x0E00..=0x0EFF      // Thai, Lao
+        | 0x1000..=0x109F    // Myanmar
+        | 0x1780..=0x17FF    // Khmer
+        | 0x3040..=0x30FF    // Hiragana, Katakana
+        | 0x3400..=0x4DBF    // CJK extension A
+        | 0x4E00..=0x9FFF    // CJK unified ideographs
+        | 0xF900..=0xFAFF    // CJK compatibility ideographs
+        | 0x20000..=0x2FFFF) // CJK extensions B..
+}
+
+/// FNV-1a: a fixed, fast, well-enough-spread hash for bucketing words.
+#[derive(Clone, Copy)]
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+fn push_char_lower(h: &mut Fnv, c: char) {
+    let mut buf = [0u8; 4];
+    if c.is_ascii() {
+        h.write(&[c.to_ascii_lowercase() as u8]);
+    } else {
+        for l in c.to_lowercase() {
+            h.write(l.encode_utf8(&mut buf).as_bytes());
+        }
+    }
+}
+
+/// Counts `text`'s characters and words; when `ngrams` is given, appends
+/// the hashed ids of every word (unigram) and pair of adjacent words
+/// (bigram).
+pub fn scan(text: &str, mut ngrams: Option<&mut Vec<u32>>) -> TextStats {
+    let mut stats = TextStats::default();
+    let mut current: Option<Fnv> = None;
+    let mut previous: Option<u64> = None;
+    let mut emit = |word: u64, previous: &mut Option<u64>, stats: &mut TextStats| {
+        stats.words += 1;
+        if let Some(out) = ngrams.as_deref_mut() {
+            out.push(word as u32);
+            if let Some(p) = *previous {
+                let pair = p.rotate_left(17) ^ word.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                out.push((pair >> 32) as u32 ^ pair as u32);
+            }
+        }
+        *previous = Some(word);
+    };
+    for c in text.chars() {
+        stats.chars += 1;
+        if c.is_alphanumeric() {
+            if is_unspaced(c) {
+                if let Some(h) = current.take() {
+                    emit(h.finish(), &mut previous, &mut stats);
+                }
+                let mut h = Fnv::new();
+                push_char_lower(&mut h, c);
+                emit(h.finish(), &mut previous, &mut stats);
+            } else {
+                push_char_lower(current.get_or_insert_with(Fnv::new), c);
+            }
+        } else if let Some(h) = current.take() {
+            emit(h.finish(), &mut previous, &mut stats);
+        }
+    }
+    if let Some(h) = current.take() {
+        emit(h.finish(), &mut previous, &mut stats);
+    }
+    stats
+}
+
+/// The ISO 639-3 code of `text`'s language (`eng`, `deu`, `cmn`, ...), or
+/// [`UNDETERMINED`] when the detector is not confident.
+pub fn language(text: &str) -> &'static str {
+    // Below this the detector is not reliable anyway; skip its cost.
+    if text.len() < MIN_LANGUAGE_BYTES {
+        return UNDETERMINED;
+    }
+    let end = text
+        .char_indices()
+        .nth(LANGUAGE_PREFIX_CHARS)
+        .map_or(text.len(), |(i, _)| i);
+    match whatlang::detect(&text[..end]) {
+        Some(info) if info.is_reliable() => info.lang().code(),
+        _ => UNDETERMINED,
+    }
+}
+
+/// Matches the refusal phrases anywhere in a text, case-insensitively, with
+/// typographic apostrophes read as `'`.
+#[derive(Debug, Clone)]
+pub struct RefusalMatcher {
+    regex: Option<regex::Regex>,
+}
+
+impl RefusalMatcher {
+    /// Fails only when the phrases make a pattern too large to compile.
+    pub fn new<S: AsRef<str>>(phrases: &[S]) -> Result<RefusalMatcher, String> {
+        let alternatives: Vec<String> = phrases
+            .iter()
+            .map(|p| p.as_ref().trim())
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                regex::escape(p)
+                    .replace('\'', "['\u{2019}]")
+                    .replace(char::is_whitespace, r"\s+")
+            })
+            .collect();
+        if alternatives.is_empty() {
+            return Ok(RefusalMatcher { regex: None });
+        }
+        let pattern = format!("(?i)(?:{})", alternatives.join("|"));
+        let regex = regex::RegexBuilder::new(&pattern)
+            .size_limit(1 << 24)
+            .build()
+            .map_err(|e| format!("refusal phrases: {e}"))?;
+        Ok(RefusalMatcher { regex: Some(regex) })
+    }
+
+    pub fn is_refusal(&self, text: &str) -> bool {
+        self.regex.as_ref().is_some_and(|r| r.is_match(text))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn words_in_spaced_and_unspaced_scripts() {
+        assert_eq!(
+            scan("Hello, world! It's 2026.", None),
+            TextStats {
+                chars: 24,
+                words: 5
+            }
+        );
+        // Five Han characters, each a word.
+        assert_eq!(scan("北京是首都", None).words, 5);
+        assert_eq!(scan("", None), TextStats::default());
+        assert_eq!(scan("日本 Tokyo", None).words, 3);
+    }
+
+    #[test]
+    fn ngrams_ignore_case_and_punctuation_but_not_order() {
+        let ids = |t: &str| {
+            let mut v = Vec::new();
+            scan(t, Some(&mut v));
+            v
+        };
+        assert_eq!(ids("The capital, of France"), ids("the CAPITAL of france!"));
+        assert_eq!(ids("a b").len(), 3);
+        let (ab, ba) = (ids("a b"), ids("b a"));
+        assert_ne!(ab[2], ba[2], "bigrams are ordered");
+    }
+
+    #[test]
+    fn languages_of_common_texts() {
+        assert_eq!(
+            language("What is the capital of France? I would like to know more about Paris."),
+            "eng"
+        );
+        assert_eq!(
+            language("Quelle est la capitale de la France ? J'aimerais en savoir plus sur Paris."),
+            "fra"
+        );
+        assert_eq!(
+            language(
+                "Was ist die Hauptstadt von Deutschland? Ich möchte mehr über Berlin erfahren."
+            ),
+            "deu"
+        );
+        assert_eq!(language("ok"), UNDETERMINED);
+        assert_eq!(language(""), UNDETERMINED);
+    }
+
+    #[test]
+    fn refusals_match_phrases_case_and_apostrophe_insensitively() {
+        let m = RefusalMatcher::new(&["I'm sorry, but", "as an AI"]).unwrap();
+        assert!(m.is_refusal("I\u{2019}m SORRY, but I can't do that."));
+        assert!(m.is_refusal("Well. As an  AI model, no."));
+        assert!(!m.is_refusal("Paris is the capital of France."));
+        let none = RefusalMatcher::new::<&str>(&[]).unwrap();
+        assert!(!none.is_refusal("I'm sorry, but no"));
+        let regexy = RefusalMatcher::new(&["(no)"]).unwrap();
+        assert!(regexy.is_refusal("say (NO) now"));
+        assert!(!regexy.is_refusal("say no now"));
+    }
+
+    proptest! {
+        #[test]
+        fn scan_counts_are_consistent(s in "\\PC{0,200}") {
+            let mut ids = Vec::new();
+            let st = scan(&s, Some(&mut ids));
+            prop_assert_eq!(st.chars, s.chars().count() as u64);
+            prop_assert!(st.words <= st.chars);
+            let expected = if st.words == 0 { 0 } else { 2 * st.words - 1 };
+            prop_assert_eq!(ids.len() as u64, expected);
+            let _ = language(&s);
+        }
+    }
+}

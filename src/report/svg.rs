@@ -1,0 +1,411 @@
+//! Small SVG charts for self-contained reports: histograms, horizontal bar
+//! charts and labelled scatter plots, as strings with no script, no external
+//! font or stylesheet, so a file opens anywhere and embeds in any page.
+//!
+//! Every text that reaches the SVG goes through [`escape`]; numbers are
+//! written with a fixed precision so output is deterministic. Charts that
+//! are compared side by side take an explicit `y_max` so they share a scale.
+
+use std::fmt::Write;
+
+/// Escapes text for SVG/HTML element content and attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c if c.is_control() && c != '\n' && c != '\t' => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Size of a chart in pixels.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Size {
+    pub width: f64,
+    pub height: f64,
+}
+
+impl Default for Size {
+    fn default() -> Self {
+        Size {
+            width: 360.0,
+            height: 200.0,
+        }
+    }
+}
+
+const FONT: &str = "font-family=\"system-ui, sans-serif\" font-size=\"11\"";
+const AXIS: &str = "#666";
+
+/// A number for an axis label: compact, a few significant digits.
+pub fn tick_label(x: f64) -> String {
+    let a = x.abs();
+    if a == 0.0 {
+        "0".into()
+    } else if a >= 1e6 {
+        format!("{:.1}M", x / 1e6)
+    } else if a >= 1e4 {
+        format!("{:.0}k", x / 1e3)
+    } else if a >= 100.0 {
+        format!("{x:.0}")
+    } else if a >= 1.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.3}")
+    }
+}
+
+fn percent(x: f64) -> String {
+    format!("{:.0}%", x * 100.0)
+}
+
+fn open(size: Size, title: &str) -> String {
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w:.0}\" height=\"{h:.0}\" viewBox=\"0 0 {w:.0} {h:.0}\" role=\"img\" aria-label=\"{t}\"><title>{t}</title>",
+        w = size.width,
+        h = size.height,
+        t = escape(title)
+    );
+    let _ = write!(
+        s,
+        "<text x=\"{:.1}\" y=\"14\" text-anchor=\"middle\" {FONT} font-weight=\"600\">{}</text>",
+        size.width / 2.0,
+        escape(title)
+    );
+    s
+}
+
+/// A histogram: `shares[i]` is the share of observations between
+/// `edges[i]` and `edges[i + 1]`; the y axis runs from 0 to `y_max`.
+pub fn histogram(
+    title: &str,
+    edges: &[f64],
+    shares: &[f64],
+    y_max: f64,
+    color: &str,
+    size: Size,
+) -> String {
+    let mut s = open(size, title);
+    let (left, right, top, bottom) = (40.0, 10.0, 24.0, 26.0);
+    let (pw, ph) = (size.width - left - right, size.height - top - bottom);
+    let bins = shares.len().min(edges.len().saturating_sub(1));
+    let y_max = if y_max > 0.0 { y_max } else { 1.0 };
+    if bins > 0 {
+        let bw = pw / bins as f64;
+        for (i, share) in shares.iter().take(bins).enumerate() {
+            let h = (share / y_max).clamp(0.0, 1.0) * ph;
+            let _ = write!(
+                s,
+                "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{}\"><title>{} – {}: {}</title></rect>",
+                left + bw * i as f64 + 0.5,
+                top + ph - h,
+                (bw - 1.0).max(0.5),
+                h,
+                escape(color),
+                escape(&tick_label(edges[i])),
+                escape(&tick_label(edges[i + 1])),
+                percent(*share)
+            );
+        }
+        for (frac, anchor, x) in [
+            (0.0, "start", edges[0]),
+            (0.5, "middle", (edges[0] + edges[bins]) / 2.0),
+            (1.0, "end", edges[bins]),
+        ] {
+            let _ = write!(
+                s,
+                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"{anchor}\" {FONT} fill=\"{AXIS}\">{}</text>",
+                left + pw * frac,
+                size.height - 8.0,
+                escape(&tick_label(x))
+            );
+        }
+    }
+    axes(&mut s, left, top, pw, ph, y_max, size);
+    s.push_str("</svg>");
+    s
+}
+
+fn axes(s: &mut String, left: f64, top: f64, pw: f64, ph: f64, y_max: f64, _size: Size) {
+    let _ = write!(
+        s,
+        "<line x1=\"{left:.1}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"{AXIS}\"/><line x1=\"{left:.1}\" y1=\"{top:.1}\" x2=\"{left:.1}\" y2=\"{:.1}\" stroke=\"{AXIS}\"/>",
+        top + ph,
+        left + pw,
+        top + ph,
+        top + ph
+    );
+    let _ = write!(
+        s,
+        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" {FONT} fill=\"{AXIS}\">{}</text><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" {FONT} fill=\"{AXIS}\">0</text>",
+        left - 4.0,
+        top + 9.0,
+        percent(y_max),
+        left - 4.0,
+        top + ph
+    );
+}
+
+/// Horizontal bars: one per label, length `shares[i] / x_max`.
+pub fn bar_chart(
+    title: &str,
+    labels: &[String],
+    shares: &[f64],
+    x_max: f64,
+    color: &str,
+    size: Size,
+) -> String {
+    let n = labels.len().min(shares.len());
+    let row = 18.0;
+    let size = Size {
+        width: size.width,
+        height: size.height.max(30.0 + row * n as f64),
+    };
+    let mut s = open(size, title);
+    let (left, right, top) = (110.0, 44.0, 24.0);
+    let pw = size.width - left - right;
+    let x_max = if x_max > 0.0 { x_max } else { 1.0 };
+    for i in 0..n {
+        let y = top + row * i as f64;
+        let w = (shares[i] / x_max).clamp(0.0, 1.0) * pw;
+        let mut label: String = labels[i].chars().take(18).collect();
+        if labels[i].chars().count() > 18 {
+            label.push('…');
+        }
+        let _ = write!(
+            s,
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" {FONT}>{}</text><rect x=\"{left:.1}\" y=\"{:.1}\" width=\"{w:.1}\" height=\"{:.1}\" fill=\"{}\"><title>{}: {}</title></rect><text x=\"{:.1}\" y=\"{:.1}\" {FONT} fill=\"{AXIS}\">{}</text>",
+            left - 6.0,
+            y + 12.0,
+            escape(&label),
+            y + 2.0,
+            row - 4.0,
+            escape(color),
+            escape(&labels[i]),
+            percent(shares[i]),
+            left + w + 4.0,
+            y + 12.0,
+            percent(shares[i])
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
+
+/// One point of a scatter plot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    pub x: f64,
+    pub y: f64,
+    pub label: String,
+    pub color: String,
+}
+
+/// A scatter plot with labelled points and, optionally, a polyline through
+/// `line` (e.g. a Pareto frontier), axes scaled to the data.
+pub fn scatter(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    points: &[Point],
+    line: Option<&[(f64, f64)]>,
+    size: Size,
+) -> String {
+    let mut s = open(size, title);
+    let (left, right, top, bottom) = (48.0, 16.0, 24.0, 34.0);
+    let (pw, ph) = (size.width - left - right, size.height - top - bottom);
+    let xs = points
+        .iter()
+        .map(|p| p.x)
+        .chain(line.into_iter().flatten().map(|p| p.0));
+    let ys = points
+        .iter()
+        .map(|p| p.y)
+        .chain(line.into_iter().flatten().map(|p| p.1));
+    let range = |it: &mut dyn Iterator<Item = f64>| {
+        let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+        for v in it.filter(|v| v.is_finite()) {
+            lo = lo.min(v);
+            hi = hi.max(v);
+        }
+        if !lo.is_finite() {
+            return (0.0, 1.0);
+        }
+        if hi <= lo {
+            return (lo - 0.5, hi + 0.5);
+        }
+        let pad = (hi - lo) * 0.05;
+        (lo - pad, hi + pad)
+    };
+    let (x0, x1) = range(&mut { xs });
+    let (y0, y1) = range(&mut { ys });
+    let px = |x: f64| left + (x - x0) / (x1 - x0) * pw;
+    let py = |y: f64| top + ph - (y - y0) / (y1 - y0) * ph;
+    let _ = write!(
+        s,
+        "<line x1=\"{left:.1}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"{AXIS}\"/><line x1=\"{left:.1}\" y1=\"{top:.1}\" x2=\"{left:.1}\" y2=\"{:.1}\" stroke=\"{AXIS}\"/>",
+        top + ph,
+        left + pw,
+        top + ph,
+        top + ph
+    );
+    for (v, anchor, x) in [(x0, "start", left), (x1, "end", left + pw)] {
+        let _ = write!(
+            s,
+            "<text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"{anchor}\" {FONT} fill=\"{AXIS}\">{}</text>",
+            top + ph + 12.0,
+            escape(&tick_label(v))
+        );
+    }
+    for (v, y) in [(y0, top + ph), (y1, top + 9.0)] {
+        let _ = write!(
+            s,
+            "<text x=\"{:.1}\" y=\"{y:.1}\" text-anchor=\"end\" {FONT} fill=\"{AXIS}\">{}</text>",
+            left - 4.0,
+            escape(&tick_label(v))
+        );
+    }
+    let _ = write!(
+        s,
+        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" {FONT}>{}</text><text x=\"12\" y=\"{:.1}\" text-anchor=\"middle\" {FONT} transform=\"rotate(-90 12 {:.1})\">{}</text>",
+        left + pw / 2.0,
+        size.height - 4.0,
+        escape(x_label),
+        top + ph / 2.0,
+        top + ph / 2.0,
+        escape(y_label)
+    );
+    if let Some(line) = line
+        && line.len() > 1
+    {
+        let pts: Vec<String> = line
+            .iter()
+            .map(|(x, y)| format!("{:.1},{:.1}", px(*x), py(*y)))
+            .collect();
+        let _ = write!(
+            s,
+            "<polyline points=\"{}\" fill=\"none\" stroke=\"{AXIS}\" stroke-dasharray=\"4 3\"/>",
+            pts.join(" ")
+        );
+    }
+    for p in points.iter().filter(|p| p.x.is_finite() && p.y.is_finite()) {
+        let _ = write!(
+            s,
+            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"4\" fill=\"{}\"><title>{}: {}, {}</title></circle><text x=\"{:.1}\" y=\"{:.1}\" {FONT}>{}</text>",
+            px(p.x),
+            py(p.y),
+            escape(&p.color),
+            escape(&p.label),
+            escape(&tick_label(p.x)),
+            escape(&tick_label(p.y)),
+            px(p.x) + 6.0,
+            py(p.y) - 5.0,
+            escape(&p.label)
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn text_is_escaped_everywhere() {
+        assert_eq!(
+            escape("<a href=\"x\">&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;&lt;/a&gt;"
+        );
+        let svg = bar_chart(
+            "<script>",
+            &["</svg><b>".to_string()],
+            &[0.5],
+            1.0,
+            "red\"",
+            Size::default(),
+        );
+        assert!(!svg.contains("<script>"));
+        assert!(!svg.contains("</svg><b>"));
+        assert!(svg.contains("&lt;/svg&gt;&lt;b&gt;"));
+        assert!(!svg.contains("red\""));
+    }
+
+    #[test]
+    fn histogram_bars_scale_to_the_shared_maximum() {
+        let svg = histogram(
+            "ref",
+            &[0.0, 1.0, 2.0],
+            &[0.5, 0.25],
+            0.5,
+            "#36c",
+            Size {
+                width: 200.0,
+                height: 150.0,
+            },
+        );
+        assert_eq!(svg.matches("<rect").count(), 2);
+        // Plot height 150 - 24 - 26 = 100: the first bar is full, the second half.
+        assert!(svg.contains("height=\"100.0\""), "{svg}");
+        assert!(svg.contains("height=\"50.0\""));
+        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
+    }
+
+    #[test]
+    fn scatter_labels_points_and_draws_the_line() {
+        let pts = vec![
+            Point {
+                x: 0.01,
+                y: 0.8,
+                label: "gpt & co".into(),
+                color: "#c33".into(),
+            },
+            Point {
+                x: 0.02,
+                y: 0.9,
+                label: "b".into(),
+                color: "#33c".into(),
+            },
+        ];
+        let svg = scatter(
+            "cost vs quality",
+            "cost",
+            "pass rate",
+            &pts,
+            Some(&[(0.01, 0.8), (0.02, 0.9)]),
+            Size::default(),
+        );
+        assert_eq!(svg.matches("<circle").count(), 2);
+        assert!(svg.contains("gpt &amp; co"));
+        assert!(svg.contains("<polyline"));
+    }
+
+    proptest! {
+        #[test]
+        fn escaped_text_has_no_markup(s in "\\PC{0,60}") {
+            let e = escape(&s);
+            prop_assert!(!e.contains('<') && !e.contains('>') && !e.contains('"') && !e.contains('\''));
+        }
+
+        #[test]
+        fn charts_are_well_formed_for_any_shares(shares in proptest::collection::vec(0.0f64..1.0, 0..30)) {
+            let edges: Vec<f64> = (0..=shares.len()).map(|i| i as f64).collect();
+            let h = histogram("h", &edges, &shares, 0.5, "#000", Size::default());
+            prop_assert_eq!(h.matches("<svg").count(), 1);
+            prop_assert_eq!(h.matches("<rect").count(), shares.len());
+            let labels: Vec<String> = (0..shares.len()).map(|i| format!("c{i}")).collect();
+            let b = bar_chart("b", &labels, &shares, 1.0, "#000", Size::default());
+            prop_assert_eq!(b.matches("<rect").count(), shares.len());
+        }
+    }
+}

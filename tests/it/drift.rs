@@ -1,0 +1,393 @@
+//! `promptgate drift` through the real binary: over logs written by a real
+//! `promptgate serve` in front of `mock-llm` (a MOCK: it echoes the rendered
+//! user message), over two replicas' logs written by `RequestLogger`, and
+//! every bad input (missing log root, empty window, a prompt without
+//! traffic, a malformed `drift:` section) as a clear error with exit 2.
+
+use std::path::Path;
+
+use chrono::{DateTime, Duration, Utc};
+use promptgate::logstore::{FeedbackJournal, FeedbackRecord, RequestLogRow, RequestLogger};
+use promptgate::mock_llm::{MockConfig, MockServer};
+use promptgate::spec::config::LoggingConfig;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use serde_json::{Value, json};
+
+use crate::support::http;
+use crate::support::serve::{Proxy, proxy_scaffold};
+use crate::support::{Scaffold, stderr, stdout};
+
+const COUNTRIES: &[&str] = &[
+    "France", "Japan", "Peru", "Kenya", "Norway", "Chile", "Egypt", "Canada", "India", "Spain",
+];
+const DISHES: &[&str] = &[
+    "Kartoffelsuppe",
+    "Apfelstrudel",
+    "Sauerbraten",
+    "Spätzle",
+    "Rouladen",
+    "Brezeln",
+];
+
+fn drift_section(s: &Scaffold, section: &str) {
+    let text = s.read("promptgate.yaml");
+    s.write("promptgate.yaml", &format!("{text}{section}"));
+}
+
+async fn ask(p: &Proxy, question: &str) {
+    let body = json!({
+        "model": "prompt:chat",
+        "messages": [{"role": "user", "content": question}],
+    });
+    let r = http()
+        .post(format!("{}/v1/chat/completions", p.url))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_flags_a_new_language_and_topic_in_served_traffic_and_not_the_rest() {
+    let m = MockServer::start(MockConfig::default()).await.unwrap();
+    let s = proxy_scaffold("openai", &m.url(), "");
+    drift_section(
+        &s,
+        "drift:\n  reference: first:150\n  current: last:150\n  min_rows: 100\n",
+    );
+    s.commit("drift settings");
+    let mut p = Proxy::start(&s.root());
+    for i in 0..150 {
+        let c = COUNTRIES[i % COUNTRIES.len()];
+        ask(
+            &p,
+            &format!("What is the capital city of {c}, and what is the city best known for today?"),
+        )
+        .await;
+    }
+    for i in 0..150 {
+        let d = DISHES[i % DISHES.len()];
+        ask(
+            &p,
+            &format!("Wie kocht man {d} richtig, und welche Zutaten braucht man dafür zu Hause?"),
+        )
+        .await;
+    }
+    assert_eq!(p.terminate(), Some(0), "{}", p.stderr());
+
+    let html = s.root().join("drift.html");
+    let o = s.run(&["drift", "--json", "--html", html.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}\n{}", stdout(&o), stderr(&o));
+    let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(report["status"], "drift");
+    let chat = report["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["group"] == "chat")
+        .unwrap();
+    assert_eq!(chat["reference_calls"], 150);
+    assert_eq!(chat["current_calls"], 150);
+    let drifted: Vec<&str> = chat["drifted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    for f in [
+        "input.input.language",
+        "input.input.content",
+        "output.language",
+        "output.content",
+    ] {
+        assert!(drifted.contains(&f), "{f} not in {drifted:?}");
+    }
+    for f in ["ops.error_rate", "ops.upstream_model", "ops.timeout_rate"] {
+        assert!(!drifted.contains(&f), "{f} in {drifted:?}");
+    }
+    let lang = chat["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "input.input.language")
+        .unwrap();
+    assert!(lang["q_value"].as_f64().unwrap() < 0.05, "{lang}");
+    assert!(lang["current"].as_str().unwrap().contains("deu"), "{lang}");
+
+    // The table: a line per feature, the drifted ones marked.
+    let o = s.run(&["drift"]);
+    assert_eq!(o.status.code(), Some(1));
+    let table = stdout(&o);
+    eprintln!("{table}");
+    let line = table
+        .lines()
+        .find(|l| l.trim_start().starts_with("input.input.language"))
+        .unwrap();
+    assert!(line.ends_with("DRIFT"), "{table}");
+
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.starts_with("<!doctype html>"));
+    // Two charts (reference, current) per drifted feature, nothing fetched.
+    assert!(page.matches("<svg").count() >= 2 * drifted.len(), "{page}");
+    assert!(page.contains("input.input.language"));
+    assert!(!page.contains("<script"));
+    assert!(!page.contains("src=\"http"));
+}
+
+/// A call of the `faq` prompt at `ts`.
+fn row(rng: &mut StdRng, i: usize, ts: DateTime<Utc>, words: usize, latency: f64) -> RequestLogRow {
+    let mut r = RequestLogRow::new(format!("req-{i}"), ts);
+    r.prompt_id = Some("faq".into());
+    r.prompt_version = Some("v1blob".into());
+    r.commit = "0123456789abcdef0123456789abcdef01234567".into();
+    r.model = "small".into();
+    r.upstream_model = "llama".into();
+    let question: Vec<&str> = (0..words)
+        .map(|_| {
+            [
+                "how", "do", "i", "reset", "my", "password", "account", "email", "login", "help",
+            ][rng.random_range(0..10)]
+        })
+        .collect();
+    let question = question.join(" ");
+    r.variables = json!({ "question": question }).to_string();
+    r.messages = json!([{"role": "user", "content": question}]).to_string();
+    r.output = format!("You can reset it in the settings page. {question}");
+    r.latency_ms = latency * (0.5 + rng.random::<f64>());
+    r.input_tokens = words as u64 + 10;
+    r.output_tokens = words as u64 + 8;
+    r
+}
+
+fn write_rows(dir: &Path, rows: Vec<RequestLogRow>) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (logger, _) = RequestLogger::start(dir, &LoggingConfig::default()).unwrap();
+        for r in rows {
+            assert!(logger.log(r).await);
+        }
+        logger.shutdown().await.unwrap();
+    });
+}
+
+/// Two replicas: each holds half of a reference day and half of a current
+/// day; in the current day questions are twice as long and slower.
+fn two_replicas(
+    s: &Scaffold,
+    current_words: usize,
+    current_latency: f64,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let a = s.dir.path().join("replica-a");
+    let b = s.dir.path().join("replica-b");
+    let mut rng = StdRng::seed_from_u64(9);
+    let day1 = DateTime::parse_from_rfc3339("2026-11-01T10:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    let day2 = DateTime::parse_from_rfc3339("2026-11-02T10:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    let (mut ra, mut rb) = (Vec::new(), Vec::new());
+    for i in 0..600 {
+        let (ts, words, lat) = if i < 300 {
+            (day1 + Duration::seconds(i as i64), 8, 500.0)
+        } else {
+            (
+                day2 + Duration::seconds(i as i64),
+                current_words,
+                current_latency,
+            )
+        };
+        let r = row(&mut rng, i, ts, words, lat);
+        if i % 2 == 0 { ra.push(r) } else { rb.push(r) }
+    }
+    write_rows(&a, ra);
+    write_rows(&b, rb);
+    // Feedback on some calls, in replica a's journal.
+    let (journal, _) = FeedbackJournal::open(&a).unwrap();
+    for i in (0..600).step_by(3) {
+        let mut f = FeedbackRecord::new(format!("req-{i}"), if i % 2 == 0 { 1.0 } else { 0.0 });
+        f.label = Some("helpful".into());
+        journal.append(&f).unwrap();
+    }
+    (a, b)
+}
+
+fn drift_over(s: &Scaffold, logs: &[&Path], extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["drift", "--logs"];
+    let owned: Vec<String> = logs.iter().map(|p| p.display().to_string()).collect();
+    args.extend(owned.iter().map(String::as_str));
+    args.extend([
+        "--reference",
+        "2026-11-01..2026-11-02",
+        "--current",
+        "2026-11-02..",
+    ]);
+    args.extend(extra);
+    s.run(&args)
+}
+
+#[test]
+fn drift_reads_several_replicas_and_reports_length_and_latency() {
+    let s = Scaffold::new();
+    drift_section(&s, "drift:\n  min_rows: 100\n");
+    s.commit("drift settings");
+    let (a, b) = two_replicas(&s, 16, 900.0);
+    let o = drift_over(&s, &[&a, &b], &["--json"]);
+    assert_eq!(o.status.code(), Some(1), "{}\n{}", stdout(&o), stderr(&o));
+    let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let g = &report["groups"][0];
+    assert_eq!(g["group"], "faq");
+    assert_eq!(g["reference_calls"], 300, "both replicas are read");
+    assert_eq!(g["current_calls"], 300);
+    let drifted: Vec<&str> = g["drifted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    for f in [
+        "input.question.words",
+        "input.question.chars",
+        "ops.latency_ms",
+        "input.prompt_tokens",
+    ] {
+        assert!(drifted.contains(&f), "{f} not in {drifted:?}");
+    }
+    // Feedback was joined from the journal: a third of the calls.
+    let share = g["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "feedback.share")
+        .unwrap();
+    assert_eq!(share["reference"], "33.3%", "{share}");
+    assert_eq!(share["verdict"], "ok");
+
+    // The table names every column and the verdict.
+    let o = drift_over(&s, &[&a, &b], &[]);
+    let table = stdout(&o);
+    for col in [
+        "feature",
+        "reference",
+        "current",
+        "effect",
+        "p",
+        "q",
+        "verdict",
+        "DRIFT",
+    ] {
+        assert!(table.contains(col), "{col}: {table}");
+    }
+}
+
+#[test]
+fn unchanged_traffic_is_no_drift_and_too_little_is_not_a_pass() {
+    let s = Scaffold::new();
+    drift_section(&s, "drift:\n  min_rows: 100\n");
+    s.commit("drift settings");
+    let (a, b) = two_replicas(&s, 8, 500.0);
+    let o = drift_over(&s, &[&a, &b], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("no drift"), "{}", stdout(&o));
+    // One replica's half of a 40-call window is below min_rows: exit 2.
+    let o = s.run(&[
+        "drift",
+        "--logs",
+        a.to_str().unwrap(),
+        "--reference",
+        "first:40",
+        "--current",
+        "last:40",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("not enough data"), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("fewer than 100 calls"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn bad_input_is_a_clear_error_naming_what_and_where() {
+    let s = Scaffold::new();
+    let (a, _) = two_replicas(&s, 8, 500.0);
+    let missing = s.dir.path().join("no-such-logs");
+    let o = s.run(&["drift", "--logs", missing.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("no-such-logs: no such log folder"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = s.run(&[
+        "drift",
+        "--logs",
+        a.to_str().unwrap(),
+        "--reference",
+        "2025-01-01..2025-02-01",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(
+        e.contains("reference window `2025-01-01..2025-02-01` holds no calls"),
+        "{e}"
+    );
+    assert!(
+        e.contains("replica-a") && e.contains("from 2026-11-01"),
+        "{e}"
+    );
+
+    let o = s.run(&[
+        "drift",
+        "--logs",
+        a.to_str().unwrap(),
+        "--prompt",
+        "summarize",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(
+        e.contains("`summarize` has no calls") && e.contains("faq"),
+        "{e}"
+    );
+
+    let o = s.run(&[
+        "drift",
+        "--logs",
+        a.to_str().unwrap(),
+        "--current",
+        "last:5w",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("unknown unit"), "{}", stderr(&o));
+
+    // An empty folder has no logs at all.
+    let empty = s.dir.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let o = s.run(&["drift", "--logs", empty.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("no request log files under"),
+        "{}",
+        stderr(&o)
+    );
+
+    // A malformed drift: section, committed, is named by file, line and field.
+    drift_section(&s, "drift:\n  fdr: 0.05\n  current: last:tomorrow\n");
+    s.commit("bad drift settings");
+    let o = s.run(&["drift", "--logs", a.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(
+        e.contains("promptgate.yaml:") && e.contains("drift.current"),
+        "{e}"
+    );
+    assert!(e.contains("last:tomorrow"), "{e}");
+}
