@@ -36,7 +36,7 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::project::{CONFIG_FILE, render_all};
 use crate::repo::{FileSource, GitRepo, GitTree, RepoError, WorkTree};
@@ -257,9 +257,10 @@ pub struct Settings {
 }
 
 /// A restart-only setting whose committed value differs from the running one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingRestart {
-    pub setting: &'static str,
+    /// E.g. `logging.dir`.
+    pub setting: String,
     pub running: String,
     pub committed: String,
 }
@@ -373,7 +374,7 @@ impl Settings {
             .into_iter()
             .filter(|(_, running, committed)| running != committed)
             .map(|(setting, running, committed)| PendingRestart {
-                setting,
+                setting: setting.to_string(),
                 running,
                 committed,
             })
@@ -506,7 +507,7 @@ server: {listen: '127.0.0.1:8787'}
                 .replace("8787", "9999"),
         );
         let pending = s.pending_restart(&moved);
-        let names: Vec<&str> = pending.iter().map(|p| p.setting).collect();
+        let names: Vec<&str> = pending.iter().map(|p| p.setting.as_str()).collect();
         assert_eq!(names, ["server.listen", "logging.dir"]);
         assert!(pending[1].committed.ends_with("new-logs"), "{pending:?}");
         // An overridden setting does not wait for the file.
@@ -518,9 +519,9 @@ server: {listen: '127.0.0.1:8787'}
             },
         )
         .unwrap();
-        let names: Vec<&str> = pinned
+        let names: Vec<String> = pinned
             .pending_restart(&moved)
-            .iter()
+            .into_iter()
             .map(|p| p.setting)
             .collect();
         assert_eq!(names, ["logging.dir"]);

@@ -61,7 +61,7 @@ struct Counters {
 }
 
 /// A snapshot of the writer's counters, for `/metrics`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LoggerStats {
     /// Rows (and control messages) waiting in the channel.
     pub queue_depth: u64,

@@ -17,15 +17,16 @@
 //! and a direct reload right after the commit) then serves the new state.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use serde::Serialize;
+use chrono::Utc;
 
-use super::app::App;
-use super::metrics::CANARY_DECISIONS;
+use super::metrics::{CANARY_DECISIONS, Metrics};
+use super::reload::Reloader;
+use super::status::{AnalysisRun, TaskStatus};
 use crate::canary::{self, Action, Applied, CanaryError, CanaryReport, Decision, actions};
+use crate::logstore::RequestLogger;
 use crate::repo::GitRepo;
 
 /// How the analyzer runs.
@@ -47,56 +48,6 @@ impl Default for AnalyzerOptions {
     }
 }
 
-/// One analysis round, for `/status`.
-#[derive(Debug, Clone, Serialize)]
-pub struct AnalysisRun {
-    pub at: DateTime<Utc>,
-    /// The control commit the rollout was read from.
-    pub control_commit: Option<String>,
-    /// Request rows of the analysis window read from the log.
-    pub rows: usize,
-    /// None when rollout.yaml has no canary (nothing to analyse).
-    pub report: Option<CanaryReport>,
-    pub applied: Option<Applied>,
-    pub pushed: Vec<String>,
-    pub notes: Vec<String>,
-    pub error: Option<String>,
-}
-
-/// What `/status` shows of the analyzer.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct AnalyzerSnapshot {
-    pub runs: u64,
-    pub last: Option<AnalysisRun>,
-    /// The last round that committed something (kept when later rounds
-    /// find no canary).
-    pub last_applied: Option<AnalysisRun>,
-}
-
-/// The analyzer's last rounds and how many ran.
-#[derive(Debug, Default)]
-pub struct AnalyzerStatus {
-    inner: Mutex<AnalyzerSnapshot>,
-}
-
-impl AnalyzerStatus {
-    fn store(&self, run: AnalysisRun) {
-        let mut g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        g.runs += 1;
-        if run.applied.as_ref().is_some_and(|a| a.commit.is_some()) {
-            g.last_applied = Some(run.clone());
-        }
-        g.last = Some(run);
-    }
-
-    pub fn get(&self) -> AnalyzerSnapshot {
-        self.inner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-}
-
 /// Where the analyzer reads and writes.
 #[derive(Debug, Clone)]
 pub struct AnalyzerTarget {
@@ -106,15 +57,35 @@ pub struct AnalyzerTarget {
     pub log_dir: PathBuf,
 }
 
+/// What the analyzer uses of the server.
+#[derive(Debug, Clone)]
+pub struct AnalyzerHandles {
+    /// The interval of the committed rollout, and a reload after a commit.
+    pub reloader: Arc<Reloader>,
+    /// Flushed before each round reads the log.
+    pub logger: RequestLogger,
+    pub metrics: Arc<Metrics>,
+    /// Where each round is recorded, for `/status`.
+    pub status: Arc<TaskStatus<AnalysisRun>>,
+}
+
 /// Runs analysis rounds until the task is aborted.
-pub async fn run(app: Arc<App>, target: AnalyzerTarget, opts: AnalyzerOptions) {
+pub async fn run(handles: AnalyzerHandles, target: AnalyzerTarget, opts: AnalyzerOptions) {
     loop {
         let interval = opts.interval.unwrap_or_else(|| {
-            Duration::from_secs(app.reloader.current().rollout.analysis.interval_s.max(1))
+            Duration::from_secs(
+                handles
+                    .reloader
+                    .current()
+                    .rollout
+                    .analysis
+                    .interval_s
+                    .max(1),
+            )
         });
         tokio::time::sleep(interval).await;
-        let round = analyze_once(&app, &target).await;
-        app.analysis.store(round);
+        let round = analyze_once(&handles, &target).await;
+        handles.status.store(round);
     }
 }
 
@@ -130,12 +101,12 @@ struct Step {
 }
 
 /// One round: flush, read, analyse, act, report.
-pub async fn analyze_once(app: &App, target: &AnalyzerTarget) -> AnalysisRun {
+pub async fn analyze_once(handles: &AnalyzerHandles, target: &AnalyzerTarget) -> AnalysisRun {
     let at = Utc::now();
     let mut notes = Vec::new();
     // The writer flushes on an interval: the latest rows must be in Parquet
     // before the round reads them.
-    if let Err(e) = app.logger.flush().await {
+    if let Err(e) = handles.logger.flush().await {
         notes.push(format!("flushing the request log: {e}"));
     }
     let t = target.clone();
@@ -164,7 +135,7 @@ pub async fn analyze_once(app: &App, target: &AnalyzerTarget) -> AnalysisRun {
     };
     notes.extend(step.notes);
     if let Some(report) = &step.report {
-        record(app, report);
+        record(&handles.metrics, report);
         if report.action == Action::Alert {
             tracing::warn!(reason = %report.reason, "canary regression (on_regression: alert)");
             if let Some(url) = &step.webhook {
@@ -184,7 +155,7 @@ pub async fn analyze_once(app: &App, target: &AnalyzerTarget) -> AnalysisRun {
         );
         // The watcher would notice the moved branch too; reloading now
         // ends the canary's traffic without waiting for the file event.
-        app.reloader.reload(false).await;
+        handles.reloader.reload(false).await;
     }
     AnalysisRun {
         at,
@@ -200,17 +171,16 @@ pub async fn analyze_once(app: &App, target: &AnalyzerTarget) -> AnalysisRun {
 
 /// Counts the decision once per analysed prompt (a round without canary
 /// traffic yet counts under the prompt `""`).
-fn record(app: &App, report: &CanaryReport) {
+fn record(metrics: &Metrics, report: &CanaryReport) {
     let decision = match report.decision {
         Decision::NoCanary => return,
         d => d.as_str(),
     };
     if report.prompts.is_empty() {
-        app.metrics.count_event(CANARY_DECISIONS, &["", decision]);
+        metrics.count_event(CANARY_DECISIONS, &["", decision]);
     }
     for p in &report.prompts {
-        app.metrics
-            .count_event(CANARY_DECISIONS, &[&p.prompt_id, decision]);
+        metrics.count_event(CANARY_DECISIONS, &[&p.prompt_id, decision]);
     }
 }
 

@@ -101,8 +101,10 @@ impl CallCtx {
         let latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
         let task = async move {
             let mut row = self.row(outcome, latency_ms);
-            online::evaluate(self.route.prompt.as_deref(), &mut row);
-            online::spawn_judges(&self.app, self.route.prompt.as_ref(), &row);
+            if let Some(p) = &self.route.prompt {
+                online::evaluate(Some(&p.online), &mut row);
+                self.app.judges.spawn(&p.id, &p.online, &row);
+            }
             if let (Some(prompt), Some(pass)) = (&row.prompt_id, row.online_pass) {
                 self.app
                     .metrics

@@ -18,6 +18,8 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
+use super::status::OnlineCount;
+
 /// Upper bounds (seconds) of the latency histogram buckets. LLM calls span
 /// from a few ms (cache hits, small local models) to minutes (long
 /// generations), so the buckets are roughly logarithmic over that range.
@@ -241,16 +243,6 @@ const EVENT_COUNTERS: &[(&str, &[&str], &str)] = &[
         "Refs followed from the remote by serve --fetch, by result (updated, unchanged, non_fast_forward, error).",
     ),
 ];
-
-/// Online verdict counts of one prompt and variant, for `/status`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct OnlineCount {
-    pub prompt: String,
-    pub variant: String,
-    pub evaluated: u64,
-    pub passed: u64,
-    pub pass_rate: Option<f64>,
-}
 
 impl Default for Metrics {
     fn default() -> Self {

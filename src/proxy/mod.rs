@@ -34,9 +34,13 @@ pub mod routes;
 pub mod routing;
 pub mod server;
 pub mod state;
+pub mod status;
 pub mod test_hooks;
 pub mod translate;
 
 pub use analyzer::AnalyzerOptions;
 pub use fetch::FetchOptions;
 pub use server::{DEFAULT_GRACE, ServeError, ServeOptions, Server, ShutdownReport};
+
+#[cfg(test)]
+mod layering;

@@ -18,11 +18,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use chrono::{DateTime, Utc};
-use serde::Serialize;
+use chrono::Utc;
 use tokio::sync::mpsc;
 
 use super::state::{self, Breakers, BuildError, ServingState, TemplateCache};
+use super::status::{ReloadCounts, ReloadResult};
 use crate::repo::GitRepo;
 
 /// Quiet time that ends a burst of file events.
@@ -30,32 +30,8 @@ pub const QUIET: Duration = Duration::from_millis(100);
 /// Longest a reload waits for a burst to end.
 pub const MAX_DELAY: Duration = Duration::from_millis(1000);
 
-/// The result of the last reload attempt, for `/status`.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ReloadResult {
-    pub ok: bool,
-    pub at: DateTime<Utc>,
-    /// The control commit the attempt read (the offending one on failure).
-    pub commit: Option<String>,
-    pub error: Option<String>,
-    /// Generation serving after the attempt.
-    pub generation: u64,
-    /// Time the check and rebuild took, in milliseconds.
-    pub build_ms: f64,
-}
-
-/// Counters of reload attempts.
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
-pub struct ReloadCounts {
-    /// New states swapped in.
-    pub ok: u64,
-    /// New states refused.
-    pub failed: u64,
-    /// Checks that found nothing new.
-    pub unchanged: u64,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// The last reload attempt and the counts, for `/status`.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ReloadStatus {
     pub last: Option<ReloadResult>,
     pub counts: ReloadCounts,

@@ -13,11 +13,12 @@ use std::time::{Duration, Instant};
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
-use super::analyzer::{self, AnalyzerOptions, AnalyzerStatus, AnalyzerTarget};
+use super::analyzer::{self, AnalyzerHandles, AnalyzerOptions, AnalyzerTarget};
 use super::app::{App, InFlight};
 use super::breaker::BreakerConfig;
-use super::fetch::{self, FetchOptions, FetchStatus};
+use super::fetch::{self, FetchHandles, FetchOptions};
 use super::metrics::Metrics;
+use super::online::JudgePool;
 use super::reload::{RefWatcher, Reloader};
 use super::routes;
 use super::state::{Breakers, BuildError, ServingState};
@@ -139,12 +140,9 @@ impl Server {
             settings,
             in_flight: Arc::new(InFlight::default()),
             started: Instant::now(),
+            judges: JudgePool::new(metrics.clone()),
             metrics,
-            analysis: AnalyzerStatus::default(),
-            fetch: FetchStatus::default(),
-            judge_slots: Arc::new(tokio::sync::Semaphore::new(
-                super::online::JUDGE_CONCURRENCY,
-            )),
+            tasks: Default::default(),
         });
         let mut tasks = Vec::new();
         if opts.analyzer.enabled {
@@ -153,15 +151,26 @@ impl Server {
                 control_ref: control_ref.clone(),
                 log_dir: log_dir.clone(),
             };
+            let handles = AnalyzerHandles {
+                reloader: app.reloader.clone(),
+                logger: app.logger.clone(),
+                metrics: app.metrics.clone(),
+                status: app.tasks.analysis.clone(),
+            };
             tasks.push(AbortOnDrop(tokio::spawn(analyzer::run(
-                app.clone(),
+                handles,
                 target,
                 opts.analyzer,
             ))));
         }
         if let Some(f) = opts.fetch.clone() {
+            let handles = FetchHandles {
+                reloader: app.reloader.clone(),
+                metrics: app.metrics.clone(),
+                status: app.tasks.fetch.clone(),
+            };
             tasks.push(AbortOnDrop(tokio::spawn(fetch::run(
-                app.clone(),
+                handles,
                 root.clone(),
                 control_ref.clone(),
                 f,

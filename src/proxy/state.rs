@@ -352,7 +352,11 @@ fn ref_state(
                 t
             }
         };
-        let judge = |model: &str| targets.get(model).and_then(|t| t.as_ref().ok().cloned());
+        let judge = |model: &str| {
+            targets
+                .get(model)
+                .and_then(|t| t.as_ref().ok().map(|t| t.client.clone()))
+        };
         let (online, warnings) = OnlineChecks::build(project, id, &judge)?;
         for w in warnings {
             tracing::warn!(git_ref = %git_ref, prompt = %id, "{w}");
