@@ -40,6 +40,7 @@ pub use crate::spec::config::{ProviderKind, Timeouts};
 pub use client::{
     Completion, ModelClient, merge_params, messages_json, provider_from_config, provider_with_key,
 };
+pub use encode::ChatApi;
 pub use error::{DecodeError, ErrorKind, ProviderError, TimeoutPhase};
 pub use http::{BoxError, UpstreamBody, UpstreamResponse, read_body};
 
@@ -161,12 +162,23 @@ pub enum ChatEvent {
 /// A stream of events; it ends after [`ChatEvent::Done`] or after an error.
 pub type EventStream = BoxStream<'static, Result<ChatEvent, ProviderError>>;
 
+/// Turns the bytes of a streaming body into events, chunk by chunk; one
+/// per wire format ([`Provider::stream_decoder`]).
+pub trait EventDecoder: Send {
+    /// Events completed by `chunk`.
+    fn push(&mut self, chunk: &[u8]) -> Result<Vec<ChatEvent>, DecodeError>;
+    /// Events at the end of the body; an error when the stream ended early.
+    fn finish(&mut self) -> Result<Vec<ChatEvent>, DecodeError>;
+}
+
 /// An upstream LLM server. Implementations are cheap to share (`Arc<dyn Provider>`)
 /// and safe to call concurrently.
 pub trait Provider: Send + Sync + fmt::Debug {
     /// The provider's key in `promptgate.yaml` (used in errors and metrics).
     fn name(&self) -> &str;
-    fn kind(&self) -> ProviderKind;
+    /// The client API this provider's wire format is: a client of that API
+    /// takes the upstream's bytes as they are.
+    fn api(&self) -> ChatApi;
     /// The URL chat requests go to.
     fn chat_url(&self) -> &str;
     /// The wire body of `req` (what a pass-through proxy would send).
@@ -195,6 +207,11 @@ pub trait Provider: Send + Sync + fmt::Debug {
         stream: bool,
         opts: CallOptions,
     ) -> BoxFuture<'a, Result<UpstreamResponse, ProviderError>>;
+    /// Parses a whole non-streaming response body of this wire format
+    /// (what [`Provider::send_raw`] answered).
+    fn parse_response(&self, body: &[u8]) -> Result<ChatResponse, DecodeError>;
+    /// A decoder of this wire format's streaming body.
+    fn stream_decoder(&self) -> Box<dyn EventDecoder>;
 }
 
 /// The tool calls of a stream, joined from their deltas by index.

@@ -18,9 +18,10 @@ use serde_json::{Map, Value};
 
 use super::dialect::Dialect;
 use super::error::DecodeError;
-use super::http::EventDecoder;
 use super::wire::{NdjsonDecoder, Obj, present};
-use super::{ChatEvent, ChatRequest, ChatResponse, ProviderKind, ToolCall, ToolCallDelta, Usage};
+use super::{
+    ChatApi, ChatEvent, ChatRequest, ChatResponse, EventDecoder, ToolCall, ToolCallDelta, Usage,
+};
 
 /// Keys that stay at the top level of an Ollama request.
 const TOP_LEVEL: &[&str] = &["format", "tools", "keep_alive", "think"];
@@ -271,9 +272,10 @@ impl StreamDecoder {
             self.next_tool_index += 1;
         }
     }
+}
 
-    /// Events completed by `chunk`.
-    pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<ChatEvent>, DecodeError> {
+impl EventDecoder for StreamDecoder {
+    fn push(&mut self, chunk: &[u8]) -> Result<Vec<ChatEvent>, DecodeError> {
         let mut out = Vec::new();
         for line in self.lines.push(chunk) {
             self.line(&line, &mut out)?;
@@ -282,7 +284,7 @@ impl StreamDecoder {
     }
 
     /// The rest at the end of the body; an error if `done: true` never came.
-    pub fn finish(&mut self) -> Result<Vec<ChatEvent>, DecodeError> {
+    fn finish(&mut self) -> Result<Vec<ChatEvent>, DecodeError> {
         let mut out = Vec::new();
         for line in self.lines.finish() {
             self.line(&line, &mut out)?;
@@ -291,15 +293,6 @@ impl StreamDecoder {
             return Err(DecodeError::EndedEarly("done: true"));
         }
         Ok(out)
-    }
-}
-
-impl EventDecoder for StreamDecoder {
-    fn push(&mut self, chunk: &[u8]) -> Result<Vec<ChatEvent>, DecodeError> {
-        StreamDecoder::push(self, chunk)
-    }
-    fn finish(&mut self) -> Result<Vec<ChatEvent>, DecodeError> {
-        StreamDecoder::finish(self)
     }
 }
 
@@ -337,7 +330,7 @@ struct MessageWire<'a> {
 pub(crate) struct Ollama;
 
 impl Dialect for Ollama {
-    const KIND: ProviderKind = ProviderKind::Ollama;
+    const API: ChatApi = ChatApi::OllamaChat;
 
     fn chat_url_for(base_url: &str) -> String {
         format!("{}/api/chat", base_url.trim_end_matches('/'))

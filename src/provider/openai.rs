@@ -21,9 +21,10 @@ use serde_json::{Map, Value, json};
 
 use super::dialect::Dialect;
 use super::error::DecodeError;
-use super::http::EventDecoder;
 use super::wire::{Obj, SseDecoder, present};
-use super::{ChatEvent, ChatRequest, ChatResponse, ProviderKind, ToolCall, ToolCallDelta, Usage};
+use super::{
+    ChatApi, ChatEvent, ChatRequest, ChatResponse, EventDecoder, ToolCall, ToolCallDelta, Usage,
+};
 
 /// Ollama-only keys with no OpenAI meaning.
 const DROPPED: &[&str] = &[
@@ -308,8 +309,10 @@ impl StreamDecoder {
             model: self.model.clone(),
         }
     }
+}
 
-    pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<ChatEvent>, DecodeError> {
+impl EventDecoder for StreamDecoder {
+    fn push(&mut self, chunk: &[u8]) -> Result<Vec<ChatEvent>, DecodeError> {
         let mut out = Vec::new();
         for ev in self.sse.push(chunk) {
             self.data(&ev.data, &mut out)?;
@@ -320,7 +323,7 @@ impl StreamDecoder {
     /// The rest at the end of the body. A stream without `[DONE]` is
     /// accepted when a `finish_reason` arrived (some servers omit it);
     /// otherwise it ended early and that is an error.
-    pub fn finish(&mut self) -> Result<Vec<ChatEvent>, DecodeError> {
+    fn finish(&mut self) -> Result<Vec<ChatEvent>, DecodeError> {
         let mut out = Vec::new();
         for ev in self.sse.finish() {
             self.data(&ev.data, &mut out)?;
@@ -333,15 +336,6 @@ impl StreamDecoder {
             out.push(self.done_event());
         }
         Ok(out)
-    }
-}
-
-impl EventDecoder for StreamDecoder {
-    fn push(&mut self, chunk: &[u8]) -> Result<Vec<ChatEvent>, DecodeError> {
-        StreamDecoder::push(self, chunk)
-    }
-    fn finish(&mut self) -> Result<Vec<ChatEvent>, DecodeError> {
-        StreamDecoder::finish(self)
     }
 }
 
@@ -411,7 +405,7 @@ struct DeltaWire<'a> {
 pub(crate) struct OpenAi;
 
 impl Dialect for OpenAi {
-    const KIND: ProviderKind = ProviderKind::Openai;
+    const API: ChatApi = ChatApi::OpenAi;
 
     fn chat_url_for(base_url: &str) -> String {
         let base = base_url.trim_end_matches('/');

@@ -27,14 +27,17 @@ pub mod breaker;
 pub mod call;
 pub mod error;
 pub mod fetch;
+pub mod log_row;
 pub mod metrics;
 pub mod online;
+pub mod prepare;
 pub mod reload;
 pub mod routes;
 pub mod routing;
 pub mod server;
 pub mod state;
 pub mod status;
+pub mod stream;
 pub mod test_hooks;
 pub mod translate;
 

@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 
 use super::app::App;
 use super::call;
-use super::error::{ApiError, Dialect, json_response};
+use super::error::{ApiError, json_response};
 use super::metrics::GaugeSample;
 use super::reload::ReloadOutcome;
 use super::routing::user_hash;
@@ -23,6 +23,7 @@ use super::status::{
     CanaryRef, LoggingStatus, OnlineStatus, ServedRef, ServerStatus, SettingsStatus, Status,
 };
 use crate::logstore::{FeedbackRecord, LogStoreError};
+use crate::provider::ChatApi;
 
 /// All routes of the proxy.
 pub fn router(app: Arc<App>) -> Router {
@@ -57,7 +58,7 @@ fn json_ok(v: Value) -> Response {
 /// The body, or the JSON error of a body that could not be read (413 when
 /// over `server.max_body_bytes` as the serving state has it: no upstream
 /// call is made).
-async fn read_body(app: &App, body: Body, dialect: Dialect) -> Result<Bytes, ApiError> {
+async fn read_body(app: &App, body: Body, api: ChatApi) -> Result<Bytes, ApiError> {
     use http_body_util::BodyExt;
     let limit = app.reloader.current().config.server.max_body_bytes;
     match http_body_util::Limited::new(body, limit).collect().await {
@@ -75,28 +76,28 @@ async fn read_body(app: &App, body: Body, dialect: Dialect) -> Result<Bytes, Api
                     format!("failed to read the request body: {e}"),
                 )
             };
-            Err(err.in_dialect(dialect))
+            Err(err.in_api(api))
         }
     }
 }
 
 async fn openai_chat(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
-    match read_body(&app, body, Dialect::OpenAi).await {
-        Ok(b) => call::chat(app, Dialect::OpenAi, headers, b).await,
+    match read_body(&app, body, ChatApi::OpenAi).await {
+        Ok(b) => call::chat(app, ChatApi::OpenAi, headers, b).await,
         Err(e) => e.into_response(),
     }
 }
 
 async fn ollama_chat(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
-    match read_body(&app, body, Dialect::OllamaChat).await {
-        Ok(b) => call::chat(app, Dialect::OllamaChat, headers, b).await,
+    match read_body(&app, body, ChatApi::OllamaChat).await {
+        Ok(b) => call::chat(app, ChatApi::OllamaChat, headers, b).await,
         Err(e) => e.into_response(),
     }
 }
 
 async fn ollama_generate(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
-    match read_body(&app, body, Dialect::OllamaGenerate).await {
-        Ok(b) => call::chat(app, Dialect::OllamaGenerate, headers, b).await,
+    match read_body(&app, body, ChatApi::OllamaGenerate).await {
+        Ok(b) => call::chat(app, ChatApi::OllamaGenerate, headers, b).await,
         Err(e) => e.into_response(),
     }
 }
@@ -150,7 +151,7 @@ fn opt_string(
 /// `POST /v1/feedback`: validated, then appended to the journal and
 /// fsynced before the 2xx.
 async fn feedback(State(app): State<Arc<App>>, body: Body) -> Response {
-    let body = read_body(&app, body, Dialect::OpenAi).await;
+    let body = read_body(&app, body, ChatApi::OpenAi).await;
     let record = match body.and_then(|b| feedback_record(&b)) {
         Ok(r) => r,
         Err(e) => return e.into_response(),

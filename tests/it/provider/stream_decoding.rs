@@ -2,7 +2,7 @@
 //! chunks, the same events come out.
 
 use promptgate::provider::wire::{NdjsonDecoder, SseDecoder, SseEvent};
-use promptgate::provider::{ChatEvent, ollama, openai};
+use promptgate::provider::{ChatEvent, EventDecoder, ollama, openai};
 use proptest::prelude::*;
 
 use crate::support::upstream::fixture;
