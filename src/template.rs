@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::spec::prompt::{MessageTemplate, Role};
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum TemplateError {
     #[error("message {index} ({role}): {message}")]
     Render {

@@ -34,10 +34,21 @@ use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 
 use super::metrics::{Metrics, ONLINE_JUDGE};
-use crate::eval::assertions::{CompiledAssertion, JudgeFailure, Observation};
+use crate::eval::assertions::{
+    AssertionCompileError, AssertionResult, CompiledAssertion, JudgeFailure, Observation,
+};
 use crate::logstore::{RequestLogRow, RequestStatus};
 use crate::project::Project;
 use crate::provider::ModelClient;
+
+/// An online assertion of an eval suite that does not compile.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {source}")]
+pub struct OnlineError {
+    /// The suite's file.
+    pub path: String,
+    pub source: AssertionCompileError,
+}
 
 /// One online assertion and the key its score is logged under.
 #[derive(Debug)]
@@ -81,7 +92,7 @@ impl OnlineChecks {
         project: &Project,
         prompt_id: &str,
         judge_client: &dyn Fn(&str) -> Option<ModelClient>,
-    ) -> Result<(OnlineChecks, Vec<String>), String> {
+    ) -> Result<(OnlineChecks, Vec<String>), OnlineError> {
         let mut assertions: Vec<OnlineAssertion> = Vec::new();
         let mut judges: Vec<OnlineJudge> = Vec::new();
         let mut warnings = Vec::new();
@@ -90,8 +101,10 @@ impl OnlineChecks {
                 continue;
             }
             for a in ev.assertions.iter().filter(|a| a.online) {
-                let compiled =
-                    CompiledAssertion::compile(a).map_err(|e| format!("{}: {e}", ev.path))?;
+                let compiled = CompiledAssertion::compile(a).map_err(|source| OnlineError {
+                    path: ev.path.clone(),
+                    source,
+                })?;
                 let judge = compiled
                     .judge_model()
                     .map(|m| (m.to_string(), judge_client(m)));
@@ -264,7 +277,7 @@ struct OwnedObservation {
 }
 
 /// One judge call and its verdict.
-async fn judge(j: &OnlineJudge, o: &OwnedObservation) -> crate::eval::assertions::AssertionResult {
+async fn judge(j: &OnlineJudge, o: &OwnedObservation) -> AssertionResult {
     let obs = Observation {
         output: &o.output,
         row: None,

@@ -38,7 +38,7 @@ pub struct ReloadStatus {
 }
 
 /// What one reload did.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub enum ReloadOutcome {
     Swapped { generation: u64 },
     Unchanged,
@@ -127,11 +127,8 @@ impl Reloader {
         let t0 = std::time::Instant::now();
         let built = tokio::task::spawn_blocking(move || {
             if !force {
-                let repo = GitRepo::open(&root).map_err(|e| BuildError {
-                    commit: None,
-                    message: e.to_string(),
-                })?;
-                if state::fingerprint(&repo, &control_ref).as_ref() == Ok(&old_fp) {
+                let repo = GitRepo::open(&root).map_err(|e| BuildError::at(None, e.into()))?;
+                if state::fingerprint(&repo, &control_ref).is_ok_and(|fp| fp == old_fp) {
                     return Ok(None);
                 }
             }
@@ -139,12 +136,7 @@ impl Reloader {
             state::build(&root, &control_ref, next_gen, &mut cache, &breakers).map(Some)
         })
         .await
-        .unwrap_or_else(|e| {
-            Err(BuildError {
-                commit: None,
-                message: format!("the reload task failed: {e}"),
-            })
-        });
+        .unwrap_or_else(|e| Err(BuildError::at(None, e.into())));
         let build_ms = t0.elapsed().as_secs_f64() * 1000.0;
         let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
         let mut swapped = None;
@@ -177,11 +169,11 @@ impl Reloader {
                     ok: false,
                     at: Utc::now(),
                     commit: e.commit.clone(),
-                    error: Some(e.message.clone()),
+                    error: Some(e.to_string()),
                     generation: cur.generation,
                     build_ms,
                 });
-                tracing::error!(commit = ?e.commit, error = %e.message, "reload refused; the previous state keeps serving");
+                tracing::error!(commit = ?e.commit, error = %e, "reload refused; the previous state keeps serving");
                 ReloadOutcome::Refused(e)
             }
         };

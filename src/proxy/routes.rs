@@ -370,7 +370,7 @@ async fn admin_reload(State(app): State<Arc<App>>, headers: HeaderMap) -> Respon
         ReloadOutcome::Unchanged => json_ok(json!({"reloaded": false, "generation": app.reloader.current().generation})),
         ReloadOutcome::Refused(e) => json_response(
             StatusCode::UNPROCESSABLE_ENTITY,
-            json!({"reloaded": false, "error": {"message": e.message, "commit": e.commit, "code": "invalid_state"}, "generation": app.reloader.current().generation})
+            json!({"reloaded": false, "error": {"message": e.to_string(), "commit": e.commit, "code": "invalid_state"}, "generation": app.reloader.current().generation})
                 .to_string()
                 .into_bytes(),
         ),

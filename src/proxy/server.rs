@@ -30,7 +30,7 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("cannot serve{}: {}", .0.commit.as_ref().map(|c| format!(" commit {c}")).unwrap_or_default(), .0.message)]
+    #[error("cannot serve{}: {}", .0.commit.as_ref().map(|c| format!(" commit {c}")).unwrap_or_default(), .0)]
     State(#[from] BuildError),
     #[error("request log: {0}")]
     Log(#[from] LogStoreError),
