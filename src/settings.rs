@@ -348,32 +348,26 @@ impl Settings {
         }
     }
 
+    /// The values of the [`RESTART_ONLY`] settings, in its order.
+    fn restart_only_values(&self) -> [String; 4] {
+        [
+            self.listen.clone(),
+            self.control_ref.clone(),
+            self.log_dir.display().to_string(),
+            self.config.logging.channel_capacity.to_string(),
+        ]
+    }
+
     /// The [`RESTART_ONLY`] settings whose value under `committed` differs
     /// from the running one: committed, not yet in force.
     pub fn pending_restart(&self, committed: &Config) -> Vec<PendingRestart> {
         let next = self.with_config(committed.clone());
-        let pairs = [
-            ("server.listen", self.listen.clone(), next.listen),
-            (
-                "server.control_ref",
-                self.control_ref.clone(),
-                next.control_ref,
-            ),
-            (
-                "logging.dir",
-                self.log_dir.display().to_string(),
-                next.log_dir.display().to_string(),
-            ),
-            (
-                "logging.channel_capacity",
-                self.config.logging.channel_capacity.to_string(),
-                committed.logging.channel_capacity.to_string(),
-            ),
-        ];
-        pairs
-            .into_iter()
-            .filter(|(_, running, committed)| running != committed)
-            .map(|(setting, running, committed)| PendingRestart {
+        RESTART_ONLY
+            .iter()
+            .zip(self.restart_only_values())
+            .zip(next.restart_only_values())
+            .filter(|((_, running), committed)| running != committed)
+            .map(|((setting, running), committed)| PendingRestart {
                 setting: setting.to_string(),
                 running,
                 committed,

@@ -300,11 +300,6 @@ impl CompiledMessages {
     }
 }
 
-/// The role of a message as the wire formats spell it.
-pub fn role_str(role: Role) -> &'static str {
-    role.as_str()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,9 +22,7 @@ use chrono::{DateTime, Utc};
 
 pub use act::{Acted, act};
 pub use actions::{Applied, CanaryOrigin, ControlBranch, apply, canary_origin, rollout_at};
-pub use analysis::{
-    Action, CanaryReport, CheckReport, CheckStatus, Decision, PromptReport, analyze, plan,
-};
+pub use analysis::{CanaryReport, Decision, analyze};
 
 use crate::logstore::{FeedbackRecord, LogStoreError, RequestLogRow};
 use crate::repo::{GitRepo, RepoError};
