@@ -247,14 +247,6 @@ impl CompiledMessages {
         Ok(CompiledMessages { messages: out })
     }
 
-    /// Every top-level variable any message reads.
-    pub fn variables(&self) -> BTreeSet<&str> {
-        self.messages
-            .iter()
-            .flat_map(|m| m.used.iter().map(String::as_str))
-            .collect()
-    }
-
     /// Renders every message with `vars` as the context.
     pub fn render(
         &self,
@@ -385,10 +377,6 @@ mod tests {
             },
         ];
         let c = CompiledMessages::compile(&ms).unwrap();
-        assert_eq!(
-            c.variables().into_iter().collect::<Vec<_>>(),
-            vec!["input", "items"]
-        );
         let v = vars(json!({"input": "{{ 7*7 }}", "items": [1, 2]}));
         assert_eq!(c.render(&v).unwrap(), render_messages(&ms, &v).unwrap());
         let missing = vars(json!({"input": "x"}));

@@ -483,28 +483,8 @@ impl CompiledAssertion {
         })
     }
 
-    /// Compiles every assertion of a suite, stopping at the first error.
-    pub fn compile_all(assertions: &[Assertion]) -> Result<Vec<Self>, AssertionCompileError> {
-        assertions.iter().map(Self::compile).collect()
-    }
-
-    /// The assertion this was compiled from.
-    pub fn assertion(&self) -> &Assertion {
-        &self.assertion
-    }
-
     pub fn name(&self) -> &str {
         &self.assertion.name
-    }
-
-    pub fn kind(&self) -> &'static str {
-        self.kind
-    }
-
-    /// True for `llm_judge`: score it with [`Self::judge_messages`], a call
-    /// to [`Self::judge_model`], and [`Self::judge_result`], not `evaluate`.
-    pub fn needs_judge(&self) -> bool {
-        matches!(self.compiled, Compiled::LlmJudge { .. })
     }
 
     /// True when the assertion reads the dataset row (a `{{ row.<column> }}`
@@ -1341,7 +1321,7 @@ mod tests {
     #[test]
     fn llm_judge_goes_through_judge_functions() {
         let c = CompiledAssertion::compile(&assertion(judge_check(0.7))).unwrap();
-        assert!(c.needs_judge());
+        assert!(c.judge_model().is_some());
         assert_eq!(c.judge_model(), Some("judge-model"));
         let r = row();
         let obs = Observation {
@@ -1374,9 +1354,10 @@ mod tests {
         let failed = c.judge_result(Err(JudgeFailure::Call("connection refused".into())));
         assert!(!failed.pass && failed.error.is_some());
         assert!(
-            !CompiledAssertion::compile(&assertion(Check::JsonValid))
+            CompiledAssertion::compile(&assertion(Check::JsonValid))
                 .unwrap()
-                .needs_judge()
+                .judge_model()
+                .is_none()
         );
     }
 
@@ -1519,14 +1500,10 @@ mod tests {
     }
 
     #[test]
-    fn compile_all_stops_at_first_error() {
-        let ok = [assertion(Check::JsonValid), assertion(judge_check(0.5))];
-        assert_eq!(CompiledAssertion::compile_all(&ok).unwrap().len(), 2);
-        let bad = [
-            assertion(Check::JsonValid),
-            assertion(Check::Regex { pattern: v("[") }),
-        ];
-        assert!(CompiledAssertion::compile_all(&bad).is_err());
+    fn an_invalid_regex_does_not_compile() {
+        assert!(CompiledAssertion::compile(&assertion(judge_check(0.5))).is_ok());
+        let bad = assertion(Check::Regex { pattern: v("[") });
+        assert!(CompiledAssertion::compile(&bad).is_err());
     }
 
     proptest! {

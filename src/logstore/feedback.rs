@@ -371,21 +371,6 @@ impl FeedbackJournal {
     }
 }
 
-/// Converts the feedback journals of the log root `dir` to Parquet. The
-/// live journal is rotated too when no process has it open; otherwise only
-/// journals already rotated are converted. Prefer [`FeedbackJournal::compact`]
-/// in the process that owns the journal.
-pub fn compact_feedback(dir: &Path) -> Result<FeedbackCompactReport> {
-    let Some(_c) = DirLock::try_acquire(dir, COMPACT_LOCK)? else {
-        return Err(LogStoreError::Locked {
-            path: dir.join(COMPACT_LOCK),
-            what: "a compaction is running",
-        });
-    };
-    let journal = DirLock::try_acquire(dir, JOURNAL_LOCK)?;
-    process_journals(dir, journal.is_some())
-}
-
 /// Renames a non-empty live journal to `journal-<time>-<uuid>.jsonl` and
 /// creates an empty one. Caller holds the journal lock (or its mutex).
 fn rotate(fdir: &Path) -> Result<bool> {

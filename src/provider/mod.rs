@@ -19,15 +19,18 @@
 //!   reqwest's for the rest (TLS, proxies); see `http::Upstream`.
 //! - Retries happen only in [`retry`]; API keys never appear in errors or logs.
 
-pub mod client;
+pub(crate) mod client;
 pub(crate) mod dialect;
-pub mod encode;
-pub mod error;
+pub(crate) mod encode;
+pub(crate) mod error;
 pub(crate) mod http;
-pub mod ollama;
-pub mod openai;
-pub mod retry;
-pub mod wire;
+pub(crate) mod ollama;
+pub(crate) mod openai;
+pub(crate) mod retry;
+pub(crate) mod wire;
+
+#[cfg(test)]
+mod chunking_tests;
 
 use std::fmt;
 
@@ -36,13 +39,14 @@ use futures_util::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-pub use crate::spec::config::{ProviderKind, Timeouts};
-pub use client::{
-    Completion, ModelClient, merge_params, messages_json, provider_from_config, provider_with_key,
-};
-pub use encode::ChatApi;
-pub use error::{DecodeError, ErrorKind, ProviderError, TimeoutPhase};
-pub use http::{BoxError, UpstreamBody, UpstreamResponse, read_body};
+pub(crate) use crate::spec::config::Timeouts;
+pub use client::{ModelClient, provider_with_key};
+pub(crate) use client::{merge_params, messages_json};
+pub(crate) use encode::ChatApi;
+pub(crate) use error::DecodeError;
+pub use error::{ErrorKind, ProviderError, TimeoutPhase};
+pub use http::read_body;
+pub(crate) use http::{UpstreamBody, UpstreamResponse};
 
 /// One chat call, independent of the wire format.
 #[derive(Debug, Clone, Default, PartialEq)]

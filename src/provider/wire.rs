@@ -17,10 +17,6 @@ pub struct LineBuffer {
 }
 
 impl LineBuffer {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
     /// Appends `chunk` and calls `emit` with every line it completes.
     pub fn push(&mut self, chunk: &[u8], mut emit: impl FnMut(&str)) {
         // Fast path: nothing buffered, decode complete lines straight from the chunk.
@@ -66,10 +62,6 @@ pub struct NdjsonDecoder {
 }
 
 impl NdjsonDecoder {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
     /// Returns the JSON texts of the lines `chunk` completes (blank lines skipped).
     pub fn push(&mut self, chunk: &[u8]) -> Vec<String> {
         let mut out = Vec::new();
@@ -111,10 +103,6 @@ pub struct SseDecoder {
 }
 
 impl SseDecoder {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
     pub fn push(&mut self, chunk: &[u8]) -> Vec<SseEvent> {
         let mut out = Vec::new();
         let Self { lines, event, data } = self;
@@ -297,7 +285,7 @@ mod tests {
 
     #[test]
     fn sse_basic() {
-        let mut d = SseDecoder::new();
+        let mut d = SseDecoder::default();
         let ev = d.push(
             b": keepalive\n\ndata: {\"a\":1}\r\n\r\nevent: x\ndata: l1\ndata:l2\n\ndata: [DONE]",
         );
@@ -318,7 +306,7 @@ mod tests {
     #[test]
     fn ndjson_split_utf8() {
         let text = "{\"c\":\"é\"}\n\n{\"c\":2}".as_bytes();
-        let mut d = NdjsonDecoder::new();
+        let mut d = NdjsonDecoder::default();
         let mut got = d.push(&text[..7]);
         got.extend(d.push(&text[7..]));
         got.extend(d.finish());

@@ -358,18 +358,6 @@ impl Metrics {
         self.count_event(ONLINE_PASS, &[prompt, variant, result]);
     }
 
-    /// The value of an event counter (0 when never counted).
-    pub fn event(&self, name: &str, labels: &[&str]) -> u64 {
-        let events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
-        events
-            .get(name)
-            .and_then(|m| {
-                m.iter()
-                    .find(|(k, _)| k.iter().map(String::as_str).eq(labels.iter().copied()))
-            })
-            .map_or(0, |(_, n)| *n)
-    }
-
     /// Online verdicts per prompt and variant, sorted.
     pub fn online_counts(&self) -> Vec<OnlineCount> {
         let events = self.events.lock().unwrap_or_else(PoisonError::into_inner);

@@ -21,29 +21,32 @@
 //! of every answer), [`analyzer`] (the canary analysis task), [`fetch`]
 //! (replicas following a shared remote), [`error`] (the HTTP error type).
 
-pub mod analyzer;
-pub mod app;
-pub mod breaker;
-pub mod call;
-pub mod error;
-pub mod fetch;
-pub mod log_row;
-pub mod metrics;
-pub mod online;
-pub mod prepare;
-pub mod reload;
-pub mod routes;
-pub mod routing;
-pub mod server;
-pub mod state;
+pub(crate) mod analyzer;
+pub(crate) mod app;
+pub(crate) mod breaker;
+pub(crate) mod call;
+pub(crate) mod error;
+pub(crate) mod fetch;
+pub(crate) mod log_row;
+pub(crate) mod metrics;
+pub(crate) mod online;
+pub(crate) mod prepare;
+pub(crate) mod reload;
+pub(crate) mod routes;
+pub(crate) mod routing;
+pub(crate) mod server;
+pub(crate) mod state;
 pub mod status;
-pub mod stream;
-pub mod test_hooks;
-pub mod translate;
+pub(crate) mod stream;
+pub(crate) mod test_hooks;
+pub(crate) mod translate;
 
-pub use analyzer::AnalyzerOptions;
-pub use fetch::FetchOptions;
-pub use server::{DEFAULT_GRACE, ServeError, ServeOptions, Server, ShutdownReport};
+pub(crate) use analyzer::AnalyzerOptions;
+pub(crate) use fetch::FetchOptions;
+pub use metrics::{Metrics, RequestSample};
+pub use online::sampled;
+pub use routing::{CanaryRule, user_hash};
+pub(crate) use server::{ServeOptions, Server};
 
 #[cfg(test)]
 mod layering;

@@ -56,7 +56,6 @@ pub struct OnlineAssertion {
     /// The assertion's name; `<suite>.<name>` when two suites of the prompt
     /// use the same name.
     pub key: String,
-    pub suite: String,
     pub compiled: CompiledAssertion,
 }
 
@@ -142,11 +141,7 @@ impl OnlineChecks {
                     });
                     continue;
                 }
-                assertions.push(OnlineAssertion {
-                    key,
-                    suite: suite.clone(),
-                    compiled,
-                });
+                assertions.push(OnlineAssertion { key, compiled });
             }
         }
         Ok((OnlineChecks { assertions, judges }, warnings))
@@ -317,7 +312,6 @@ mod tests {
     fn checks() -> OnlineChecks {
         let a = |key: &str, check| OnlineAssertion {
             key: key.into(),
-            suite: "s".into(),
             compiled: assertion(key, check),
         };
         OnlineChecks {

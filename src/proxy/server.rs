@@ -25,9 +25,6 @@ use super::state::{Breakers, BuildError, ServingState};
 use crate::logstore::{FeedbackJournal, LogStoreError, LoggerStats, RequestLogger};
 use crate::settings::Settings;
 
-/// Default time in-flight requests get to finish after a shutdown signal.
-pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
-
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("cannot serve{}: {}", .0.commit.as_ref().map(|c| format!(" commit {c}")).unwrap_or_default(), .0)]

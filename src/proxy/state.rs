@@ -306,14 +306,6 @@ impl TemplateCache {
         self.projects.insert(commit.to_string(), p.clone());
         Ok(p)
     }
-
-    pub fn len(&self) -> usize {
-        self.by_blob.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_blob.is_empty()
-    }
 }
 
 /// Reads the commits the state at `control_ref` would be built from,

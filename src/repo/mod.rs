@@ -16,10 +16,11 @@ use std::path::{Path, PathBuf};
 
 use git2::Repository;
 
-pub use follow::{Followed, branch_named};
-pub use git2::{Oid, Signature};
-pub use source::{FileSource, GitTree, WorkTree};
-pub use write::{BranchCommit, signature};
+pub(crate) use follow::Followed;
+pub(crate) use git2::{Oid, Signature};
+pub use source::WorkTree;
+pub(crate) use source::{FileSource, GitTree};
+pub(crate) use write::signature;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {

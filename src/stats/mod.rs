@@ -3,7 +3,7 @@
 //! Everything here is a pure function over numbers; callers decide what the
 //! numbers mean.
 
-pub mod paired;
+pub(crate) mod paired;
 pub mod sequential;
 
 /// The `q`-quantile (0..=1) of `values` by linear interpolation between
