@@ -151,6 +151,19 @@ fn ms(v: Option<f64>) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
+/// The summary's line of counts and rates.
+pub(crate) fn cases_line(s: &Summary) -> String {
+    format!(
+        "cases {}  passed {}  failed {}  errors {}  pass rate {:.1}%  mean score {:.3}",
+        s.cases,
+        s.passed,
+        s.failed,
+        s.errors,
+        s.pass_rate * 100.0,
+        s.mean_score
+    )
+}
+
 pub(crate) fn render_summary(s: &Summary) -> String {
     let mut out = format!(
         "suite {} | prompt {} (blob {}) | dataset {} | model {}\n",
@@ -160,15 +173,8 @@ pub(crate) fn render_summary(s: &Summary) -> String {
         s.dataset,
         s.model
     );
-    out.push_str(&format!(
-        "cases {}  passed {}  failed {}  errors {}  pass rate {:.1}%  mean score {:.3}\n",
-        s.cases,
-        s.passed,
-        s.failed,
-        s.errors,
-        s.pass_rate * 100.0,
-        s.mean_score
-    ));
+    out.push_str(&cases_line(s));
+    out.push('\n');
     out.push_str(&format!(
         "latency p50 {}  p95 {}  tokens in {} out {}  cost {:.6} ({:.4} per 1k calls)  cache hits {}\n",
         ms(s.latency_p50_ms),
