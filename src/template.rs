@@ -58,6 +58,27 @@ fn describe(err: &minijinja::Error) -> (String, Option<usize>) {
     (msg, err.line())
 }
 
+/// The error of message `index` (`role`) that minijinja refused.
+fn render_error(index: usize, role: &'static str, err: &minijinja::Error) -> TemplateError {
+    let (message, line) = describe(err);
+    TemplateError::Render {
+        index,
+        role,
+        message,
+        line,
+    }
+}
+
+/// The error of message `index` (`role`) reading `name`, which is not given.
+fn undefined(index: usize, role: &'static str, name: &str) -> TemplateError {
+    TemplateError::Render {
+        index,
+        role,
+        message: format!("undefined variable `{name}`"),
+        line: None,
+    }
+}
+
 /// Renders every message of a prompt with `vars` as the context.
 pub fn render_messages(
     messages: &[MessageTemplate],
@@ -75,22 +96,10 @@ pub fn render_messages(
                     .iter()
                     .find(|v| !vars.contains_key(*v) && !is_builtin(v))
             {
-                return Err(TemplateError::Render {
-                    index,
-                    role: m.role.as_str(),
-                    message: format!("undefined variable `{missing}`"),
-                    line: None,
-                });
+                return Err(undefined(index, m.role.as_str(), missing));
             }
-            let content = render_str(&env, &m.content, vars).map_err(|e| {
-                let (message, line) = describe(&e);
-                TemplateError::Render {
-                    index,
-                    role: m.role.as_str(),
-                    message,
-                    line,
-                }
-            })?;
+            let content = render_str(&env, &m.content, vars)
+                .map_err(|e| render_error(index, m.role.as_str(), &e))?;
             Ok(ChatMessage {
                 role: m.role.as_str().to_string(),
                 content,
@@ -214,15 +223,7 @@ impl CompiledMessages {
     pub fn compile(messages: &[MessageTemplate]) -> Result<CompiledMessages, TemplateError> {
         let mut out = Vec::with_capacity(messages.len());
         for (index, m) in messages.iter().enumerate() {
-            let err = |e: minijinja::Error| {
-                let (message, line) = describe(&e);
-                TemplateError::Render {
-                    index,
-                    role: m.role.as_str(),
-                    message,
-                    line,
-                }
-            };
+            let err = |e: minijinja::Error| render_error(index, m.role.as_str(), &e);
             let mut env = environment();
             env.add_template_owned(MESSAGE_TEMPLATE, m.content.clone())
                 .map_err(err)?;
@@ -262,25 +263,12 @@ impl CompiledMessages {
                     Some(text) => text.clone(),
                     None => {
                         if let Some(missing) = m.used.iter().find(|v| !vars.contains_key(*v)) {
-                            return Err(TemplateError::Render {
-                                index,
-                                role,
-                                message: format!("undefined variable `{missing}`"),
-                                line: None,
-                            });
+                            return Err(undefined(index, role, missing));
                         }
                         m.env
                             .get_template(MESSAGE_TEMPLATE)
                             .and_then(|t| t.render(ctx.clone()))
-                            .map_err(|e| {
-                                let (message, line) = describe(&e);
-                                TemplateError::Render {
-                                    index,
-                                    role,
-                                    message,
-                                    line,
-                                }
-                            })?
+                            .map_err(|e| render_error(index, role, &e))?
                     }
                 };
                 Ok(ChatMessage {

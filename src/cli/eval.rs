@@ -14,7 +14,7 @@ use crate::eval::results::{self, Summary};
 use crate::eval::runner::{self, RunOptions};
 use crate::project::{LoadOptions, Project};
 use crate::repo::{FileSource, GitRepo};
-use crate::settings::{Location, Overrides, STATE_DIR, Scope};
+use crate::settings::STATE_DIR;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -111,16 +111,7 @@ pub(crate) fn progress_bar(label: &str, cases: usize) -> indicatif::ProgressBar 
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitStatus> {
-    let scope = if args.worktree {
-        Scope::WorkTree
-    } else {
-        Scope::Commit(args.git_ref.clone())
-    };
-    let overrides = Overrides {
-        repo: args.repo.clone(),
-        ..Overrides::default()
-    };
-    let location = Location::resolve(&scope, &overrides.with_env())?;
+    let location = super::location(args.repo.as_deref(), &args.git_ref, args.worktree)?;
     let git = GitRepo::open(&location.root)?;
     let files = location.files(&git)?;
     let progress = !args.json && std::io::stderr().is_terminal();

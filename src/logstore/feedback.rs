@@ -398,19 +398,8 @@ fn rotate(fdir: &Path) -> Result<bool> {
 }
 
 fn rotated_journals(fdir: &Path) -> Result<Vec<PathBuf>> {
-    let entries = match std::fs::read_dir(fdir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => {
-            return Err(LogStoreError::Io {
-                path: fdir.to_path_buf(),
-                source: e,
-            });
-        }
-    };
     let mut out = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(LogStoreError::io(fdir))?;
+    for entry in files::entries(fdir)? {
         let name = entry.file_name();
         let name = name.to_string_lossy();
         if name.starts_with(ROTATED_PREFIX) && name.ends_with(".jsonl") {

@@ -50,19 +50,8 @@ pub(crate) fn recover_walk(dir: &Path) -> Result<RecoveryReport> {
 }
 
 fn walk(root: &Path, folder: &Path, report: &mut RecoveryReport) -> Result<()> {
-    let entries = match std::fs::read_dir(folder) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => {
-            return Err(LogStoreError::Io {
-                path: folder.to_path_buf(),
-                source: e,
-            });
-        }
-    };
     let mut paths: Vec<(PathBuf, bool)> = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(LogStoreError::io(folder))?;
+    for entry in files::entries(folder)? {
         let is_dir = entry
             .file_type()
             .map_err(LogStoreError::io(entry.path()))?

@@ -25,6 +25,11 @@ pub(crate) trait Dialect: std::fmt::Debug + Send + Sync + 'static {
     fn parse_response(v: Value) -> Result<ChatResponse, DecodeError>;
     fn decoder() -> Box<dyn EventDecoder>;
 
+    /// The wire body of `req` as bytes.
+    fn body(req: &ChatRequest, stream: bool) -> Bytes {
+        Bytes::from(Self::build_body(req, stream).to_string())
+    }
+
     /// [`Dialect::parse_response`] of a body's bytes.
     fn parse_body(body: &[u8]) -> Result<ChatResponse, DecodeError> {
         Self::parse_response(serde_json::from_slice(body)?)
@@ -70,8 +75,7 @@ impl<D: Dialect> Provider for HttpProvider<D> {
         opts: CallOptions,
     ) -> BoxFuture<'a, Result<ChatResponse, ProviderError>> {
         Box::pin(async move {
-            let body = Bytes::from(D::build_body(req, false).to_string());
-            let bytes = self.endpoint.post_full(body, opts).await?;
+            let bytes = self.endpoint.post_full(D::body(req, false), opts).await?;
             D::parse_body(&bytes).map_err(|e| self.endpoint.decode(e))
         })
     }
@@ -82,7 +86,7 @@ impl<D: Dialect> Provider for HttpProvider<D> {
         opts: CallOptions,
     ) -> BoxFuture<'a, Result<EventStream, ProviderError>> {
         Box::pin(async move {
-            let body = Bytes::from(D::build_body(req, true).to_string());
+            let body = D::body(req, true);
             self.endpoint.post_stream(body, opts, D::decoder).await
         })
     }

@@ -13,7 +13,7 @@
 //!   the two dialects (object for Ollama, JSON string for OpenAI).
 //! - Provider-specific parameters (`options`, `format`, `response_format`,
 //!   `tools`, ...) reach the upstream intact; generic ones are placed where
-//!   each dialect expects them (see `ollama::build_body`, `openai::build_body`).
+//!   each dialect expects them (see the `Dialect` impls of `ollama` and `openai`).
 //! - One connection pool (TCP_NODELAY) per process, connect timeout and
 //!   client: hyper's for plain-HTTP upstreams no proxy variable covers,
 //!   reqwest's for the rest (TLS, proxies); see `http::Upstream`.

@@ -9,6 +9,7 @@
 //! stay buffered until [`LineBuffer::finish`].
 
 use serde::Deserialize;
+use serde_json::Value;
 
 /// Splits a byte stream into lines (without their terminators).
 #[derive(Debug, Default)]
@@ -159,6 +160,11 @@ impl SseDecoder {
 /// `T` from a JSON object only: derived structs also accept arrays
 /// (fields by position), which the general path treats as no object at all.
 pub(crate) struct Obj<T>(pub(crate) T);
+
+/// The string field `key` of a JSON object.
+pub(crate) fn str_field(v: &Value, key: &str) -> Option<String> {
+    v.get(key).and_then(Value::as_str).map(str::to_string)
+}
 
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Obj<T> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
