@@ -3,10 +3,14 @@
 //! serves the refs `rollout.yaml` names and rolls a regressing canary back
 //! with a git commit.
 //!
-//! Data flows one way: spec -> repo -> template/binding -> project -> settings -> provider ->
-//! dataset/eval/logstore -> stats -> canary/report. The CLI sits on top;
-//! `mock_llm` (a test server) sits on `provider`, and `durable` (file
-//! writes) is a leaf every layer may use.
+//! Data flows one way: spec -> repo -> template/binding -> project ->
+//! settings -> provider -> dataset/eval/logstore -> stats -> canary/report
+//! -> proxy. The CLI sits on top; `mock_llm` (a test server) sits on
+//! `provider`, and `durable` (file writes) is a leaf every layer may use.
+
+// Module docs describe the internals too and link to crate-private items:
+// read them with `cargo doc --document-private-items`.
+#![allow(rustdoc::private_intra_doc_links)]
 
 // The crate's API is what the binary, the integration tests and the
 // benches use: the CLI's entry point, the mock LLM server, and the parts

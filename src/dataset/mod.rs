@@ -1,6 +1,6 @@
 //! Datasets: validated rows, immutable Parquet snapshots pinned by content
 //! hash in `dataset.lock`, reading a pinned version back from any
-//! [`FileSource`] (so an eval at an old commit reads exactly the rows it read
+//! [`FileSource`](crate::repo::FileSource) (so an eval at an old commit reads exactly the rows it read
 //! then), and row diffs between versions.
 //!
 //! # Files of one dataset

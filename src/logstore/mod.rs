@@ -24,7 +24,7 @@
 //!
 //! ## Request rows
 //!
-//! Schema of `requests/` files (see [`request_schema`]); every column is
+//! Schema of `requests/` files (see [`request_schema`](row::request_schema)); every column is
 //! typed, nothing is a catch-all JSON blob except the three JSON-text columns:
 //!
 //! | column | type | null |

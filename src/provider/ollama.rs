@@ -1,6 +1,6 @@
 //! The Ollama native dialect: `POST {base}/api/chat`, NDJSON streaming.
 //!
-//! Body mapping ([`build_body`]): `format`, `tools`, `keep_alive`, `think`
+//! Body mapping ([`Ollama::build_body`](Dialect::build_body)): `format`, `tools`, `keep_alive`, `think`
 //! stay top-level; OpenAI's `response_format` becomes `format` (`"json"` for
 //! `json_object`, the schema for `json_schema`); `max_tokens` becomes
 //! `options.num_predict`; every other parameter (`temperature`, `seed`,

@@ -2,7 +2,7 @@
 //! streaming ending in `data: [DONE]`. Covers vLLM, llama.cpp server, LM
 //! Studio, TGI and OpenAI.
 //!
-//! Body mapping ([`build_body`]): parameters are top-level as they are
+//! Body mapping ([`OpenAi::build_body`](Dialect::build_body)): parameters are top-level as they are
 //! (`temperature`, `seed`, `top_p`, `max_tokens`, `stop`, `tools`,
 //! `tool_choice`, `response_format`, ...). Ollama-shaped ones are
 //! translated: `format: "json"` becomes `response_format: {type:

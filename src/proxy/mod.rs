@@ -3,23 +3,33 @@
 //! Clients speak the OpenAI (`/v1/chat/completions`, `/v1/models`) or
 //! Ollama (`/api/chat`, `/api/generate`, `/api/tags`) API; `model:
 //! "prompt:<id>"` names a prompt of the repository, any other model name is
-//! a model alias of promptgate.yaml passed through. Each request is routed
-//! to the stable or canary ref of `rollout.yaml` ([`routing`]), rendered
-//! from templates compiled at load time, sent upstream through
-//! [`crate::provider`], answered (converted when client and upstream
-//! dialects differ, [`translate`]), and logged to Parquet through
-//! [`crate::logstore`] once complete ([`call`]).
+//! a model alias of promptgate.yaml passed through. Each request is parsed
+//! ([`translate`]), routed to the stable or canary ref of `rollout.yaml`
+//! and rendered from templates compiled at load time ([`prepare`],
+//! [`routing`]), sent upstream through [`crate::provider`] ([`call`]),
+//! answered (the provider decodes, [`crate::provider::encode`] re-encodes
+//! when client and upstream APIs differ; streams in [`stream`]), and logged
+//! to Parquet through [`crate::logstore`] once complete ([`log_row`]).
 //!
 //! Only committed state is served: `rollout.yaml` is read from the control
 //! ref and prompts from the refs it names, through git2 ([`state`]). The
 //! state is rebuilt off the request path when refs move and swapped
 //! atomically; an invalid one is refused ([`reload`]).
 //!
-//! Module map: [`server`] (start, shutdown), [`routes`] (HTTP), [`call`]
-//! (one proxied call, streaming body with its `Drop` guard), [`state`],
-//! [`reload`], [`routing`], [`translate`], [`online`] (online evaluation
-//! of every answer), [`analyzer`] (the canary analysis task), [`fetch`]
-//! (replicas following a shared remote), [`error`] (the HTTP error type).
+//! Module map: [`server`] (start, shutdown, the background tasks),
+//! [`routes`] (HTTP, `/status`), [`app`] (what handlers share), [`call`]
+//! (one proxied call), [`prepare`], [`stream`] (the streaming body with
+//! its `Drop` guard), [`log_row`], [`state`], [`reload`], [`routing`],
+//! [`translate`], [`online`] (online evaluation of every answer),
+//! [`analyzer`] (the canary analysis task), [`fetch`] (replicas following
+//! a shared remote), [`status`] (the typed `/status` and the tasks'
+//! rounds), [`metrics`], [`breaker`], [`error`] (the HTTP error type).
+//!
+//! Layering: no two files import each other, directly or through others
+//! (`layering` tests it). Handlers take the whole [`app::App`]; the
+//! background tasks take narrow handles (the reloader, the logger, the
+//! metrics, their own [`status::TaskStatus`]); [`status`], [`metrics`],
+//! [`routing`] and [`breaker`] are leaves.
 
 pub(crate) mod analyzer;
 pub(crate) mod app;
