@@ -139,8 +139,21 @@ pub async fn analyze_once(handles: &AnalyzerHandles, target: &AnalyzerTarget) ->
     run.rows = rows;
     let Some(report) = report else { return run };
     record(&handles.metrics, &report);
+    act(target, &state, &report, &mut run).await;
+    run.report = Some(report);
+    run
+}
+
+/// Acts on `report` as `canary analyze --apply` would (pushing when
+/// `analysis.push` is set) and records what it did in `run`.
+async fn act(
+    target: &AnalyzerTarget,
+    state: &CanaryState,
+    report: &CanaryReport,
+    run: &mut AnalysisRun,
+) {
     let push = state.rollout.analysis.push.is_some();
-    match canary::act(target.root.clone(), &state, &report, push).await {
+    match canary::act(target.root.clone(), state, report, push).await {
         Ok(acted) => {
             if let Some(a) = &acted.applied {
                 tracing::warn!(
@@ -162,8 +175,6 @@ pub async fn analyze_once(handles: &AnalyzerHandles, target: &AnalyzerTarget) ->
             run.error = Some(e.to_string());
         }
     }
-    run.report = Some(report);
-    run
 }
 
 /// Counts the decision once per analysed prompt (a round without canary
