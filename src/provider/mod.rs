@@ -41,7 +41,7 @@ use serde_json::{Map, Value};
 
 pub(crate) use crate::spec::config::Timeouts;
 pub use client::{ModelClient, provider_with_key};
-pub(crate) use client::{merge_params, messages_json};
+pub(crate) use client::{merge_params, message_json};
 pub(crate) use encode::ChatApi;
 pub(crate) use error::DecodeError;
 pub use error::{ErrorKind, ProviderError, TimeoutPhase};

@@ -76,7 +76,7 @@ fn error_response(err: ApiError, api: ChatApi, request_id: &str) -> Response {
 /// Serves one chat request of client API `api`.
 pub async fn chat(app: Arc<App>, api: ChatApi, headers: HeaderMap, body: Bytes) -> Response {
     let arrival = Arrival::now();
-    let req = match translate::parse_request(api, &body) {
+    let mut req = match translate::parse_request(api, &body) {
         Ok(r) => r,
         Err(e) => return error_response(e, api, &arrival.request_id),
     };
@@ -88,7 +88,8 @@ pub async fn chat(app: Arc<App>, api: ChatApi, headers: HeaderMap, body: Bytes) 
     };
     let reply = Reply {
         api,
-        client_model: req.model.clone(),
+        // Routed: the request's model name is only the answer's now.
+        client_model: std::mem::take(&mut req.model),
         request_id: arrival.request_id.clone(),
         variant: route.variant,
         version: route.version(&state),

@@ -13,7 +13,7 @@ use super::state::{ModelTarget, PreparedPrompt, ServingState};
 use super::translate::ClientRequest;
 use crate::binding::{self, BindError, INPUT_VARIABLE, Supplied};
 use crate::logstore::Variant;
-use crate::provider::{ChatRequest, content_text, merge_params, messages_json};
+use crate::provider::{ChatRequest, content_text, merge_params, message_json};
 use crate::template::ChatMessage;
 
 /// Where a request goes.
@@ -200,10 +200,10 @@ fn bind_error(p: &PreparedPrompt, chat_input: bool, e: BindError) -> ApiError {
 /// message.
 fn around(rendered: &[ChatMessage], history: Vec<Value>, tail: Vec<Value>) -> Vec<Value> {
     let lead = rendered.iter().take_while(|m| m.role == "system").count();
-    let mut out = messages_json(&rendered[..lead]);
-    out.reserve(rendered.len() - lead + history.len() + tail.len());
+    let mut out = Vec::with_capacity(rendered.len() + history.len() + tail.len());
+    out.extend(rendered[..lead].iter().map(message_json));
     out.extend(history);
-    out.extend(messages_json(&rendered[lead..]));
+    out.extend(rendered[lead..].iter().map(message_json));
     out.extend(tail);
     out
 }
