@@ -9,7 +9,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Instant;
 
-use promptgate::proxy::metrics::{Metrics, RequestSample};
+use promptgate::proxy::{Metrics, RequestSample};
 
 fn sample(i: u64) -> RequestSample<'static> {
     const PROMPTS: [&str; 8] = ["p0", "p1", "p2", "p3", "p4", "p5", "p6", "p7"];

@@ -63,24 +63,19 @@ pub struct LoadedDataset {
 
 #[derive(Debug, Clone)]
 pub struct LoadedEval {
-    pub name: String,
     pub suite: EvalSuite,
     pub dataset: DatasetRef,
     pub assertions: Vec<Assertion>,
     pub path: String,
-    pub blob: String,
 }
 
 /// Everything a repository defines, as of one source.
 #[derive(Debug, Clone)]
 pub struct Project {
     pub config: Config,
-    pub rollout: Option<Rollout>,
     pub prompts: BTreeMap<String, LoadedPrompt>,
     pub datasets: BTreeMap<String, LoadedDataset>,
     pub evals: BTreeMap<String, LoadedEval>,
-    /// Warnings found while loading (errors make loading fail).
-    pub warnings: Vec<Diagnostic>,
     /// The commit the project was read from, if any.
     pub commit: Option<String>,
 }
@@ -92,15 +87,12 @@ pub struct LoadOptions<'a> {
 }
 
 impl Project {
-    /// Loads and checks everything. Returns the project and its warnings,
-    /// or every diagnostic when any is an error.
+    /// Loads and checks everything. Returns the project (warnings are
+    /// `validate`'s to show), or every diagnostic when any is an error.
     pub fn load(source: &dyn FileSource, opts: &LoadOptions<'_>) -> Result<Project, ProjectError> {
         let (project, diags) = Loader::new(source, opts).run()?;
         match project {
-            Some(p) if !diags.iter().any(Diagnostic::is_error) => Ok(Project {
-                warnings: diags,
-                ..p
-            }),
+            Some(p) if !diags.iter().any(Diagnostic::is_error) => Ok(p),
             _ => Err(ProjectError::Invalid(diags)),
         }
     }
@@ -346,35 +338,22 @@ impl<'s, 'o> Loader<'s, 'o> {
         let mut evals = BTreeMap::new();
         for (stem, path) in self.yaml_files(EVALS_DIR)? {
             if let Some((suite, f)) = self.parse::<EvalSuite>(&path, FileKind::Eval)?
-                && let Some(loaded) = self.check_eval(
-                    &stem,
-                    &path,
-                    suite,
-                    &f,
-                    config.as_ref(),
-                    &prompts,
-                    &datasets,
-                )?
+                && let Some(loaded) =
+                    self.check_eval(&path, suite, &f, config.as_ref(), &prompts, &datasets)?
             {
                 evals.insert(stem, loaded);
             }
         }
 
-        let rollout = match self.parse::<Rollout>(ROLLOUT_FILE, FileKind::Rollout)? {
-            Some((r, f)) => {
-                self.check_rollout(&r, &f, &prompts);
-                Some(r)
-            }
-            None => None,
-        };
+        if let Some((r, f)) = self.parse::<Rollout>(ROLLOUT_FILE, FileKind::Rollout)? {
+            self.check_rollout(&r, &f, &prompts);
+        }
 
         let project = config.map(|config| Project {
             config,
-            rollout,
             prompts,
             datasets,
             evals,
-            warnings: Vec::new(),
             commit: self.source.commit().map(|c| c.to_string()),
         });
         Ok((project, self.diags))
@@ -458,7 +437,6 @@ impl<'s, 'o> Loader<'s, 'o> {
     #[allow(clippy::too_many_arguments)]
     fn check_eval(
         &mut self,
-        name: &str,
         path: &str,
         suite: EvalSuite,
         f: &SourceFile,
@@ -567,14 +545,11 @@ impl<'s, 'o> Loader<'s, 'o> {
         let Some(dataset) = dataset_ref else {
             return Ok(None);
         };
-        let blob = self.source.blob_id(path)?.unwrap_or_default();
         Ok(Some(LoadedEval {
-            name: name.to_string(),
             suite,
             dataset,
             assertions,
             path: path.to_string(),
-            blob,
         }))
     }
 

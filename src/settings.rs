@@ -36,7 +36,7 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::project::{CONFIG_FILE, render_all};
 use crate::repo::{FileSource, GitRepo, GitTree, RepoError, WorkTree};
@@ -257,9 +257,10 @@ pub struct Settings {
 }
 
 /// A restart-only setting whose committed value differs from the running one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingRestart {
-    pub setting: &'static str,
+    /// E.g. `logging.dir`.
+    pub setting: String,
     pub running: String,
     pub committed: String,
 }
@@ -347,33 +348,27 @@ impl Settings {
         }
     }
 
+    /// The values of the [`RESTART_ONLY`] settings, in its order.
+    fn restart_only_values(&self) -> [String; 4] {
+        [
+            self.listen.clone(),
+            self.control_ref.clone(),
+            self.log_dir.display().to_string(),
+            self.config.logging.channel_capacity.to_string(),
+        ]
+    }
+
     /// The [`RESTART_ONLY`] settings whose value under `committed` differs
     /// from the running one: committed, not yet in force.
     pub fn pending_restart(&self, committed: &Config) -> Vec<PendingRestart> {
         let next = self.with_config(committed.clone());
-        let pairs = [
-            ("server.listen", self.listen.clone(), next.listen),
-            (
-                "server.control_ref",
-                self.control_ref.clone(),
-                next.control_ref,
-            ),
-            (
-                "logging.dir",
-                self.log_dir.display().to_string(),
-                next.log_dir.display().to_string(),
-            ),
-            (
-                "logging.channel_capacity",
-                self.config.logging.channel_capacity.to_string(),
-                committed.logging.channel_capacity.to_string(),
-            ),
-        ];
-        pairs
-            .into_iter()
-            .filter(|(_, running, committed)| running != committed)
-            .map(|(setting, running, committed)| PendingRestart {
-                setting,
+        RESTART_ONLY
+            .iter()
+            .zip(self.restart_only_values())
+            .zip(next.restart_only_values())
+            .filter(|((_, running), committed)| running != committed)
+            .map(|((setting, running), committed)| PendingRestart {
+                setting: setting.to_string(),
                 running,
                 committed,
             })
@@ -506,7 +501,7 @@ server: {listen: '127.0.0.1:8787'}
                 .replace("8787", "9999"),
         );
         let pending = s.pending_restart(&moved);
-        let names: Vec<&str> = pending.iter().map(|p| p.setting).collect();
+        let names: Vec<&str> = pending.iter().map(|p| p.setting.as_str()).collect();
         assert_eq!(names, ["server.listen", "logging.dir"]);
         assert!(pending[1].committed.ends_with("new-logs"), "{pending:?}");
         // An overridden setting does not wait for the file.
@@ -518,9 +513,9 @@ server: {listen: '127.0.0.1:8787'}
             },
         )
         .unwrap();
-        let names: Vec<&str> = pinned
+        let names: Vec<String> = pinned
             .pending_restart(&moved)
-            .iter()
+            .into_iter()
             .map(|p| p.setting)
             .collect();
         assert_eq!(names, ["logging.dir"]);

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::spec::prompt::{MessageTemplate, Role};
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum TemplateError {
     #[error("message {index} ({role}): {message}")]
     Render {
@@ -58,6 +58,27 @@ fn describe(err: &minijinja::Error) -> (String, Option<usize>) {
     (msg, err.line())
 }
 
+/// The error of message `index` (`role`) that minijinja refused.
+fn render_error(index: usize, role: &'static str, err: &minijinja::Error) -> TemplateError {
+    let (message, line) = describe(err);
+    TemplateError::Render {
+        index,
+        role,
+        message,
+        line,
+    }
+}
+
+/// The error of message `index` (`role`) reading `name`, which is not given.
+fn undefined(index: usize, role: &'static str, name: &str) -> TemplateError {
+    TemplateError::Render {
+        index,
+        role,
+        message: format!("undefined variable `{name}`"),
+        line: None,
+    }
+}
+
 /// Renders every message of a prompt with `vars` as the context.
 pub fn render_messages(
     messages: &[MessageTemplate],
@@ -75,22 +96,10 @@ pub fn render_messages(
                     .iter()
                     .find(|v| !vars.contains_key(*v) && !is_builtin(v))
             {
-                return Err(TemplateError::Render {
-                    index,
-                    role: m.role.as_str(),
-                    message: format!("undefined variable `{missing}`"),
-                    line: None,
-                });
+                return Err(undefined(index, m.role.as_str(), missing));
             }
-            let content = render_str(&env, &m.content, vars).map_err(|e| {
-                let (message, line) = describe(&e);
-                TemplateError::Render {
-                    index,
-                    role: m.role.as_str(),
-                    message,
-                    line,
-                }
-            })?;
+            let content = render_str(&env, &m.content, vars)
+                .map_err(|e| render_error(index, m.role.as_str(), &e))?;
             Ok(ChatMessage {
                 role: m.role.as_str().to_string(),
                 content,
@@ -214,15 +223,7 @@ impl CompiledMessages {
     pub fn compile(messages: &[MessageTemplate]) -> Result<CompiledMessages, TemplateError> {
         let mut out = Vec::with_capacity(messages.len());
         for (index, m) in messages.iter().enumerate() {
-            let err = |e: minijinja::Error| {
-                let (message, line) = describe(&e);
-                TemplateError::Render {
-                    index,
-                    role: m.role.as_str(),
-                    message,
-                    line,
-                }
-            };
+            let err = |e: minijinja::Error| render_error(index, m.role.as_str(), &e);
             let mut env = environment();
             env.add_template_owned(MESSAGE_TEMPLATE, m.content.clone())
                 .map_err(err)?;
@@ -247,14 +248,6 @@ impl CompiledMessages {
         Ok(CompiledMessages { messages: out })
     }
 
-    /// Every top-level variable any message reads.
-    pub fn variables(&self) -> BTreeSet<&str> {
-        self.messages
-            .iter()
-            .flat_map(|m| m.used.iter().map(String::as_str))
-            .collect()
-    }
-
     /// Renders every message with `vars` as the context.
     pub fn render(
         &self,
@@ -270,25 +263,12 @@ impl CompiledMessages {
                     Some(text) => text.clone(),
                     None => {
                         if let Some(missing) = m.used.iter().find(|v| !vars.contains_key(*v)) {
-                            return Err(TemplateError::Render {
-                                index,
-                                role,
-                                message: format!("undefined variable `{missing}`"),
-                                line: None,
-                            });
+                            return Err(undefined(index, role, missing));
                         }
                         m.env
                             .get_template(MESSAGE_TEMPLATE)
                             .and_then(|t| t.render(ctx.clone()))
-                            .map_err(|e| {
-                                let (message, line) = describe(&e);
-                                TemplateError::Render {
-                                    index,
-                                    role,
-                                    message,
-                                    line,
-                                }
-                            })?
+                            .map_err(|e| render_error(index, role, &e))?
                     }
                 };
                 Ok(ChatMessage {
@@ -298,11 +278,6 @@ impl CompiledMessages {
             })
             .collect()
     }
-}
-
-/// The role of a message as the wire formats spell it.
-pub fn role_str(role: Role) -> &'static str {
-    role.as_str()
 }
 
 #[cfg(test)]
@@ -390,10 +365,6 @@ mod tests {
             },
         ];
         let c = CompiledMessages::compile(&ms).unwrap();
-        assert_eq!(
-            c.variables().into_iter().collect::<Vec<_>>(),
-            vec!["input", "items"]
-        );
         let v = vars(json!({"input": "{{ 7*7 }}", "items": [1, 2]}));
         assert_eq!(c.render(&v).unwrap(), render_messages(&ms, &v).unwrap());
         let missing = vars(json!({"input": "x"}));

@@ -18,7 +18,7 @@
 //! re-serialised.
 
 use chrono::{DateTime, TimeZone, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::CanaryError;
 use super::analysis::{Action, CanaryReport};
@@ -117,7 +117,7 @@ pub fn canary_origin(
 }
 
 /// What [`apply`] did.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Applied {
     pub action: Action,
     /// The commit made on the control branch, if any.

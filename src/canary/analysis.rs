@@ -29,7 +29,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::CanaryError;
 use crate::logstore::{FeedbackRecord, RequestLogRow, RequestStatus, Variant, join_feedback};
@@ -41,7 +41,7 @@ use crate::stats::sequential::{Arm, Kind, Moments, SequentialTest, TestConfig};
 const LATENCY_QUANTILE: f64 = 0.95;
 
 /// What the statistics say.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Decision {
     /// rollout.yaml has no canary.
@@ -67,7 +67,7 @@ impl Decision {
 
 /// What to do about the decision, given `on_regression`, `on_success` and
 /// `steps` of the rollout.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Action {
     None,
@@ -98,7 +98,7 @@ impl Action {
 }
 
 /// The verdict of one check on one prompt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CheckStatus {
     /// An arm has fewer than `min_requests` observations of the metric.
@@ -111,7 +111,7 @@ pub enum CheckStatus {
 }
 
 /// One arm of one check, in the metric's natural units.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ArmSummary {
     /// Observations of the metric.
     pub n: u64,
@@ -120,7 +120,7 @@ pub struct ArmSummary {
 }
 
 /// The evidence of one check on one prompt.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckReport {
     pub metric: Metric,
     /// The configured limit, e.g. `max_drop 0.03`.
@@ -151,7 +151,7 @@ pub struct CheckReport {
     pub status: CheckStatus,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PromptReport {
     pub prompt_id: String,
     pub stable_requests: u64,
@@ -161,7 +161,7 @@ pub struct PromptReport {
 
 /// The whole analysis: serde-serialisable for `--json`, the proxy's admin
 /// API and commit messages; [`CanaryReport::render`] gives the table.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CanaryReport {
     pub canary_ref: Option<String>,
     pub stable_ref: String,

@@ -2,25 +2,27 @@
 //!
 //! [`analysis::analyze`] is a pure function from the rollout, the window
 //! start and the log rows to a [`CanaryReport`] (decision, action and the
-//! evidence); [`actions::apply`] turns the action into a commit on the
-//! control branch. [`load`] gathers what both need from the repository, so
-//! the proxy's analyzer task and `promptgate canary` share one path:
+//! evidence); [`act()`] carries the action out (a commit on the control
+//! branch through [`actions::apply`], its push, or an alert and its
+//! webhook). [`load`] gathers what both need from the repository, so the
+//! proxy's analyzer task and `promptgate canary` share one path:
 //!
 //! ```text
 //! let state = canary::load(&git, control_ref)?;           // rollout + origin
+//! let (rows, feedback) = state.read_evidence(&logs)?;
 //! let report = state.analyze(&rows, &feedback)?;          // pure
-//! let applied = actions::apply(&git, &state.control, &state.rollout, &report, state.origin.as_ref())?;
+//! let acted = canary::act(root, &state, &report, push).await?;
 //! ```
 
+pub mod act;
 pub mod actions;
 pub mod analysis;
 
 use chrono::{DateTime, Utc};
 
+pub use act::{Acted, act};
 pub use actions::{Applied, CanaryOrigin, ControlBranch, apply, canary_origin, rollout_at};
-pub use analysis::{
-    Action, CanaryReport, CheckReport, CheckStatus, Decision, PromptReport, analyze, plan,
-};
+pub use analysis::{CanaryReport, Decision, analyze};
 
 use crate::logstore::{FeedbackRecord, LogStoreError, RequestLogRow};
 use crate::repo::{GitRepo, RepoError};

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use super::ExitStatus;
-use crate::canary::{self, Action, CanaryReport, Decision, actions};
+use crate::canary::{self, Acted, CanaryReport, Decision};
 use crate::logstore;
 use crate::repo::GitRepo;
 use crate::settings::{Overrides, Scope, Settings};
@@ -73,10 +73,10 @@ struct Output<'a> {
     report: &'a CanaryReport,
     #[serde(skip_serializing_if = "Option::is_none")]
     applied: Option<&'a canary::Applied>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pushed: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    notes: Vec<String>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pushed: &'a [String],
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    notes: &'a [String],
 }
 
 fn run_inner(args: CommonArgs, apply: bool, push: bool) -> anyhow::Result<ExitStatus> {
@@ -96,55 +96,34 @@ fn run_inner(args: CommonArgs, apply: bool, push: bool) -> anyhow::Result<ExitSt
     let (rows, feedback) = read_logs(&settings.readable_log_roots(), &state)?;
     let report = state.analyze(&rows, &feedback)?;
 
-    let mut notes = Vec::new();
-    let mut applied = None;
-    let mut pushed = Vec::new();
-    if apply {
-        match report.action {
-            Action::Rollback | Action::Promote | Action::AdvanceStep { .. } => {
-                let a = canary::apply(
-                    &git,
-                    &state.control,
-                    &state.rollout,
-                    &report,
-                    state.origin.as_ref(),
-                )
-                .context("applying the decision")?;
-                if push {
-                    pushed = actions::push_moved(&git, &state.control, &state.rollout, &a.moved)
-                        .context("pushing")?;
-                }
-                applied = Some(a);
-            }
-            Action::Alert => {
-                tracing::warn!(reason = %report.reason, "canary regression (on_regression: alert)");
-                notes.push(format!("ALERT: canary regression: {}", report.reason));
-                if let Some(url) = &state.rollout.analysis.webhook {
-                    let rt = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()?;
-                    match rt.block_on(actions::post_webhook(url, &report)) {
-                        Ok(()) => notes.push(format!("webhook {url} notified")),
-                        Err(e) => notes.push(format!("webhook failed: {e}")),
-                    }
-                }
-            }
-            Action::None | Action::Hold => {}
-        }
-    }
-
+    let acted = if apply {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        let root = settings.root().to_path_buf();
+        runtime
+            .block_on(canary::act(root, &state, &report, push))
+            .context("applying the decision")?
+    } else {
+        Acted::default()
+    };
     let out = Output {
         control: &state.control,
         origin: state.origin.as_ref(),
         report: &report,
-        applied: applied.as_ref(),
-        pushed,
-        notes,
+        applied: acted.applied.as_ref(),
+        pushed: &acted.pushed,
+        notes: &acted.notes,
     };
     if args.json {
         super::out(&format!("{}\n", serde_json::to_string_pretty(&out)?))?;
     } else {
         super::out(&render(&out))?;
+    }
+    if let Some(e) = acted.push_error {
+        // The commit stands (printed above); pushing it is left to retry.
+        anyhow::bail!("pushing: {e}");
     }
     Ok(match report.decision {
         Decision::Rollback => ExitStatus::Failure,
@@ -176,10 +155,10 @@ fn render(out: &Output<'_>) -> String {
             text.push_str(&format!("note: {n}\n"));
         }
     }
-    for p in &out.pushed {
+    for p in out.pushed {
         text.push_str(&format!("pushed {p}\n"));
     }
-    for n in &out.notes {
+    for n in out.notes {
         text.push_str(&format!("{n}\n"));
     }
     text

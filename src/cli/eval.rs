@@ -14,7 +14,7 @@ use crate::eval::results::{self, Summary};
 use crate::eval::runner::{self, RunOptions};
 use crate::project::{LoadOptions, Project};
 use crate::repo::{FileSource, GitRepo};
-use crate::settings::{Location, Overrides, STATE_DIR, Scope};
+use crate::settings::STATE_DIR;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -111,16 +111,7 @@ pub(crate) fn progress_bar(label: &str, cases: usize) -> indicatif::ProgressBar 
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitStatus> {
-    let scope = if args.worktree {
-        Scope::WorkTree
-    } else {
-        Scope::Commit(args.git_ref.clone())
-    };
-    let overrides = Overrides {
-        repo: args.repo.clone(),
-        ..Overrides::default()
-    };
-    let location = Location::resolve(&scope, &overrides.with_env())?;
+    let location = super::location(args.repo.as_deref(), &args.git_ref, args.worktree)?;
     let git = GitRepo::open(&location.root)?;
     let files = location.files(&git)?;
     let progress = !args.json && std::io::stderr().is_terminal();
@@ -151,6 +142,19 @@ fn ms(v: Option<f64>) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
+/// The summary's line of counts and rates.
+pub(crate) fn cases_line(s: &Summary) -> String {
+    format!(
+        "cases {}  passed {}  failed {}  errors {}  pass rate {:.1}%  mean score {:.3}",
+        s.cases,
+        s.passed,
+        s.failed,
+        s.errors,
+        s.pass_rate * 100.0,
+        s.mean_score
+    )
+}
+
 pub(crate) fn render_summary(s: &Summary) -> String {
     let mut out = format!(
         "suite {} | prompt {} (blob {}) | dataset {} | model {}\n",
@@ -160,15 +164,8 @@ pub(crate) fn render_summary(s: &Summary) -> String {
         s.dataset,
         s.model
     );
-    out.push_str(&format!(
-        "cases {}  passed {}  failed {}  errors {}  pass rate {:.1}%  mean score {:.3}\n",
-        s.cases,
-        s.passed,
-        s.failed,
-        s.errors,
-        s.pass_rate * 100.0,
-        s.mean_score
-    ));
+    out.push_str(&cases_line(s));
+    out.push('\n');
     out.push_str(&format!(
         "latency p50 {}  p95 {}  tokens in {} out {}  cost {:.6} ({:.4} per 1k calls)  cache hits {}\n",
         ms(s.latency_p50_ms),

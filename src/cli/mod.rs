@@ -134,6 +134,26 @@ fn init_tracing() {
         .try_init();
 }
 
+/// Where a command that reads a commit (`--ref REF`) or the work in
+/// progress (`--worktree`) of the repository `--repo` reads from.
+pub(crate) fn location(
+    repo: Option<&std::path::Path>,
+    git_ref: &str,
+    worktree: bool,
+) -> anyhow::Result<crate::settings::Location> {
+    use crate::settings::{Location, Overrides, Scope};
+    let scope = if worktree {
+        Scope::WorkTree
+    } else {
+        Scope::Commit(git_ref.to_string())
+    };
+    let overrides = Overrides {
+        repo: repo.map(std::path::Path::to_path_buf),
+        ..Overrides::default()
+    };
+    Ok(Location::resolve(&scope, &overrides.with_env())?)
+}
+
 /// Writes to stdout, turning a closed pipe into an error the edge ignores.
 pub(crate) fn out(text: &str) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();

@@ -10,7 +10,6 @@ use super::ExitStatus;
 use crate::binding::{self, BindError, Supplied};
 use crate::project::Project;
 use crate::repo::{FileSource, GitRepo};
-use crate::settings::{Location, Overrides, Scope};
 use crate::template;
 
 #[derive(Debug, clap::Args)]
@@ -36,16 +35,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitStatus> {
-    let scope = if args.worktree {
-        Scope::WorkTree
-    } else {
-        Scope::Commit(args.git_ref.clone())
-    };
-    let overrides = Overrides {
-        repo: args.repo.clone(),
-        ..Overrides::default()
-    };
-    let location = Location::resolve(&scope, &overrides.with_env())?;
+    let location = super::location(args.repo.as_deref(), &args.git_ref, args.worktree)?;
     let git = GitRepo::open(&location.root)?;
     let files = location.files(&git)?;
     let (_config, loaded) = Project::load_prompt(&files, &args.prompt).with_context(|| {

@@ -36,12 +36,6 @@ pub struct RowDiff {
     pub unchanged: usize,
 }
 
-impl RowDiff {
-    pub fn is_empty(&self) -> bool {
-        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
-    }
-}
-
 /// Diffs `name@v<from>` and `name@v<to>` as read (and verified) from `source`.
 pub fn diff_versions(
     source: &dyn FileSource,

@@ -1,6 +1,6 @@
 //! Datasets: validated rows, immutable Parquet snapshots pinned by content
 //! hash in `dataset.lock`, reading a pinned version back from any
-//! [`FileSource`] (so an eval at an old commit reads exactly the rows it read
+//! [`FileSource`](crate::repo::FileSource) (so an eval at an old commit reads exactly the rows it read
 //! then), and row diffs between versions.
 //!
 //! # Files of one dataset
@@ -92,13 +92,13 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-pub use canonical::canonical_json;
-pub use diff::{ChangedRow, RowDiff, ValueChange, diff_versions};
-pub use rows::{Column, RowError, Schema, SchemaError, ValueError, parse_rows};
-pub use store::{
-    DatasetStatus, IntegrityProblem, RowsStatus, Snapshot, SnapshotOutcome, VersionStatus,
-    content_hash, load_lock, load_schema, read_snapshot, snapshot, status, verify_snapshots,
+pub(crate) use canonical::canonical_json;
+pub(crate) use diff::diff_versions;
+pub(crate) use rows::{RowError, SchemaError};
+pub(crate) use store::{
+    IntegrityProblem, RowsStatus, SnapshotOutcome, snapshot, status, verify_snapshots,
 };
+pub use store::{Snapshot, read_snapshot};
 
 use crate::repo::RepoError;
 use crate::spec::Diagnostic;

@@ -24,11 +24,11 @@ pub struct Column {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SchemaError {
     #[error("key column `{0}` is not among the columns")]
-    KeyNotAColumn(String),
+    NotAColumn(String),
     #[error("key column `{0}` must be required (it identifies rows)")]
-    KeyNotRequired(String),
+    NotRequired(String),
     #[error("key column `{key}` must be of type string or integer, not {kind}")]
-    KeyType { key: String, kind: &'static str },
+    KeyKind { key: String, kind: &'static str },
 }
 
 /// A value that does not fit its column.
@@ -66,12 +66,12 @@ impl Schema {
         let key = spec
             .columns
             .get(&spec.key)
-            .ok_or_else(|| SchemaError::KeyNotAColumn(spec.key.clone()))?;
+            .ok_or_else(|| SchemaError::NotAColumn(spec.key.clone()))?;
         if !key.required {
-            return Err(SchemaError::KeyNotRequired(spec.key.clone()));
+            return Err(SchemaError::NotRequired(spec.key.clone()));
         }
         if !matches!(key.kind, ColumnType::String | ColumnType::Integer) {
-            return Err(SchemaError::KeyType {
+            return Err(SchemaError::KeyKind {
                 key: spec.key.clone(),
                 kind: key.kind.as_str(),
             });

@@ -3,9 +3,11 @@
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
+use super::Row;
 use super::parquet_io::{self, SnapshotMeta};
 use super::rows::tests::spec;
-use super::{Row, Schema, content_hash, parse_rows};
+use super::rows::{Schema, parse_rows};
+use super::store::content_hash;
 use crate::spec::dataset::ColumnType;
 
 fn schema() -> Schema {

@@ -257,7 +257,7 @@ pub fn plan(git: &GitRepo, opts: &CheckOptions) -> Result<Plan, CheckError> {
 }
 
 /// The overall outcome.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// No suite is affected by the change.

@@ -20,7 +20,7 @@ use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::runner::{CaseResult, PreparedSuite};
 use crate::spec::eval::Gates;
@@ -59,7 +59,40 @@ pub struct GateResult {
     pub pass: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// A [`GateResult`] as `eval --json` writes it.
+#[derive(Deserialize)]
+struct GateResultJson {
+    gate: String,
+    op: String,
+    threshold: f64,
+    actual: Option<f64>,
+    pass: bool,
+}
+
+impl<'de> Deserialize<'de> for GateResult {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<GateResult, D::Error> {
+        let g = GateResultJson::deserialize(d)?;
+        let op = match g.op.as_str() {
+            ">=" => ">=",
+            "<=" => "<=",
+            other => {
+                let want = &"`>=` or `<=`";
+                let got = serde::de::Unexpected::Str(other);
+                return Err(serde::de::Error::invalid_value(got, want));
+            }
+        };
+        Ok(GateResult {
+            gate: g.gate,
+            op,
+            threshold: g.threshold,
+            actual: g.actual,
+            pass: g.pass,
+        })
+    }
+}
+
+/// A run's summary: printed by `eval`, as JSON with `--json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Summary {
     pub run_id: String,
     pub suite: String,
@@ -381,6 +414,30 @@ pub fn result_paths(state_dir: &Path, suite: &str, run_id: &str) -> (PathBuf, Pa
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `eval --json` is read back by `promptgate demo`: what it writes
+    /// deserialises to the same summary, and a gate with an unknown
+    /// comparison is refused.
+    #[test]
+    fn summary_json_reads_back_and_gate_ops_are_checked() {
+        let json = serde_json::json!({
+            "run_id": "r", "suite": "s", "prompt_id": "p", "prompt_version": "b",
+            "commit": null, "dataset": "d@v1", "model": "m", "cases": 2, "passed": 1,
+            "failed": 1, "errors": 0, "pass_rate": 0.5, "mean_score": 0.5,
+            "cost_total": 0.0, "cost_per_1k": 0.0, "latency_p50_ms": 1.5,
+            "latency_p95_ms": null, "input_tokens": 3, "output_tokens": 4,
+            "cache_hits": 0, "duration_ms": 10.0, "cases_per_s": 200.0,
+            "gates": [{"gate": "pass_rate", "op": ">=", "threshold": 0.9, "actual": 0.5, "pass": false}],
+            "results_file": "x.parquet",
+        });
+        let s: Summary = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(s.gates[0].op, ">=");
+        assert_eq!(serde_json::to_value(&s).unwrap(), json);
+        let mut bad = json;
+        bad["gates"][0]["op"] = "==".into();
+        let err = serde_json::from_value::<Summary>(bad).unwrap_err();
+        assert!(err.to_string().contains("=="), "{err}");
+    }
 
     #[test]
     fn assertion_columns_are_safe_and_unique() {

@@ -19,7 +19,7 @@ use crate::project::{LoadedPrompt, Project};
 use crate::repo::FileSource;
 use crate::spec::config::{Config, Price};
 use crate::spec::eval::{Check, Gates};
-use crate::template::{ChatMessage, CompiledMessages};
+use crate::template::{ChatMessage, CompiledMessages, TemplateError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
@@ -65,7 +65,7 @@ pub struct PreparedSuite {
 struct PreparedCase {
     key: String,
     row: Row,
-    messages: Result<Vec<ChatMessage>, String>,
+    messages: Result<Vec<ChatMessage>, CaseRenderError>,
 }
 
 impl PreparedSuite {
@@ -169,7 +169,7 @@ pub fn prepare_variant(
     // Compiled once: compiling a template per row took a tenth of a
     // zero-latency eval's CPU. A template that does not compile fails every
     // case with the same message, as rendering it per row would.
-    let templates = CompiledMessages::compile(&prompt.prompt.messages).map_err(|e| e.to_string());
+    let templates = CompiledMessages::compile(&prompt.prompt.messages);
     let cases = snapshot
         .rows
         .iter()
@@ -177,8 +177,8 @@ pub fn prepare_variant(
             let key = snapshot.key_of(row);
             let messages =
                 prompt_vars(&prompt.prompt, &suite.suite.vars, &key, row).and_then(|vars| {
-                    let templates = templates.as_ref().map_err(Clone::clone)?;
-                    templates.render(&vars).map_err(|e| e.to_string())
+                    let templates = templates.as_ref().map_err(|e| e.clone())?;
+                    Ok(templates.render(&vars)?)
                 });
             PreparedCase {
                 key,
@@ -229,6 +229,25 @@ pub fn upstream_id(config: &Config, model: &str) -> Option<String> {
     Some(format!("{}@{}:{}", m.name, p.kind.as_str(), p.base_url))
 }
 
+/// Why a case's messages could not be rendered: the case's error.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CaseRenderError {
+    #[error("dataset row `{key}`: column `{column}` is empty or absent: {source}")]
+    MissingColumn {
+        key: String,
+        column: String,
+        source: BindError,
+    },
+    #[error("dataset row `{key}`, column `{column}`: {source}")]
+    Column {
+        key: String,
+        column: String,
+        source: BindError,
+    },
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+}
+
 /// The prompt's variables for one row: each input takes the column `vars`
 /// maps it to, else the column of the same name, bound like every command
 /// binds ([`binding::bind`]). An error names the row and the column.
@@ -237,7 +256,7 @@ fn prompt_vars(
     mapping: &std::collections::BTreeMap<String, String>,
     key: &str,
     row: &Row,
-) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+) -> Result<serde_json::Map<String, serde_json::Value>, CaseRenderError> {
     let column_of = |input: &str| {
         mapping
             .get(input)
@@ -251,13 +270,19 @@ fn prompt_vars(
         .collect();
     binding::bind(&prompt.id, &prompt.inputs, Supplied::values(values))
         .map(|b| b.values)
-        .map_err(|e| {
-            let column = column_of(e.input());
-            match e {
-                BindError::Missing { .. } => {
-                    format!("dataset row `{key}`: column `{column}` is empty or absent: {e}")
-                }
-                e => format!("dataset row `{key}`, column `{column}`: {e}"),
+        .map_err(|source| {
+            let (key, column) = (key.to_string(), column_of(source.input()));
+            match source {
+                BindError::Missing { .. } => CaseRenderError::MissingColumn {
+                    key,
+                    column,
+                    source,
+                },
+                source => CaseRenderError::Column {
+                    key,
+                    column,
+                    source,
+                },
             }
         })
 }

@@ -371,21 +371,6 @@ impl FeedbackJournal {
     }
 }
 
-/// Converts the feedback journals of the log root `dir` to Parquet. The
-/// live journal is rotated too when no process has it open; otherwise only
-/// journals already rotated are converted. Prefer [`FeedbackJournal::compact`]
-/// in the process that owns the journal.
-pub fn compact_feedback(dir: &Path) -> Result<FeedbackCompactReport> {
-    let Some(_c) = DirLock::try_acquire(dir, COMPACT_LOCK)? else {
-        return Err(LogStoreError::Locked {
-            path: dir.join(COMPACT_LOCK),
-            what: "a compaction is running",
-        });
-    };
-    let journal = DirLock::try_acquire(dir, JOURNAL_LOCK)?;
-    process_journals(dir, journal.is_some())
-}
-
 /// Renames a non-empty live journal to `journal-<time>-<uuid>.jsonl` and
 /// creates an empty one. Caller holds the journal lock (or its mutex).
 fn rotate(fdir: &Path) -> Result<bool> {
@@ -413,19 +398,8 @@ fn rotate(fdir: &Path) -> Result<bool> {
 }
 
 fn rotated_journals(fdir: &Path) -> Result<Vec<PathBuf>> {
-    let entries = match std::fs::read_dir(fdir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => {
-            return Err(LogStoreError::Io {
-                path: fdir.to_path_buf(),
-                source: e,
-            });
-        }
-    };
     let mut out = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(LogStoreError::io(fdir))?;
+    for entry in files::entries(fdir)? {
         let name = entry.file_name();
         let name = name.to_string_lossy();
         if name.starts_with(ROTATED_PREFIX) && name.ends_with(".jsonl") {

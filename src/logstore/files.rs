@@ -178,21 +178,19 @@ pub(crate) struct PartitionFiles {
     pub superseded: Vec<PathBuf>,
 }
 
+/// The entries of `dir`; none when it does not exist (no rows logged yet).
+pub(crate) fn entries(dir: &Path) -> Result<Vec<std::fs::DirEntry>> {
+    match std::fs::read_dir(dir) {
+        Ok(rd) => rd.map(|e| e.map_err(LogStoreError::io(dir))).collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(LogStoreError::io(dir)(e)),
+    }
+}
+
 /// Lists `dir`'s data files and resolves compaction supersession.
 pub(crate) fn partition_files(dir: &Path) -> Result<PartitionFiles> {
     let mut names = BTreeSet::new();
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(PartitionFiles::default()),
-        Err(e) => {
-            return Err(LogStoreError::Io {
-                path: dir.to_path_buf(),
-                source: e,
-            });
-        }
-    };
-    for entry in entries {
-        let entry = entry.map_err(LogStoreError::io(dir))?;
+    for entry in entries(dir)? {
         let is_file = entry
             .file_type()
             .map_err(LogStoreError::io(entry.path()))?
@@ -229,19 +227,8 @@ pub(crate) fn partition_files(dir: &Path) -> Result<PartitionFiles> {
 
 /// The `date=...` partition folders under `root`, sorted.
 pub(crate) fn partition_dirs(root: &Path) -> Result<Vec<(NaiveDate, PathBuf)>> {
-    let entries = match std::fs::read_dir(root) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => {
-            return Err(LogStoreError::Io {
-                path: root.to_path_buf(),
-                source: e,
-            });
-        }
-    };
     let mut out = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(LogStoreError::io(root))?;
+    for entry in entries(root)? {
         if !entry
             .file_type()
             .map_err(LogStoreError::io(entry.path()))?

@@ -24,7 +24,7 @@
 //!
 //! ## Request rows
 //!
-//! Schema of `requests/` files (see [`request_schema`]); every column is
+//! Schema of `requests/` files (see [`request_schema`](row::request_schema)); every column is
 //! typed, nothing is a catch-all JSON blob except the three JSON-text columns:
 //!
 //! | column | type | null |
@@ -122,20 +122,15 @@ mod writer;
 
 use std::path::PathBuf;
 
-pub use compact::{CompactReport, compact};
-pub use feedback::{
-    FEEDBACK_SCORE_RANGE, FeedbackCompactReport, FeedbackJoin, FeedbackJournal, FeedbackRecord,
-    JournalOpenReport, RequestWithFeedback, compact_feedback, feedback_schema, join_feedback,
-    read_feedback,
-};
-pub use read::{RequestFilter, read_request_batches, read_requests, request_files};
-pub use recover::{RecoveryReport, recover};
-pub use redact::Redactor;
-pub use row::{
-    ColumnError, RequestLogRow, RequestStatus, Variant, request_schema, rows_from_batch,
-    rows_to_batch,
-};
-pub use writer::{LoggerStats, RequestLogger, StallGuard};
+pub use compact::compact;
+pub(crate) use feedback::join_feedback;
+pub use feedback::{FeedbackJournal, FeedbackRecord, read_feedback};
+pub(crate) use read::request_files;
+pub use read::{RequestFilter, read_requests};
+pub(crate) use row::ColumnError;
+pub use row::{RequestLogRow, RequestStatus, Variant};
+pub(crate) use writer::StallGuard;
+pub use writer::{LoggerStats, RequestLogger};
 
 /// Folder of request partitions under the log root.
 pub const REQUESTS_DIR: &str = "requests";

@@ -4,7 +4,6 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use arrow_array::RecordBatch;
 use chrono::{DateTime, Utc};
 
 use super::files::{self, is_data_file_name, partition_date};
@@ -101,19 +100,6 @@ fn walk(folder: &Path, filter: &RequestFilter, out: &mut BTreeSet<PathBuf>) -> R
         walk(&d, filter, out)?;
     }
     Ok(())
-}
-
-/// The record batches of every live file under `sources` (unfiltered rows
-/// of the partitions the filter's dates select).
-pub fn read_request_batches(
-    sources: &[impl AsRef<Path>],
-    filter: &RequestFilter,
-) -> Result<Vec<RecordBatch>> {
-    let mut out = Vec::new();
-    for f in request_files(sources, filter)? {
-        out.extend(files::read_parquet(&f)?.0);
-    }
-    Ok(out)
 }
 
 /// The rows under `sources` that match `filter`, sorted by time then id.

@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use super::files::{
-    self, COMPACT_LOCK, DirLock, META_FILE_NAME, TMP_PREFIX, WRITER_LOCK, is_valid_final_name,
-    meta_value, new_file_name,
+    self, COMPACT_LOCK, DirLock, META_FILE_NAME, TMP_PREFIX, is_valid_final_name, meta_value,
+    new_file_name,
 };
 use super::{FEEDBACK_DIR, LogStoreError, QUARANTINE_DIR, REQUESTS_DIR, Result};
 use crate::durable;
@@ -24,19 +24,6 @@ impl RecoveryReport {
     pub fn is_empty(&self) -> bool {
         self.recovered.is_empty() && self.quarantined.is_empty()
     }
-}
-
-/// Recovers or quarantines every leftover temporary under `dir` (a log
-/// root). Fails with [`LogStoreError::Locked`] when a writer is running on
-/// `dir` (its temporaries are in use); waits for a running compaction.
-pub fn recover(dir: &Path) -> Result<RecoveryReport> {
-    let Some(_writer) = DirLock::try_acquire(dir, WRITER_LOCK)? else {
-        return Err(LogStoreError::Locked {
-            path: dir.join(WRITER_LOCK),
-            what: "a request log writer is running",
-        });
-    };
-    recover_locked(dir)
 }
 
 /// Recovery by a caller that already holds the writer lock.
@@ -63,19 +50,8 @@ pub(crate) fn recover_walk(dir: &Path) -> Result<RecoveryReport> {
 }
 
 fn walk(root: &Path, folder: &Path, report: &mut RecoveryReport) -> Result<()> {
-    let entries = match std::fs::read_dir(folder) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => {
-            return Err(LogStoreError::Io {
-                path: folder.to_path_buf(),
-                source: e,
-            });
-        }
-    };
     let mut paths: Vec<(PathBuf, bool)> = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(LogStoreError::io(folder))?;
+    for entry in files::entries(folder)? {
         let is_dir = entry
             .file_type()
             .map_err(LogStoreError::io(entry.path()))?

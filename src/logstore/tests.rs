@@ -9,6 +9,7 @@ use proptest::prelude::*;
 
 use super::compact::{CrashPoint, Kind, compact_partition};
 use super::files;
+use super::row::{request_schema, rows_to_batch};
 use super::writer::write_partition_file;
 use super::*;
 use crate::spec::config::{LoggingConfig, OnFull, Redaction};
@@ -607,7 +608,7 @@ fn run_interrupted(
         compact_partition(&p, Kind::Requests, crash1).unwrap();
     }
     check("after the first interrupted compaction")?;
-    recover(dir).unwrap();
+    recover::recover_locked(dir).unwrap();
     check("after recovery")?;
     add(extra);
     let expected = ids(&read_all(dir));
@@ -615,7 +616,7 @@ fn run_interrupted(
     for (_, p) in parts(dir) {
         compact_partition(&p, Kind::Requests, crash2).unwrap();
     }
-    recover(dir).unwrap();
+    recover::recover_locked(dir).unwrap();
     let got = ids(&read_all(dir));
     prop_assert_eq!(&got, &expected, "after the second interrupted compaction");
     compact(dir).unwrap();
@@ -822,7 +823,7 @@ fn feedback_compaction_is_idempotent_and_crash_safe() {
     with_more.push(more);
     with_more.sort_by_key(|a| a.ts);
     assert_eq!(read_feedback(&[dir]).unwrap(), with_more);
-    let r = compact_feedback(dir).unwrap();
+    let r = compact(dir).unwrap().feedback;
     assert_eq!(r.journals_processed, 1);
     assert_eq!(read_feedback(&[dir]).unwrap(), with_more);
 

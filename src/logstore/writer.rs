@@ -61,7 +61,7 @@ struct Counters {
 }
 
 /// A snapshot of the writer's counters, for `/metrics`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LoggerStats {
     /// Rows (and control messages) waiting in the channel.
     pub queue_depth: u64,
@@ -175,15 +175,6 @@ impl RequestLogger {
         }
     }
 
-    /// Queues a row without ever waiting, whatever `on_full` says (for
-    /// synchronous contexts such as `Drop`); a full channel drops and counts.
-    pub fn try_log(&self, row: RequestLogRow) -> bool {
-        match self.inner.tx.try_send(Msg::Row(Box::new(row))) {
-            Ok(()) => true,
-            Err(_) => self.dropped(),
-        }
-    }
-
     fn dropped(&self) -> bool {
         self.inner
             .counters
@@ -252,11 +243,6 @@ impl RequestLogger {
             rows_dropped: c.rows_dropped.load(Ordering::Relaxed),
             write_errors: c.write_errors.load(Ordering::Relaxed),
         }
-    }
-
-    /// The log root this writer writes under.
-    pub fn dir(&self) -> &Path {
-        &self.inner.dir
     }
 
     /// Test hook: the writer takes no rows from the channel until the guard

@@ -41,7 +41,8 @@ use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 pub use decide::{Draws, QUALITY_SALT};
-pub use rules::{Rule, load_rules, parse_rules};
+pub use rules::parse_rules;
+pub(crate) use rules::{Rule, load_rules};
 
 /// The first line `mock-llm` prints; tests read the address from it.
 pub fn banner(addr: SocketAddr) -> String {

@@ -43,12 +43,14 @@ pub struct Completion {
     pub finish_reason: Option<String>,
 }
 
+/// A rendered message as the JSON object providers carry.
+pub fn message_json(m: &ChatMessage) -> Value {
+    serde_json::json!({"role": m.role, "content": m.content})
+}
+
 /// Rendered messages as the JSON objects providers carry.
 pub fn messages_json(messages: &[ChatMessage]) -> Vec<Value> {
-    messages
-        .iter()
-        .map(|m| serde_json::json!({"role": m.role, "content": m.content}))
-        .collect()
+    messages.iter().map(message_json).collect()
 }
 
 /// Builds the provider `name` of the config. `connect_ms` selects the

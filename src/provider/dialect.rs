@@ -9,19 +9,31 @@ use futures_util::future::BoxFuture;
 use serde_json::Value;
 
 use super::error::DecodeError;
-use super::http::{Endpoint, EventDecoder, UpstreamResponse};
+use super::http::{Endpoint, UpstreamResponse};
 use super::{
-    CallOptions, ChatRequest, ChatResponse, EventStream, Provider, ProviderError, ProviderKind,
+    CallOptions, ChatApi, ChatRequest, ChatResponse, EventDecoder, EventStream, Provider,
+    ProviderError,
 };
 
 /// One wire format: its URL, request body, response and stream decoding.
 pub(crate) trait Dialect: std::fmt::Debug + Send + Sync + 'static {
-    const KIND: ProviderKind;
+    /// The client API that speaks this wire format.
+    const API: ChatApi;
     /// The chat URL of a configured base URL.
     fn chat_url_for(base_url: &str) -> String;
     fn build_body(req: &ChatRequest, stream: bool) -> Value;
     fn parse_response(v: Value) -> Result<ChatResponse, DecodeError>;
     fn decoder() -> Box<dyn EventDecoder>;
+
+    /// The wire body of `req` as bytes.
+    fn body(req: &ChatRequest, stream: bool) -> Bytes {
+        Bytes::from(Self::build_body(req, stream).to_string())
+    }
+
+    /// [`Dialect::parse_response`] of a body's bytes.
+    fn parse_body(body: &[u8]) -> Result<ChatResponse, DecodeError> {
+        Self::parse_response(serde_json::from_slice(body)?)
+    }
 }
 
 /// A server speaking dialect `D`.
@@ -45,8 +57,8 @@ impl<D: Dialect> Provider for HttpProvider<D> {
         &self.endpoint.provider
     }
 
-    fn kind(&self) -> ProviderKind {
-        D::KIND
+    fn api(&self) -> ChatApi {
+        D::API
     }
 
     fn chat_url(&self) -> &str {
@@ -63,10 +75,8 @@ impl<D: Dialect> Provider for HttpProvider<D> {
         opts: CallOptions,
     ) -> BoxFuture<'a, Result<ChatResponse, ProviderError>> {
         Box::pin(async move {
-            let body = Bytes::from(D::build_body(req, false).to_string());
-            let bytes = self.endpoint.post_full(body, opts).await?;
-            let v: Value = serde_json::from_slice(&bytes).map_err(|e| self.endpoint.decode(e))?;
-            D::parse_response(v).map_err(|e| self.endpoint.decode(e))
+            let bytes = self.endpoint.post_full(D::body(req, false), opts).await?;
+            D::parse_body(&bytes).map_err(|e| self.endpoint.decode(e))
         })
     }
 
@@ -76,7 +86,7 @@ impl<D: Dialect> Provider for HttpProvider<D> {
         opts: CallOptions,
     ) -> BoxFuture<'a, Result<EventStream, ProviderError>> {
         Box::pin(async move {
-            let body = Bytes::from(D::build_body(req, true).to_string());
+            let body = D::body(req, true);
             self.endpoint.post_stream(body, opts, D::decoder).await
         })
     }
@@ -88,5 +98,13 @@ impl<D: Dialect> Provider for HttpProvider<D> {
         opts: CallOptions,
     ) -> BoxFuture<'a, Result<UpstreamResponse, ProviderError>> {
         Box::pin(self.endpoint.post_raw(body, stream, opts))
+    }
+
+    fn parse_response(&self, body: &[u8]) -> Result<ChatResponse, DecodeError> {
+        D::parse_body(body)
+    }
+
+    fn stream_decoder(&self) -> Box<dyn EventDecoder> {
+        D::decoder()
     }
 }

@@ -267,7 +267,7 @@ impl StreamEncoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provider::{StreamAccumulator, ToolCallDelta, ollama, openai};
+    use crate::provider::{EventDecoder, StreamAccumulator, ToolCallDelta, ollama, openai};
 
     fn events() -> Vec<ChatEvent> {
         vec![
@@ -314,20 +314,12 @@ mod tests {
             for e in &events() {
                 enc.push(e, &mut bytes);
             }
-            let evs = match api {
-                ChatApi::OpenAi => {
-                    let mut d = openai::StreamDecoder::new();
-                    let mut evs = d.push(&bytes).unwrap();
-                    evs.extend(d.finish().unwrap());
-                    evs
-                }
-                _ => {
-                    let mut d = ollama::StreamDecoder::new();
-                    let mut evs = d.push(&bytes).unwrap();
-                    evs.extend(d.finish().unwrap());
-                    evs
-                }
+            let mut d: Box<dyn EventDecoder> = match api {
+                ChatApi::OpenAi => Box::new(openai::StreamDecoder::new()),
+                _ => Box::new(ollama::StreamDecoder::new()),
             };
+            let mut evs = d.push(&bytes).unwrap();
+            evs.extend(d.finish().unwrap());
             let got = accumulate(evs);
             assert_eq!(got.content, want.content, "{api:?}");
             // Ollama has no call ids; name and arguments must survive.

@@ -24,9 +24,9 @@ use hyper_util::client::proxy::matcher::Matcher;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::Instant;
 
-use super::error::{DecodeError, ProviderError, TimeoutPhase, chain, scrub};
+use super::error::{ProviderError, TimeoutPhase, chain, scrub};
 use super::retry::{RetryPolicy, retry};
-use super::{CallOptions, ChatEvent, EventStream};
+use super::{CallOptions, ChatEvent, EventDecoder, EventStream};
 
 /// An API key. Its `Debug` never shows it.
 #[derive(Clone)]
@@ -454,14 +454,6 @@ impl Endpoint {
 /// The whole of a response body.
 pub async fn read_body(body: UpstreamBody) -> Result<Bytes, BoxError> {
     Ok(body.collect().await?.to_bytes())
-}
-
-/// Turns response bytes into events; one per dialect.
-pub(crate) trait EventDecoder: Send {
-    /// Events completed by `chunk`.
-    fn push(&mut self, chunk: &[u8]) -> Result<Vec<ChatEvent>, DecodeError>;
-    /// Events at the end of the body; an error when the stream ended early.
-    fn finish(&mut self) -> Result<Vec<ChatEvent>, DecodeError>;
 }
 
 struct StreamState {

@@ -13,21 +13,24 @@
 //!   the two dialects (object for Ollama, JSON string for OpenAI).
 //! - Provider-specific parameters (`options`, `format`, `response_format`,
 //!   `tools`, ...) reach the upstream intact; generic ones are placed where
-//!   each dialect expects them (see `ollama::build_body`, `openai::build_body`).
+//!   each dialect expects them (see the `Dialect` impls of `ollama` and `openai`).
 //! - One connection pool (TCP_NODELAY) per process, connect timeout and
 //!   client: hyper's for plain-HTTP upstreams no proxy variable covers,
 //!   reqwest's for the rest (TLS, proxies); see `http::Upstream`.
 //! - Retries happen only in [`retry`]; API keys never appear in errors or logs.
 
-pub mod client;
+pub(crate) mod client;
 pub(crate) mod dialect;
-pub mod encode;
-pub mod error;
+pub(crate) mod encode;
+pub(crate) mod error;
 pub(crate) mod http;
-pub mod ollama;
-pub mod openai;
-pub mod retry;
-pub mod wire;
+pub(crate) mod ollama;
+pub(crate) mod openai;
+pub(crate) mod retry;
+pub(crate) mod wire;
+
+#[cfg(test)]
+mod chunking_tests;
 
 use std::fmt;
 
@@ -36,12 +39,14 @@ use futures_util::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-pub use crate::spec::config::{ProviderKind, Timeouts};
-pub use client::{
-    Completion, ModelClient, merge_params, messages_json, provider_from_config, provider_with_key,
-};
-pub use error::{DecodeError, ErrorKind, ProviderError, TimeoutPhase};
-pub use http::{BoxError, UpstreamBody, UpstreamResponse, read_body};
+pub(crate) use crate::spec::config::Timeouts;
+pub use client::{ModelClient, provider_with_key};
+pub(crate) use client::{merge_params, message_json};
+pub(crate) use encode::ChatApi;
+pub(crate) use error::DecodeError;
+pub use error::{ErrorKind, ProviderError, TimeoutPhase};
+pub use http::read_body;
+pub(crate) use http::{UpstreamBody, UpstreamResponse};
 
 /// One chat call, independent of the wire format.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -161,12 +166,23 @@ pub enum ChatEvent {
 /// A stream of events; it ends after [`ChatEvent::Done`] or after an error.
 pub type EventStream = BoxStream<'static, Result<ChatEvent, ProviderError>>;
 
+/// Turns the bytes of a streaming body into events, chunk by chunk; one
+/// per wire format ([`Provider::stream_decoder`]).
+pub trait EventDecoder: Send {
+    /// Events completed by `chunk`.
+    fn push(&mut self, chunk: &[u8]) -> Result<Vec<ChatEvent>, DecodeError>;
+    /// Events at the end of the body; an error when the stream ended early.
+    fn finish(&mut self) -> Result<Vec<ChatEvent>, DecodeError>;
+}
+
 /// An upstream LLM server. Implementations are cheap to share (`Arc<dyn Provider>`)
 /// and safe to call concurrently.
 pub trait Provider: Send + Sync + fmt::Debug {
     /// The provider's key in `promptgate.yaml` (used in errors and metrics).
     fn name(&self) -> &str;
-    fn kind(&self) -> ProviderKind;
+    /// The client API this provider's wire format is: a client of that API
+    /// takes the upstream's bytes as they are.
+    fn api(&self) -> ChatApi;
     /// The URL chat requests go to.
     fn chat_url(&self) -> &str;
     /// The wire body of `req` (what a pass-through proxy would send).
@@ -195,6 +211,11 @@ pub trait Provider: Send + Sync + fmt::Debug {
         stream: bool,
         opts: CallOptions,
     ) -> BoxFuture<'a, Result<UpstreamResponse, ProviderError>>;
+    /// Parses a whole non-streaming response body of this wire format
+    /// (what [`Provider::send_raw`] answered).
+    fn parse_response(&self, body: &[u8]) -> Result<ChatResponse, DecodeError>;
+    /// A decoder of this wire format's streaming body.
+    fn stream_decoder(&self) -> Box<dyn EventDecoder>;
 }
 
 /// The tool calls of a stream, joined from their deltas by index.

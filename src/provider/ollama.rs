@@ -1,6 +1,6 @@
 //! The Ollama native dialect: `POST {base}/api/chat`, NDJSON streaming.
 //!
-//! Body mapping ([`build_body`]): `format`, `tools`, `keep_alive`, `think`
+//! Body mapping ([`Ollama::build_body`](Dialect::build_body)): `format`, `tools`, `keep_alive`, `think`
 //! stay top-level; OpenAI's `response_format` becomes `format` (`"json"` for
 //! `json_object`, the schema for `json_schema`); `max_tokens` becomes
 //! `options.num_predict`; every other parameter (`temperature`, `seed`,
@@ -18,9 +18,10 @@ use serde_json::{Map, Value};
 
 use super::dialect::Dialect;
 use super::error::DecodeError;
-use super::http::EventDecoder;
-use super::wire::{NdjsonDecoder, Obj, present};
-use super::{ChatEvent, ChatRequest, ChatResponse, ProviderKind, ToolCall, ToolCallDelta, Usage};
+use super::wire::{NdjsonDecoder, Obj, present, str_field};
+use super::{
+    ChatApi, ChatEvent, ChatRequest, ChatResponse, EventDecoder, ToolCall, ToolCallDelta, Usage,
+};
 
 /// Keys that stay at the top level of an Ollama request.
 const TOP_LEVEL: &[&str] = &["format", "tools", "keep_alive", "think"];
@@ -38,50 +39,6 @@ const DROPPED: &[&str] = &[
     "logprobs",
     "top_logprobs",
 ];
-
-/// The `/api/chat` body for `req`.
-pub fn build_body(req: &ChatRequest, stream: bool) -> Value {
-    let mut body = Map::new();
-    body.insert("model".into(), Value::String(req.model.clone()));
-    body.insert(
-        "messages".into(),
-        Value::Array(req.messages.iter().map(normalize_message).collect()),
-    );
-    body.insert("stream".into(), Value::Bool(stream));
-    let mut options = Map::new();
-    let mut explicit = None;
-    for (k, v) in &req.params {
-        match k.as_str() {
-            "options" => explicit = v.as_object(),
-            "response_format" => {
-                if !req.params.contains_key("format")
-                    && let Some(f) = format_from_response_format(v)
-                {
-                    body.insert("format".into(), f);
-                }
-            }
-            "max_tokens" | "max_completion_tokens" => {
-                options.insert("num_predict".into(), v.clone());
-            }
-            k if TOP_LEVEL.contains(&k) => {
-                body.insert(k.to_string(), v.clone());
-            }
-            k if DROPPED.contains(&k) => {}
-            _ => {
-                options.insert(k.clone(), v.clone());
-            }
-        }
-    }
-    if let Some(explicit) = explicit {
-        for (k, v) in explicit {
-            options.insert(k.clone(), v.clone());
-        }
-    }
-    if !options.is_empty() {
-        body.insert("options".into(), Value::Object(options));
-    }
-    Value::Object(body)
-}
 
 fn format_from_response_format(rf: &Value) -> Option<Value> {
     match rf.get("type").and_then(Value::as_str)? {
@@ -156,30 +113,6 @@ fn usage(v: &Value) -> Option<Usage> {
     Some(Usage {
         input_tokens: input.unwrap_or(0),
         output_tokens: output.unwrap_or(0),
-    })
-}
-
-fn str_field(v: &Value, key: &str) -> Option<String> {
-    v.get(key).and_then(Value::as_str).map(str::to_string)
-}
-
-/// Parses a non-streaming `/api/chat` response.
-pub fn parse_response(v: Value) -> Result<ChatResponse, DecodeError> {
-    if let Some(err) = v.get("error") {
-        return Err(DecodeError::Upstream(err.clone()));
-    }
-    let message = v.get("message").ok_or(DecodeError::Missing("message"))?;
-    Ok(ChatResponse {
-        content: message
-            .get("content")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string(),
-        tool_calls: tool_calls(message),
-        usage: usage(&v),
-        finish_reason: str_field(&v, "done_reason"),
-        model: str_field(&v, "model"),
-        raw: v,
     })
 }
 
@@ -271,9 +204,10 @@ impl StreamDecoder {
             self.next_tool_index += 1;
         }
     }
+}
 
-    /// Events completed by `chunk`.
-    pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<ChatEvent>, DecodeError> {
+impl EventDecoder for StreamDecoder {
+    fn push(&mut self, chunk: &[u8]) -> Result<Vec<ChatEvent>, DecodeError> {
         let mut out = Vec::new();
         for line in self.lines.push(chunk) {
             self.line(&line, &mut out)?;
@@ -282,7 +216,7 @@ impl StreamDecoder {
     }
 
     /// The rest at the end of the body; an error if `done: true` never came.
-    pub fn finish(&mut self) -> Result<Vec<ChatEvent>, DecodeError> {
+    fn finish(&mut self) -> Result<Vec<ChatEvent>, DecodeError> {
         let mut out = Vec::new();
         for line in self.lines.finish() {
             self.line(&line, &mut out)?;
@@ -291,15 +225,6 @@ impl StreamDecoder {
             return Err(DecodeError::EndedEarly("done: true"));
         }
         Ok(out)
-    }
-}
-
-impl EventDecoder for StreamDecoder {
-    fn push(&mut self, chunk: &[u8]) -> Result<Vec<ChatEvent>, DecodeError> {
-        StreamDecoder::push(self, chunk)
-    }
-    fn finish(&mut self) -> Result<Vec<ChatEvent>, DecodeError> {
-        StreamDecoder::finish(self)
     }
 }
 
@@ -337,18 +262,74 @@ struct MessageWire<'a> {
 pub(crate) struct Ollama;
 
 impl Dialect for Ollama {
-    const KIND: ProviderKind = ProviderKind::Ollama;
+    const API: ChatApi = ChatApi::OllamaChat;
 
     fn chat_url_for(base_url: &str) -> String {
         format!("{}/api/chat", base_url.trim_end_matches('/'))
     }
 
+    /// The `/api/chat` body for `req`.
     fn build_body(req: &ChatRequest, stream: bool) -> Value {
-        build_body(req, stream)
+        let mut body = Map::new();
+        body.insert("model".into(), Value::String(req.model.clone()));
+        body.insert(
+            "messages".into(),
+            Value::Array(req.messages.iter().map(normalize_message).collect()),
+        );
+        body.insert("stream".into(), Value::Bool(stream));
+        let mut options = Map::new();
+        let mut explicit = None;
+        for (k, v) in &req.params {
+            match k.as_str() {
+                "options" => explicit = v.as_object(),
+                "response_format" => {
+                    if !req.params.contains_key("format")
+                        && let Some(f) = format_from_response_format(v)
+                    {
+                        body.insert("format".into(), f);
+                    }
+                }
+                "max_tokens" | "max_completion_tokens" => {
+                    options.insert("num_predict".into(), v.clone());
+                }
+                k if TOP_LEVEL.contains(&k) => {
+                    body.insert(k.to_string(), v.clone());
+                }
+                k if DROPPED.contains(&k) => {}
+                _ => {
+                    options.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        if let Some(explicit) = explicit {
+            for (k, v) in explicit {
+                options.insert(k.clone(), v.clone());
+            }
+        }
+        if !options.is_empty() {
+            body.insert("options".into(), Value::Object(options));
+        }
+        Value::Object(body)
     }
 
+    /// Parses a non-streaming `/api/chat` response.
     fn parse_response(v: Value) -> Result<ChatResponse, DecodeError> {
-        parse_response(v)
+        if let Some(err) = v.get("error") {
+            return Err(DecodeError::Upstream(err.clone()));
+        }
+        let message = v.get("message").ok_or(DecodeError::Missing("message"))?;
+        Ok(ChatResponse {
+            content: message
+                .get("content")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            tool_calls: tool_calls(message),
+            usage: usage(&v),
+            finish_reason: str_field(&v, "done_reason"),
+            model: str_field(&v, "model"),
+            raw: v,
+        })
     }
 
     fn decoder() -> Box<dyn EventDecoder> {

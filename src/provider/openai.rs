@@ -2,7 +2,7 @@
 //! streaming ending in `data: [DONE]`. Covers vLLM, llama.cpp server, LM
 //! Studio, TGI and OpenAI.
 //!
-//! Body mapping ([`build_body`]): parameters are top-level as they are
+//! Body mapping ([`OpenAi::build_body`](Dialect::build_body)): parameters are top-level as they are
 //! (`temperature`, `seed`, `top_p`, `max_tokens`, `stop`, `tools`,
 //! `tool_choice`, `response_format`, ...). Ollama-shaped ones are
 //! translated: `format: "json"` becomes `response_format: {type:
@@ -21,9 +21,10 @@ use serde_json::{Map, Value, json};
 
 use super::dialect::Dialect;
 use super::error::DecodeError;
-use super::http::EventDecoder;
-use super::wire::{Obj, SseDecoder, present};
-use super::{ChatEvent, ChatRequest, ChatResponse, ProviderKind, ToolCall, ToolCallDelta, Usage};
+use super::wire::{Obj, SseDecoder, present, str_field};
+use super::{
+    ChatApi, ChatEvent, ChatRequest, ChatResponse, EventDecoder, ToolCall, ToolCallDelta, Usage,
+};
 
 /// Ollama-only keys with no OpenAI meaning.
 const DROPPED: &[&str] = &[
@@ -52,60 +53,6 @@ const LIFTED_OPTIONS: &[&str] = &[
     "presence_penalty",
     "frequency_penalty",
 ];
-
-/// The `/v1/chat/completions` body for `req`.
-pub fn build_body(req: &ChatRequest, stream: bool) -> Value {
-    let mut body = Map::new();
-    body.insert("model".into(), Value::String(req.model.clone()));
-    body.insert(
-        "messages".into(),
-        Value::Array(req.messages.iter().map(normalize_message).collect()),
-    );
-    for (k, v) in &req.params {
-        match k.as_str() {
-            "options" => {
-                if let Some(opts) = v.as_object() {
-                    for (ok, ov) in opts {
-                        if LIFTED_OPTIONS.contains(&ok.as_str()) && !req.params.contains_key(ok) {
-                            body.insert(ok.clone(), ov.clone());
-                        } else if ok == "num_predict" && !req.params.contains_key("max_tokens") {
-                            body.insert("max_tokens".into(), ov.clone());
-                        }
-                    }
-                }
-            }
-            "format" => {
-                if !req.params.contains_key("response_format") {
-                    let rf = match v {
-                        Value::String(s) if s == "json" => Some(json!({"type": "json_object"})),
-                        Value::Object(_) => Some(json!({
-                            "type": "json_schema",
-                            "json_schema": {"name": "response", "schema": v},
-                        })),
-                        _ => None,
-                    };
-                    if let Some(rf) = rf {
-                        body.insert("response_format".into(), rf);
-                    }
-                }
-            }
-            "num_predict" => {
-                if !req.params.contains_key("max_tokens") {
-                    body.insert("max_tokens".into(), v.clone());
-                }
-            }
-            k if DROPPED.contains(&k) => {}
-            _ => {
-                body.insert(k.clone(), v.clone());
-            }
-        }
-    }
-    body.insert("stream".into(), Value::Bool(stream));
-    if stream {
-        body.insert("stream_options".into(), json!({"include_usage": true}));
-    }
-    Value::Object(body)
-}
 
 /// Converts Ollama-shaped tool calls in a message to OpenAI's: arguments as
 /// JSON text, `type: function`, an id when missing. Everything else is kept.
@@ -138,58 +85,6 @@ fn usage(v: &Value) -> Option<Usage> {
             .get("completion_tokens")
             .and_then(Value::as_u64)
             .unwrap_or(0),
-    })
-}
-
-fn str_field(v: &Value, key: &str) -> Option<String> {
-    v.get(key).and_then(Value::as_str).map(str::to_string)
-}
-
-/// Parses a non-streaming chat completion.
-pub fn parse_response(v: Value) -> Result<ChatResponse, DecodeError> {
-    if let Some(err) = v.get("error") {
-        return Err(DecodeError::Upstream(err.clone()));
-    }
-    let choice = v
-        .get("choices")
-        .and_then(|c| c.get(0))
-        .ok_or(DecodeError::Missing("choices[0]"))?;
-    let message = choice
-        .get("message")
-        .ok_or(DecodeError::Missing("choices[0].message"))?;
-    let tool_calls = message
-        .get("tool_calls")
-        .and_then(Value::as_array)
-        .map(|calls| {
-            calls
-                .iter()
-                .filter_map(|c| {
-                    let f = c.get("function")?;
-                    let name = f.get("name")?.as_str()?.to_string();
-                    let id = c.get("id").and_then(Value::as_str).map(str::to_string);
-                    Some(match f.get("arguments") {
-                        Some(Value::String(s)) => ToolCall::from_text(id, name, s),
-                        Some(other) => ToolCall {
-                            id,
-                            name,
-                            arguments: other.clone(),
-                        },
-                        None => ToolCall::from_text(id, name, ""),
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    Ok(ChatResponse {
-        content: message
-            .get("content")
-            .and_then(super::content_text)
-            .unwrap_or_default(),
-        tool_calls,
-        usage: usage(&v),
-        finish_reason: str_field(choice, "finish_reason"),
-        model: str_field(&v, "model"),
-        raw: v,
     })
 }
 
@@ -308,8 +203,10 @@ impl StreamDecoder {
             model: self.model.clone(),
         }
     }
+}
 
-    pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<ChatEvent>, DecodeError> {
+impl EventDecoder for StreamDecoder {
+    fn push(&mut self, chunk: &[u8]) -> Result<Vec<ChatEvent>, DecodeError> {
         let mut out = Vec::new();
         for ev in self.sse.push(chunk) {
             self.data(&ev.data, &mut out)?;
@@ -320,7 +217,7 @@ impl StreamDecoder {
     /// The rest at the end of the body. A stream without `[DONE]` is
     /// accepted when a `finish_reason` arrived (some servers omit it);
     /// otherwise it ended early and that is an error.
-    pub fn finish(&mut self) -> Result<Vec<ChatEvent>, DecodeError> {
+    fn finish(&mut self) -> Result<Vec<ChatEvent>, DecodeError> {
         let mut out = Vec::new();
         for ev in self.sse.finish() {
             self.data(&ev.data, &mut out)?;
@@ -333,15 +230,6 @@ impl StreamDecoder {
             out.push(self.done_event());
         }
         Ok(out)
-    }
-}
-
-impl EventDecoder for StreamDecoder {
-    fn push(&mut self, chunk: &[u8]) -> Result<Vec<ChatEvent>, DecodeError> {
-        StreamDecoder::push(self, chunk)
-    }
-    fn finish(&mut self) -> Result<Vec<ChatEvent>, DecodeError> {
-        StreamDecoder::finish(self)
     }
 }
 
@@ -411,7 +299,7 @@ struct DeltaWire<'a> {
 pub(crate) struct OpenAi;
 
 impl Dialect for OpenAi {
-    const KIND: ProviderKind = ProviderKind::Openai;
+    const API: ChatApi = ChatApi::OpenAi;
 
     fn chat_url_for(base_url: &str) -> String {
         let base = base_url.trim_end_matches('/');
@@ -422,12 +310,108 @@ impl Dialect for OpenAi {
         }
     }
 
+    /// The `/v1/chat/completions` body for `req`.
     fn build_body(req: &ChatRequest, stream: bool) -> Value {
-        build_body(req, stream)
+        let mut body = Map::new();
+        body.insert("model".into(), Value::String(req.model.clone()));
+        body.insert(
+            "messages".into(),
+            Value::Array(req.messages.iter().map(normalize_message).collect()),
+        );
+        for (k, v) in &req.params {
+            match k.as_str() {
+                "options" => {
+                    if let Some(opts) = v.as_object() {
+                        for (ok, ov) in opts {
+                            if LIFTED_OPTIONS.contains(&ok.as_str()) && !req.params.contains_key(ok)
+                            {
+                                body.insert(ok.clone(), ov.clone());
+                            } else if ok == "num_predict" && !req.params.contains_key("max_tokens")
+                            {
+                                body.insert("max_tokens".into(), ov.clone());
+                            }
+                        }
+                    }
+                }
+                "format" => {
+                    if !req.params.contains_key("response_format") {
+                        let rf = match v {
+                            Value::String(s) if s == "json" => Some(json!({"type": "json_object"})),
+                            Value::Object(_) => Some(json!({
+                                "type": "json_schema",
+                                "json_schema": {"name": "response", "schema": v},
+                            })),
+                            _ => None,
+                        };
+                        if let Some(rf) = rf {
+                            body.insert("response_format".into(), rf);
+                        }
+                    }
+                }
+                "num_predict" => {
+                    if !req.params.contains_key("max_tokens") {
+                        body.insert("max_tokens".into(), v.clone());
+                    }
+                }
+                k if DROPPED.contains(&k) => {}
+                _ => {
+                    body.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        body.insert("stream".into(), Value::Bool(stream));
+        if stream {
+            body.insert("stream_options".into(), json!({"include_usage": true}));
+        }
+        Value::Object(body)
     }
 
+    /// Parses a non-streaming chat completion.
     fn parse_response(v: Value) -> Result<ChatResponse, DecodeError> {
-        parse_response(v)
+        if let Some(err) = v.get("error") {
+            return Err(DecodeError::Upstream(err.clone()));
+        }
+        let choice = v
+            .get("choices")
+            .and_then(|c| c.get(0))
+            .ok_or(DecodeError::Missing("choices[0]"))?;
+        let message = choice
+            .get("message")
+            .ok_or(DecodeError::Missing("choices[0].message"))?;
+        let tool_calls = message
+            .get("tool_calls")
+            .and_then(Value::as_array)
+            .map(|calls| {
+                calls
+                    .iter()
+                    .filter_map(|c| {
+                        let f = c.get("function")?;
+                        let name = f.get("name")?.as_str()?.to_string();
+                        let id = c.get("id").and_then(Value::as_str).map(str::to_string);
+                        Some(match f.get("arguments") {
+                            Some(Value::String(s)) => ToolCall::from_text(id, name, s),
+                            Some(other) => ToolCall {
+                                id,
+                                name,
+                                arguments: other.clone(),
+                            },
+                            None => ToolCall::from_text(id, name, ""),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(ChatResponse {
+            content: message
+                .get("content")
+                .and_then(super::content_text)
+                .unwrap_or_default(),
+            tool_calls,
+            usage: usage(&v),
+            finish_reason: str_field(choice, "finish_reason"),
+            model: str_field(&v, "model"),
+            raw: v,
+        })
     }
 
     fn decoder() -> Box<dyn EventDecoder> {

@@ -9,6 +9,7 @@
 //! stay buffered until [`LineBuffer::finish`].
 
 use serde::Deserialize;
+use serde_json::Value;
 
 /// Splits a byte stream into lines (without their terminators).
 #[derive(Debug, Default)]
@@ -17,10 +18,6 @@ pub struct LineBuffer {
 }
 
 impl LineBuffer {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
     /// Appends `chunk` and calls `emit` with every line it completes.
     pub fn push(&mut self, chunk: &[u8], mut emit: impl FnMut(&str)) {
         // Fast path: nothing buffered, decode complete lines straight from the chunk.
@@ -66,10 +63,6 @@ pub struct NdjsonDecoder {
 }
 
 impl NdjsonDecoder {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
     /// Returns the JSON texts of the lines `chunk` completes (blank lines skipped).
     pub fn push(&mut self, chunk: &[u8]) -> Vec<String> {
         let mut out = Vec::new();
@@ -111,10 +104,6 @@ pub struct SseDecoder {
 }
 
 impl SseDecoder {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
     pub fn push(&mut self, chunk: &[u8]) -> Vec<SseEvent> {
         let mut out = Vec::new();
         let Self { lines, event, data } = self;
@@ -171,6 +160,11 @@ impl SseDecoder {
 /// `T` from a JSON object only: derived structs also accept arrays
 /// (fields by position), which the general path treats as no object at all.
 pub(crate) struct Obj<T>(pub(crate) T);
+
+/// The string field `key` of a JSON object.
+pub(crate) fn str_field(v: &Value, key: &str) -> Option<String> {
+    v.get(key).and_then(Value::as_str).map(str::to_string)
+}
 
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Obj<T> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -297,7 +291,7 @@ mod tests {
 
     #[test]
     fn sse_basic() {
-        let mut d = SseDecoder::new();
+        let mut d = SseDecoder::default();
         let ev = d.push(
             b": keepalive\n\ndata: {\"a\":1}\r\n\r\nevent: x\ndata: l1\ndata:l2\n\ndata: [DONE]",
         );
@@ -318,7 +312,7 @@ mod tests {
     #[test]
     fn ndjson_split_utf8() {
         let text = "{\"c\":\"é\"}\n\n{\"c\":2}".as_bytes();
-        let mut d = NdjsonDecoder::new();
+        let mut d = NdjsonDecoder::default();
         let mut got = d.push(&text[..7]);
         got.extend(d.push(&text[7..]));
         got.extend(d.finish());

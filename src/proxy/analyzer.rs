@@ -7,25 +7,26 @@
 //! Each round flushes the request logger, then (on the blocking pool) loads
 //! the rollout and the canary's origin from the control branch
 //! ([`crate::canary::load`]), reads the rows of the analysis window and the
-//! feedback from Parquet, analyses, and commits the action
-//! ([`crate::canary::apply`]; pushed with `push_moved` when
-//! `analysis.push` is set). Because the evidence is re-read from the log
-//! every round, a restart does not reset it. `on_regression: alert` only
-//! reports: a warning, the decision counter and the optional webhook.
+//! feedback from Parquet, analyses, and acts as `canary analyze --apply`
+//! does ([`crate::canary::act()`]: the commit, pushed when `analysis.push`
+//! is set; an alert and its webhook). Because the evidence is re-read from
+//! the log every round, a restart does not reset it.
 //!
-//! The commit moves the control branch; the proxy's reload (the ref watcher,
-//! and a direct reload right after the commit) then serves the new state.
+//! The commit moves the control branch; the round is recorded for
+//! `/status` first, then the proxy reloads (the ref watcher would too) and
+//! serves the new state.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use serde::Serialize;
+use chrono::Utc;
 
-use super::app::App;
-use super::metrics::CANARY_DECISIONS;
-use crate::canary::{self, Action, Applied, CanaryError, CanaryReport, Decision, actions};
+use super::metrics::{CANARY_DECISIONS, Metrics};
+use super::reload::Reloader;
+use super::status::{AnalysisRun, TaskStatus};
+use crate::canary::{self, CanaryError, CanaryReport, CanaryState, Decision};
+use crate::logstore::RequestLogger;
 use crate::repo::GitRepo;
 
 /// How the analyzer runs.
@@ -47,56 +48,6 @@ impl Default for AnalyzerOptions {
     }
 }
 
-/// One analysis round, for `/status`.
-#[derive(Debug, Clone, Serialize)]
-pub struct AnalysisRun {
-    pub at: DateTime<Utc>,
-    /// The control commit the rollout was read from.
-    pub control_commit: Option<String>,
-    /// Request rows of the analysis window read from the log.
-    pub rows: usize,
-    /// None when rollout.yaml has no canary (nothing to analyse).
-    pub report: Option<CanaryReport>,
-    pub applied: Option<Applied>,
-    pub pushed: Vec<String>,
-    pub notes: Vec<String>,
-    pub error: Option<String>,
-}
-
-/// What `/status` shows of the analyzer.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct AnalyzerSnapshot {
-    pub runs: u64,
-    pub last: Option<AnalysisRun>,
-    /// The last round that committed something (kept when later rounds
-    /// find no canary).
-    pub last_applied: Option<AnalysisRun>,
-}
-
-/// The analyzer's last rounds and how many ran.
-#[derive(Debug, Default)]
-pub struct AnalyzerStatus {
-    inner: Mutex<AnalyzerSnapshot>,
-}
-
-impl AnalyzerStatus {
-    fn store(&self, run: AnalysisRun) {
-        let mut g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        g.runs += 1;
-        if run.applied.as_ref().is_some_and(|a| a.commit.is_some()) {
-            g.last_applied = Some(run.clone());
-        }
-        g.last = Some(run);
-    }
-
-    pub fn get(&self) -> AnalyzerSnapshot {
-        self.inner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-}
-
 /// Where the analyzer reads and writes.
 #[derive(Debug, Clone)]
 pub struct AnalyzerTarget {
@@ -106,128 +57,151 @@ pub struct AnalyzerTarget {
     pub log_dir: PathBuf,
 }
 
+/// What the analyzer uses of the server.
+#[derive(Debug, Clone)]
+pub struct AnalyzerHandles {
+    /// The interval of the committed rollout, and a reload after a commit.
+    pub reloader: Arc<Reloader>,
+    /// Flushed before each round reads the log.
+    pub logger: RequestLogger,
+    pub metrics: Arc<Metrics>,
+    /// Where each round is recorded, for `/status`.
+    pub status: Arc<TaskStatus<AnalysisRun>>,
+}
+
 /// Runs analysis rounds until the task is aborted.
-pub async fn run(app: Arc<App>, target: AnalyzerTarget, opts: AnalyzerOptions) {
+pub async fn run(handles: AnalyzerHandles, target: AnalyzerTarget, opts: AnalyzerOptions) {
     loop {
         let interval = opts.interval.unwrap_or_else(|| {
-            Duration::from_secs(app.reloader.current().rollout.analysis.interval_s.max(1))
+            let rollout = &handles.reloader.current().rollout;
+            Duration::from_secs(rollout.analysis.interval_s.max(1))
         });
         tokio::time::sleep(interval).await;
-        let round = analyze_once(&app, &target).await;
-        app.analysis.store(round);
+        let round = analyze_once(&handles, &target).await;
+        let committed = round.applied.as_ref().is_some_and(|a| a.commit.is_some());
+        // Recorded before the reload: whoever sees the new state at
+        // `/status` also sees the round that made it.
+        handles.status.store(round);
+        if committed {
+            // The watcher would notice the moved branch too; reloading now
+            // ends the canary's traffic without waiting for the file event.
+            handles.reloader.reload(false).await;
+        }
     }
 }
 
-/// What the blocking part of a round produced.
-struct Step {
-    control_commit: String,
+/// What the blocking part of a round read.
+struct Analysis {
+    state: CanaryState,
     rows: usize,
+    /// None when rollout.yaml has no canary.
     report: Option<CanaryReport>,
-    webhook: Option<String>,
-    applied: Option<Applied>,
-    pushed: Vec<String>,
-    notes: Vec<String>,
 }
 
-/// One round: flush, read, analyse, act, report.
-pub async fn analyze_once(app: &App, target: &AnalyzerTarget) -> AnalysisRun {
-    let at = Utc::now();
-    let mut notes = Vec::new();
+/// One round: flush, read, analyse, act. The caller records it and reloads.
+pub async fn analyze_once(handles: &AnalyzerHandles, target: &AnalyzerTarget) -> AnalysisRun {
+    let mut run = AnalysisRun {
+        at: Utc::now(),
+        control_commit: None,
+        rows: 0,
+        report: None,
+        applied: None,
+        pushed: Vec::new(),
+        notes: Vec::new(),
+        error: None,
+    };
     // The writer flushes on an interval: the latest rows must be in Parquet
     // before the round reads them.
-    if let Err(e) = app.logger.flush().await {
-        notes.push(format!("flushing the request log: {e}"));
+    if let Err(e) = handles.logger.flush().await {
+        run.notes.push(format!("flushing the request log: {e}"));
     }
     let t = target.clone();
-    let step = tokio::task::spawn_blocking(move || blocking_round(&t))
+    let analysis = tokio::task::spawn_blocking(move || analyse(&t))
         .await
         .unwrap_or_else(|e| {
             Err(CanaryError::Action(format!(
                 "the analysis task failed: {e}"
             )))
         });
-    let step = match step {
-        Ok(s) => s,
+    let Analysis {
+        state,
+        rows,
+        report,
+    } = match analysis {
+        Ok(a) => a,
         Err(e) => {
             tracing::error!(error = %e, "canary analysis failed");
-            return AnalysisRun {
-                at,
-                control_commit: None,
-                rows: 0,
-                report: None,
-                applied: None,
-                pushed: Vec::new(),
-                notes,
-                error: Some(e.to_string()),
-            };
+            run.error = Some(e.to_string());
+            return run;
         }
     };
-    notes.extend(step.notes);
-    if let Some(report) = &step.report {
-        record(app, report);
-        if report.action == Action::Alert {
-            tracing::warn!(reason = %report.reason, "canary regression (on_regression: alert)");
-            if let Some(url) = &step.webhook {
-                match actions::post_webhook(url, report).await {
-                    Ok(()) => notes.push(format!("webhook {url} notified")),
-                    Err(e) => notes.push(format!("webhook failed: {e}")),
-                }
+    run.control_commit = Some(state.control.commit.clone());
+    run.rows = rows;
+    let Some(report) = report else { return run };
+    record(&handles.metrics, &report);
+    act(target, &state, &report, &mut run).await;
+    run.report = Some(report);
+    run
+}
+
+/// Acts on `report` as `canary analyze --apply` would (pushing when
+/// `analysis.push` is set) and records what it did in `run`.
+async fn act(
+    target: &AnalyzerTarget,
+    state: &CanaryState,
+    report: &CanaryReport,
+    run: &mut AnalysisRun,
+) {
+    let push = state.rollout.analysis.push.is_some();
+    match canary::act(target.root.clone(), state, report, push).await {
+        Ok(acted) => {
+            if let Some(a) = &acted.applied {
+                tracing::warn!(
+                    action = %a.action.describe(),
+                    commit = a.commit.as_deref().unwrap_or(""),
+                    method = %a.method,
+                    "canary analysis acted"
+                );
             }
+            run.notes.extend(acted.notes);
+            if let Some(e) = acted.push_error {
+                run.notes.push(format!("push failed: {e}"));
+            }
+            run.applied = acted.applied;
+            run.pushed = acted.pushed;
         }
-    }
-    if let Some(a) = &step.applied {
-        tracing::warn!(
-            action = %a.action.describe(),
-            commit = a.commit.as_deref().unwrap_or(""),
-            method = %a.method,
-            "canary analysis acted"
-        );
-        // The watcher would notice the moved branch too; reloading now
-        // ends the canary's traffic without waiting for the file event.
-        app.reloader.reload(false).await;
-    }
-    AnalysisRun {
-        at,
-        control_commit: Some(step.control_commit),
-        rows: step.rows,
-        report: step.report,
-        applied: step.applied,
-        pushed: step.pushed,
-        notes,
-        error: None,
+        Err(e) => {
+            tracing::error!(error = %e, "acting on the canary analysis failed");
+            run.error = Some(e.to_string());
+        }
     }
 }
 
 /// Counts the decision once per analysed prompt (a round without canary
 /// traffic yet counts under the prompt `""`).
-fn record(app: &App, report: &CanaryReport) {
+fn record(metrics: &Metrics, report: &CanaryReport) {
     let decision = match report.decision {
         Decision::NoCanary => return,
         d => d.as_str(),
     };
     if report.prompts.is_empty() {
-        app.metrics.count_event(CANARY_DECISIONS, &["", decision]);
+        metrics.count_event(CANARY_DECISIONS, &["", decision]);
     }
     for p in &report.prompts {
-        app.metrics
-            .count_event(CANARY_DECISIONS, &[&p.prompt_id, decision]);
+        metrics.count_event(CANARY_DECISIONS, &[&p.prompt_id, decision]);
     }
 }
 
-fn blocking_round(t: &AnalyzerTarget) -> Result<Step, CanaryError> {
+/// Reads the rollout and the evidence and analyses (blocking: git and Parquet).
+fn analyse(t: &AnalyzerTarget) -> Result<Analysis, CanaryError> {
     let git = GitRepo::open(&t.root)?;
     let state = canary::load(&git, &t.control_ref)?;
-    let mut step = Step {
-        control_commit: state.control.commit.clone(),
-        rows: 0,
-        report: None,
-        webhook: state.rollout.analysis.webhook.clone(),
-        applied: None,
-        pushed: Vec::new(),
-        notes: Vec::new(),
-    };
     if state.rollout.canary.is_none() {
-        return Ok(step);
+        return Ok(Analysis {
+            state,
+            rows: 0,
+            report: None,
+        });
     }
     // No log folder yet: no traffic, no rows.
     let logs = if t.log_dir.exists() {
@@ -236,29 +210,10 @@ fn blocking_round(t: &AnalyzerTarget) -> Result<Step, CanaryError> {
         Vec::new()
     };
     let (rows, feedback) = state.read_evidence(&logs)?;
-    step.rows = rows.len();
     let report = state.analyze(&rows, &feedback)?;
-    if matches!(
-        report.action,
-        Action::Rollback | Action::Promote | Action::AdvanceStep { .. }
-    ) {
-        let applied = canary::apply(
-            &git,
-            &state.control,
-            &state.rollout,
-            &report,
-            state.origin.as_ref(),
-        )?;
-        if state.rollout.analysis.push.is_some() {
-            // The commit stands even when the push fails; the next
-            // `canary analyze --push` or a person can push it.
-            match actions::push_moved(&git, &state.control, &state.rollout, &applied.moved) {
-                Ok(p) => step.pushed = p,
-                Err(e) => step.notes.push(format!("push failed: {e}")),
-            }
-        }
-        step.applied = Some(applied);
-    }
-    step.report = Some(report);
-    Ok(step)
+    Ok(Analysis {
+        rows: rows.len(),
+        state,
+        report: Some(report),
+    })
 }

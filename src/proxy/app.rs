@@ -2,16 +2,20 @@
 //! feedback journal, the settings `serve` started with, and the in-flight
 //! counter graceful shutdown waits on. Limits and other reloadable
 //! settings live in the serving state ([`super::state::ServingState::config`]).
+//!
+//! Only handlers take the whole [`App`]. Background tasks (the analyzer,
+//! the fetch loop) take the few handles they use and write their rounds to
+//! a [`TaskStatus`](super::status::TaskStatus) the `/status` route reads.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::Notify;
 
-use super::analyzer::AnalyzerStatus;
-use super::fetch::FetchStatus;
 use super::metrics::Metrics;
+use super::online::JudgePool;
 use super::reload::Reloader;
+use super::status::TaskStatuses;
 use crate::logstore::{FeedbackJournal, RequestLogger};
 use crate::settings::Settings;
 
@@ -27,12 +31,10 @@ pub struct App {
     pub in_flight: Arc<InFlight>,
     pub started: std::time::Instant,
     pub metrics: Arc<Metrics>,
-    /// The analyzer task's last round ([`super::analyzer`]).
-    pub analysis: AnalyzerStatus,
-    /// The fetch loop's last round (`serve --fetch`, [`super::fetch`]).
-    pub fetch: FetchStatus,
-    /// Free slots for online judge calls ([`super::online::JUDGE_CONCURRENCY`]).
-    pub judge_slots: Arc<tokio::sync::Semaphore>,
+    /// The background tasks' rounds ([`super::analyzer`], [`super::fetch`]).
+    pub tasks: TaskStatuses,
+    /// Where online judge calls run ([`super::online`]).
+    pub judges: JudgePool,
 }
 
 /// Counts calls not yet finished (their log row not yet queued).

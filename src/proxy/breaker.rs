@@ -35,18 +35,21 @@ impl Clock for SystemClock {
 }
 
 /// A clock that only moves when told to (tests).
+#[cfg(test)]
 #[derive(Debug)]
 pub struct ManualClock {
     base: Instant,
     offset: Mutex<Duration>,
 }
 
+#[cfg(test)]
 impl Default for ManualClock {
     fn default() -> Self {
         ManualClock::new()
     }
 }
 
+#[cfg(test)]
 impl ManualClock {
     pub fn new() -> ManualClock {
         ManualClock {
@@ -60,6 +63,7 @@ impl ManualClock {
     }
 }
 
+#[cfg(test)]
 impl Clock for ManualClock {
     fn now(&self) -> Instant {
         self.base + *self.offset.lock().unwrap_or_else(PoisonError::into_inner)
@@ -107,14 +111,6 @@ pub enum BreakerState {
 }
 
 impl BreakerState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BreakerState::Closed => "closed",
-            BreakerState::Open => "open",
-            BreakerState::HalfOpen => "half_open",
-        }
-    }
-
     /// Numeric value for a Prometheus gauge: 0 closed, 1 half-open, 2 open.
     pub fn as_gauge(self) -> f64 {
         match self {
@@ -182,6 +178,7 @@ impl CircuitBreaker {
         }
     }
 
+    #[cfg(test)]
     pub fn config(&self) -> BreakerConfig {
         self.shared.lock().cfg
     }
@@ -279,6 +276,7 @@ pub struct BreakerPermit {
 
 impl BreakerPermit {
     /// Whether this call is the half-open probe.
+    #[cfg(test)]
     pub fn is_probe(&self) -> bool {
         self.probe
     }

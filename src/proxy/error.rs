@@ -7,10 +7,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::provider::{ErrorKind, ProviderError};
-
-/// Which client API a response is for (the proxy calls it the client's dialect).
-pub use crate::provider::encode::ChatApi as Dialect;
+use super::breaker::BreakerOpen;
+use crate::provider::{ChatApi, ErrorKind, ProviderError};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {
@@ -20,7 +18,10 @@ pub struct ApiError {
     pub message: String,
     /// The request field at fault.
     pub field: Option<String>,
-    pub dialect: Dialect,
+    /// The client API the body is written for.
+    pub api: ChatApi,
+    /// Sent as `Retry-After` (whole seconds, at least 1).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl std::fmt::Display for ApiError {
@@ -41,7 +42,8 @@ impl ApiError {
             code,
             message: message.into(),
             field: None,
-            dialect: Dialect::OpenAi,
+            api: ChatApi::OpenAi,
+            retry_after: None,
         }
     }
 
@@ -73,8 +75,25 @@ impl ApiError {
         )
     }
 
-    pub fn in_dialect(mut self, dialect: Dialect) -> ApiError {
-        self.dialect = dialect;
+    /// A 502 about the upstream's answer (unreadable, undecodable).
+    pub fn bad_gateway(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_GATEWAY, "upstream_error", message)
+    }
+
+    /// The 503 of an upstream whose circuit breaker is open.
+    pub fn breaker_open(upstream: &str, open: &BreakerOpen) -> ApiError {
+        ApiError {
+            retry_after: Some(open.retry_after),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "upstream_unavailable",
+                format!("upstream `{upstream}` is failing; circuit breaker open ({open})"),
+            )
+        }
+    }
+
+    pub fn in_api(mut self, api: ChatApi) -> ApiError {
+        self.api = api;
         self
     }
 
@@ -99,7 +118,7 @@ impl ApiError {
 
     /// The JSON body.
     pub fn body(&self) -> serde_json::Value {
-        if self.dialect.is_ollama() {
+        if self.api.is_ollama() {
             return json!({ "error": self.to_string() });
         }
         json!({"error": {
@@ -123,6 +142,12 @@ pub fn json_response(status: StatusCode, body: impl Into<bytes::Bytes>) -> Respo
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        json_response(self.status, self.body().to_string().into_bytes())
+        let mut r = json_response(self.status, self.body().to_string().into_bytes());
+        if let Some(after) = self.retry_after {
+            let secs = after.as_secs_f64().ceil().max(1.0) as u64;
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        r
     }
 }

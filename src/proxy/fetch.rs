@@ -8,14 +8,14 @@
 //! (`promptgate_fetch_total{result="non_fast_forward"}`).
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use serde::Serialize;
+use chrono::Utc;
 
-use super::app::App;
-use super::metrics::FETCHES;
+use super::metrics::{FETCHES, Metrics};
+use super::reload::Reloader;
+use super::status::{FetchRun, TaskStatus};
 use crate::repo::{Followed, GitRepo, RepoError};
 
 /// What `serve --fetch` follows and how often.
@@ -26,38 +26,18 @@ pub struct FetchOptions {
     pub interval: Duration,
 }
 
-/// One fetch round, for `/status`.
-#[derive(Debug, Clone, Serialize)]
-pub struct FetchRun {
-    pub at: DateTime<Utc>,
-    pub remote: String,
-    pub branches: Vec<Followed>,
-    pub error: Option<String>,
-}
-
-/// The last fetch round and how many ran.
-#[derive(Debug, Default)]
-pub struct FetchStatus {
-    inner: Mutex<(u64, Option<FetchRun>)>,
-}
-
-impl FetchStatus {
-    fn store(&self, run: FetchRun) {
-        let mut g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        g.0 += 1;
-        g.1 = Some(run);
-    }
-
-    pub fn get(&self) -> (u64, Option<FetchRun>) {
-        self.inner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
+/// What the fetch loop uses of the server.
+#[derive(Debug, Clone)]
+pub struct FetchHandles {
+    /// Reloaded when a branch moved.
+    pub reloader: Arc<Reloader>,
+    pub metrics: Arc<Metrics>,
+    /// Where each round is recorded, for `/status`.
+    pub status: Arc<TaskStatus<FetchRun>>,
 }
 
 /// Fetch rounds until the task is aborted.
-pub async fn run(app: Arc<App>, root: PathBuf, control_ref: String, opts: FetchOptions) {
+pub async fn run(handles: FetchHandles, root: PathBuf, control_ref: String, opts: FetchOptions) {
     loop {
         tokio::time::sleep(opts.interval).await;
         let (r, c, remote) = (root.clone(), control_ref.clone(), opts.remote.clone());
@@ -78,7 +58,7 @@ pub async fn run(app: Arc<App>, root: PathBuf, control_ref: String, opts: FetchO
         match result {
             Ok(branches) => {
                 for b in &branches {
-                    app.metrics.count_event(FETCHES, &[b.label()]);
+                    handles.metrics.count_event(FETCHES, &[b.label()]);
                     if let Followed::NonFastForward {
                         branch,
                         local,
@@ -93,17 +73,17 @@ pub async fn run(app: Arc<App>, root: PathBuf, control_ref: String, opts: FetchO
                     .any(|b| matches!(b, Followed::Updated { .. }))
                 {
                     tracing::info!(remote = %opts.remote, "fetch: branches moved; reloading");
-                    app.reloader.reload(false).await;
+                    handles.reloader.reload(false).await;
                 }
                 run.branches = branches;
             }
             Err(e) => {
-                app.metrics.count_event(FETCHES, &["error"]);
+                handles.metrics.count_event(FETCHES, &["error"]);
                 tracing::warn!(remote = %opts.remote, error = %e, "fetch failed");
                 run.error = Some(e.to_string());
             }
         }
-        app.fetch.store(run);
+        handles.status.store(run);
     }
 }
 

@@ -18,6 +18,8 @@ use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
+use super::status::OnlineCount;
+
 /// Upper bounds (seconds) of the latency histogram buckets. LLM calls span
 /// from a few ms (cache hits, small local models) to minutes (long
 /// generations), so the buckets are roughly logarithmic over that range.
@@ -242,16 +244,6 @@ const EVENT_COUNTERS: &[(&str, &[&str], &str)] = &[
     ),
 ];
 
-/// Online verdict counts of one prompt and variant, for `/status`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct OnlineCount {
-    pub prompt: String,
-    pub variant: String,
-    pub evaluated: u64,
-    pub passed: u64,
-    pub pass_rate: Option<f64>,
-}
-
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
@@ -364,18 +356,6 @@ impl Metrics {
     pub fn record_online(&self, prompt: &str, variant: &str, pass: bool) {
         let result = if pass { "pass" } else { "fail" };
         self.count_event(ONLINE_PASS, &[prompt, variant, result]);
-    }
-
-    /// The value of an event counter (0 when never counted).
-    pub fn event(&self, name: &str, labels: &[&str]) -> u64 {
-        let events = self.events.lock().unwrap_or_else(PoisonError::into_inner);
-        events
-            .get(name)
-            .and_then(|m| {
-                m.iter()
-                    .find(|(k, _)| k.iter().map(String::as_str).eq(labels.iter().copied()))
-            })
-            .map_or(0, |(_, n)| *n)
     }
 
     /// Online verdicts per prompt and variant, sorted.

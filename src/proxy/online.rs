@@ -31,12 +31,24 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use super::app::App;
-use super::metrics::ONLINE_JUDGE;
-use super::state::{ModelTarget, PreparedPrompt};
-use crate::eval::assertions::{CompiledAssertion, JudgeFailure, Observation};
+use tokio::sync::Semaphore;
+
+use super::metrics::{Metrics, ONLINE_JUDGE};
+use crate::eval::assertions::{
+    AssertionCompileError, AssertionResult, CompiledAssertion, JudgeFailure, Observation,
+};
 use crate::logstore::{RequestLogRow, RequestStatus};
 use crate::project::Project;
+use crate::provider::ModelClient;
+
+/// An online assertion of an eval suite that does not compile.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {source}")]
+pub struct OnlineError {
+    /// The suite's file.
+    pub path: String,
+    pub source: AssertionCompileError,
+}
 
 /// One online assertion and the key its score is logged under.
 #[derive(Debug)]
@@ -44,7 +56,6 @@ pub struct OnlineAssertion {
     /// The assertion's name; `<suite>.<name>` when two suites of the prompt
     /// use the same name.
     pub key: String,
-    pub suite: String,
     pub compiled: CompiledAssertion,
 }
 
@@ -56,7 +67,8 @@ pub const JUDGE_CONCURRENCY: usize = 4;
 pub struct OnlineJudge {
     pub key: String,
     pub compiled: CompiledAssertion,
-    pub target: Arc<ModelTarget>,
+    /// The judge model's client.
+    pub client: ModelClient,
     /// Fraction of responses judged.
     pub sample_rate: f64,
 }
@@ -74,12 +86,12 @@ impl OnlineChecks {
     /// Compiles the `online: true` assertions of every suite of `project`
     /// whose prompt is `prompt_id`. Returns the checks and a warning per
     /// skipped assertion; fails when an assertion does not compile.
-    /// `judge_target` gives the client of a judge model key.
+    /// `judge_client` gives the client of a judge model key.
     pub fn build(
         project: &Project,
         prompt_id: &str,
-        judge_target: &dyn Fn(&str) -> Option<Arc<ModelTarget>>,
-    ) -> Result<(OnlineChecks, Vec<String>), String> {
+        judge_client: &dyn Fn(&str) -> Option<ModelClient>,
+    ) -> Result<(OnlineChecks, Vec<String>), OnlineError> {
         let mut assertions: Vec<OnlineAssertion> = Vec::new();
         let mut judges: Vec<OnlineJudge> = Vec::new();
         let mut warnings = Vec::new();
@@ -88,11 +100,13 @@ impl OnlineChecks {
                 continue;
             }
             for a in ev.assertions.iter().filter(|a| a.online) {
-                let compiled =
-                    CompiledAssertion::compile(a).map_err(|e| format!("{}: {e}", ev.path))?;
+                let compiled = CompiledAssertion::compile(a).map_err(|source| OnlineError {
+                    path: ev.path.clone(),
+                    source,
+                })?;
                 let judge = compiled
                     .judge_model()
-                    .map(|m| (m.to_string(), judge_target(m)));
+                    .map(|m| (m.to_string(), judge_client(m)));
                 let skip = if let Some((model, None)) = &judge {
                     warnings.push(format!(
                         "{}: online assertion `{}` skipped: judge model `{model}` has no client",
@@ -118,20 +132,16 @@ impl OnlineChecks {
                 } else {
                     a.name.clone()
                 };
-                if let Some((_, Some(target))) = judge {
+                if let Some((_, Some(client))) = judge {
                     judges.push(OnlineJudge {
                         key,
                         compiled,
-                        target,
+                        client,
                         sample_rate: a.sample_rate,
                     });
                     continue;
                 }
-                assertions.push(OnlineAssertion {
-                    key,
-                    suite: suite.clone(),
-                    compiled,
-                });
+                assertions.push(OnlineAssertion { key, compiled });
             }
         }
         Ok((OnlineChecks { assertions, judges }, warnings))
@@ -171,15 +181,15 @@ impl OnlineChecks {
     }
 }
 
-/// Scores `row` (a finished call of `prompt`, `None` for a pass-through
-/// model call) in place. Rows of prompts without online assertions, and of
-/// calls that did not end `ok`, keep `online_pass` empty.
-pub fn evaluate(prompt: Option<&PreparedPrompt>, row: &mut RequestLogRow) {
-    let Some(p) = prompt else { return };
-    if p.online.is_empty() || row.status != RequestStatus::Ok {
+/// Scores `row` (a finished call of a prompt with `checks`; `None` for a
+/// pass-through model call) in place. Rows of prompts without online
+/// assertions, and of calls that did not end `ok`, keep `online_pass` empty.
+pub fn evaluate(checks: Option<&OnlineChecks>, row: &mut RequestLogRow) {
+    let Some(checks) = checks else { return };
+    if checks.is_empty() || row.status != RequestStatus::Ok {
         return;
     }
-    let (pass, scores) = p.online.score(&row.output, row.latency_ms, row.cost);
+    let (pass, scores) = checks.score(&row.output, row.latency_ms, row.cost);
     row.online_pass = Some(pass);
     row.online_scores = Value::Object(scores).to_string();
 }
@@ -196,58 +206,90 @@ pub fn sampled(request_id: &str, key: &str, rate: f64) -> bool {
     ((h.finish() >> 11) as f64 / (1u64 << 53) as f64) < rate
 }
 
-/// Starts the sampled judge calls of `row` (a finished call of `prompt`) on
-/// their own tasks; a sample finding no free slot is skipped and counted.
-pub fn spawn_judges(app: &Arc<App>, prompt: Option<&Arc<PreparedPrompt>>, row: &RequestLogRow) {
-    let Some(p) = prompt else { return };
-    if p.online.judges.is_empty() || row.status != RequestStatus::Ok {
-        return;
-    }
-    let variant = row.variant.as_str();
-    for (i, j) in p.online.judges.iter().enumerate() {
-        if !sampled(&row.request_id, &j.key, j.sample_rate) {
-            continue;
+/// Where online judge calls run: at most [`JUDGE_CONCURRENCY`] at a time
+/// per server, each verdict counted in the metrics.
+#[derive(Debug, Clone)]
+pub struct JudgePool {
+    slots: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
+}
+
+impl JudgePool {
+    pub fn new(metrics: Arc<Metrics>) -> JudgePool {
+        JudgePool {
+            slots: Arc::new(Semaphore::new(JUDGE_CONCURRENCY)),
+            metrics,
         }
-        let Ok(permit) = app.judge_slots.clone().try_acquire_owned() else {
-            app.metrics
-                .count_event(ONLINE_JUDGE, &[&p.id, variant, &j.key, "skipped"]);
-            continue;
-        };
-        let (app, p, output) = (app.clone(), p.clone(), row.output.clone());
-        let (latency_ms, cost) = (row.latency_ms, row.cost);
-        let variant = variant.to_string();
-        tokio::spawn(async move {
-            let j = &p.online.judges[i];
-            let obs = Observation {
-                output: &output,
-                row: None,
-                latency_ms,
-                cost,
+    }
+
+    /// Starts the sampled judge calls of `row` (a finished call of prompt
+    /// `prompt_id` with `checks`) on their own tasks; a sample finding no
+    /// free slot is skipped and counted.
+    pub fn spawn(&self, prompt_id: &str, checks: &Arc<OnlineChecks>, row: &RequestLogRow) {
+        if checks.judges.is_empty() || row.status != RequestStatus::Ok {
+            return;
+        }
+        let variant = row.variant.as_str();
+        for (i, j) in checks.judges.iter().enumerate() {
+            if !sampled(&row.request_id, &j.key, j.sample_rate) {
+                continue;
+            }
+            let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+                self.metrics
+                    .count_event(ONLINE_JUDGE, &[prompt_id, variant, &j.key, "skipped"]);
+                continue;
             };
-            let r = match j.compiled.judge_messages(&obs) {
-                Err(e) => j.compiled.judge_result(Err(e.into())),
-                Ok(messages) => {
-                    let params = Map::from_iter([("temperature".to_string(), Value::from(0))]);
-                    match j.target.client.chat_messages(&messages, &params).await {
-                        Ok(c) => j.compiled.judge_result(Ok(&c.content)),
-                        Err(e) => j
-                            .compiled
-                            .judge_result(Err(JudgeFailure::Call(e.to_string()))),
+            let (metrics, checks) = (self.metrics.clone(), checks.clone());
+            let (prompt_id, variant) = (prompt_id.to_string(), variant.to_string());
+            let obs = OwnedObservation {
+                output: row.output.clone(),
+                latency_ms: row.latency_ms,
+                cost: row.cost,
+            };
+            tokio::spawn(async move {
+                let j = &checks.judges[i];
+                let r = judge(j, &obs).await;
+                drop(permit);
+                let result = match (&r.error, r.pass) {
+                    (Some(e), _) => {
+                        tracing::warn!(prompt = %prompt_id, assertion = %j.key, error = %e, "online judge failed");
+                        "error"
                     }
-                }
-            };
-            drop(permit);
-            let result = match (&r.error, r.pass) {
-                (Some(e), _) => {
-                    tracing::warn!(prompt = %p.id, assertion = %j.key, error = %e, "online judge failed");
-                    "error"
-                }
-                (None, true) => "pass",
-                (None, false) => "fail",
-            };
-            app.metrics
-                .count_event(ONLINE_JUDGE, &[&p.id, &variant, &j.key, result]);
-        });
+                    (None, true) => "pass",
+                    (None, false) => "fail",
+                };
+                metrics.count_event(ONLINE_JUDGE, &[&prompt_id, &variant, &j.key, result]);
+            });
+        }
+    }
+}
+
+/// What a judge task keeps of the row.
+struct OwnedObservation {
+    output: String,
+    latency_ms: f64,
+    cost: f64,
+}
+
+/// One judge call and its verdict.
+async fn judge(j: &OnlineJudge, o: &OwnedObservation) -> AssertionResult {
+    let obs = Observation {
+        output: &o.output,
+        row: None,
+        latency_ms: o.latency_ms,
+        cost: o.cost,
+    };
+    match j.compiled.judge_messages(&obs) {
+        Err(e) => j.compiled.judge_result(Err(e.into())),
+        Ok(messages) => {
+            let params = Map::from_iter([("temperature".to_string(), Value::from(0))]);
+            match j.client.chat_messages(&messages, &params).await {
+                Ok(c) => j.compiled.judge_result(Ok(&c.content)),
+                Err(e) => j
+                    .compiled
+                    .judge_result(Err(JudgeFailure::Call(e.to_string()))),
+            }
+        }
     }
 }
 
@@ -270,7 +312,6 @@ mod tests {
     fn checks() -> OnlineChecks {
         let a = |key: &str, check| OnlineAssertion {
             key: key.into(),
-            suite: "s".into(),
             compiled: assertion(key, check),
         };
         OnlineChecks {

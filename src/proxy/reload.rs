@@ -18,11 +18,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use chrono::{DateTime, Utc};
-use serde::Serialize;
+use chrono::Utc;
 use tokio::sync::mpsc;
 
 use super::state::{self, Breakers, BuildError, ServingState, TemplateCache};
+use super::status::{ReloadCounts, ReloadResult};
 use crate::repo::GitRepo;
 
 /// Quiet time that ends a burst of file events.
@@ -30,39 +30,15 @@ pub const QUIET: Duration = Duration::from_millis(100);
 /// Longest a reload waits for a burst to end.
 pub const MAX_DELAY: Duration = Duration::from_millis(1000);
 
-/// The result of the last reload attempt, for `/status`.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ReloadResult {
-    pub ok: bool,
-    pub at: DateTime<Utc>,
-    /// The control commit the attempt read (the offending one on failure).
-    pub commit: Option<String>,
-    pub error: Option<String>,
-    /// Generation serving after the attempt.
-    pub generation: u64,
-    /// Time the check and rebuild took, in milliseconds.
-    pub build_ms: f64,
-}
-
-/// Counters of reload attempts.
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
-pub struct ReloadCounts {
-    /// New states swapped in.
-    pub ok: u64,
-    /// New states refused.
-    pub failed: u64,
-    /// Checks that found nothing new.
-    pub unchanged: u64,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// The last reload attempt and the counts, for `/status`.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ReloadStatus {
     pub last: Option<ReloadResult>,
     pub counts: ReloadCounts,
 }
 
 /// What one reload did.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub enum ReloadOutcome {
     Swapped { generation: u64 },
     Unchanged,
@@ -151,11 +127,8 @@ impl Reloader {
         let t0 = std::time::Instant::now();
         let built = tokio::task::spawn_blocking(move || {
             if !force {
-                let repo = GitRepo::open(&root).map_err(|e| BuildError {
-                    commit: None,
-                    message: e.to_string(),
-                })?;
-                if state::fingerprint(&repo, &control_ref).as_ref() == Ok(&old_fp) {
+                let repo = GitRepo::open(&root).map_err(|e| BuildError::at(None, e.into()))?;
+                if state::fingerprint(&repo, &control_ref).is_ok_and(|fp| fp == old_fp) {
                     return Ok(None);
                 }
             }
@@ -163,12 +136,7 @@ impl Reloader {
             state::build(&root, &control_ref, next_gen, &mut cache, &breakers).map(Some)
         })
         .await
-        .unwrap_or_else(|e| {
-            Err(BuildError {
-                commit: None,
-                message: format!("the reload task failed: {e}"),
-            })
-        });
+        .unwrap_or_else(|e| Err(BuildError::at(None, e.into())));
         let build_ms = t0.elapsed().as_secs_f64() * 1000.0;
         let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
         let mut swapped = None;
@@ -201,11 +169,11 @@ impl Reloader {
                     ok: false,
                     at: Utc::now(),
                     commit: e.commit.clone(),
-                    error: Some(e.message.clone()),
+                    error: Some(e.to_string()),
                     generation: cur.generation,
                     build_ms,
                 });
-                tracing::error!(commit = ?e.commit, error = %e.message, "reload refused; the previous state keeps serving");
+                tracing::error!(commit = ?e.commit, error = %e, "reload refused; the previous state keeps serving");
                 ReloadOutcome::Refused(e)
             }
         };

@@ -1,7 +1,6 @@
 //! The HTTP routes: the client APIs (OpenAI, Ollama), feedback, health,
 //! status, admin.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Router;
@@ -15,12 +14,16 @@ use serde_json::{Map, Value, json};
 
 use super::app::App;
 use super::call;
-use super::error::{ApiError, Dialect, json_response};
+use super::error::{ApiError, json_response};
 use super::metrics::GaugeSample;
 use super::reload::ReloadOutcome;
 use super::routing::user_hash;
-use super::state::ServingState;
+use super::state::{RefState, ServingState};
+use super::status::{
+    CanaryRef, LoggingStatus, OnlineStatus, ServedRef, ServerStatus, SettingsStatus, Status,
+};
 use crate::logstore::{FeedbackRecord, LogStoreError};
+use crate::provider::ChatApi;
 
 /// All routes of the proxy.
 pub fn router(app: Arc<App>) -> Router {
@@ -39,7 +42,7 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/v1/feedback", post(feedback))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/status", get(status))
+        .route("/status", get(status_route))
         .route("/admin/reload", post(admin_reload))
         .route("/metrics", get(metrics))
         // The limit is `server.max_body_bytes` of the serving state, which
@@ -55,7 +58,7 @@ fn json_ok(v: Value) -> Response {
 /// The body, or the JSON error of a body that could not be read (413 when
 /// over `server.max_body_bytes` as the serving state has it: no upstream
 /// call is made).
-async fn read_body(app: &App, body: Body, dialect: Dialect) -> Result<Bytes, ApiError> {
+async fn read_body(app: &App, body: Body, api: ChatApi) -> Result<Bytes, ApiError> {
     use http_body_util::BodyExt;
     let limit = app.reloader.current().config.server.max_body_bytes;
     match http_body_util::Limited::new(body, limit).collect().await {
@@ -73,28 +76,28 @@ async fn read_body(app: &App, body: Body, dialect: Dialect) -> Result<Bytes, Api
                     format!("failed to read the request body: {e}"),
                 )
             };
-            Err(err.in_dialect(dialect))
+            Err(err.in_api(api))
         }
     }
 }
 
 async fn openai_chat(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
-    match read_body(&app, body, Dialect::OpenAi).await {
-        Ok(b) => call::chat(app, Dialect::OpenAi, headers, b).await,
+    match read_body(&app, body, ChatApi::OpenAi).await {
+        Ok(b) => call::chat(app, ChatApi::OpenAi, headers, b).await,
         Err(e) => e.into_response(),
     }
 }
 
 async fn ollama_chat(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
-    match read_body(&app, body, Dialect::OllamaChat).await {
-        Ok(b) => call::chat(app, Dialect::OllamaChat, headers, b).await,
+    match read_body(&app, body, ChatApi::OllamaChat).await {
+        Ok(b) => call::chat(app, ChatApi::OllamaChat, headers, b).await,
         Err(e) => e.into_response(),
     }
 }
 
 async fn ollama_generate(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
-    match read_body(&app, body, Dialect::OllamaGenerate).await {
-        Ok(b) => call::chat(app, Dialect::OllamaGenerate, headers, b).await,
+    match read_body(&app, body, ChatApi::OllamaGenerate).await {
+        Ok(b) => call::chat(app, ChatApi::OllamaGenerate, headers, b).await,
         Err(e) => e.into_response(),
     }
 }
@@ -148,7 +151,7 @@ fn opt_string(
 /// `POST /v1/feedback`: validated, then appended to the journal and
 /// fsynced before the 2xx.
 async fn feedback(State(app): State<Arc<App>>, body: Body) -> Response {
-    let body = read_body(&app, body, Dialect::OpenAi).await;
+    let body = read_body(&app, body, ChatApi::OpenAi).await;
     let record = match body.and_then(|b| feedback_record(&b)) {
         Ok(r) => r,
         Err(e) => return e.into_response(),
@@ -207,99 +210,111 @@ fn feedback_record(body: &[u8]) -> Result<FeedbackRecord, ApiError> {
     Ok(record)
 }
 
-/// `GET /status`: what is serving, the last reload, the log writer.
-pub fn status_json(app: &App) -> Value {
+/// `GET /status`: what is serving, the last reload, the log writer, the
+/// background tasks, the settings.
+pub fn status(app: &App) -> Status {
     let state = app.reloader.current();
     let reload = app.reloader.status();
-    let mut stable_prompts: Vec<&String> = state.stable.prompts.keys().collect();
-    stable_prompts.sort();
-    let canary = state.canary.as_ref().map(|c| {
-        let mut prompts: Vec<&String> = c.state.prompts.keys().collect();
-        prompts.sort();
-        json!({
-            "ref": &*c.state.git_ref,
-            "commit": &*c.state.commit,
-            "weight": c.rule.weight,
-            "applies_to": c.rule.prompts,
-            "sticky": c.rule.sticky,
-            "sticky_header": c.sticky_header.as_ref().map(|h| h.as_str()),
-            "prompts": prompts,
-        })
+    let canary = state.canary.as_ref().map(|c| CanaryRef {
+        git_ref: c.state.git_ref.to_string(),
+        commit: c.state.commit.to_string(),
+        weight: c.rule.weight,
+        applies_to: c.rule.prompts.clone(),
+        sticky: c.rule.sticky,
+        sticky_header: c.sticky_header.as_ref().map(|h| h.as_str().to_string()),
+        prompts: sorted_ids(&c.state),
     });
-    let (fetch_runs, fetch_last) = app.fetch.get();
-    json!({
-        "generation": state.generation,
-        "control_ref": state.control_ref,
-        "control_commit": state.control_commit,
-        "built_at": state.built_at,
-        "stable": {"ref": &*state.stable.git_ref, "commit": &*state.stable.commit, "prompts": stable_prompts},
-        "canary": canary,
-        "models": state.models.keys().collect::<Vec<_>>(),
-        "last_reload": reload.last,
-        "reloads": reload.counts,
-        "in_flight": app.in_flight.get(),
-        "log": app.logger.stats(),
-        "uptime_s": app.started.elapsed().as_secs_f64(),
-        "online": online_status(&state, app),
-        "analysis": app.analysis.get(),
-        "fetch": {"runs": fetch_runs, "last": fetch_last},
-        "settings": settings_status(&state, app),
-    })
+    Status {
+        generation: state.generation,
+        control_ref: state.control_ref.clone(),
+        control_commit: state.control_commit.clone(),
+        built_at: state.built_at,
+        stable: ServedRef {
+            git_ref: state.stable.git_ref.to_string(),
+            commit: state.stable.commit.to_string(),
+            prompts: sorted_ids(&state.stable),
+        },
+        canary,
+        models: state.models.keys().cloned().collect(),
+        last_reload: reload.last,
+        reloads: reload.counts,
+        in_flight: app.in_flight.get(),
+        log: app.logger.stats(),
+        uptime_s: app.started.elapsed().as_secs_f64(),
+        online: online_status(&state, app),
+        analysis: app.tasks.analysis.get(),
+        fetch: app.tasks.fetch.get(),
+        settings: settings_status(&state, app),
+    }
+}
+
+fn sorted_ids(r: &RefState) -> Vec<String> {
+    let mut ids: Vec<String> = r.prompts.keys().cloned().collect();
+    ids.sort();
+    ids
 }
 
 /// The `logging` and `server` settings in force, and the committed changes
 /// that wait for a restart.
-fn settings_status(state: &ServingState, app: &App) -> Value {
+fn settings_status(state: &ServingState, app: &App) -> SettingsStatus {
     let running = &app.settings;
     let (logging, server) = (&state.config.logging, &state.config.server);
-    json!({
-        "commit": state.control_commit,
-        "control_ref": running.control_ref,
-        "listen": running.listen,
-        "log_dir": running.log_dir,
-        "logging": {
-            "flush_interval_ms": logging.flush_interval_ms,
-            "flush_rows": logging.flush_rows,
-            "channel_capacity": running.config.logging.channel_capacity,
-            "on_full": logging.on_full,
-            "redact": logging.redact,
+    SettingsStatus {
+        commit: state.control_commit.clone(),
+        control_ref: running.control_ref.clone(),
+        listen: running.listen.clone(),
+        log_dir: running.log_dir.clone(),
+        logging: LoggingStatus {
+            flush_interval_ms: logging.flush_interval_ms,
+            flush_rows: logging.flush_rows,
+            channel_capacity: running.config.logging.channel_capacity,
+            on_full: logging.on_full,
+            redact: logging.redact,
         },
-        "server": {
-            "max_body_bytes": server.max_body_bytes,
-            "request_timeout_ms": server.request_timeout_ms,
-            "circuit_breaker": server.circuit_breaker,
-            "admin_token_env": server.admin_token_env,
+        server: ServerStatus {
+            max_body_bytes: server.max_body_bytes,
+            request_timeout_ms: server.request_timeout_ms,
+            circuit_breaker: server.circuit_breaker,
+            admin_token_env: server.admin_token_env.clone(),
         },
-        "pending_restart": running.pending_restart(&state.config),
-    })
+        pending_restart: running.pending_restart(&state.config),
+    }
 }
 
 /// The online assertions of every served prompt (by variant) and the
 /// verdicts counted so far.
-fn online_status(state: &ServingState, app: &App) -> Value {
-    let mut assertions = serde_json::Map::new();
+fn online_status(state: &ServingState, app: &App) -> OnlineStatus {
     let refs = std::iter::once(("stable", &state.stable))
         .chain(state.canary.as_ref().map(|c| ("canary", &c.state)));
-    for (variant, r) in refs {
-        let mut by_prompt: Vec<(&String, Vec<&str>)> = r
-            .prompts
-            .iter()
-            .map(|(id, p)| (id, p.online.keys()))
-            .collect();
-        by_prompt.sort();
-        assertions.insert(
-            variant.to_string(),
-            json!(by_prompt.into_iter().collect::<BTreeMap<_, _>>()),
-        );
+    let assertions = refs
+        .map(|(variant, r)| {
+            let by_prompt = r
+                .prompts
+                .iter()
+                .map(|(id, p)| {
+                    let keys = p.online.keys().into_iter().map(str::to_string).collect();
+                    (id.clone(), keys)
+                })
+                .collect();
+            (variant.to_string(), by_prompt)
+        })
+        .collect();
+    OnlineStatus {
+        assertions,
+        counts: app.metrics.online_counts(),
     }
-    json!({
-        "assertions": assertions,
-        "counts": app.metrics.online_counts(),
-    })
 }
 
-async fn status(State(app): State<Arc<App>>) -> Response {
-    json_ok(status_json(&app))
+async fn status_route(State(app): State<Arc<App>>) -> Response {
+    match serde_json::to_vec(&status(&app)) {
+        Ok(body) => json_response(StatusCode::OK, body),
+        Err(e) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "status",
+            format!("serialising the status: {e}"),
+        )
+        .into_response(),
+    }
 }
 
 /// Checks the bearer token of `/admin/*` when one is configured: the
@@ -355,7 +370,7 @@ async fn admin_reload(State(app): State<Arc<App>>, headers: HeaderMap) -> Respon
         ReloadOutcome::Unchanged => json_ok(json!({"reloaded": false, "generation": app.reloader.current().generation})),
         ReloadOutcome::Refused(e) => json_response(
             StatusCode::UNPROCESSABLE_ENTITY,
-            json!({"reloaded": false, "error": {"message": e.message, "commit": e.commit, "code": "invalid_state"}, "generation": app.reloader.current().generation})
+            json!({"reloaded": false, "error": {"message": e.to_string(), "commit": e.commit, "code": "invalid_state"}, "generation": app.reloader.current().generation})
                 .to_string()
                 .into_bytes(),
         ),

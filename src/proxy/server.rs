@@ -13,23 +13,21 @@ use std::time::{Duration, Instant};
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
-use super::analyzer::{self, AnalyzerOptions, AnalyzerStatus, AnalyzerTarget};
+use super::analyzer::{self, AnalyzerHandles, AnalyzerOptions, AnalyzerTarget};
 use super::app::{App, InFlight};
 use super::breaker::BreakerConfig;
-use super::fetch::{self, FetchOptions, FetchStatus};
+use super::fetch::{self, FetchHandles, FetchOptions};
 use super::metrics::Metrics;
+use super::online::JudgePool;
 use super::reload::{RefWatcher, Reloader};
 use super::routes;
 use super::state::{Breakers, BuildError, ServingState};
 use crate::logstore::{FeedbackJournal, LogStoreError, LoggerStats, RequestLogger};
 use crate::settings::Settings;
 
-/// Default time in-flight requests get to finish after a shutdown signal.
-pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
-
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("cannot serve{}: {}", .0.commit.as_ref().map(|c| format!(" commit {c}")).unwrap_or_default(), .0.message)]
+    #[error("cannot serve{}: {}", .0.commit.as_ref().map(|c| format!(" commit {c}")).unwrap_or_default(), .0)]
     State(#[from] BuildError),
     #[error("request log: {0}")]
     Log(#[from] LogStoreError),
@@ -90,18 +88,8 @@ impl Server {
     /// the listener. Fails if the first state is invalid.
     pub async fn bind(opts: ServeOptions) -> Result<Server, ServeError> {
         let settings = opts.settings.clone();
-        let root = settings.root().to_path_buf();
-        let control_ref = settings.control_ref.clone();
-        let log_dir = settings.log_dir.clone();
-        let (logger, recovery) = RequestLogger::start(&log_dir, &settings.config.logging)?;
-        if !recovery.recovered.is_empty() || !recovery.quarantined.is_empty() {
-            tracing::warn!(
-                recovered = recovery.recovered.len(),
-                quarantined = recovery.quarantined.len(),
-                "request log: leftovers from an earlier run"
-            );
-        }
-        let (journal, _) = FeedbackJournal::open(&log_dir)?;
+        let (root, control_ref) = (settings.root().to_path_buf(), settings.control_ref.clone());
+        let (logger, journal) = open_logs(&settings)?;
         let metrics = Arc::new(Metrics::new());
         let breakers = Arc::new(Breakers::new(BreakerConfig::from(
             &settings.config.server.circuit_breaker,
@@ -139,34 +127,11 @@ impl Server {
             settings,
             in_flight: Arc::new(InFlight::default()),
             started: Instant::now(),
+            judges: JudgePool::new(metrics.clone()),
             metrics,
-            analysis: AnalyzerStatus::default(),
-            fetch: FetchStatus::default(),
-            judge_slots: Arc::new(tokio::sync::Semaphore::new(
-                super::online::JUDGE_CONCURRENCY,
-            )),
+            tasks: Default::default(),
         });
-        let mut tasks = Vec::new();
-        if opts.analyzer.enabled {
-            let target = AnalyzerTarget {
-                root: root.clone(),
-                control_ref: control_ref.clone(),
-                log_dir: log_dir.clone(),
-            };
-            tasks.push(AbortOnDrop(tokio::spawn(analyzer::run(
-                app.clone(),
-                target,
-                opts.analyzer,
-            ))));
-        }
-        if let Some(f) = opts.fetch.clone() {
-            tasks.push(AbortOnDrop(tokio::spawn(fetch::run(
-                app.clone(),
-                root.clone(),
-                control_ref.clone(),
-                f,
-            ))));
-        }
+        let tasks = spawn_tasks(&app, &opts);
         Ok(Server {
             app,
             listener,
@@ -235,6 +200,56 @@ impl Server {
         let log = app.logger.shutdown().await?;
         Ok(ShutdownReport { log, abandoned })
     }
+}
+
+/// The request logger and the feedback journal of the log folder `serve`
+/// started with (leftovers of an earlier run recovered).
+fn open_logs(settings: &Settings) -> Result<(RequestLogger, FeedbackJournal), ServeError> {
+    let (logger, recovery) = RequestLogger::start(&settings.log_dir, &settings.config.logging)?;
+    if !recovery.recovered.is_empty() || !recovery.quarantined.is_empty() {
+        tracing::warn!(
+            recovered = recovery.recovered.len(),
+            quarantined = recovery.quarantined.len(),
+            "request log: leftovers from an earlier run"
+        );
+    }
+    let (journal, _) = FeedbackJournal::open(&settings.log_dir)?;
+    Ok((logger, journal))
+}
+
+/// The background tasks `opts` asks for, each with the handles it uses
+/// and its own status in `app.tasks` (the analyzer, `--fetch`'s loop). A
+/// new scheduled task is one more block here and one more
+/// [`TaskStatus`](super::status::TaskStatus) in `app.tasks`.
+fn spawn_tasks(app: &App, opts: &ServeOptions) -> Vec<AbortOnDrop> {
+    let settings = &app.settings;
+    let (root, control_ref) = (settings.root().to_path_buf(), settings.control_ref.clone());
+    let mut tasks = Vec::new();
+    if opts.analyzer.enabled {
+        let target = AnalyzerTarget {
+            root: root.clone(),
+            control_ref: control_ref.clone(),
+            log_dir: settings.log_dir.clone(),
+        };
+        let handles = AnalyzerHandles {
+            reloader: app.reloader.clone(),
+            logger: app.logger.clone(),
+            metrics: app.metrics.clone(),
+            status: app.tasks.analysis.clone(),
+        };
+        let task = analyzer::run(handles, target, opts.analyzer);
+        tasks.push(AbortOnDrop(tokio::spawn(task)));
+    }
+    if let Some(f) = opts.fetch.clone() {
+        let handles = FetchHandles {
+            reloader: app.reloader.clone(),
+            metrics: app.metrics.clone(),
+            status: app.tasks.fetch.clone(),
+        };
+        let task = fetch::run(handles, root, control_ref, f);
+        tasks.push(AbortOnDrop(tokio::spawn(task)));
+    }
+    tasks
 }
 
 /// Applies the `logging` and `server` settings of a state just swapped in

@@ -17,32 +17,100 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::breaker::{BreakerConfig, CircuitBreaker};
-use super::online::OnlineChecks;
+use super::online::{OnlineChecks, OnlineError};
 use super::routing::CanaryRule;
-use crate::project::{LoadOptions, Project, ROLLOUT_FILE, render_all};
-use crate::provider::{ModelClient, merge_params};
-use crate::repo::{FileSource, GitRepo};
+use crate::project::{LoadOptions, Project, ProjectError, ROLLOUT_FILE, render_all};
+use crate::provider::{ModelClient, ProviderError, merge_params};
+use crate::repo::{FileSource, GitRepo, RepoError};
 use crate::spec::config::Config;
 use crate::spec::prompt::InputSpec;
 use crate::spec::rollout::Rollout;
-use crate::spec::{FileKind, SourceFile};
-use crate::template::CompiledMessages;
+use crate::spec::{Diagnostic, FileKind, SourceFile};
+use crate::template::{CompiledMessages, TemplateError};
 
-/// Why a new state was refused; `commit` is the control commit it was read from.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
+/// Why a new state was refused, and the commit at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("{problem}")]
 pub struct BuildError {
+    /// The control commit, or the stable or canary commit whose files are
+    /// invalid; None when no commit could be read.
     pub commit: Option<String>,
-    pub message: String,
+    pub problem: Box<BuildProblem>,
 }
 
 impl BuildError {
-    fn at(commit: Option<&str>, message: impl Into<String>) -> BuildError {
+    pub fn at(commit: Option<&str>, problem: BuildProblem) -> BuildError {
         BuildError {
             commit: commit.map(str::to_string),
-            message: message.into(),
+            problem: Box::new(problem),
         }
     }
+}
+
+/// What is wrong with the state a commit describes.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildProblem {
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error("control ref: {0}")]
+    ControlRef(#[source] RepoError),
+    #[error("{ROLLOUT_FILE}: {field}: {source}")]
+    RolloutRef {
+        /// `stable` or `canary.ref`.
+        field: &'static str,
+        source: RepoError,
+    },
+    #[error("no {ROLLOUT_FILE} at commit {0}")]
+    NoRollout(String),
+    #[error("{}", render_all(.0))]
+    Rollout(Vec<Diagnostic>),
+    /// The control commit's own files are invalid.
+    #[error(transparent)]
+    Control(ProjectError),
+    /// A served ref's files are invalid.
+    #[error("{served} (commit {commit}) is invalid: {source}")]
+    Project {
+        /// E.g. ``stable ref `refs/heads/main` ``.
+        served: String,
+        commit: String,
+        source: ProjectError,
+    },
+    #[error("{served}: {path}: {source}")]
+    Prompt {
+        served: String,
+        /// The prompt file.
+        path: String,
+        source: PromptProblem,
+    },
+    #[error("{ROLLOUT_FILE}: canary.prompts names `{prompt}`, which {served} does not have")]
+    CanaryPrompt { prompt: String, served: String },
+    #[error("{ROLLOUT_FILE}: canary.sticky_header `{header}`: {source}")]
+    StickyHeader {
+        header: String,
+        source: axum::http::header::InvalidHeaderName,
+    },
+    #[error("version header: {0}")]
+    Version(#[from] axum::http::header::InvalidHeaderValue),
+    #[error("the reload task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Why one prompt of a served ref cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum PromptProblem {
+    #[error("unknown model `{0}`")]
+    UnknownModel(String),
+    #[error("model `{model}`: {source}")]
+    Model {
+        model: String,
+        source: Arc<ProviderError>,
+    },
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error(transparent)]
+    Online(#[from] OnlineError),
+    #[error("version header: {0}")]
+    Version(#[from] axum::http::header::InvalidHeaderValue),
 }
 
 /// One model of `promptgate.yaml`, ready to call.
@@ -230,21 +298,13 @@ impl TemplateCache {
     }
 
     /// The project at `commit`, loaded and checked once.
-    fn project(&mut self, repo: &GitRepo, commit: &str) -> Result<Arc<Project>, String> {
+    fn project(&mut self, repo: &GitRepo, commit: &str) -> Result<Arc<Project>, ProjectError> {
         if let Some(p) = self.projects.get(commit) {
             return Ok(p.clone());
         }
         let p = Arc::new(load_project(repo, commit)?);
         self.projects.insert(commit.to_string(), p.clone());
         Ok(p)
-    }
-
-    pub fn len(&self) -> usize {
-        self.by_blob.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_blob.is_empty()
     }
 }
 
@@ -253,13 +313,13 @@ impl TemplateCache {
 pub fn fingerprint(repo: &GitRepo, control_ref: &str) -> Result<Fingerprint, BuildError> {
     let control = repo
         .resolve(control_ref)
-        .map_err(|e| BuildError::at(None, format!("control ref: {e}")))?
+        .map_err(|e| BuildError::at(None, BuildProblem::ControlRef(e)))?
         .to_string();
     let rollout = read_rollout(repo, &control)?;
-    let resolve = |r: &str, what: &str| {
-        repo.resolve(r)
-            .map(|o| o.to_string())
-            .map_err(|e| BuildError::at(Some(&control), format!("{ROLLOUT_FILE}: {what}: {e}")))
+    let resolve = |r: &str, field: &'static str| {
+        repo.resolve(r).map(|o| o.to_string()).map_err(|source| {
+            BuildError::at(Some(&control), BuildProblem::RolloutRef { field, source })
+        })
     };
     let stable = resolve(&rollout.stable, "stable")?;
     let canary = match &rollout.canary {
@@ -274,35 +334,29 @@ pub fn fingerprint(repo: &GitRepo, control_ref: &str) -> Result<Fingerprint, Bui
 }
 
 fn read_rollout(repo: &GitRepo, commit: &str) -> Result<Rollout, BuildError> {
-    let tree = repo
-        .tree_at(commit)
-        .map_err(|e| BuildError::at(Some(commit), e.to_string()))?;
+    let fail = |p: BuildProblem| BuildError::at(Some(commit), p);
+    let tree = repo.tree_at(commit).map_err(|e| fail(e.into()))?;
     let text = tree
         .read_string(ROLLOUT_FILE)
-        .map_err(|e| BuildError::at(Some(commit), e.to_string()))?
-        .ok_or_else(|| {
-            BuildError::at(
-                Some(commit),
-                format!("no {ROLLOUT_FILE} at commit {commit}"),
-            )
-        })?;
+        .map_err(|e| fail(e.into()))?
+        .ok_or_else(|| fail(BuildProblem::NoRollout(commit.to_string())))?;
     SourceFile::new(ROLLOUT_FILE, text)
         .parse::<Rollout>(FileKind::Rollout)
-        .map_err(|d| BuildError::at(Some(commit), render_all(&d)))
+        .map_err(|d| fail(BuildProblem::Rollout(d)))
 }
 
 /// Loads and checks the whole project at `commit`, like `validate` does.
-fn load_project(repo: &GitRepo, commit: &str) -> Result<Project, String> {
-    let tree = repo.tree_at(commit).map_err(|e| e.to_string())?;
+fn load_project(repo: &GitRepo, commit: &str) -> Result<Project, ProjectError> {
+    let tree = repo.tree_at(commit)?;
     let resolve = |r: &str| repo.resolve(r).is_ok();
     let opts = LoadOptions {
         resolve_ref: Some(&resolve),
     };
-    Project::load(&tree, &opts).map_err(|e| e.to_string())
+    Project::load(&tree, &opts)
 }
 
 /// Every model of a config, or why it has no client.
-type Targets = BTreeMap<String, Result<Arc<ModelTarget>, String>>;
+type Targets = BTreeMap<String, Result<Arc<ModelTarget>, Arc<ProviderError>>>;
 
 fn model_targets(config: &Config, breakers: &Breakers) -> Targets {
     config
@@ -318,62 +372,38 @@ fn model_targets(config: &Config, breakers: &Breakers) -> Targets {
                         breaker: breakers.get(&m.provider),
                     })
                 })
-                .map_err(|e| e.to_string());
+                .map_err(Arc::new);
             (key.clone(), t)
         })
         .collect()
 }
 
+/// The prompts of `project` (the files at `commit` of `git_ref`), ready to
+/// serve, and every model of its config. `served` names the ref in errors.
 fn ref_state(
     project: &Project,
-    git_ref: &str,
-    commit: &str,
+    (git_ref, commit, served): (&str, &str, &str),
     cache: &mut TemplateCache,
     breakers: &Breakers,
-) -> Result<(RefState, Targets), String> {
+) -> Result<(RefState, Targets), BuildError> {
     let targets = model_targets(&project.config, breakers);
     let git_ref: Arc<str> = Arc::from(git_ref);
     let commit_a: Arc<str> = Arc::from(commit);
     let mut prompts = HashMap::new();
     for (id, lp) in &project.prompts {
-        let target = match targets.get(&lp.prompt.model) {
-            Some(Ok(t)) => t.clone(),
-            Some(Err(e)) => return Err(format!("{}: model `{}`: {e}", lp.path, lp.prompt.model)),
-            None => return Err(format!("{}: unknown model `{}`", lp.path, lp.prompt.model)),
-        };
-        let templates = match cache.by_blob.get(&lp.blob) {
-            Some(t) => t.clone(),
-            None => {
-                let t = Arc::new(
-                    CompiledMessages::compile(&lp.prompt.messages)
-                        .map_err(|e| format!("{}: {e}", lp.path))?,
-                );
-                cache.by_blob.insert(lp.blob.clone(), t.clone());
-                t
-            }
-        };
-        let judge = |model: &str| targets.get(model).and_then(|t| t.as_ref().ok().cloned());
-        let (online, warnings) = OnlineChecks::build(project, id, &judge)?;
-        for w in warnings {
-            tracing::warn!(git_ref = %git_ref, prompt = %id, "{w}");
-        }
-        let version = HeaderValue::from_str(&format!("{commit}:{}", lp.blob))
-            .map_err(|e| format!("{}: version header: {e}", lp.path))?;
-        prompts.insert(
-            id.clone(),
-            Arc::new(PreparedPrompt {
-                id: id.clone(),
-                blob: lp.blob.clone(),
-                git_ref: git_ref.clone(),
-                commit: commit_a.clone(),
-                version,
-                params: merge_params(target.client.params(), &lp.prompt.params),
-                target,
-                templates,
-                inputs: lp.prompt.inputs.clone(),
-                online: Arc::new(online),
-            }),
-        );
+        let prepared = prepare_prompt(project, id, lp, (&git_ref, &commit_a), &targets, cache)
+            .map_err(|source| {
+                let (served, path) = (served.to_string(), lp.path.clone());
+                BuildError::at(
+                    Some(commit),
+                    BuildProblem::Prompt {
+                        served,
+                        path,
+                        source,
+                    },
+                )
+            })?;
+        prompts.insert(id.clone(), Arc::new(prepared));
     }
     Ok((
         RefState {
@@ -385,6 +415,58 @@ fn ref_state(
     ))
 }
 
+/// One prompt ready to serve: its model's client, its compiled templates
+/// (from the cache when its blob was compiled before), its online checks.
+fn prepare_prompt(
+    project: &Project,
+    id: &str,
+    lp: &crate::project::LoadedPrompt,
+    (git_ref, commit): (&Arc<str>, &Arc<str>),
+    targets: &Targets,
+    cache: &mut TemplateCache,
+) -> Result<PreparedPrompt, PromptProblem> {
+    let model = &lp.prompt.model;
+    let target = match targets.get(model) {
+        Some(Ok(t)) => t.clone(),
+        Some(Err(e)) => {
+            return Err(PromptProblem::Model {
+                model: model.clone(),
+                source: e.clone(),
+            });
+        }
+        None => return Err(PromptProblem::UnknownModel(model.clone())),
+    };
+    let templates = match cache.by_blob.get(&lp.blob) {
+        Some(t) => t.clone(),
+        None => {
+            let t = Arc::new(CompiledMessages::compile(&lp.prompt.messages)?);
+            cache.by_blob.insert(lp.blob.clone(), t.clone());
+            t
+        }
+    };
+    let judge = |model: &str| {
+        targets
+            .get(model)
+            .and_then(|t| t.as_ref().ok().map(|t| t.client.clone()))
+    };
+    let (online, warnings) = OnlineChecks::build(project, id, &judge)?;
+    for w in warnings {
+        tracing::warn!(git_ref = %git_ref, prompt = %id, "{w}");
+    }
+    Ok(PreparedPrompt {
+        id: id.to_string(),
+        blob: lp.blob.clone(),
+        git_ref: git_ref.clone(),
+        commit: commit.clone(),
+        version: HeaderValue::from_str(&format!("{commit}:{}", lp.blob))?,
+        params: merge_params(target.client.params(), &lp.prompt.params),
+        target,
+        templates,
+        inputs: lp.prompt.inputs.clone(),
+        online: Arc::new(online),
+    })
+}
+
 /// Builds and validates the complete state of `control_ref`. Blocking
 /// (git reads, template compilation): run it off the request path.
 pub fn build(
@@ -394,94 +476,111 @@ pub fn build(
     cache: &mut TemplateCache,
     breakers: &Breakers,
 ) -> Result<ServingState, BuildError> {
-    let repo = GitRepo::open(root).map_err(|e| BuildError::at(None, e.to_string()))?;
+    let repo = GitRepo::open(root).map_err(|e| BuildError::at(None, e.into()))?;
     let fp = fingerprint(&repo, control_ref)?;
     let control = fp.control.as_str();
-    let fail = |m: String| BuildError::at(Some(control), m);
     let rollout = read_rollout(&repo, control)?;
     // The control commit itself must be valid: it is what the team commits to.
-    let config = Arc::new(cache.project(&repo, control).map_err(&fail)?.config.clone());
-    let mut load = |commit: &str, what: &str| -> Result<Arc<Project>, BuildError> {
-        cache.project(&repo, commit).map_err(|e| {
-            BuildError::at(
-                Some(commit),
-                format!("{what} (commit {commit}) is invalid: {e}"),
-            )
-        })
-    };
-    let stable_project = load(&fp.stable, &format!("stable ref `{}`", rollout.stable))?;
-    let canary_project = match (&rollout.canary, &fp.canary) {
-        (Some(c), Some(commit)) => Some(load(commit, &format!("canary ref `{}`", c.git_ref))?),
-        _ => None,
-    };
-    let (stable, stable_models) = ref_state(
-        &stable_project,
-        &rollout.stable,
-        &fp.stable,
-        cache,
-        breakers,
-    )
-    .map_err(|e| {
-        BuildError::at(
-            Some(&fp.stable),
-            format!("stable ref `{}`: {e}", rollout.stable),
-        )
-    })?;
-    let canary = match (&rollout.canary, &fp.canary, &canary_project) {
-        (Some(c), Some(commit), Some(project)) => {
-            let what = format!("canary ref `{}`", c.git_ref);
-            let (state, _) = ref_state(project, &c.git_ref, commit, cache, breakers)
-                .map_err(|e| BuildError::at(Some(commit), format!("{what}: {e}")))?;
-            for p in &c.prompts {
-                if !state.prompts.contains_key(p) {
-                    return Err(fail(format!(
-                        "{ROLLOUT_FILE}: canary.prompts names `{p}`, which {what} does not have"
-                    )));
-                }
-            }
-            let sticky_header = match &c.sticky_header {
-                Some(h) => Some(HeaderName::from_bytes(h.as_bytes()).map_err(|e| {
-                    fail(format!("{ROLLOUT_FILE}: canary.sticky_header `{h}`: {e}"))
-                })?),
-                None => None,
-            };
-            Some(CanaryState {
-                state: Arc::new(state),
-                rule: CanaryRule {
-                    weight: c.weight,
-                    prompts: c.prompts.clone(),
-                    sticky: c.sticky,
-                },
-                sticky_header,
-            })
+    let config = cache
+        .project(&repo, control)
+        .map_err(|e| BuildError::at(Some(control), BuildProblem::Control(e)))?
+        .config
+        .clone();
+    let stable_served = format!("stable ref `{}`", rollout.stable);
+    let stable_project = served_project(cache, &repo, &fp.stable, &stable_served)?;
+    let refs = (
+        rollout.stable.as_str(),
+        fp.stable.as_str(),
+        stable_served.as_str(),
+    );
+    let (stable, stable_models) = ref_state(&stable_project, refs, cache, breakers)?;
+    let canary = match (&rollout.canary, &fp.canary) {
+        (Some(c), Some(commit)) => {
+            Some(canary_state(c, commit, control, (cache, &repo, breakers))?)
         }
         _ => None,
     };
-    let models = stable_models
-        .into_iter()
-        .filter_map(|(k, t)| match t {
-            Ok(t) => Some((k, t)),
-            Err(e) => {
-                // A pass-through alias whose key is unset is unusable but
-                // must not stop the prompts from being served.
-                tracing::warn!(model = %k, error = %e, "model alias not available for pass-through");
-                None
-            }
-        })
-        .collect();
-    let passthrough_version = HeaderValue::from_str(&fp.stable).map_err(|e| fail(e.to_string()))?;
+    let passthrough_version =
+        HeaderValue::from_str(&fp.stable).map_err(|e| BuildError::at(Some(control), e.into()))?;
     let state = ServingState {
         generation,
         control_ref: control_ref.to_string(),
         control_commit: fp.control.clone(),
-        config,
+        config: Arc::new(config),
         rollout,
         stable: Arc::new(stable),
         canary,
-        models,
+        models: passthrough_models(stable_models),
         passthrough_version,
         built_at: Utc::now(),
     };
     cache.retain_used(&state);
     Ok(state)
+}
+
+/// The project at the commit of a served ref, loaded and checked once.
+fn served_project(
+    cache: &mut TemplateCache,
+    repo: &GitRepo,
+    commit: &str,
+    served: &str,
+) -> Result<Arc<Project>, BuildError> {
+    cache.project(repo, commit).map_err(|source| {
+        let problem = BuildProblem::Project {
+            served: served.to_string(),
+            commit: commit.to_string(),
+            source,
+        };
+        BuildError::at(Some(commit), problem)
+    })
+}
+
+/// The canary side of the rollout at `commit`; a problem of rollout.yaml's
+/// `canary` block is the control commit's.
+fn canary_state(
+    c: &crate::spec::rollout::Canary,
+    commit: &str,
+    control: &str,
+    (cache, repo, breakers): (&mut TemplateCache, &GitRepo, &Breakers),
+) -> Result<CanaryState, BuildError> {
+    let served = format!("canary ref `{}`", c.git_ref);
+    let project = served_project(cache, repo, commit, &served)?;
+    let (state, _) = ref_state(&project, (&c.git_ref, commit, &served), cache, breakers)?;
+    let fail = |p: BuildProblem| BuildError::at(Some(control), p);
+    if let Some(p) = c.prompts.iter().find(|p| !state.prompts.contains_key(*p)) {
+        let (prompt, served) = (p.clone(), served.clone());
+        return Err(fail(BuildProblem::CanaryPrompt { prompt, served }));
+    }
+    let sticky_header = match &c.sticky_header {
+        Some(h) => Some(HeaderName::from_bytes(h.as_bytes()).map_err(|source| {
+            let header = h.clone();
+            fail(BuildProblem::StickyHeader { header, source })
+        })?),
+        None => None,
+    };
+    Ok(CanaryState {
+        state: Arc::new(state),
+        rule: CanaryRule {
+            weight: c.weight,
+            prompts: c.prompts.clone(),
+            sticky: c.sticky,
+        },
+        sticky_header,
+    })
+}
+
+/// The models of the stable ref's config that have a client. A
+/// pass-through alias whose key is unset is unusable but must not stop the
+/// prompts from being served.
+fn passthrough_models(targets: Targets) -> BTreeMap<String, Arc<ModelTarget>> {
+    targets
+        .into_iter()
+        .filter_map(|(k, t)| match t {
+            Ok(t) => Some((k, t)),
+            Err(e) => {
+                tracing::warn!(model = %k, error = %e, "model alias not available for pass-through");
+                None
+            }
+        })
+        .collect()
 }

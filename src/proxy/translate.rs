@@ -9,12 +9,13 @@
 
 use serde_json::{Map, Value, json};
 
-use super::error::{ApiError, Dialect};
+use super::error::ApiError;
+use crate::provider::ChatApi;
 
-/// A chat request as a client sent it, in dialect-neutral form.
+/// A chat request as a client sent it, in a form independent of its API.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClientRequest {
-    pub dialect: Dialect,
+    pub api: ChatApi,
     pub model: String,
     pub messages: Vec<Value>,
     pub stream: bool,
@@ -37,25 +38,25 @@ fn take_str(body: &mut Map<String, Value>, key: &str) -> Result<Option<String>, 
     }
 }
 
-/// Parses a client body of `dialect`.
-pub fn parse_request(dialect: Dialect, bytes: &[u8]) -> Result<ClientRequest, ApiError> {
+/// Parses a client body of `api`.
+pub fn parse_request(api: ChatApi, bytes: &[u8]) -> Result<ClientRequest, ApiError> {
     let mut body: Map<String, Value> = serde_json::from_slice(bytes).map_err(|e| {
         ApiError::new(
             axum::http::StatusCode::BAD_REQUEST,
             "invalid_json",
             format!("the body is not a JSON object: {e}"),
         )
-        .in_dialect(dialect)
+        .in_api(api)
     })?;
-    parse_map(dialect, &mut body).map_err(|e| e.in_dialect(dialect))
+    parse_map(api, &mut body).map_err(|e| e.in_api(api))
 }
 
-fn parse_map(dialect: Dialect, body: &mut Map<String, Value>) -> Result<ClientRequest, ApiError> {
+fn parse_map(api: ChatApi, body: &mut Map<String, Value>) -> Result<ClientRequest, ApiError> {
     let model = take_str(body, "model")?
         .filter(|m| !m.is_empty())
         .ok_or_else(|| ApiError::field("model", "is required"))?;
     let stream = match body.remove("stream") {
-        None | Some(Value::Null) => dialect.is_ollama(), // Ollama streams by default.
+        None | Some(Value::Null) => api.is_ollama(), // Ollama streams by default.
         Some(Value::Bool(b)) => b,
         Some(_) => return Err(ApiError::field("stream", "must be a boolean")),
     };
@@ -69,8 +70,8 @@ fn parse_map(dialect: Dialect, body: &mut Map<String, Value>) -> Result<ClientRe
         None | Some(Value::Null) => None,
         Some(_) => return Err(ApiError::field("user", "must be a string")),
     };
-    let messages = match dialect {
-        Dialect::OpenAi | Dialect::OllamaChat => match body.remove("messages") {
+    let messages = match api {
+        ChatApi::OpenAi | ChatApi::OllamaChat => match body.remove("messages") {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(ms)) => {
                 for (i, m) in ms.iter().enumerate() {
@@ -85,7 +86,7 @@ fn parse_map(dialect: Dialect, body: &mut Map<String, Value>) -> Result<ClientRe
             }
             Some(_) => return Err(ApiError::field("messages", "must be an array")),
         },
-        Dialect::OllamaGenerate => {
+        ChatApi::OllamaGenerate => {
             let prompt = take_str(body, "prompt")?.unwrap_or_default();
             let system = take_str(body, "system")?;
             let images = body.remove("images");
@@ -106,7 +107,7 @@ fn parse_map(dialect: Dialect, body: &mut Map<String, Value>) -> Result<ClientRe
     };
     body.remove("stream_options");
     Ok(ClientRequest {
-        dialect,
+        api,
         model,
         messages,
         stream,
@@ -123,7 +124,7 @@ mod tests {
     #[test]
     fn generate_becomes_chat_messages_and_keeps_options() {
         let r = parse_request(
-            Dialect::OllamaGenerate,
+            ChatApi::OllamaGenerate,
             br#"{"model":"m","prompt":"hi","system":"be brief","options":{"num_ctx":512},"raw":true}"#,
         )
         .unwrap();
@@ -154,7 +155,7 @@ mod tests {
             stream in proptest::option::of(proptest::bool::ANY),
             ollama in proptest::bool::ANY,
         ) {
-            let dialect = if ollama { Dialect::OllamaChat } else { Dialect::OpenAi };
+            let api = if ollama { ChatApi::OllamaChat } else { ChatApi::OpenAi };
             let mut body = Map::new();
             body.insert("model".into(), json!("prompt:p"));
             body.insert("messages".into(), json!([{"role": "user", "content": "hi"}]));
@@ -166,7 +167,7 @@ mod tests {
             for (k, v) in &extra {
                 body.insert(k.clone(), v.clone());
             }
-            let r = parse_request(dialect, Value::Object(body).to_string().as_bytes()).unwrap();
+            let r = parse_request(api, Value::Object(body).to_string().as_bytes()).unwrap();
             proptest::prop_assert_eq!(r.stream, stream.unwrap_or(ollama));
             proptest::prop_assert_eq!(r.variables, Some(json!({"a": 1}).as_object().unwrap().clone()));
             proptest::prop_assert_eq!(&r.params["options"], &json!({"nested": nested}));
@@ -182,7 +183,7 @@ mod tests {
         /// Arbitrary bytes are an error, never a panic.
         #[test]
         fn arbitrary_bodies_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
-            for d in [Dialect::OpenAi, Dialect::OllamaChat, Dialect::OllamaGenerate] {
+            for d in [ChatApi::OpenAi, ChatApi::OllamaChat, ChatApi::OllamaGenerate] {
                 let _ = parse_request(d, &bytes);
             }
         }
@@ -190,12 +191,12 @@ mod tests {
 
     #[test]
     fn bad_fields_are_named() {
-        let e = parse_request(Dialect::OpenAi, br#"{"model": 3}"#).unwrap_err();
+        let e = parse_request(ChatApi::OpenAi, br#"{"model": 3}"#).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("model"));
-        let e = parse_request(Dialect::OpenAi, br#"{"model":"m","messages":[1]}"#).unwrap_err();
+        let e = parse_request(ChatApi::OpenAi, br#"{"model":"m","messages":[1]}"#).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("messages[0]"));
-        let e = parse_request(Dialect::OpenAi, br#"{"model":"m","variables":[]}"#).unwrap_err();
+        let e = parse_request(ChatApi::OpenAi, br#"{"model":"m","variables":[]}"#).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("variables"));
-        assert!(parse_request(Dialect::OpenAi, b"not json").is_err());
+        assert!(parse_request(ChatApi::OpenAi, b"not json").is_err());
     }
 }

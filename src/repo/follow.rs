@@ -11,14 +11,14 @@
 //! never names a ref the replica does not have yet.
 
 use git2::Oid;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{GitRepo, RepoError};
 
 const FETCHED: &str = "refs/promptgate/fetched/";
 
 /// What happened to one local branch in a fetch round.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "result")]
 pub enum Followed {
     /// Created or fast-forwarded.

@@ -16,10 +16,11 @@ use std::path::{Path, PathBuf};
 
 use git2::Repository;
 
-pub use follow::{Followed, branch_named};
-pub use git2::{Oid, Signature};
-pub use source::{FileSource, GitTree, WorkTree};
-pub use write::{BranchCommit, signature};
+pub(crate) use follow::Followed;
+pub(crate) use git2::{Oid, Signature};
+pub use source::WorkTree;
+pub(crate) use source::{FileSource, GitTree};
+pub(crate) use write::signature;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
@@ -36,13 +37,6 @@ pub enum RepoError {
         path: PathBuf,
         source: std::io::Error,
     },
-}
-
-/// A commit's id and message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CommitMessage {
-    pub id: Oid,
-    pub message: String,
 }
 
 /// One version of a file in history.
@@ -161,20 +155,10 @@ impl GitRepo {
         Ok(out)
     }
 
-    /// The commits reachable from `head` but not from `seen`, newest first.
-    pub fn commits_since(&self, seen: Oid, head: Oid) -> Result<Vec<CommitMessage>, RepoError> {
-        let mut walk = self.repo.revwalk()?;
-        walk.push(head)?;
-        walk.hide(seen)?;
-        let mut out = Vec::new();
-        for oid in walk {
-            let c = self.repo.find_commit(oid?)?;
-            out.push(CommitMessage {
-                id: c.id(),
-                message: c.message().unwrap_or_default().to_string(),
-            });
-        }
-        Ok(out)
+    /// The message of `commit` (a commit id or ref).
+    pub fn message(&self, commit: &str) -> Result<String, RepoError> {
+        let c = self.repo.find_commit(self.resolve(commit)?)?;
+        Ok(c.message().unwrap_or_default().to_string())
     }
 
     /// Paths (files) that differ between two refs, sorted.

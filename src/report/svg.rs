@@ -202,6 +202,7 @@ pub fn bar_chart(
 }
 
 /// One point of a scatter plot.
+#[allow(dead_code)] // the cost-quality plot (issue 15) draws it
 #[derive(Debug, Clone, PartialEq)]
 pub struct Point {
     pub x: f64,
@@ -212,6 +213,7 @@ pub struct Point {
 
 /// A scatter plot with labelled points and, optionally, a polyline through
 /// `line` (e.g. a Pareto frontier), axes scaled to the data.
+#[allow(dead_code)] // the cost-quality plot (issue 15) draws it
 pub fn scatter(
     title: &str,
     x_label: &str,

@@ -275,12 +275,3 @@ impl Default for ServerConfig {
         }
     }
 }
-
-impl Config {
-    /// Effective timeouts of a model: its own override, else its provider's.
-    pub fn timeouts_for(&self, model: &str) -> Option<Timeouts> {
-        let m = self.models.get(model)?;
-        let p = self.providers.get(&m.provider)?;
-        Some(m.timeouts.unwrap_or(p.timeouts))
-    }
-}

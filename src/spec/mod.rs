@@ -8,18 +8,18 @@
 
 pub mod config;
 pub mod dataset;
-pub mod diagnostic;
+pub(crate) mod diagnostic;
 pub mod drift;
-pub mod eval;
-pub mod prompt;
+pub(crate) mod eval;
+pub(crate) mod prompt;
 pub mod rollout;
-pub mod span;
+pub(crate) mod span;
 
 use std::sync::OnceLock;
 
 use serde::de::DeserializeOwned;
 
-pub use diagnostic::{Diagnostic, Severity};
+pub(crate) use diagnostic::{Diagnostic, Severity};
 use diagnostic::{escape_segment, pointer_to_field};
 use span::{Pos, SpanIndex};
 

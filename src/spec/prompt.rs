@@ -91,23 +91,35 @@ struct RawInputSpec {
     description: Option<String>,
 }
 
-impl TryFrom<RawInputSpec> for InputSpec {
-    type Error = String;
+/// Why an input's declaration is inconsistent.
+#[derive(Debug, thiserror::Error)]
+pub enum InputSpecError {
+    #[error("`default` {value} is not of type {}", kind.as_str())]
+    DefaultType {
+        value: serde_json::Value,
+        kind: InputType,
+    },
+    #[error("an input with a `default` is optional: remove `required: true`")]
+    RequiredWithDefault,
+}
 
-    fn try_from(raw: RawInputSpec) -> Result<InputSpec, String> {
+impl TryFrom<RawInputSpec> for InputSpec {
+    type Error = InputSpecError;
+
+    fn try_from(raw: RawInputSpec) -> Result<InputSpec, InputSpecError> {
         let default = match raw.default {
             // `default: null` is the same as no default.
             Some(serde_json::Value::Null) | None => None,
-            Some(v) if !raw.kind.accepts(&v) => {
-                return Err(format!(
-                    "`default` {v} is not of type {}",
-                    raw.kind.as_str()
-                ));
+            Some(value) if !raw.kind.accepts(&value) => {
+                return Err(InputSpecError::DefaultType {
+                    value,
+                    kind: raw.kind,
+                });
             }
             Some(v) => Some(v),
         };
         if default.is_some() && raw.required == Some(true) {
-            return Err("an input with a `default` is optional: remove `required: true`".into());
+            return Err(InputSpecError::RequiredWithDefault);
         }
         Ok(InputSpec {
             kind: raw.kind,

@@ -186,7 +186,9 @@ fn null_variance(a: &Arm, b: &Arm, theta0: f64) -> Option<f64> {
     }
 }
 
-/// `ln Λ` of the two-sided mixture for `H0: d = theta0`.
+/// `ln Λ` of the two-sided mixture for `H0: d = theta0` (tests bound the
+/// one-sided statistic by it).
+#[cfg(test)]
 pub fn log_lr_two_sided(d: &Difference, theta0: f64) -> f64 {
     let (v, t2) = (d.variance, d.tau2);
     if !(v > 0.0 && t2 > 0.0 && v.is_finite()) {

@@ -483,7 +483,7 @@ gates:",
         .await;
         assert_eq!(code, 200, "{body}");
         let id = header(&h, "x-request-id");
-        if promptgate::proxy::online::sampled(&id, "judged", 0.5) {
+        if promptgate::proxy::sampled(&id, "judged", 0.5) {
             sampled += 1;
         }
     }

@@ -3,5 +3,4 @@
 mod mock_llm_answers;
 mod mock_llm_binary;
 mod recorded_responses;
-mod stream_decoding;
 mod upstream_calls;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use promptgate::logstore::{FeedbackJournal, RequestStatus, Variant, read_feedback};
 use promptgate::mock_llm::{MockConfig, MockServer};
-use promptgate::proxy::routing::CanaryRule;
+use promptgate::proxy::CanaryRule;
 use promptgate::spec::rollout::StickyKey;
 use serde_json::{Value, json};
 
@@ -145,7 +145,7 @@ async fn prompt_requests_are_rendered_routed_answered_and_logged() {
     assert!(!r.stream);
     assert_eq!(
         r.user_hash.as_deref(),
-        Some(promptgate::proxy::routing::user_hash("alice").as_str())
+        Some(promptgate::proxy::user_hash("alice").as_str())
     );
     let r = by_id(&chat_id);
     let msgs: Value = serde_json::from_str(&r.messages).unwrap();
@@ -525,7 +525,7 @@ async fn feedback_is_validated_and_durable_before_the_ack() {
     assert_eq!(records[0].correction.as_deref(), Some("Paris"));
     assert_eq!(
         records[0].user_hash.as_deref(),
-        Some(promptgate::proxy::routing::user_hash("bob").as_str())
+        Some(promptgate::proxy::user_hash("bob").as_str())
     );
     assert_eq!(p.terminate(), Some(0));
     // After the server let go of it, the journal opens cleanly again.

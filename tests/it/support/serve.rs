@@ -198,9 +198,14 @@ pub fn commit_main(s: &Scaffold, files: &[(&str, &str)], msg: &str) -> String {
     s.commit(msg)
 }
 
-/// GET `/status` as JSON.
+/// GET `/status` as JSON, checked to be the typed [`Status`] clients
+/// deserialise (and to serialise back to the same JSON).
 pub async fn status(p: &Proxy) -> Value {
-    get_json(&format!("{}/status", p.url)).await
+    let v = get_json(&format!("{}/status", p.url)).await;
+    let typed: promptgate::proxy::status::Status = serde_json::from_value(v.clone())
+        .unwrap_or_else(|e| panic!("/status is not a Status: {e}\n{v:#}"));
+    assert_eq!(serde_json::to_value(&typed).unwrap(), v);
+    v
 }
 
 /// GET `/metrics`: the Prometheus text.

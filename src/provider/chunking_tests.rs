@@ -1,11 +1,18 @@
 //! Property tests of the stream decoders: however the bytes are split into
 //! chunks, the same events come out.
 
-use promptgate::provider::wire::{NdjsonDecoder, SseDecoder, SseEvent};
-use promptgate::provider::{ChatEvent, ollama, openai};
 use proptest::prelude::*;
 
-use crate::support::upstream::fixture;
+use super::wire::{NdjsonDecoder, SseDecoder, SseEvent};
+use super::{ChatEvent, EventDecoder, ollama, openai};
+
+/// A recorded upstream answer under `tests/fixtures/`.
+fn fixture(path: &str) -> String {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(path);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
 
 /// Splits `bytes` at the given cut points (taken modulo the length).
 fn split(bytes: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
@@ -22,7 +29,7 @@ fn split(bytes: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
 }
 
 fn sse_all(chunks: &[Vec<u8>]) -> Vec<SseEvent> {
-    let mut d = SseDecoder::new();
+    let mut d = SseDecoder::default();
     let mut out: Vec<SseEvent> = chunks.iter().flat_map(|c| d.push(c)).collect();
     out.extend(d.finish());
     out
@@ -77,7 +84,7 @@ proptest! {
             .map(|v| format!("{}\n", serde_json::json!({ "s": v })))
             .collect();
         let chunks = split(text.as_bytes(), &cuts);
-        let mut d = NdjsonDecoder::new();
+        let mut d = NdjsonDecoder::default();
         let mut got: Vec<String> = chunks.iter().flat_map(|c| d.push(c)).collect();
         got.extend(d.finish());
         let expected: Vec<String> = values

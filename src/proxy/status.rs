@@ -1,0 +1,257 @@
+//! What a running proxy reports about itself: the typed body of `GET
+//! /status` ([`Status`]), serialised by the route and deserialised by its
+//! clients (`promptgate demo`, tests), and the status of every background
+//! task, written by the task and read by the route ([`TaskStatus`]).
+//!
+//! Invariant: a leaf of `proxy/`. It imports no other file of the proxy, so
+//! the reloader, the background tasks and the routes can all depend on it
+//! without depending on each other. A new background task (a scheduled
+//! drift run, say) adds its round type and snapshot here, one
+//! [`TaskStatus`] in [`TaskStatuses`], and one field in [`Status`].
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::canary::{Applied, CanaryReport};
+use crate::logstore::LoggerStats;
+use crate::repo::Followed;
+use crate::settings::PendingRestart;
+use crate::spec::config::{CircuitBreakerConfig, OnFull, Redaction};
+use crate::spec::rollout::StickyKey;
+
+/// The body of `GET /status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// 1 for the state built at start-up, +1 per successful reload.
+    pub generation: u64,
+    pub control_ref: String,
+    /// The commit rollout.yaml was read from.
+    pub control_commit: String,
+    pub built_at: DateTime<Utc>,
+    pub stable: ServedRef,
+    /// None when rollout.yaml has no canary.
+    pub canary: Option<CanaryRef>,
+    /// Model aliases served as pass-through.
+    pub models: Vec<String>,
+    pub last_reload: Option<ReloadResult>,
+    pub reloads: ReloadCounts,
+    pub in_flight: u64,
+    pub log: LoggerStats,
+    pub uptime_s: f64,
+    pub online: OnlineStatus,
+    pub analysis: AnalyzerSnapshot,
+    pub fetch: FetchSnapshot,
+    pub settings: SettingsStatus,
+}
+
+/// The stable ref and the prompts served from it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServedRef {
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    pub commit: String,
+    /// Sorted.
+    pub prompts: Vec<String>,
+}
+
+/// The canary ref, its routing and the prompts served from it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CanaryRef {
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    pub commit: String,
+    /// Percent of traffic.
+    pub weight: f64,
+    /// `canary.prompts` of rollout.yaml (empty: every prompt).
+    pub applies_to: Vec<String>,
+    pub sticky: StickyKey,
+    pub sticky_header: Option<String>,
+    /// Sorted.
+    pub prompts: Vec<String>,
+}
+
+/// The result of the last reload attempt.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ReloadResult {
+    pub ok: bool,
+    pub at: DateTime<Utc>,
+    /// The control commit the attempt read (the offending one on failure).
+    pub commit: Option<String>,
+    pub error: Option<String>,
+    /// Generation serving after the attempt.
+    pub generation: u64,
+    /// Time the check and rebuild took, in milliseconds.
+    pub build_ms: f64,
+}
+
+/// Counters of reload attempts.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReloadCounts {
+    /// New states swapped in.
+    pub ok: u64,
+    /// New states refused.
+    pub failed: u64,
+    /// Checks that found nothing new.
+    pub unchanged: u64,
+}
+
+/// The online assertions of every served prompt and the verdicts so far.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OnlineStatus {
+    /// Variant (`stable`, `canary`) -> prompt -> assertion keys.
+    pub assertions: BTreeMap<String, BTreeMap<String, Vec<String>>>,
+    pub counts: Vec<OnlineCount>,
+}
+
+/// Online verdict counts of one prompt and variant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OnlineCount {
+    pub prompt: String,
+    pub variant: String,
+    pub evaluated: u64,
+    pub passed: u64,
+    pub pass_rate: Option<f64>,
+}
+
+/// The `logging` and `server` settings in force, and the committed changes
+/// that wait for a restart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SettingsStatus {
+    /// The control commit the reloadable settings come from.
+    pub commit: String,
+    pub control_ref: String,
+    pub listen: String,
+    pub log_dir: std::path::PathBuf,
+    pub logging: LoggingStatus,
+    pub server: ServerStatus,
+    pub pending_restart: Vec<PendingRestart>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoggingStatus {
+    pub flush_interval_ms: u64,
+    pub flush_rows: usize,
+    /// As started (a restart-only setting).
+    pub channel_capacity: usize,
+    pub on_full: OnFull,
+    pub redact: Redaction,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerStatus {
+    pub max_body_bytes: usize,
+    pub request_timeout_ms: u64,
+    pub circuit_breaker: CircuitBreakerConfig,
+    pub admin_token_env: Option<String>,
+}
+
+/// One analysis round of the analyzer task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnalysisRun {
+    pub at: DateTime<Utc>,
+    /// The control commit the rollout was read from.
+    pub control_commit: Option<String>,
+    /// Request rows of the analysis window read from the log.
+    pub rows: usize,
+    /// None when rollout.yaml has no canary (nothing to analyse).
+    pub report: Option<CanaryReport>,
+    pub applied: Option<Applied>,
+    pub pushed: Vec<String>,
+    pub notes: Vec<String>,
+    pub error: Option<String>,
+}
+
+/// The analyzer's rounds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AnalyzerSnapshot {
+    pub runs: u64,
+    pub last: Option<AnalysisRun>,
+    /// The last round that committed something (kept when later rounds
+    /// find no canary): the typed record of a rollback or promotion.
+    pub last_applied: Option<AnalysisRun>,
+}
+
+/// One fetch round of `serve --fetch`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FetchRun {
+    pub at: DateTime<Utc>,
+    pub remote: String,
+    pub branches: Vec<Followed>,
+    pub error: Option<String>,
+}
+
+/// The fetch loop's rounds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FetchSnapshot {
+    pub runs: u64,
+    pub last: Option<FetchRun>,
+}
+
+/// A round a background task records in its snapshot.
+pub trait Round: Clone {
+    type Snapshot: Default + Clone + std::fmt::Debug;
+    fn record(self, snapshot: &mut Self::Snapshot);
+}
+
+impl Round for AnalysisRun {
+    type Snapshot = AnalyzerSnapshot;
+    fn record(self, s: &mut AnalyzerSnapshot) {
+        s.runs += 1;
+        if self.applied.as_ref().is_some_and(|a| a.commit.is_some()) {
+            s.last_applied = Some(self.clone());
+        }
+        s.last = Some(self);
+    }
+}
+
+impl Round for FetchRun {
+    type Snapshot = FetchSnapshot;
+    fn record(self, s: &mut FetchSnapshot) {
+        s.runs += 1;
+        s.last = Some(self);
+    }
+}
+
+/// The status of one background task: its rounds, written by the task,
+/// read by `/status`.
+pub struct TaskStatus<R: Round> {
+    inner: Mutex<R::Snapshot>,
+}
+
+impl<R: Round> Default for TaskStatus<R> {
+    fn default() -> Self {
+        TaskStatus {
+            inner: Mutex::new(R::Snapshot::default()),
+        }
+    }
+}
+
+impl<R: Round> std::fmt::Debug for TaskStatus<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("TaskStatus").field(&self.get()).finish()
+    }
+}
+
+impl<R: Round> TaskStatus<R> {
+    pub fn store(&self, round: R) {
+        round.record(&mut self.inner.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+
+    pub fn get(&self) -> R::Snapshot {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// The status of every background task of a server (each shared with its
+/// task).
+#[derive(Debug, Default)]
+pub struct TaskStatuses {
+    pub analysis: std::sync::Arc<TaskStatus<AnalysisRun>>,
+    pub fetch: std::sync::Arc<TaskStatus<FetchRun>>,
+}
