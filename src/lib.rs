@@ -17,6 +17,7 @@
 // of the log store, specs, repository access, providers, proxy, datasets
 // and statistics that the tests drive directly or check results with.
 // Everything else is crate-private, so the compiler reports dead code.
+pub(crate) mod alert;
 pub(crate) mod binding;
 pub(crate) mod canary;
 pub mod cli;

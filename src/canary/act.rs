@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::actions::{Applied, post_webhook, push_moved};
+use super::actions::{Applied, push_moved};
 use super::analysis::{Action, CanaryReport};
 use super::{CanaryError, CanaryState};
 use crate::repo::GitRepo;
@@ -73,16 +73,17 @@ fn commit(
     Ok(acted)
 }
 
-/// `on_regression: alert`: a warning, a note, and the webhook.
+/// `on_regression: alert`: a warning, a note, and the webhook (the body
+/// is the canary report), through the one alert sender.
 async fn alert(state: &CanaryState, report: &CanaryReport) -> Acted {
-    tracing::warn!(reason = %report.reason, "canary regression (on_regression: alert)");
-    let mut notes = vec![format!("ALERT: canary regression: {}", report.reason)];
-    if let Some(url) = &state.rollout.analysis.webhook {
-        notes.push(match post_webhook(url, report).await {
-            Ok(()) => format!("webhook {url} notified"),
-            Err(e) => format!("webhook failed: {e}"),
-        });
-    }
+    let summary = format!("canary regression: {}", report.reason);
+    let notes = crate::alert::raise(
+        "canary_regression",
+        &summary,
+        state.rollout.analysis.webhook.as_deref(),
+        report,
+    )
+    .await;
     Acted {
         notes,
         ..Acted::default()

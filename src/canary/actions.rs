@@ -504,28 +504,6 @@ pub fn push_moved(
         .collect())
 }
 
-/// POSTs the report as JSON (`on_regression: alert` with `analysis.webhook`).
-pub async fn post_webhook(url: &str, report: &CanaryReport) -> Result<(), CanaryError> {
-    use crate::provider::http::{Transport, shared_client};
-    let client = shared_client(5_000, Transport::for_url(url))
-        .map_err(|e| CanaryError::Webhook(e.to_string()))?;
-    let resp = client
-        .post(url)
-        .timeout(std::time::Duration::from_secs(10))
-        .json(report)
-        .send()
-        .await
-        .map_err(|e| CanaryError::Webhook(format!("{url}: {e}")))?;
-    if resp.status().is_success() {
-        Ok(())
-    } else {
-        Err(CanaryError::Webhook(format!(
-            "{url}: HTTP {}",
-            resp.status()
-        )))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -40,8 +40,6 @@ pub enum CanaryError {
     BadCheck { index: usize, message: String },
     #[error("{0}")]
     Action(String),
-    #[error("webhook: {0}")]
-    Webhook(String),
 }
 
 /// The committed rollout on the control branch and where its canary came from.

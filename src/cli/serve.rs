@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::ExitStatus;
-use crate::proxy::{AnalyzerOptions, FetchOptions, ServeOptions, Server};
+use crate::proxy::{AnalyzerOptions, DriftOptions, FetchOptions, ServeOptions, Server};
 use crate::settings::{Overrides, Scope, Settings};
 
 #[derive(Debug, clap::Args)]
@@ -34,6 +34,14 @@ pub struct Args {
     /// every replica's logs decides instead).
     #[arg(long, conflicts_with = "analysis_interval_ms")]
     pub no_analyzer: bool,
+    /// Run drift every N ms instead of `drift.schedule` of promptgate.yaml
+    /// (only while promptgate.yaml has a `drift:` section).
+    #[arg(long, value_name = "N")]
+    pub drift_interval_ms: Option<u64>,
+    /// No drift task (when a scheduled `promptgate drift` over every
+    /// replica's logs runs instead).
+    #[arg(long, conflicts_with = "drift_interval_ms")]
+    pub no_drift: bool,
     /// Follow REMOTE (a remote name, URL or path): fetch the control branch
     /// and the branches rollout.yaml names, and fast-forward the local ones.
     #[arg(long, value_name = "REMOTE")]
@@ -122,6 +130,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitStatus> {
             analyzer: AnalyzerOptions {
                 enabled: !args.no_analyzer,
                 interval: args.analysis_interval_ms.map(Duration::from_millis),
+            },
+            drift: DriftOptions {
+                enabled: !args.no_drift,
+                interval: args.drift_interval_ms.map(Duration::from_millis),
+                ..DriftOptions::default()
             },
             fetch: args.fetch.map(|remote| FetchOptions {
                 remote,

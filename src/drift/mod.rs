@@ -21,6 +21,7 @@
 
 pub mod analysis;
 pub mod features;
+pub mod job;
 pub mod read;
 pub mod review;
 pub mod text;
@@ -35,6 +36,7 @@ pub use analysis::{
     WindowSet, analyze,
 };
 pub use features::{Extractor, FeatureData, GroupKind, OutputSpec, WindowFeatures};
+pub use job::DriftJob;
 pub use read::{LogQuery, LogWindows, Progress, Selector, model_group, read_windows};
 
 use crate::logstore::{FeedbackRecord, LogStoreError, RequestLogRow, Variant};
@@ -83,6 +85,16 @@ pub enum DriftError {
     Logs(LogStoreError),
     #[error("promptgate.yaml: drift: {0}")]
     Config(String),
+    #[error("the {which} window `{spec}`: {message}")]
+    Window {
+        which: &'static str,
+        spec: String,
+        message: String,
+    },
+    #[error("the stable ref `{git_ref}`: {message}")]
+    Stable { git_ref: String, message: String },
+    #[error(transparent)]
+    Repo(#[from] crate::repo::RepoError),
     #[error("a log reader thread panicked")]
     Worker,
 }

@@ -43,10 +43,24 @@ pub fn candidates(report: &DriftReport, per_group: usize) -> Vec<ReviewCandidate
         .collect()
 }
 
+/// Why the review queue did not take the proposed calls.
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewQueueError {
+    /// This build (or this server) has no review queue.
+    #[error("on_drift: review: {proposed} call(s) proposed, but no review queue is configured")]
+    NoQueue { proposed: usize },
+    /// The queue's storage failed; nothing was added.
+    #[error("the review queue: {0}")]
+    Storage(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
 /// Where `on_drift: review` puts calls: the review queue implements this.
+/// `serve` takes an `Arc<dyn ReviewQueue>` (see
+/// `proxy::drift_task::DriftOptions`), so the queue is plugged in where
+/// the server is started.
 pub trait ReviewQueue: Send + Sync {
     /// Adds the calls; returns how many were new to the queue.
-    fn enqueue(&self, candidates: &[ReviewCandidate]) -> Result<usize, String>;
+    fn enqueue(&self, candidates: &[ReviewCandidate]) -> Result<usize, ReviewQueueError>;
 }
 
 /// The queue until one exists: refuses, so `on_drift: review` is never
@@ -55,11 +69,10 @@ pub trait ReviewQueue: Send + Sync {
 pub struct NoReviewQueue;
 
 impl ReviewQueue for NoReviewQueue {
-    fn enqueue(&self, candidates: &[ReviewCandidate]) -> Result<usize, String> {
-        Err(format!(
-            "on_drift: review: {} call(s) proposed, but this build has no review queue",
-            candidates.len()
-        ))
+    fn enqueue(&self, candidates: &[ReviewCandidate]) -> Result<usize, ReviewQueueError> {
+        Err(ReviewQueueError::NoQueue {
+            proposed: candidates.len(),
+        })
     }
 }
 

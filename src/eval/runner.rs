@@ -251,7 +251,7 @@ pub enum CaseRenderError {
 /// The prompt's variables for one row: each input takes the column `vars`
 /// maps it to, else the column of the same name, bound like every command
 /// binds ([`binding::bind`]). An error names the row and the column.
-fn prompt_vars(
+pub(crate) fn prompt_vars(
     prompt: &crate::spec::prompt::Prompt,
     mapping: &std::collections::BTreeMap<String, String>,
     key: &str,

@@ -21,7 +21,8 @@
 //! (one proxied call), [`prepare`], [`stream`] (the streaming body with
 //! its `Drop` guard), [`log_row`], [`state`], [`reload`], [`routing`],
 //! [`translate`], [`online`] (online evaluation of every answer),
-//! [`analyzer`] (the canary analysis task), [`fetch`] (replicas following
+//! [`analyzer`] (the canary analysis task), [`drift_task`] (drift on a
+//! schedule), [`fetch`] (replicas following
 //! a shared remote), [`status`] (the typed `/status` and the tasks'
 //! rounds), [`metrics`], [`breaker`], [`error`] (the HTTP error type).
 //!
@@ -35,6 +36,7 @@ pub(crate) mod analyzer;
 pub(crate) mod app;
 pub(crate) mod breaker;
 pub(crate) mod call;
+pub(crate) mod drift_task;
 pub(crate) mod error;
 pub(crate) mod fetch;
 pub(crate) mod log_row;
@@ -52,6 +54,7 @@ pub(crate) mod test_hooks;
 pub(crate) mod translate;
 
 pub(crate) use analyzer::AnalyzerOptions;
+pub(crate) use drift_task::DriftOptions;
 pub(crate) use fetch::FetchOptions;
 pub use metrics::{Metrics, RequestSample};
 pub use online::sampled;

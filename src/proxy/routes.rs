@@ -20,7 +20,8 @@ use super::reload::ReloadOutcome;
 use super::routing::user_hash;
 use super::state::{RefState, ServingState};
 use super::status::{
-    CanaryRef, LoggingStatus, OnlineStatus, ServedRef, ServerStatus, SettingsStatus, Status,
+    CanaryRef, DriftSnapshot, LoggingStatus, OnlineStatus, ServedRef, ServerStatus, SettingsStatus,
+    Status,
 };
 use crate::logstore::{FeedbackRecord, LogStoreError};
 use crate::provider::ChatApi;
@@ -244,6 +245,7 @@ pub fn status(app: &App) -> Status {
         online: online_status(&state, app),
         analysis: app.tasks.analysis.get(),
         fetch: app.tasks.fetch.get(),
+        drift: app.tasks.drift.get(),
         settings: settings_status(&state, app),
     }
 }
@@ -442,10 +444,52 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
             value: b.state().as_gauge(),
         });
     }
+    gauges.extend(drift_gauges(&app.tasks.drift.get()));
     let mut r = app.metrics.render(&gauges).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         axum::http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     r
+}
+
+/// The last drift round as gauges: per prompt, drift (1), none (0) or not
+/// enough data (-1); per tested feature, its effect size.
+fn drift_gauges(drift: &DriftSnapshot) -> Vec<GaugeSample> {
+    let Some(run) = &drift.last else {
+        return Vec::new();
+    };
+    let mut gauges = vec![GaugeSample {
+        name: "promptgate_drift_last_run_timestamp_seconds",
+        help: "When serve's drift task last ran (Unix time).",
+        labels: Vec::new(),
+        value: run.at.timestamp() as f64,
+    }];
+    for g in run.result.iter().flat_map(|r| &r.groups) {
+        gauges.push(GaugeSample {
+            name: "promptgate_drift",
+            help: "Drift per prompt in the last drift round: 1 drift, 0 none, -1 not enough data.",
+            labels: vec![("prompt", g.group.clone())],
+            value: if !g.drifted.is_empty() {
+                1.0
+            } else if g.status == crate::drift::Status::NotEnoughData.as_str() {
+                -1.0
+            } else {
+                0.0
+            },
+        });
+        for f in &g.features {
+            gauges.push(GaugeSample {
+                name: "promptgate_drift_effect",
+                help: "Effect size per prompt and feature in the last drift round (measure in `effect`).",
+                labels: vec![
+                    ("prompt", g.group.clone()),
+                    ("feature", f.name.clone()),
+                    ("effect", f.effect_name.clone()),
+                ],
+                value: f.effect,
+            });
+        }
+    }
+    gauges
 }

@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use super::analyzer::{self, AnalyzerHandles, AnalyzerOptions, AnalyzerTarget};
 use super::app::{App, InFlight};
 use super::breaker::BreakerConfig;
+use super::drift_task::{self, DriftHandles, DriftOptions, DriftTarget};
 use super::fetch::{self, FetchHandles, FetchOptions};
 use super::metrics::Metrics;
 use super::online::JudgePool;
@@ -53,6 +54,8 @@ pub struct ServeOptions {
     pub analyzer: AnalyzerOptions,
     /// Follow a shared remote (`serve --fetch`).
     pub fetch: Option<FetchOptions>,
+    /// The drift task and the review queue of `on_drift: review`.
+    pub drift: DriftOptions,
 }
 
 /// How a server stopped.
@@ -218,7 +221,8 @@ fn open_logs(settings: &Settings) -> Result<(RequestLogger, FeedbackJournal), Se
 }
 
 /// The background tasks `opts` asks for, each with the handles it uses
-/// and its own status in `app.tasks` (the analyzer, `--fetch`'s loop). A
+/// and its own status in `app.tasks` (the analyzer, the drift task,
+/// `--fetch`'s loop). A
 /// new scheduled task is one more block here and one more
 /// [`TaskStatus`](super::status::TaskStatus) in `app.tasks`.
 fn spawn_tasks(app: &App, opts: &ServeOptions) -> Vec<AbortOnDrop> {
@@ -238,6 +242,21 @@ fn spawn_tasks(app: &App, opts: &ServeOptions) -> Vec<AbortOnDrop> {
             status: app.tasks.analysis.clone(),
         };
         let task = analyzer::run(handles, target, opts.analyzer);
+        tasks.push(AbortOnDrop(tokio::spawn(task)));
+    }
+    if opts.drift.enabled {
+        let target = DriftTarget {
+            root: root.clone(),
+            control_ref: control_ref.clone(),
+            log_roots: settings.log_roots.clone(),
+        };
+        let handles = DriftHandles {
+            reloader: app.reloader.clone(),
+            logger: app.logger.clone(),
+            status: app.tasks.drift.clone(),
+            review: opts.drift.review.clone(),
+        };
+        let task = drift_task::run(handles, target, opts.drift.interval);
         tasks.push(AbortOnDrop(tokio::spawn(task)));
     }
     if let Some(f) = opts.fetch.clone() {

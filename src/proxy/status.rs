@@ -44,6 +44,9 @@ pub struct Status {
     pub online: OnlineStatus,
     pub analysis: AnalyzerSnapshot,
     pub fetch: FetchSnapshot,
+    /// Serve's drift task (`drift.schedule` of promptgate.yaml).
+    #[serde(default)]
+    pub drift: DriftSnapshot,
     pub settings: SettingsStatus,
 }
 
@@ -190,6 +193,111 @@ pub struct FetchSnapshot {
     pub last: Option<FetchRun>,
 }
 
+/// One round of serve's drift task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DriftRun {
+    pub at: DateTime<Utc>,
+    /// The control commit whose `drift:` section the round ran with.
+    pub control_commit: String,
+    /// The windows compared, as configured (`first:2000`, `last:24h`).
+    pub reference: String,
+    pub current: String,
+    /// None when the round could not run (see `error`).
+    pub result: Option<DriftResult>,
+    /// Calls of drifted windows the review queue took (`on_drift: review`).
+    pub queued_for_review: Option<usize>,
+    /// The alert, the webhook's outcome, the review queue's refusal.
+    pub notes: Vec<String>,
+    /// Why the round could not run: unreadable log roots, no traffic, an
+    /// empty window.
+    pub error: Option<String>,
+}
+
+/// What a drift round found: per prompt (or pass-through model), its status
+/// and every tested feature's effect. The full report (charts, samples) is
+/// `promptgate drift --json` / `--html`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DriftResult {
+    /// `no drift`, `not enough data` or `DRIFT`: the worst of the groups.
+    pub status: String,
+    pub groups: Vec<DriftGroupResult>,
+}
+
+/// One prompt's (or pass-through model's) drift.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DriftGroupResult {
+    /// The prompt id, or `model:<name>`.
+    pub group: String,
+    pub status: String,
+    pub reference_calls: u64,
+    pub current_calls: u64,
+    /// The features that drifted.
+    pub drifted: Vec<String>,
+    /// Every feature with an effect size, in report order.
+    pub features: Vec<DriftFeatureResult>,
+}
+
+/// One feature of a group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DriftFeatureResult {
+    pub name: String,
+    /// `wasserstein_norm`, `jensen_shannon`, `cohen_h` or `auc`.
+    pub effect_name: String,
+    pub effect: f64,
+    pub q_value: Option<f64>,
+    pub verdict: String,
+}
+
+impl From<&crate::drift::DriftReport> for DriftResult {
+    fn from(r: &crate::drift::DriftReport) -> DriftResult {
+        DriftResult {
+            status: r.status.as_str().to_string(),
+            groups: r
+                .groups
+                .iter()
+                .map(|g| DriftGroupResult {
+                    group: g.group.clone(),
+                    status: g.status.as_str().to_string(),
+                    reference_calls: g.reference_calls,
+                    current_calls: g.current_calls,
+                    drifted: g.drifted.clone(),
+                    features: g
+                        .features
+                        .iter()
+                        .filter_map(|f| {
+                            Some(DriftFeatureResult {
+                                name: f.name.clone(),
+                                effect_name: f.effect_name.to_string(),
+                                effect: f.effect?,
+                                q_value: f.q_value,
+                                verdict: f.verdict.as_str().to_string(),
+                            })
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The drift task's rounds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DriftSnapshot {
+    pub runs: u64,
+    pub last: Option<DriftRun>,
+    /// The last round that found drift (kept while later rounds do not).
+    pub last_drift: Option<DriftRun>,
+}
+
+impl DriftRun {
+    /// Whether the round found drift.
+    pub fn drifted(&self) -> bool {
+        self.result
+            .as_ref()
+            .is_some_and(|r| r.status == crate::drift::Status::Drift.as_str())
+    }
+}
+
 /// A round a background task records in its snapshot.
 pub trait Round: Clone {
     type Snapshot: Default + Clone + std::fmt::Debug;
@@ -202,6 +310,17 @@ impl Round for AnalysisRun {
         s.runs += 1;
         if self.applied.as_ref().is_some_and(|a| a.commit.is_some()) {
             s.last_applied = Some(self.clone());
+        }
+        s.last = Some(self);
+    }
+}
+
+impl Round for DriftRun {
+    type Snapshot = DriftSnapshot;
+    fn record(self, s: &mut DriftSnapshot) {
+        s.runs += 1;
+        if self.drifted() {
+            s.last_drift = Some(self.clone());
         }
         s.last = Some(self);
     }
@@ -254,4 +373,5 @@ impl<R: Round> TaskStatus<R> {
 pub struct TaskStatuses {
     pub analysis: std::sync::Arc<TaskStatus<AnalysisRun>>,
     pub fetch: std::sync::Arc<TaskStatus<FetchRun>>,
+    pub drift: std::sync::Arc<TaskStatus<DriftRun>>,
 }
