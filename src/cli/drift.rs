@@ -79,6 +79,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitStatus> {
     let job = DriftJob {
         settings,
         control_ref: resolved.control_ref.clone(),
+        stable_commit: None,
         // Roots named on the command line must exist (the reader says
         // which does not); the default log folder is read when it exists.
         logs: if resolved.log_roots_given {

@@ -31,6 +31,10 @@ pub struct DriftJob {
     pub settings: DriftConfig,
     /// The branch whose rollout.yaml names the stable ref.
     pub control_ref: String,
+    /// The stable commit, when the caller knows it (serve: the one it
+    /// serves, which a newer, refused commit on the branch must not move);
+    /// None: resolved from the rollout on `control_ref`.
+    pub stable_commit: Option<String>,
     /// Log roots (one per replica), partition folders or files.
     pub logs: Vec<PathBuf>,
     /// Prompt ids or `model:<name>`; empty: `settings.prompts`, else every
@@ -64,7 +68,11 @@ pub fn run(
     };
     let mut stable = StableState::default();
     let mut outputs = BTreeMap::new();
-    if let Some((commit, project)) = stable_project(git, &job.control_ref)? {
+    let stable_at = match &job.stable_commit {
+        Some(c) => Some((c.clone(), load_project(git, c, c)?)),
+        None => stable_project(git, &job.control_ref)?,
+    };
+    if let Some((commit, project)) = stable_at {
         for (id, p) in &project.prompts {
             stable.versions.insert(id.clone(), p.blob.clone());
             let schema = match &p.prompt.output.schema {
@@ -135,10 +143,17 @@ fn stable_project(
         .resolve(&rollout.stable)
         .map_err(|e| stable_err(&rollout.stable, &e))?
         .to_string();
-    let tree = git.tree_at(&commit)?;
-    let project = Project::load(&tree, &LoadOptions { resolve_ref: None })
-        .map_err(|e| stable_err(&rollout.stable, &e))?;
+    let project = load_project(git, &commit, &rollout.stable)?;
     Ok(Some((commit, project)))
+}
+
+/// The project at `commit` (the stable ref `git_ref` names).
+fn load_project(git: &GitRepo, commit: &str, git_ref: &str) -> Result<Project, DriftError> {
+    let tree = git.tree_at(commit)?;
+    Project::load(&tree, &LoadOptions { resolve_ref: None }).map_err(|e| DriftError::Stable {
+        git_ref: git_ref.to_string(),
+        message: e.to_string(),
+    })
 }
 
 /// A reference window of dataset rows (inputs only): `dataset:NAME@vN`

@@ -90,6 +90,7 @@ pub struct DriftHandles {
 /// Runs drift rounds until the task is aborted.
 pub async fn run(handles: DriftHandles, target: DriftTarget, interval: Option<Duration>) {
     let mut last: Option<Instant> = None;
+    let mut alerted: Option<String> = None;
     loop {
         let every = interval.or_else(|| schedule(&handles));
         tokio::time::sleep(every.map_or(POLL, |e| e.min(POLL))).await;
@@ -105,7 +106,11 @@ pub async fn run(handles: DriftHandles, target: DriftTarget, interval: Option<Du
             continue;
         }
         last = Some(Instant::now());
-        let round = drift_once(&handles, &target, settings, &state.control_commit).await;
+        let served = Served {
+            control_commit: state.control_commit.clone(),
+            stable_commit: state.stable.commit.to_string(),
+        };
+        let round = drift_once(&handles, &target, settings, &served, &mut alerted).await;
         handles.status.store(round);
     }
 }
@@ -121,19 +126,35 @@ fn schedule(handles: &DriftHandles) -> Option<Duration> {
         .and_then(|d| d.schedule.0)
 }
 
+/// The commits of the serving state a round runs for.
+#[derive(Debug, Clone)]
+pub struct Served {
+    /// Whose `drift:` section the round runs with.
+    pub control_commit: String,
+    /// The stable commit served: its prompts' versions make `first:N`.
+    pub stable_commit: String,
+}
+
 /// One round: flush, read, analyse, alert, propose for review.
+/// `alerted` is the summary of the drift last alerted about: while the
+/// same features of the same prompts drift, the alert (and the review
+/// proposal) is not repeated every round; a change, or drift after a
+/// round without, alerts again.
 pub async fn drift_once(
     handles: &DriftHandles,
     target: &DriftTarget,
     settings: DriftConfig,
-    control_commit: &str,
+    served: &Served,
+    alerted: &mut Option<String>,
 ) -> DriftRun {
+    let control_commit = served.control_commit.as_str();
     let mut run = DriftRun {
         at: Utc::now(),
         control_commit: control_commit.to_string(),
         reference: settings.reference.to_string(),
         current: settings.current.to_string(),
         result: None,
+        alerted: false,
         queued_for_review: None,
         notes: Vec::new(),
         error: None,
@@ -146,6 +167,7 @@ pub async fn drift_once(
     let job = DriftJob {
         settings: settings.clone(),
         control_ref: target.control_ref.clone(),
+        stable_commit: Some(served.stable_commit.clone()),
         logs: target.log_roots.clone(),
         groups: Vec::new(),
         now: run.at,
@@ -166,7 +188,12 @@ pub async fn drift_once(
         }
     };
     let result = DriftResult::from(&report);
-    if report.drifted() {
+    if !report.drifted() {
+        *alerted = None;
+    } else if alerted.as_deref() == Some(summary(&result).as_str()) {
+        run.notes
+            .push("the same drift as the last alert: not alerted again".into());
+    } else {
         let summary = summary(&result);
         let body = serde_json::json!({
             "kind": "drift",
@@ -182,6 +209,8 @@ pub async fn drift_once(
         if settings.on_drift == OnDrift::Review {
             propose(handles, &report, &mut run).await;
         }
+        *alerted = Some(summary);
+        run.alerted = true;
     }
     run.result = Some(result);
     run

@@ -21,7 +21,7 @@ use super::routing::user_hash;
 use super::state::{RefState, ServingState};
 use super::status::{
     CanaryRef, DriftSnapshot, LoggingStatus, OnlineStatus, ServedRef, ServerStatus, SettingsStatus,
-    Status,
+    Status, status_name,
 };
 use crate::logstore::{FeedbackRecord, LogStoreError};
 use crate::provider::ChatApi;
@@ -472,7 +472,7 @@ fn drift_gauges(drift: &DriftSnapshot) -> Vec<GaugeSample> {
             labels: vec![("prompt", g.group.clone())],
             value: if !g.drifted.is_empty() {
                 1.0
-            } else if g.status == crate::drift::Status::NotEnoughData.as_str() {
+            } else if g.status == status_name(crate::drift::Status::NotEnoughData) {
                 -1.0
             } else {
                 0.0

@@ -204,6 +204,9 @@ pub struct DriftRun {
     pub current: String,
     /// None when the round could not run (see `error`).
     pub result: Option<DriftResult>,
+    /// Whether the round raised an alert (drift, and not the same drift as
+    /// the last alert).
+    pub alerted: bool,
     /// Calls of drifted windows the review queue took (`on_drift: review`).
     pub queued_for_review: Option<usize>,
     /// The alert, the webhook's outcome, the review queue's refusal.
@@ -218,7 +221,8 @@ pub struct DriftRun {
 /// `promptgate drift --json` / `--html`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DriftResult {
-    /// `no drift`, `not enough data` or `DRIFT`: the worst of the groups.
+    /// `no_drift`, `not_enough_data` or `drift` (as in `promptgate drift
+    /// --json`): the worst of the groups.
     pub status: String,
     pub groups: Vec<DriftGroupResult>,
 }
@@ -251,13 +255,13 @@ pub struct DriftFeatureResult {
 impl From<&crate::drift::DriftReport> for DriftResult {
     fn from(r: &crate::drift::DriftReport) -> DriftResult {
         DriftResult {
-            status: r.status.as_str().to_string(),
+            status: status_name(r.status).to_string(),
             groups: r
                 .groups
                 .iter()
                 .map(|g| DriftGroupResult {
                     group: g.group.clone(),
-                    status: g.status.as_str().to_string(),
+                    status: status_name(g.status).to_string(),
                     reference_calls: g.reference_calls,
                     current_calls: g.current_calls,
                     drifted: g.drifted.clone(),
@@ -270,7 +274,7 @@ impl From<&crate::drift::DriftReport> for DriftResult {
                                 effect_name: f.effect_name.to_string(),
                                 effect: f.effect?,
                                 q_value: f.q_value,
-                                verdict: f.verdict.as_str().to_string(),
+                                verdict: verdict_name(f.verdict).to_string(),
                             })
                         })
                         .collect(),
@@ -280,22 +284,36 @@ impl From<&crate::drift::DriftReport> for DriftResult {
     }
 }
 
+/// A drift status as `promptgate drift --json` names it.
+pub fn status_name(s: crate::drift::Status) -> &'static str {
+    use crate::drift::Status;
+    match s {
+        Status::NoDrift => "no_drift",
+        Status::NotEnoughData => "not_enough_data",
+        Status::Drift => "drift",
+    }
+}
+
+/// A feature's verdict as `promptgate drift --json` names it.
+fn verdict_name(v: crate::drift::Verdict) -> &'static str {
+    use crate::drift::Verdict;
+    match v {
+        Verdict::Drift => "drift",
+        Verdict::Small => "small",
+        Verdict::Ok => "ok",
+        Verdict::NotEnoughData => "not_enough_data",
+        Verdict::Constant => "constant",
+    }
+}
+
 /// The drift task's rounds.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DriftSnapshot {
     pub runs: u64,
     pub last: Option<DriftRun>,
-    /// The last round that found drift (kept while later rounds do not).
-    pub last_drift: Option<DriftRun>,
-}
-
-impl DriftRun {
-    /// Whether the round found drift.
-    pub fn drifted(&self) -> bool {
-        self.result
-            .as_ref()
-            .is_some_and(|r| r.status == crate::drift::Status::Drift.as_str())
-    }
+    /// The last round that raised an alert (kept while later rounds find
+    /// the same drift, or none).
+    pub last_alert: Option<DriftRun>,
 }
 
 /// A round a background task records in its snapshot.
@@ -319,8 +337,8 @@ impl Round for DriftRun {
     type Snapshot = DriftSnapshot;
     fn record(self, s: &mut DriftSnapshot) {
         s.runs += 1;
-        if self.drifted() {
-            s.last_drift = Some(self.clone());
+        if self.alerted {
+            s.last_alert = Some(self.clone());
         }
         s.last = Some(self);
     }
@@ -374,4 +392,30 @@ pub struct TaskStatuses {
     pub analysis: std::sync::Arc<TaskStatus<AnalysisRun>>,
     pub fetch: std::sync::Arc<TaskStatus<FetchRun>>,
     pub drift: std::sync::Arc<TaskStatus<DriftRun>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::drift::{Status as DriftStatus, Verdict};
+
+    #[test]
+    fn drift_names_are_those_of_the_json_report() {
+        for s in [
+            DriftStatus::NoDrift,
+            DriftStatus::NotEnoughData,
+            DriftStatus::Drift,
+        ] {
+            assert_eq!(serde_json::to_value(s).unwrap(), status_name(s));
+        }
+        for v in [
+            Verdict::Drift,
+            Verdict::Small,
+            Verdict::Ok,
+            Verdict::NotEnoughData,
+            Verdict::Constant,
+        ] {
+            assert_eq!(serde_json::to_value(v).unwrap(), verdict_name(v));
+        }
+    }
 }

@@ -391,3 +391,175 @@ fn bad_input_is_a_clear_error_naming_what_and_where() {
     );
     assert!(e.contains("last:tomorrow"), "{e}");
 }
+
+/// Serve's drift task, in front of `mock-llm` (a MOCK that echoes): on its
+/// schedule it reads the replica's log, and `/status`, `/metrics`, the log
+/// and the webhook report the new language and topic; `on_drift: review`
+/// without a review queue is reported, not silently dropped; a malformed
+/// `drift:` committed later is refused at reload with its line, the old
+/// section keeps running, and a valid change takes effect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_reports_drift_on_its_schedule_and_takes_reloaded_settings() {
+    use crate::support::one_shot_server;
+    use crate::support::serve::{commit_main, metrics, status, wait_status};
+    let m = MockServer::start(MockConfig::default()).await.unwrap();
+    let s = proxy_scaffold("openai", &m.url(), "");
+    let (hook, hook_request) = one_shot_server();
+    let section = format!(
+        "drift:\n  reference: first:80\n  current: last:80\n  min_rows: 60\n  on_drift: review\n  webhook: {hook}\n"
+    );
+    // No `drift:` yet: the task waits for a reload to bring one.
+    let mut p = Proxy::start_with(&s.root(), &["--drift-interval-ms", "300"], &[]);
+    for i in 0..80 {
+        let c = COUNTRIES[i % COUNTRIES.len()];
+        ask(
+            &p,
+            &format!("What is the capital city of {c}, and what is the city best known for today?"),
+        )
+        .await;
+    }
+    for i in 0..80 {
+        let d = DISHES[i % DISHES.len()];
+        ask(
+            &p,
+            &format!("Wie kocht man {d} richtig, und welche Zutaten braucht man dafür zu Hause?"),
+        )
+        .await;
+    }
+    let limit = std::time::Duration::from_secs(30);
+    assert_eq!(status(&p).await["drift"]["runs"], 0);
+    drift_section(&s, &section);
+    s.commit("drift settings");
+    let full = |s: &Value| {
+        s["drift"]["last"]["result"]["groups"]
+            .as_array()
+            .is_some_and(|g| {
+                g.iter()
+                    .any(|g| g["group"] == "chat" && g["current_calls"] == 80)
+            })
+    };
+    let (st, ok) = wait_status(&p, limit, full).await;
+    assert!(ok, "no drift round over full windows: {:#}", st["drift"]);
+    let run = &st["drift"]["last"];
+    assert_eq!(run["result"]["status"], "drift", "{run:#}");
+    assert_eq!(run["reference"], "first:80");
+    let chat = run["result"]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["group"] == "chat")
+        .unwrap();
+    assert_eq!(
+        (
+            chat["reference_calls"].as_u64(),
+            chat["current_calls"].as_u64()
+        ),
+        (Some(80), Some(80))
+    );
+    let drifted: Vec<&str> = chat["drifted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    for f in [
+        "input.input.language",
+        "input.input.content",
+        "output.language",
+    ] {
+        assert!(drifted.contains(&f), "{f} not in {drifted:?}");
+    }
+    for f in ["ops.error_rate", "ops.upstream_model"] {
+        assert!(!drifted.contains(&f), "{f} in {drifted:?}");
+    }
+    // The first round that found drift alerted; later ones with the same
+    // drift do not repeat it.
+    let first = &st["drift"]["last_alert"];
+    let notes: Vec<&str> = first["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.starts_with("ALERT: drift in `chat`: ")),
+        "{notes:?}"
+    );
+    assert!(
+        notes.contains(&format!("webhook {hook} notified").as_str()),
+        "{notes:?}"
+    );
+    // No review queue in this build: the proposal is refused, visibly.
+    assert!(
+        notes.iter().any(|n| n.contains("no review queue")),
+        "{notes:?}"
+    );
+    assert_eq!(first["queued_for_review"], Value::Null);
+    let request = hook_request.join().unwrap();
+    assert!(request.starts_with("POST /hook"), "{request}");
+    assert!(request.contains("\"kind\":\"drift\""), "{request}");
+    assert!(request.contains("input.input.language"), "{request}");
+    assert!(p.stderr().contains("drift in `chat`"), "{}", p.stderr());
+
+    let text = metrics(&p).await;
+    assert!(
+        text.contains("promptgate_drift{prompt=\"chat\"} 1\n"),
+        "{text}"
+    );
+    let effect = text
+        .lines()
+        .find(|l| {
+            l.starts_with("promptgate_drift_effect{")
+                && l.contains("feature=\"input.input.language\"")
+        })
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(effect.contains("prompt=\"chat\""), "{effect}");
+    let value: f64 = effect.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(value > 0.1, "{effect}");
+
+    // A malformed section is refused at reload, named by file, line, field;
+    // the running section keeps running.
+    let before = st["drift"]["runs"].as_u64().unwrap();
+    let bad = format!(
+        "{}{}",
+        s.read("promptgate.yaml")
+            .replace("min_rows: 60", "min_rows: 60\n  fdr: 1.5"),
+        ""
+    );
+    commit_main(&s, &[("promptgate.yaml", &bad)], "bad drift settings");
+    let (st, ok) = wait_status(&p, limit, |s| s["last_reload"]["ok"] == false).await;
+    assert!(ok, "{:#}", st["last_reload"]);
+    let error = st["last_reload"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("promptgate.yaml:") && error.contains("drift.fdr"),
+        "{error}"
+    );
+    let (st, ok) = wait_status(&p, limit, |s| {
+        s["drift"]["runs"].as_u64().unwrap() > before + 1
+            && s["drift"]["last"]["result"]["status"] == "drift"
+    })
+    .await;
+    assert!(ok, "{:#}", st["drift"]);
+
+    // A valid change takes effect: with more calls needed than logged,
+    // the prompt has not enough data (never a pass).
+    let more = bad
+        .replace("  fdr: 1.5\n", "")
+        .replace("min_rows: 60", "min_rows: 500");
+    commit_main(&s, &[("promptgate.yaml", &more)], "need more calls");
+    let (st, ok) = wait_status(&p, limit, |s| {
+        s["drift"]["last"]["result"]["status"] == "not_enough_data"
+    })
+    .await;
+    assert!(ok, "{:#}", st["drift"]);
+    // The last alert is kept for whoever looks later.
+    assert_eq!(st["drift"]["last_alert"]["current"], "last:80");
+    let text = metrics(&p).await;
+    assert!(
+        text.contains("promptgate_drift{prompt=\"chat\"} -1\n"),
+        "{text}"
+    );
+    assert_eq!(p.terminate(), Some(0), "{}", p.stderr());
+}

@@ -4,7 +4,6 @@
 //! advance, alert mode, and a rollback pushed to a bare remote shared by two
 //! replicas.
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use chrono::{Duration, Utc};
@@ -14,7 +13,7 @@ use promptgate::spec::config::LoggingConfig;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-use crate::support::{Scaffold, run_in, stderr, stdout};
+use crate::support::{Scaffold, one_shot_server, run_in, stderr, stdout};
 
 const CANARY_REF: &str = "refs/heads/prompt/capital-v2";
 
@@ -377,47 +376,6 @@ fn healthy_step_advances_the_weight_and_restarts_the_window() {
     let json: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(json["report"]["decision"], "continue", "{json}");
     assert!(json.get("applied").is_none());
-}
-
-/// Accepts one HTTP request on a free port; returns its URL and a handle
-/// yielding the request text.
-fn one_shot_server() -> (String, std::thread::JoinHandle<String>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let handle = std::thread::spawn(move || {
-        let (mut sock, _) = listener.accept().unwrap();
-        sock.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-            .unwrap();
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 8192];
-        loop {
-            let n = sock.read(&mut chunk).unwrap_or(0);
-            buf.extend_from_slice(&chunk[..n]);
-            let text = String::from_utf8_lossy(&buf).to_string();
-            if n == 0 || complete_http(&text) {
-                break;
-            }
-        }
-        sock.write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
-            .unwrap();
-        String::from_utf8_lossy(&buf).to_string()
-    });
-    (url, handle)
-}
-
-fn complete_http(text: &str) -> bool {
-    let Some((head, body)) = text.split_once("\r\n\r\n") else {
-        return false;
-    };
-    let len = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse::<usize>().ok())?
-        })
-        .unwrap_or(0);
-    body.len() >= len
 }
 
 #[test]

@@ -133,3 +133,47 @@ pub fn http() -> reqwest::Client {
         .build()
         .unwrap()
 }
+
+/// Accepts one HTTP request on a free port; returns its URL and a handle
+/// yielding the request text.
+pub fn one_shot_server() -> (String, std::thread::JoinHandle<String>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        let (mut sock, _) = listener.accept().unwrap();
+        sock.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 8192];
+        loop {
+            let n = std::io::Read::read(&mut sock, &mut chunk).unwrap_or(0);
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf).to_string();
+            if n == 0 || complete_http(&text) {
+                break;
+            }
+        }
+        std::io::Write::write_all(
+            &mut sock,
+            b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n",
+        )
+        .unwrap();
+        String::from_utf8_lossy(&buf).to_string()
+    });
+    (url, handle)
+}
+
+pub fn complete_http(text: &str) -> bool {
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return false;
+    };
+    let len = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    body.len() >= len
+}
