@@ -563,3 +563,148 @@ async fn serve_reports_drift_on_its_schedule_and_takes_reloaded_settings() {
     );
     assert_eq!(p.terminate(), Some(0), "{}", p.stderr());
 }
+
+/// With the real model (SmolLM2 behind llama.cpp, started by
+/// scripts/test.sh): English capital questions, then German cooking
+/// questions, through serve. Serve's drift task and `promptgate drift`
+/// both flag input and output language and content and not the
+/// operational features that did not change; the HTML report's charts
+/// parse as SVG (XML) with an independent parser. 30 + 30 calls of at
+/// most 16 tokens: the model is slow on 2 cores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_model_drifts_in_language_and_content_in_serve_and_the_cli() {
+    use crate::support::python_with;
+    use crate::support::serve::{CHAT_PROMPT, wait_status};
+    use crate::support::test_llm_url;
+    let (Some(url), Some(py)) = (test_llm_url(), python_with("xml.etree.ElementTree")) else {
+        return;
+    };
+    let s = proxy_scaffold("openai", &url, "");
+    s.write(
+        "prompts/chat.yaml",
+        &CHAT_PROMPT.replace(
+            "model: small\n",
+            "model: small\nparams:\n  temperature: 0\n  max_tokens: 16\n",
+        ),
+    );
+    drift_section(
+        &s,
+        "drift:\n  reference: first:30\n  current: last:30\n  min_rows: 25\n",
+    );
+    s.commit("short answers, drift settings");
+    let mut p = Proxy::start_with(&s.root(), &["--drift-interval-ms", "500"], &[]);
+    for i in 0..30 {
+        let c = COUNTRIES[i % COUNTRIES.len()];
+        let ask_as = [
+            "What is the capital of",
+            "Which city is the capital of",
+            "Name the capital city of",
+        ];
+        ask(&p, &format!("{} {c}?", ask_as[i / COUNTRIES.len()])).await;
+    }
+    for i in 0..30 {
+        let d = DISHES[i % DISHES.len()];
+        let ask_as = [
+            "Wie kocht man",
+            "Welche Zutaten braucht man für",
+            "Wie lange backt man",
+            "Was trinkt man zu",
+            "Wer hat erfunden:",
+        ];
+        ask(&p, &format!("{} {d}?", ask_as[i / DISHES.len()])).await;
+    }
+    let must = [
+        "input.input.language",
+        "input.input.content",
+        "output.language",
+        "output.content",
+    ];
+    let unchanged = ["ops.error_rate", "ops.timeout_rate", "ops.upstream_model"];
+    let drifted_of = |group: &Value| -> Vec<String> {
+        group["drifted"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
+    };
+    let chat_of = |result: &Value| -> Option<Value> {
+        result["groups"]
+            .as_array()?
+            .iter()
+            .find(|g| g["group"] == "chat" && g["current_calls"] == 30)
+            .cloned()
+    };
+    let (st, ok) = wait_status(&p, std::time::Duration::from_secs(60), |s| {
+        chat_of(&s["drift"]["last"]["result"]).is_some()
+    })
+    .await;
+    assert!(ok, "{:#}", st["drift"]);
+    let chat = chat_of(&st["drift"]["last"]["result"]).unwrap();
+    let drifted = drifted_of(&chat);
+    for f in must {
+        assert!(
+            drifted.iter().any(|d| d == f),
+            "serve: {f} not in {drifted:?}"
+        );
+    }
+    for f in unchanged {
+        assert!(!drifted.iter().any(|d| d == f), "serve: {f} in {drifted:?}");
+    }
+    assert_eq!(p.terminate(), Some(0), "{}", p.stderr());
+
+    let html = s.root().join("drift.html");
+    let o = s.run(&["drift", "--json", "--html", html.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}\n{}", stdout(&o), stderr(&o));
+    let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let chat = chat_of(&report).unwrap();
+    let cli_drifted = drifted_of(&chat);
+    for f in must {
+        assert!(
+            cli_drifted.iter().any(|d| d == f),
+            "cli: {f} not in {cli_drifted:?}"
+        );
+    }
+    for f in unchanged {
+        assert!(
+            !cli_drifted.iter().any(|d| d == f),
+            "cli: {f} in {cli_drifted:?}"
+        );
+    }
+
+    // Every chart is well-formed SVG holding drawn marks; the drifted
+    // features each have their reference and current charts.
+    let check = r#"
+import re, sys, xml.etree.ElementTree as ET
+page = open(sys.argv[1], encoding="utf-8").read()
+svgs = re.findall(r"<svg\b.*?</svg>", page, re.S)
+ns = "{http://www.w3.org/2000/svg}"
+marks = 0
+for s in svgs:
+    root = ET.fromstring(s)
+    assert root.tag in ("svg", ns + "svg"), root.tag
+    marks += sum(1 for e in root.iter() if e.tag.replace(ns, "") in ("rect", "path", "line", "polyline"))
+print(len(svgs), marks)
+"#;
+    let out = std::process::Command::new(&py)
+        .args(["-c", check, html.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let counts = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut it = counts
+        .split_whitespace()
+        .map(|n| n.parse::<usize>().unwrap());
+    let (svgs, marks) = (it.next().unwrap(), it.next().unwrap());
+    assert!(
+        svgs >= 2 * cli_drifted.len(),
+        "{svgs} charts for {cli_drifted:?}"
+    );
+    assert!(marks > svgs, "{marks} marks in {svgs} charts");
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("input.input.language") && page.contains("output.content"));
+}
