@@ -8,6 +8,7 @@
 
 mod canary;
 mod check;
+mod compare;
 mod dataset;
 mod demo;
 mod drift;
@@ -74,6 +75,8 @@ pub enum Command {
     Eval(eval::Args),
     /// Pull-request gate: evaluate affected suites at base and head, compare case by case, apply the gates.
     Check(check::Args),
+    /// Cost vs quality: candidates (models x prompt versions x params) on one dataset; Pareto frontier, cheapest non-inferior.
+    Compare(compare::Args),
     /// Run a deterministic mock LLM server (Ollama + OpenAI wire formats).
     MockLlm(mock_llm::Args),
     /// Request and feedback logs: compact, query.
@@ -100,6 +103,7 @@ pub fn main() -> ExitCode {
         Command::Dataset(args) => dataset::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Check(args) => check::run(args),
+        Command::Compare(args) => compare::run(args),
         Command::MockLlm(args) => mock_llm::run(args),
         Command::Logs(args) => logs::run(args),
         Command::Demo(args) => demo::run(args),
