@@ -12,9 +12,9 @@
 //! `1 - confidence`. The mirror test (H1: worse by more than the margin),
 //! also Holm-adjusted, says which candidates are shown to be worse.
 //!
-//! The recommendation is the cheapest candidate shown non-inferior among
-//! those cheaper than the best; the best itself when nothing is cheaper;
-//! none when cheaper candidates exist and none is shown non-inferior.
+//! The recommendation is the cheapest of the best and the candidates shown
+//! non-inferior to it: the best itself when no cheaper candidate is shown
+//! to be as good (the report then says so).
 
 use serde::Serialize;
 
@@ -48,7 +48,7 @@ pub struct Decision {
     /// Why a candidate's test could not run, per candidate.
     pub errors: Vec<Option<String>>,
     /// Index of the recommended candidate.
-    pub recommended: Option<usize>,
+    pub recommended: usize,
 }
 
 /// The best candidate's index; None without candidates.
@@ -109,28 +109,20 @@ pub fn decide(
             });
         }
     }
-    let best_cost = figures[best].cost_per_1k;
-    let cheaper: Vec<usize> = (0..n)
-        .filter(|&i| i != best && figures[i].cost_per_1k < best_cost)
-        .collect();
-    let recommended = if cheaper.is_empty() {
-        Some(best)
-    } else {
-        cheaper
-            .into_iter()
-            .filter(|&i| versus_best[i].as_ref().is_some_and(|v| v.non_inferior))
-            .min_by(|&a, &b| {
-                figures[a]
-                    .cost_per_1k
-                    .total_cmp(&figures[b].cost_per_1k)
-                    .then(figures[b].pass_rate.total_cmp(&figures[a].pass_rate))
-            })
-    };
+    let recommended = (0..n)
+        .filter(|&i| i == best || versus_best[i].as_ref().is_some_and(|v| v.non_inferior))
+        .min_by(|&a, &b| {
+            figures[a]
+                .cost_per_1k
+                .total_cmp(&figures[b].cost_per_1k)
+                .then(figures[b].pass_rate.total_cmp(&figures[a].pass_rate))
+                .then(a.cmp(&b))
+        });
     Some(Decision {
         best,
         versus_best,
         errors,
-        recommended,
+        recommended: recommended.unwrap_or(best),
     })
 }
 
@@ -206,22 +198,25 @@ mod tests {
         assert!(small.non_inferior && !small.worse, "{small:?}");
         let tiny = d.versus_best[2].as_ref().unwrap();
         assert!(!tiny.non_inferior && tiny.worse, "{tiny:?}");
-        assert_eq!(d.recommended, Some(1));
+        assert_eq!(d.recommended, 1);
     }
 
     #[test]
-    fn none_is_recommended_when_no_cheaper_one_is_shown_as_good() {
+    fn the_best_is_kept_when_no_cheaper_one_is_shown_as_good() {
         let c = [
-            cand("large", 10.0, &rows(100, 0)),
             cand("tiny", 0.1, &rows(100, 40)),
+            cand("large", 10.0, &rows(100, 0)),
+            // As good, but dearer than the best: never the pick.
+            cand("huge", 20.0, &rows(100, 0)),
         ];
-        assert_eq!(run(&c, 0.03).recommended, None);
+        let d = run(&c, 0.03);
+        assert_eq!((d.best, d.recommended), (1, 1));
     }
 
     #[test]
     fn the_best_is_recommended_when_nothing_is_cheaper() {
         let c = [cand("a", 1.0, &rows(50, 0)), cand("b", 2.0, &rows(50, 0))];
         let d = run(&c, 0.03);
-        assert_eq!((d.best, d.recommended), (0, Some(0)));
+        assert_eq!((d.best, d.recommended), (0, 0));
     }
 }

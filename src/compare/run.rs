@@ -345,8 +345,7 @@ fn assemble(
     let best = decision.as_ref().map(|d| figures[d.best].label.clone());
     let recommended = decision
         .as_ref()
-        .and_then(|d| d.recommended)
-        .map(|i| figures[i].label.clone());
+        .map(|d| figures[d.recommended].label.clone());
     let recommendation = recommendation_text(&figures, decision.as_ref(), plan.margin);
     let candidates = figures
         .into_iter()
@@ -408,35 +407,38 @@ fn recommendation_text(
     };
     let best = &figures[d.best];
     let points = margin * 100.0;
-    match d.recommended {
-        Some(i) if i == d.best => format!(
-            "`{}` has the highest pass rate ({:.1}%) and nothing is cheaper: keep it",
+    let i = d.recommended;
+    if i != d.best {
+        let f = &figures[i];
+        let p = d.versus_best[i].as_ref().map_or(1.0, |v| v.p_holm);
+        return format!(
+            "use `{}`: at {} per 1k calls it is not worse than `{}` ({} per 1k calls) by more than {points:.1} points ({}, Holm-corrected), {:.0}% cheaper",
+            f.label,
+            cost_text(f.cost_per_1k),
             best.label,
-            best.pass_rate * 100.0
-        ),
-        Some(i) => {
-            let f = &figures[i];
-            let p = d.versus_best[i].as_ref().map_or(1.0, |v| v.p_holm);
-            format!(
-                "use `{}`: at {} per 1k calls it is not worse than `{}` ({} per 1k calls) by more than {points:.1} points ({}, Holm-corrected), {:.0}% cheaper",
-                f.label,
-                cost_text(f.cost_per_1k),
-                best.label,
-                cost_text(best.cost_per_1k),
-                p_text(p),
-                if best.cost_per_1k > 0.0 {
-                    (1.0 - f.cost_per_1k / best.cost_per_1k) * 100.0
-                } else {
-                    0.0
-                }
-            )
-        }
-        None => format!(
-            "no cheaper candidate is shown to be within {points:.1} points of `{}` ({:.1}%, {} per 1k calls): keep it",
+            cost_text(best.cost_per_1k),
+            p_text(p),
+            if best.cost_per_1k > 0.0 {
+                (1.0 - f.cost_per_1k / best.cost_per_1k) * 100.0
+            } else {
+                0.0
+            }
+        );
+    }
+    let cheaper = figures.iter().any(|f| f.cost_per_1k < best.cost_per_1k);
+    if cheaper {
+        format!(
+            "none of the cheaper candidates is shown to be within {points:.1} points of `{}` ({:.1}%, {} per 1k calls): keep it",
             best.label,
             best.pass_rate * 100.0,
             cost_text(best.cost_per_1k)
-        ),
+        )
+    } else {
+        format!(
+            "`{}` has the highest pass rate ({:.1}%) and nothing is cheaper: keep it",
+            best.label,
+            best.pass_rate * 100.0
+        )
     }
 }
 
