@@ -2,35 +2,35 @@
 //! up by scripts/test.sh): two prompt variants (the suite's and a terse
 //! one on a branch) x two `max_tokens` settings on the capitals suite.
 
-use crate::support::{Scaffold, stderr, stdout, test_llm_url};
+use crate::support::{stderr, stdout, test_llm_url};
 
 #[test]
 fn two_prompts_by_two_max_tokens_on_the_real_model() {
     let Some(url) = test_llm_url() else {
         return;
     };
-    let s = Scaffold::new();
-    s.edit("promptgate.yaml", "kind: ollama", "kind: openai");
-    s.edit("promptgate.yaml", "http://127.0.0.1:11434", &url);
-    let main = s.commit("Point the provider at the test LLM");
-    let git = git2::Repository::open(s.root()).unwrap();
-    let head = git.head().unwrap().peel_to_commit().unwrap();
-    git.branch("prompt/terse", &head, false).unwrap();
-    git.set_head("refs/heads/prompt/terse").unwrap();
-    git.checkout_head(Some(git2::build::CheckoutBuilder::new().force()))
-        .unwrap();
+    let s = crate::eval::run_suite::scaffold_for("openai", &url, "smollm2");
+    // The model answers in a sentence; only the city matters here.
+    s.edit("evals/capitals.yaml", "    max: 60\n", "    max: 200\n");
+    const SYSTEM: &str =
+        "content: You are a concise geography assistant. Answer with the city name only.";
     s.edit(
         "prompts/capital.yaml",
-        "content: You are a concise geography assistant. Answer with the city name only.",
+        SYSTEM,
         "content: Reply with one word.",
     );
-    s.commit("A terser prompt");
-    git.set_head("refs/heads/main")
-        .or_else(|_| git.set_head("refs/heads/master"))
+    let terse = s.commit("A terser prompt");
+    let git = git2::Repository::open(s.root()).unwrap();
+    let commit = git
+        .find_commit(git2::Oid::from_str(&terse).unwrap())
         .unwrap();
-    git.checkout_head(Some(git2::build::CheckoutBuilder::new().force()))
-        .unwrap();
-    assert_eq!(s.head_commit(), main);
+    git.branch("prompt/terse", &commit, false).unwrap();
+    s.edit(
+        "prompts/capital.yaml",
+        "content: Reply with one word.",
+        SYSTEM,
+    );
+    s.commit("Back to the suite's prompt");
 
     let dir = tempfile::tempdir().unwrap();
     let md = dir.path().join("compare.md");
