@@ -313,3 +313,29 @@ async fn bad_input_names_the_file_line_and_field() {
     let o = s.run(&["compare", "capitals", "--margin", "1.5"]);
     assert!(stderr(&o).contains("--margin 1.5"), "{}", stderr(&o));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_says_when_a_change_is_as_good_and_cheaper() {
+    let (a, b) = (mock(1.0).await, mock(0.5).await);
+    let s = repo(&a, &b, "");
+    let base = s.head_commit();
+    // The same model at 60% of the price: same answers, 40% cheaper.
+    s.edit(
+        "promptgate.yaml",
+        "input_per_mtok: 2\n      output_per_mtok: 8\n",
+        "input_per_mtok: 1.2\n      output_per_mtok: 4.8\n",
+    );
+    s.commit("mid got cheaper");
+    let o = s.run(&["check", "--base", &base, "--head", "HEAD"]);
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    let md = stdout(&o);
+    let line = md
+        .lines()
+        .find(|l| l.starts_with("**Cost vs quality:**"))
+        .unwrap_or_else(|| panic!("no cost line:\n{md}"));
+    assert!(
+        line.contains("(-40%) · pass rate +0.0 pts: as good"),
+        "{line}"
+    );
+    assert!(line.ends_with("and 40% cheaper"), "{line}");
+}
