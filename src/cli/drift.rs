@@ -234,7 +234,7 @@ fn progress_bar(quiet: bool) -> Option<indicatif::ProgressBar> {
 }
 
 /// promptgate.yaml as committed on HEAD.
-fn committed_config(git: &GitRepo) -> anyhow::Result<Config> {
+pub(crate) fn committed_config(git: &GitRepo) -> anyhow::Result<Config> {
     let tree = git.tree_at("HEAD")?;
     match tree.read_string(CONFIG_FILE)? {
         Some(text) => SourceFile::new(CONFIG_FILE, text)

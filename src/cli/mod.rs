@@ -18,6 +18,7 @@ mod log;
 mod logs;
 mod mock_llm;
 mod render;
+mod report;
 mod serve;
 mod validate;
 
@@ -90,6 +91,8 @@ pub enum Command {
     Canary(canary::Args),
     /// Drift of inputs, outputs, operations and feedback between two windows of the request log.
     Drift(drift::Args),
+    /// The cost-quality plane from the request log per prompt version, variant and model.
+    Report(report::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -110,6 +113,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Canary(args) => canary::run(args),
         Command::Drift(args) => drift::run(args),
+        Command::Report(args) => report::run(args),
     };
     match result {
         Ok(status) => status.into(),

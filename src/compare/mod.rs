@@ -18,6 +18,7 @@ pub mod candidates;
 pub mod decide;
 pub mod frontier;
 pub mod metrics;
+pub mod production;
 pub mod run;
 
 pub use run::CompareReport;

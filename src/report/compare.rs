@@ -9,6 +9,7 @@ use std::fmt::Write;
 
 use super::svg::{self, Point, Scale, Size, escape};
 use crate::compare::CompareReport;
+use crate::compare::production::ProductionPoint;
 use crate::compare::run::{CandidateReport, cost_text, versus_text};
 
 const FRONTIER_COLOR: &str = "#2a7a3b";
@@ -266,5 +267,84 @@ pub fn html(r: &CompareReport) -> String {
         "</ul><p>Model calls: {} ({} served from the response cache).</p></body></html>\n",
         r.model_calls, r.cache_hits
     );
+    out
+}
+
+/// The production plane (`promptgate report --html`): online pass rate and
+/// mean feedback against cost per 1k calls, one point per prompt version,
+/// variant and model; the frontier per prompt marked in the table.
+pub fn production_html(window: &str, points: &[ProductionPoint]) -> String {
+    let color = |p: &ProductionPoint| {
+        if p.variant == "canary" {
+            RECOMMENDED_COLOR
+        } else if p.on_frontier {
+            FRONTIER_COLOR
+        } else {
+            OTHER_COLOR
+        }
+    };
+    let chart = |title: &str, y_label: &str, y: &dyn Fn(&ProductionPoint) -> Option<f64>| {
+        let pts: Vec<Point> = points
+            .iter()
+            .filter_map(|p| {
+                Some(Point {
+                    x: p.cost_per_1k,
+                    y: y(p)?,
+                    y_interval: None,
+                    label: p.label(),
+                    color: color(p).into(),
+                })
+            })
+            .collect();
+        svg::scatter(
+            title,
+            ("cost per 1k calls (log)", Scale::Log),
+            y_label,
+            &pts,
+            None,
+            Size {
+                width: 640.0,
+                height: 340.0,
+            },
+        )
+    };
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>promptgate report {w}</title><style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:70em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:right}}td:first-child,th:first-child{{text-align:left}}</style></head><body><h1>Cost vs quality in production</h1><p>window <code>{w}</code> · <span style=\"color:{RECOMMENDED_COLOR}\">● canary</span> <span style=\"color:{FRONTIER_COLOR}\">● on its prompt's frontier</span> <span style=\"color:{OTHER_COLOR}\">● other</span></p>",
+        w = escape(window)
+    );
+    let _ = write!(
+        out,
+        "<figure id=\"online\">{}</figure><figure id=\"feedback\">{}</figure>",
+        chart("online pass rate vs cost", "online pass rate", &|p| p
+            .online_pass_rate),
+        chart("mean feedback vs cost", "mean feedback", &|p| p
+            .mean_feedback)
+    );
+    out.push_str("<table><thead><tr><th>prompt / model</th><th>variant</th><th>version</th><th>model</th><th>calls</th><th>online pass rate</th><th>mean feedback</th><th>cost / 1k calls</th><th>errors</th><th>latency p95</th><th>frontier</th></tr></thead><tbody>");
+    for p in points {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&p.group),
+            escape(&p.variant),
+            escape(
+                p.prompt_version
+                    .as_deref()
+                    .map_or("–", |v| &v[..v.len().min(12)])
+            ),
+            escape(&p.model),
+            p.calls,
+            p.online_pass_rate.map_or_else(|| "–".into(), pct),
+            p.mean_feedback
+                .map_or_else(|| "–".into(), |v| format!("{v:.2}")),
+            cost_text(p.cost_per_1k),
+            pct(p.error_rate),
+            ms(p.latency_p95_ms),
+            if p.on_frontier { "yes" } else { "" }
+        );
+    }
+    out.push_str("</tbody></table></body></html>\n");
     out
 }

@@ -3,4 +3,5 @@
 //! model, the reports it writes, and the response cache.
 
 mod mock_matrix;
+mod production;
 mod real_model;
