@@ -180,10 +180,11 @@ mod tests {
         let feedback = vec![fb("a", 1, 0.0), fb("a", 2, 1.0), fb("c", 1, 0.5)];
         let p = plane(&rows, &feedback);
         assert_eq!(p.len(), 2);
-        let (canary, stable) = (&p[0], &p[1]);
+        // Ordered by group, then version.
+        let (stable, canary) = (&p[0], &p[1]);
         assert_eq!(
-            (canary.variant.as_str(), stable.variant.as_str()),
-            ("canary", "stable")
+            (stable.variant.as_str(), canary.variant.as_str()),
+            ("stable", "canary")
         );
         assert_eq!(stable.online_pass_rate, Some(0.5));
         assert!((stable.cost_per_call - 0.03).abs() < 1e-12);
