@@ -524,6 +524,18 @@ impl<'s, 'o> Loader<'s, 'o> {
                 }
             }
         }
+        if let (Some(matrix), Some(config)) = (&suite.compare, config) {
+            for (i, model) in matrix.models.iter().enumerate() {
+                if !config.models.contains_key(model) {
+                    let known = config.models.keys().cloned().collect::<Vec<_>>().join(", ");
+                    self.error(f.at_value(
+                        Severity::Error,
+                        &format!("/compare/models/{i}"),
+                        format!("unknown model `{model}` (models: {known})"),
+                    ));
+                }
+            }
+        }
         let mut assertions = Vec::new();
         for (i, raw) in suite.assertions.iter().enumerate() {
             let base = format!("/assertions/{i}");

@@ -8,6 +8,7 @@
 
 mod canary;
 mod check;
+mod compare;
 mod dataset;
 mod demo;
 mod drift;
@@ -17,6 +18,7 @@ mod log;
 mod logs;
 mod mock_llm;
 mod render;
+mod report;
 mod serve;
 mod validate;
 
@@ -74,6 +76,8 @@ pub enum Command {
     Eval(eval::Args),
     /// Pull-request gate: evaluate affected suites at base and head, compare case by case, apply the gates.
     Check(check::Args),
+    /// Cost vs quality: candidates (models x prompt versions x params) on one dataset; Pareto frontier, cheapest non-inferior.
+    Compare(compare::Args),
     /// Run a deterministic mock LLM server (Ollama + OpenAI wire formats).
     MockLlm(mock_llm::Args),
     /// Request and feedback logs: compact, query.
@@ -87,6 +91,8 @@ pub enum Command {
     Canary(canary::Args),
     /// Drift of inputs, outputs, operations and feedback between two windows of the request log.
     Drift(drift::Args),
+    /// The cost-quality plane from the request log per prompt version, variant and model.
+    Report(report::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -100,12 +106,14 @@ pub fn main() -> ExitCode {
         Command::Dataset(args) => dataset::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Check(args) => check::run(args),
+        Command::Compare(args) => compare::run(args),
         Command::MockLlm(args) => mock_llm::run(args),
         Command::Logs(args) => logs::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Canary(args) => canary::run(args),
         Command::Drift(args) => drift::run(args),
+        Command::Report(args) => report::run(args),
     };
     match result {
         Ok(status) => status.into(),

@@ -169,6 +169,53 @@ fn gates_for(s: &SuiteReport, names: &[&str]) -> String {
     texts.join("<br>")
 }
 
+/// The suite's cost and quality in one line, base -> head: "cost per 1k
+/// calls 0.0500 → 0.0300 (-40%) · pass rate -0.5 pts: as good and 40%
+/// cheaper". "As good" needs the drop's upper bound at the gate's
+/// confidence within the regression gate's allowance (non-inferiority
+/// shown), not merely a drop the gate did not block.
+pub fn cost_quality_line(s: &SuiteReport) -> Option<String> {
+    let b = s.base.as_ref()?;
+    let h = &s.head;
+    let c = s.verdict.comparison.as_ref()?;
+    let change = (b.cost_per_1k > 0.0).then(|| (h.cost_per_1k / b.cost_per_1k - 1.0) * 100.0);
+    let mut line = format!(
+        "**Cost vs quality:** cost per 1k calls {:.4} → {:.4}{} · pass rate {}",
+        b.cost_per_1k,
+        h.cost_per_1k,
+        change.map_or_else(String::new, |p| format!(" ({p:+.0}%)")),
+        pts(h.pass_rate - b.pass_rate)
+    );
+    let as_good = c
+        .drop_test
+        .as_ref()
+        .filter(|t| t.margin > 0.0 && t.interval.high <= t.margin);
+    let cheaper = change.filter(|p| *p <= -0.5);
+    match (as_good, cheaper) {
+        (Some(t), Some(p)) => {
+            let _ = write!(
+                line,
+                ": as good (drop at most {:.1} pts at {:.0}%, allowance {:.1}) and {:.0}% cheaper",
+                t.interval.high.max(0.0) * 100.0,
+                t.confidence * 100.0,
+                t.margin * 100.0,
+                -p
+            );
+        }
+        (Some(t), None) => {
+            let _ = write!(
+                line,
+                ": as good (drop at most {:.1} pts at {:.0}%, allowance {:.1})",
+                t.interval.high.max(0.0) * 100.0,
+                t.confidence * 100.0,
+                t.margin * 100.0
+            );
+        }
+        (None, _) => {}
+    }
+    Some(line)
+}
+
 fn suite(out: &mut String, s: &SuiteReport) {
     let h = &s.head;
     let b = s.base.as_ref();
@@ -200,6 +247,10 @@ fn suite(out: &mut String, s: &SuiteReport) {
     if let Some(note) = &s.note {
         let _ = writeln!(out);
         let _ = writeln!(out, "> {note}");
+    }
+    if let Some(line) = cost_quality_line(s) {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "{line}");
     }
     let _ = writeln!(out);
     let _ = writeln!(out, "| metric | base | head | delta | gate |");

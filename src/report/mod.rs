@@ -3,6 +3,7 @@
 //! and later reports share. Rendering only; every number comes from
 //! [`crate::eval`], [`crate::drift`] and [`crate::stats`].
 
+pub mod compare;
 pub mod drift_html;
 pub mod markdown;
 pub mod svg;

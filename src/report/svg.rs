@@ -201,22 +201,32 @@ pub fn bar_chart(
     s
 }
 
-/// One point of a scatter plot.
-#[allow(dead_code)] // the cost-quality plot (issue 15) draws it
+/// One point of a scatter plot, with an optional vertical interval bar.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Point {
     pub x: f64,
     pub y: f64,
+    /// Interval of `y` drawn as a bar (e.g. a pass rate's confidence interval).
+    pub y_interval: Option<(f64, f64)>,
     pub label: String,
     pub color: String,
 }
 
-/// A scatter plot with labelled points and, optionally, a polyline through
-/// `line` (e.g. a Pareto frontier), axes scaled to the data.
-#[allow(dead_code)] // the cost-quality plot (issue 15) draws it
+/// How the x axis maps values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Scale {
+    #[default]
+    Linear,
+    /// Base-10 logarithm; values <= 0 sit at the left edge (a tenth of the
+    /// smallest positive value).
+    Log,
+}
+
+/// A scatter plot with labelled points, interval bars and, optionally, a
+/// polyline through `line` (e.g. a Pareto frontier), axes scaled to the data.
 pub fn scatter(
     title: &str,
-    x_label: &str,
+    (x_label, x_scale): (&str, Scale),
     y_label: &str,
     points: &[Point],
     line: Option<&[(f64, f64)]>,
@@ -225,13 +235,36 @@ pub fn scatter(
     let mut s = open(size, title);
     let (left, right, top, bottom) = (48.0, 16.0, 24.0, 34.0);
     let (pw, ph) = (size.width - left - right, size.height - top - bottom);
-    let xs = points
+    let floor = points
         .iter()
         .map(|p| p.x)
-        .chain(line.into_iter().flatten().map(|p| p.0));
+        .chain(line.into_iter().flatten().map(|p| p.0))
+        .filter(|x| *x > 0.0 && x.is_finite())
+        .fold(f64::INFINITY, f64::min);
+    let floor = if floor.is_finite() {
+        floor / 10.0
+    } else {
+        1e-6
+    };
+    // Axis coordinates: log10 of the value on a log scale.
+    let tx = move |x: f64| match x_scale {
+        Scale::Linear => x,
+        Scale::Log => x.max(floor).log10(),
+    };
+    let xs = points
+        .iter()
+        .map(|p| tx(p.x))
+        .chain(line.into_iter().flatten().map(|p| tx(p.0)));
     let ys = points
         .iter()
-        .map(|p| p.y)
+        .flat_map(|p| {
+            [
+                Some(p.y),
+                p.y_interval.map(|i| i.0),
+                p.y_interval.map(|i| i.1),
+            ]
+        })
+        .flatten()
         .chain(line.into_iter().flatten().map(|p| p.1));
     let range = |it: &mut dyn Iterator<Item = f64>| {
         let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
@@ -250,7 +283,11 @@ pub fn scatter(
     };
     let (x0, x1) = range(&mut { xs });
     let (y0, y1) = range(&mut { ys });
-    let px = |x: f64| left + (x - x0) / (x1 - x0) * pw;
+    let px = |x: f64| left + (tx(x) - x0) / (x1 - x0) * pw;
+    let untx = |v: f64| match x_scale {
+        Scale::Linear => v,
+        Scale::Log => 10f64.powf(v),
+    };
     let py = |y: f64| top + ph - (y - y0) / (y1 - y0) * ph;
     let _ = write!(
         s,
@@ -265,7 +302,7 @@ pub fn scatter(
             s,
             "<text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"{anchor}\" {FONT} fill=\"{AXIS}\">{}</text>",
             top + ph + 12.0,
-            escape(&tick_label(v))
+            escape(&tick_label(untx(v)))
         );
     }
     for (v, y) in [(y0, top + ph), (y1, top + 9.0)] {
@@ -300,6 +337,19 @@ pub fn scatter(
         );
     }
     for p in points.iter().filter(|p| p.x.is_finite() && p.y.is_finite()) {
+        if let Some((lo, hi)) = p
+            .y_interval
+            .filter(|(lo, hi)| lo.is_finite() && hi.is_finite())
+        {
+            let _ = write!(
+                s,
+                "<line class=\"interval\" x1=\"{x:.1}\" y1=\"{:.1}\" x2=\"{x:.1}\" y2=\"{:.1}\" stroke=\"{}\" stroke-width=\"1.5\"/>",
+                py(lo),
+                py(hi),
+                escape(&p.color),
+                x = px(p.x),
+            );
+        }
         let _ = write!(
             s,
             "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"4\" fill=\"{}\"><title>{}: {}, {}</title></circle><text x=\"{:.1}\" y=\"{:.1}\" {FONT}>{}</text>",
@@ -369,19 +419,21 @@ mod tests {
             Point {
                 x: 0.01,
                 y: 0.8,
+                y_interval: None,
                 label: "gpt & co".into(),
                 color: "#c33".into(),
             },
             Point {
                 x: 0.02,
                 y: 0.9,
+                y_interval: None,
                 label: "b".into(),
                 color: "#33c".into(),
             },
         ];
         let svg = scatter(
             "cost vs quality",
-            "cost",
+            ("cost", Scale::Linear),
             "pass rate",
             &pts,
             Some(&[(0.01, 0.8), (0.02, 0.9)]),
@@ -390,6 +442,35 @@ mod tests {
         assert_eq!(svg.matches("<circle").count(), 2);
         assert!(svg.contains("gpt &amp; co"));
         assert!(svg.contains("<polyline"));
+        assert!(!svg.contains("class=\"interval\""));
+    }
+
+    #[test]
+    fn log_scale_spaces_decades_evenly_and_bars_span_the_interval() {
+        let pt = |x: f64, label: &str| Point {
+            x,
+            y: 0.5,
+            y_interval: Some((0.25, 0.75)),
+            label: label.into(),
+            color: "#000".into(),
+        };
+        let pts = [pt(0.01, "a"), pt(0.1, "b"), pt(1.0, "c")];
+        let svg = scatter(
+            "log",
+            ("cost", Scale::Log),
+            "q",
+            &pts,
+            None,
+            Size::default(),
+        );
+        let cx: Vec<f64> = regex::Regex::new(r#"cx="([0-9.]+)""#)
+            .unwrap()
+            .captures_iter(&svg)
+            .map(|c| c[1].parse().unwrap())
+            .collect();
+        assert_eq!(cx.len(), 3);
+        assert!(((cx[1] - cx[0]) - (cx[2] - cx[1])).abs() < 0.2, "{cx:?}");
+        assert_eq!(svg.matches("class=\"interval\"").count(), 3);
     }
 
     proptest! {

@@ -28,6 +28,34 @@ pub struct EvalSuite {
     pub assertions: Vec<RawAssertion>,
     #[serde(default)]
     pub gates: Gates,
+    /// Candidates `promptgate compare` runs on this suite by default.
+    #[serde(default)]
+    pub compare: Option<CompareMatrix>,
+}
+
+/// `compare:` of a suite: the candidates are every combination of a model,
+/// a prompt version and one value of each param. An empty list keeps the
+/// suite's own (its prompt's model, its prompt at the ref, its params).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CompareMatrix {
+    /// Keys under `models` in promptgate.yaml.
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// Git refs to read the suite's prompt from (`main`, `prompt/short`).
+    #[serde(default)]
+    pub prompt_refs: Vec<String>,
+    /// Prompt files (paths relative to the repository root), read from
+    /// the same commit as the suite.
+    #[serde(default)]
+    pub prompt_files: Vec<String>,
+    /// Param name -> the values to try (`max_tokens: [64, 256]`).
+    #[serde(default)]
+    pub params: BTreeMap<String, Vec<serde_json::Value>>,
+    /// Largest pass-rate drop from the best candidate that still counts as
+    /// "as good" (0.03 = 3 points).
+    #[serde(default)]
+    pub margin: Option<f64>,
 }
 
 fn default_repeat() -> u32 {

@@ -11,6 +11,7 @@
 
 mod binding;
 mod canary;
+mod compare;
 mod demo;
 mod drift;
 mod eval;

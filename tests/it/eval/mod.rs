@@ -2,4 +2,4 @@
 
 mod github_action;
 mod pull_request_gate;
-mod run_suite;
+pub(crate) mod run_suite;

@@ -133,6 +133,8 @@ fn normalise(md: &str) -> String {
         (r"\b[0-9a-f]{12}\b", "<sha>"),
         (r"[+-]?\d+ ms", "<ms>"),
         (r"[+-]?\d+\.\d{4}\b", "<cost>"),
+        // The cost change of the "Cost vs quality" line (priced on latency).
+        (r"\([+-]\d+%\)", "(<pct>)"),
     ];
     subs.iter().fold(md.to_string(), |text, (re, to)| {
         regex::Regex::new(re)
