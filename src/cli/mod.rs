@@ -17,6 +17,7 @@ mod log;
 mod logs;
 mod mock_llm;
 mod render;
+mod review;
 mod serve;
 mod validate;
 
@@ -87,6 +88,8 @@ pub enum Command {
     Canary(canary::Args),
     /// Drift of inputs, outputs, operations and feedback between two windows of the request log.
     Drift(drift::Args),
+    /// The review queue: sample production calls, accept / correct / label / discard them.
+    Review(review::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -106,6 +109,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Canary(args) => canary::run(args),
         Command::Drift(args) => drift::run(args),
+        Command::Review(args) => review::run(args),
     };
     match result {
         Ok(status) => status.into(),
