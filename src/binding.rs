@@ -158,6 +158,49 @@ fn short_json(v: &Value) -> String {
     }
 }
 
+/// The inverse of a suite's `vars`: which dataset column each bound
+/// variable of a logged call fills (`dataset grow`). A variable the suite
+/// maps takes its column; one it does not map takes the same-named column
+/// when the dataset has it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InverseVars {
+    /// Variable -> column, for every variable that has a column.
+    pub columns: BTreeMap<String, String>,
+    /// Why the mapping back is not one value per column: each a message
+    /// naming the column and the variables.
+    pub ambiguities: Vec<String>,
+}
+
+/// The inverse of `vars` for a prompt declaring `declared` and a dataset
+/// with `columns` (name -> required). Ambiguous: two variables feeding one
+/// column (a call whose two values differ has no single row).
+pub fn inverse_vars(
+    vars: &BTreeMap<String, String>,
+    declared: &BTreeMap<String, InputSpec>,
+    columns: &BTreeMap<String, bool>,
+) -> InverseVars {
+    let mut out = InverseVars::default();
+    for name in declared.keys() {
+        let column = vars.get(name).cloned().unwrap_or_else(|| name.clone());
+        if columns.contains_key(&column) {
+            out.columns.insert(name.clone(), column);
+        }
+    }
+    let mut by_column: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (v, c) in &out.columns {
+        by_column.entry(c.as_str()).or_default().push(v.as_str());
+    }
+    for (c, vs) in by_column {
+        if vs.len() > 1 {
+            out.ambiguities.push(format!(
+                "column `{c}` feeds variables {}: a call whose values differ maps back to no single row",
+                vs.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(" and ")
+            ));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

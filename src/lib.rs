@@ -33,6 +33,7 @@ pub mod provider;
 pub mod proxy;
 pub mod repo;
 pub(crate) mod report;
+pub mod review;
 pub(crate) mod settings;
 pub mod spec;
 pub mod stats;

@@ -19,6 +19,7 @@ mod logs;
 mod mock_llm;
 mod render;
 mod report;
+mod review;
 mod serve;
 mod validate;
 
@@ -93,6 +94,8 @@ pub enum Command {
     Drift(drift::Args),
     /// The cost-quality plane from the request log per prompt version, variant and model.
     Report(report::Args),
+    /// The review queue: sample production calls, accept / correct / label / discard them.
+    Review(review::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -114,6 +117,7 @@ pub fn main() -> ExitCode {
         Command::Canary(args) => canary::run(args),
         Command::Drift(args) => drift::run(args),
         Command::Report(args) => report::run(args),
+        Command::Review(args) => review::run(args),
     };
     match result {
         Ok(status) => status.into(),

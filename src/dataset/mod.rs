@@ -82,6 +82,7 @@
 
 mod canonical;
 mod diff;
+pub mod grow;
 mod parquet_io;
 mod rows;
 mod store;

@@ -216,11 +216,42 @@ pub fn snapshot(root: &Path, name: &str) -> Result<SnapshotOutcome, DatasetError
         return Ok(SnapshotOutcome::Unchanged(latest.clone()));
     }
 
+    let next = next_version(&schema, &rows, &lock, name, hash)?;
+    let version = next.locked.version;
+    std::fs::create_dir_all(&snap_dir).map_err(|source| DatasetError::Io {
+        path: snap_dir.clone(),
+        source,
+    })?;
+    // The snapshot first, never over an existing file; the lock commits it.
+    durable::write_new(&snap_dir.join(format!("v{version}.parquet")), &next.bytes)?;
+    durable::write(&abs_dir.join(LOCK_FILE), next.lock_text.as_bytes())?;
+    Ok(SnapshotOutcome::Created(next.locked))
+}
+
+/// The next snapshot of a dataset, encoded but not written: its file bytes,
+/// its lock entry, and the new `dataset.lock` text.
+pub(crate) struct NextVersion {
+    pub bytes: Vec<u8>,
+    pub locked: LockedVersion,
+    pub lock_text: String,
+}
+
+/// Encodes `rows` (normalised, in key order, with content hash `hash`) as
+/// the version after the latest one of `lock`. Shared by `dataset snapshot`
+/// (written to the working tree) and `dataset grow` (committed to a branch).
+pub(crate) fn next_version(
+    schema: &Schema,
+    rows: &[Row],
+    lock: &DatasetLock,
+    name: &str,
+    hash: String,
+) -> Result<NextVersion, DatasetError> {
+    let dir = dataset_dir(name)?;
     let version = lock.latest().map_or(1, |v| v.version + 1);
     let file = format!("{SNAPSHOTS_DIR}/v{version}.parquet");
     let bytes = parquet_io::write(
-        &schema,
-        &rows,
+        schema,
+        rows,
         &SnapshotMeta {
             name: name.to_string(),
             version,
@@ -233,26 +264,20 @@ pub fn snapshot(root: &Path, name: &str) -> Result<SnapshotOutcome, DatasetError
         rows: rows.len() as u64,
         content_sha256: hash,
         file_sha256: sha256_hex(&bytes),
-        file: file.clone(),
+        file,
         created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     };
-    std::fs::create_dir_all(&snap_dir).map_err(|source| DatasetError::Io {
-        path: snap_dir.clone(),
-        source,
-    })?;
-    // The snapshot first, never over an existing file; the lock commits it.
-    durable::write_new(&snap_dir.join(format!("v{version}.parquet")), &bytes)?;
-    let mut new_lock = lock;
+    let mut new_lock = lock.clone();
     new_lock.versions.push(locked.clone());
     let yaml = serde_yaml_ng::to_string(&new_lock).map_err(|e| DatasetError::Corrupt {
         path: format!("{dir}/{LOCK_FILE}"),
         message: e.to_string(),
     })?;
-    durable::write(
-        &abs_dir.join(LOCK_FILE),
-        format!("{LOCK_HEADER}{yaml}").as_bytes(),
-    )?;
-    Ok(SnapshotOutcome::Created(locked))
+    Ok(NextVersion {
+        bytes,
+        locked,
+        lock_text: format!("{LOCK_HEADER}{yaml}"),
+    })
 }
 
 fn remove_leftovers(dir: &Path) -> Result<(), DatasetError> {

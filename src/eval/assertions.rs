@@ -511,6 +511,27 @@ impl CompiledAssertion {
         }
     }
 
+    /// The dataset columns the assertion reads (`row.<column>` in its
+    /// templates, a similarity's reference column): what a reviewer's
+    /// correction fills (`dataset grow`).
+    pub fn columns_read(&self) -> Vec<String> {
+        let t = |t: &Text| match t {
+            Text::Template { columns, .. } => columns.clone(),
+            Text::Literal(_) => Vec::new(),
+        };
+        match &self.compiled {
+            Compiled::Equals(v)
+            | Compiled::Contains(v)
+            | Compiled::Icontains(v)
+            | Compiled::NotContains(v)
+            | Compiled::StartsWith(v)
+            | Compiled::Regex(Pattern::Template(v))
+            | Compiled::LlmJudge { rubric: v } => t(v),
+            Compiled::Similarity { column, .. } => vec![column.clone()],
+            _ => Vec::new(),
+        }
+    }
+
     /// The judge model key (into the config's `models`) of an `llm_judge`.
     pub fn judge_model(&self) -> Option<&str> {
         match &self.assertion.check {

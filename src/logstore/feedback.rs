@@ -106,7 +106,11 @@ impl FeedbackRecord {
     }
 }
 
-fn id_like(field: &'static str, v: &str, max: usize) -> std::result::Result<(), FieldError> {
+pub(crate) fn id_like(
+    field: &'static str,
+    v: &str,
+    max: usize,
+) -> std::result::Result<(), FieldError> {
     let message = if v.trim().is_empty() {
         "must not be empty".to_string()
     } else if v.chars().count() > max {
@@ -252,8 +256,9 @@ fn open_journal(path: &Path) -> Result<File> {
         .map_err(LogStoreError::io(path))
 }
 
-/// Makes sure a non-empty journal ends with `\n`; returns whether it did not.
-fn repair_tail(file: &mut File, path: &Path) -> Result<bool> {
+/// Makes sure a non-empty journal ends with `\n`; returns whether it did
+/// not. Also used by the review queue's journal.
+pub(crate) fn repair_tail(file: &mut File, path: &Path) -> Result<bool> {
     use std::io::Read;
     let len = file.metadata().map_err(LogStoreError::io(path))?.len();
     if len == 0 {
@@ -267,7 +272,7 @@ fn repair_tail(file: &mut File, path: &Path) -> Result<bool> {
     if last[0] == b'\n' {
         return Ok(false);
     }
-    tracing::warn!(path = %path.display(), "feedback journal ends in a torn line (crash mid-append); it will be skipped");
+    tracing::warn!(path = %path.display(), "journal ends in a torn line (crash mid-append); it will be skipped");
     file.write_all(b"\n").map_err(LogStoreError::io(path))?;
     file.sync_data().map_err(LogStoreError::io(path))?;
     Ok(true)

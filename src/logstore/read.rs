@@ -4,7 +4,10 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use arrow_array::RecordBatch;
 use chrono::{DateTime, Utc};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection};
 
 use super::files::{self, is_data_file_name, partition_date};
 use super::row::{RequestLogRow, rows_from_batch};
@@ -122,4 +125,61 @@ pub fn read_requests(
             .then_with(|| a.request_id.cmp(&b.request_id))
     });
     Ok(rows)
+}
+
+/// The named columns of every row of one request log file (column
+/// projection: the other columns are not decoded), one batch per row group
+/// read. Columns the file does not have are left out of the batches.
+pub(crate) fn read_projected(path: &Path, columns: &[&str]) -> Result<Vec<RecordBatch>> {
+    let builder = open_reader(path)?;
+    let mask = ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied());
+    collect(path, builder.with_projection(mask))
+}
+
+/// The full rows at `rows` (indices into the file, ascending) of one request
+/// log file, read with a row selection so the other rows are skipped.
+pub(crate) fn read_selected_rows(path: &Path, rows: &[usize]) -> Result<Vec<RequestLogRow>> {
+    let builder = open_reader(path)?;
+    let ranges = rows.iter().map(|&r| r..r + 1);
+    let selection = RowSelection::from_consecutive_ranges(
+        ranges,
+        builder.metadata().file_metadata().num_rows().max(0) as usize,
+    );
+    let mut out = Vec::with_capacity(rows.len());
+    for batch in collect(path, builder.with_row_selection(selection))? {
+        out.extend(
+            rows_from_batch(&batch).map_err(|source| LogStoreError::Columns {
+                path: path.to_path_buf(),
+                source,
+            })?,
+        );
+    }
+    Ok(out)
+}
+
+fn open_reader(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<std::fs::File>> {
+    let f = std::fs::File::open(path).map_err(LogStoreError::io(path))?;
+    ParquetRecordBatchReaderBuilder::try_new(f).map_err(|source| LogStoreError::Parquet {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn collect(
+    path: &Path,
+    builder: ParquetRecordBatchReaderBuilder<std::fs::File>,
+) -> Result<Vec<RecordBatch>> {
+    let perr = |source| LogStoreError::Parquet {
+        path: path.to_path_buf(),
+        source,
+    };
+    let reader = builder.build().map_err(perr)?;
+    let mut out = Vec::new();
+    for batch in reader {
+        out.push(batch.map_err(|e| LogStoreError::Parquet {
+            path: path.to_path_buf(),
+            source: e.into(),
+        })?);
+    }
+    Ok(out)
 }

@@ -61,11 +61,22 @@ impl GitRepo {
     /// The tree of `base` with `path` replaced by (or added as) a blob of
     /// `content`.
     pub fn tree_with_file(&self, base: Oid, path: &str, content: &[u8]) -> Result<Oid, RepoError> {
+        self.tree_with_files(base, &[(path.to_string(), content.to_vec())])
+    }
+
+    /// The tree of `base` with each `(path, content)` replaced or added.
+    pub fn tree_with_files(
+        &self,
+        base: Oid,
+        files: &[(String, Vec<u8>)],
+    ) -> Result<Oid, RepoError> {
         let commit = self.repo.find_commit(base)?;
         let tree = commit.tree()?;
-        let blob = self.repo.blob(content)?;
         let mut update = git2::build::TreeUpdateBuilder::new();
-        update.upsert(path, blob, git2::FileMode::Blob);
+        for (path, content) in files {
+            let blob = self.repo.blob(content)?;
+            update.upsert(path.as_str(), blob, git2::FileMode::Blob);
+        }
         Ok(update.create_updated(&self.repo, &tree)?)
     }
 
