@@ -503,6 +503,18 @@ async fn serve_reports_drift_on_its_schedule_and_takes_reloaded_settings() {
     assert!(request.contains("\"kind\":\"drift\""), "{request}");
     assert!(request.contains("input.input.language"), "{request}");
     assert!(p.stderr().contains("drift in `chat`"), "{}", p.stderr());
+    // The same drift in the next rounds is not alerted again (the sink
+    // took one request; a second POST would be a failed-webhook note).
+    let (st, ok) = wait_status(&p, limit, |s| {
+        s["drift"]["last"]["notes"].as_array().is_some_and(|n| {
+            n.iter()
+                .any(|n| n.as_str().unwrap().contains("not alerted again"))
+        })
+    })
+    .await;
+    assert!(ok, "{:#}", st["drift"]);
+    assert_eq!(st["drift"]["last"]["alerted"], false);
+    assert_eq!(st["drift"]["last_alert"]["at"], first["at"]);
 
     let text = metrics(&p).await;
     assert!(
