@@ -195,7 +195,7 @@ pub struct GroupReport {
 }
 
 /// The whole comparison: serde-serialisable for `--json`, serve's status
-/// and the webhook; [`super::render_table`] gives the table.
+/// and the webhook; [`DriftReport::render`] gives the table.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DriftReport {
     pub reference: String,

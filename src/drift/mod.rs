@@ -19,12 +19,12 @@
 //! language, refusals, n-grams), [`read`] (windows from Parquet),
 //! [`analysis`] (tests and verdicts), [`review`] (the `on_drift: review` hook).
 
-pub mod analysis;
-pub mod features;
-pub mod job;
-pub mod read;
-pub mod review;
-pub mod text;
+pub(crate) mod analysis;
+pub(crate) mod features;
+pub(crate) mod job;
+pub(crate) mod read;
+pub(crate) mod review;
+pub(crate) mod text;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -49,6 +49,49 @@ async fn ask(p: &Proxy, question: &str) {
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
 }
 
+/// The drifted features of a group of a drift report (`promptgate drift
+/// --json` or `/status`), checked to hold every feature of `flagged` and
+/// none of `unchanged`.
+fn assert_drifted(group: &Value, flagged: &[&str], unchanged: &[&str], who: &str) -> Vec<String> {
+    let drifted: Vec<String> = group["drifted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    for f in flagged {
+        assert!(
+            drifted.iter().any(|d| d == f),
+            "{who}: {f} not in {drifted:?}"
+        );
+    }
+    for f in unchanged {
+        assert!(!drifted.iter().any(|d| d == f), "{who}: {f} in {drifted:?}");
+    }
+    drifted
+}
+
+/// `n` English capital questions, then `n` German cooking questions of
+/// about the same length.
+async fn capitals_then_cooking(p: &Proxy, n: usize) {
+    for i in 0..n {
+        let c = COUNTRIES[i % COUNTRIES.len()];
+        ask(
+            p,
+            &format!("What is the capital city of {c}, and what is the city best known for today?"),
+        )
+        .await;
+    }
+    for i in 0..n {
+        let d = DISHES[i % DISHES.len()];
+        ask(
+            p,
+            &format!("Wie kocht man {d} richtig, und welche Zutaten braucht man dafür zu Hause?"),
+        )
+        .await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drift_flags_a_new_language_and_topic_in_served_traffic_and_not_the_rest() {
     let m = MockServer::start(MockConfig::default()).await.unwrap();
@@ -59,22 +102,7 @@ async fn drift_flags_a_new_language_and_topic_in_served_traffic_and_not_the_rest
     );
     s.commit("drift settings");
     let mut p = Proxy::start(&s.root());
-    for i in 0..150 {
-        let c = COUNTRIES[i % COUNTRIES.len()];
-        ask(
-            &p,
-            &format!("What is the capital city of {c}, and what is the city best known for today?"),
-        )
-        .await;
-    }
-    for i in 0..150 {
-        let d = DISHES[i % DISHES.len()];
-        ask(
-            &p,
-            &format!("Wie kocht man {d} richtig, und welche Zutaten braucht man dafür zu Hause?"),
-        )
-        .await;
-    }
+    capitals_then_cooking(&p, 150).await;
     assert_eq!(p.terminate(), Some(0), "{}", p.stderr());
 
     let html = s.root().join("drift.html");
@@ -90,23 +118,17 @@ async fn drift_flags_a_new_language_and_topic_in_served_traffic_and_not_the_rest
         .unwrap();
     assert_eq!(chat["reference_calls"], 150);
     assert_eq!(chat["current_calls"], 150);
-    let drifted: Vec<&str> = chat["drifted"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
-    for f in [
-        "input.input.language",
-        "input.input.content",
-        "output.language",
-        "output.content",
-    ] {
-        assert!(drifted.contains(&f), "{f} not in {drifted:?}");
-    }
-    for f in ["ops.error_rate", "ops.upstream_model", "ops.timeout_rate"] {
-        assert!(!drifted.contains(&f), "{f} in {drifted:?}");
-    }
+    let drifted = assert_drifted(
+        chat,
+        &[
+            "input.input.language",
+            "input.input.content",
+            "output.language",
+            "output.content",
+        ],
+        &["ops.error_rate", "ops.upstream_model", "ops.timeout_rate"],
+        "cli",
+    );
     let lang = chat["features"]
         .as_array()
         .unwrap()
@@ -410,22 +432,7 @@ async fn serve_reports_drift_on_its_schedule_and_takes_reloaded_settings() {
     );
     // No `drift:` yet: the task waits for a reload to bring one.
     let mut p = Proxy::start_with(&s.root(), &["--drift-interval-ms", "300"], &[]);
-    for i in 0..80 {
-        let c = COUNTRIES[i % COUNTRIES.len()];
-        ask(
-            &p,
-            &format!("What is the capital city of {c}, and what is the city best known for today?"),
-        )
-        .await;
-    }
-    for i in 0..80 {
-        let d = DISHES[i % DISHES.len()];
-        ask(
-            &p,
-            &format!("Wie kocht man {d} richtig, und welche Zutaten braucht man dafür zu Hause?"),
-        )
-        .await;
-    }
+    capitals_then_cooking(&p, 80).await;
     let limit = std::time::Duration::from_secs(30);
     assert_eq!(status(&p).await["drift"]["runs"], 0);
     drift_section(&s, &section);
@@ -456,22 +463,16 @@ async fn serve_reports_drift_on_its_schedule_and_takes_reloaded_settings() {
         ),
         (Some(80), Some(80))
     );
-    let drifted: Vec<&str> = chat["drifted"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
-    for f in [
-        "input.input.language",
-        "input.input.content",
-        "output.language",
-    ] {
-        assert!(drifted.contains(&f), "{f} not in {drifted:?}");
-    }
-    for f in ["ops.error_rate", "ops.upstream_model"] {
-        assert!(!drifted.contains(&f), "{f} in {drifted:?}");
-    }
+    assert_drifted(
+        chat,
+        &[
+            "input.input.language",
+            "input.input.content",
+            "output.language",
+        ],
+        &["ops.error_rate", "ops.upstream_model"],
+        "serve",
+    );
     // The first round that found drift alerted; later ones with the same
     // drift do not repeat it.
     let first = &st["drift"]["last_alert"];
@@ -502,6 +503,18 @@ async fn serve_reports_drift_on_its_schedule_and_takes_reloaded_settings() {
     assert!(request.contains("\"kind\":\"drift\""), "{request}");
     assert!(request.contains("input.input.language"), "{request}");
     assert!(p.stderr().contains("drift in `chat`"), "{}", p.stderr());
+    // The same drift in the next rounds is not alerted again (the sink
+    // took one request; a second POST would be a failed-webhook note).
+    let (st, ok) = wait_status(&p, limit, |s| {
+        s["drift"]["last"]["notes"].as_array().is_some_and(|n| {
+            n.iter()
+                .any(|n| n.as_str().unwrap().contains("not alerted again"))
+        })
+    })
+    .await;
+    assert!(ok, "{:#}", st["drift"]);
+    assert_eq!(st["drift"]["last"]["alerted"], false);
+    assert_eq!(st["drift"]["last_alert"]["at"], first["at"]);
 
     let text = metrics(&p).await;
     assert!(
@@ -620,14 +633,6 @@ async fn the_real_model_drifts_in_language_and_content_in_serve_and_the_cli() {
         "output.content",
     ];
     let unchanged = ["ops.error_rate", "ops.timeout_rate", "ops.upstream_model"];
-    let drifted_of = |group: &Value| -> Vec<String> {
-        group["drifted"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap().to_string())
-            .collect()
-    };
     let chat_of = |result: &Value| -> Option<Value> {
         result["groups"]
             .as_array()?
@@ -641,16 +646,7 @@ async fn the_real_model_drifts_in_language_and_content_in_serve_and_the_cli() {
     .await;
     assert!(ok, "{:#}", st["drift"]);
     let chat = chat_of(&st["drift"]["last"]["result"]).unwrap();
-    let drifted = drifted_of(&chat);
-    for f in must {
-        assert!(
-            drifted.iter().any(|d| d == f),
-            "serve: {f} not in {drifted:?}"
-        );
-    }
-    for f in unchanged {
-        assert!(!drifted.iter().any(|d| d == f), "serve: {f} in {drifted:?}");
-    }
+    assert_drifted(&chat, &must, &unchanged, "serve");
     assert_eq!(p.terminate(), Some(0), "{}", p.stderr());
 
     let html = s.root().join("drift.html");
@@ -658,19 +654,7 @@ async fn the_real_model_drifts_in_language_and_content_in_serve_and_the_cli() {
     assert_eq!(o.status.code(), Some(1), "{}\n{}", stdout(&o), stderr(&o));
     let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
     let chat = chat_of(&report).unwrap();
-    let cli_drifted = drifted_of(&chat);
-    for f in must {
-        assert!(
-            cli_drifted.iter().any(|d| d == f),
-            "cli: {f} not in {cli_drifted:?}"
-        );
-    }
-    for f in unchanged {
-        assert!(
-            !cli_drifted.iter().any(|d| d == f),
-            "cli: {f} in {cli_drifted:?}"
-        );
-    }
+    let cli_drifted = assert_drifted(&chat, &must, &unchanged, "cli");
 
     // Every chart is well-formed SVG holding drawn marks; the drifted
     // features each have their reference and current charts.
