@@ -18,6 +18,7 @@ mod logs;
 mod mock_llm;
 mod render;
 mod serve;
+mod ui;
 mod validate;
 
 use std::io::Write;
@@ -87,6 +88,8 @@ pub enum Command {
     Canary(canary::Args),
     /// Drift of inputs, outputs, operations and feedback between two windows of the request log.
     Drift(drift::Args),
+    /// The dashboard's pages, read-only, over log roots (serve has them at /ui).
+    Ui(ui::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -106,6 +109,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Canary(args) => canary::run(args),
         Command::Drift(args) => drift::run(args),
+        Command::Ui(args) => ui::run(args),
     };
     match result {
         Ok(status) => status.into(),

@@ -127,6 +127,7 @@ pub(crate) use feedback::join_feedback;
 pub use feedback::{FeedbackJournal, FeedbackRecord, read_feedback};
 pub(crate) use read::request_files;
 pub use read::{RequestFilter, read_requests};
+pub(crate) use redact::Redactor;
 pub(crate) use row::ColumnError;
 pub use row::{RequestLogRow, RequestStatus, Variant};
 pub(crate) use writer::StallGuard;

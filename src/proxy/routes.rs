@@ -48,7 +48,19 @@ pub fn router(app: Arc<App>) -> Router {
         // The limit is `server.max_body_bytes` of the serving state, which
         // reloads: bodies are read by [`read_body`].
         .layer(DefaultBodyLimit::disable())
-        .with_state(app)
+        .with_state(app.clone())
+        .merge(crate::ui::router(Arc::new(dashboard(app))))
+}
+
+/// The dashboard over this server's log folder, with live figures and the
+/// rollout as served.
+fn dashboard(app: Arc<App>) -> crate::ui::Dashboard {
+    let log_dir = app.settings.log_dir.clone();
+    crate::ui::Dashboard::new(
+        vec![log_dir],
+        Arc::new(super::ui_host::ProxyHost { app }),
+        "serve",
+    )
 }
 
 fn json_ok(v: Value) -> Response {
@@ -336,13 +348,7 @@ fn authorize(app: &App, headers: &HeaderMap) -> Result<(), Box<Response>> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     // Constant-time comparison: the token's prefix must not leak by timing.
-    let ok = given.is_some_and(|g| {
-        g.len() == token.len()
-            && g.bytes()
-                .zip(token.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
-    });
+    let ok = given.is_some_and(|g| crate::ui::token_matches(g, &token));
     if ok {
         Ok(())
     } else {
