@@ -81,7 +81,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitStatus> {
             .await
             .with_context(|| format!("binding {}", args.listen))?;
         let addr = listener.local_addr()?;
-        eprintln!("listening on http://{addr}/ui");
+        eprintln!("listening on http://{addr} (pages under /ui)");
         axum::serve(listener, crate::ui::router(dash))
             .with_graceful_shutdown(super::serve::shutdown_signal())
             .await

@@ -421,11 +421,18 @@ pub struct Series {
     pub points: Vec<(f64, Option<f64>)>,
 }
 
-/// A time series chart: one polyline per series over a shared x range
-/// (`x_labels` are drawn at the two ends), y from 0 to the largest value,
-/// a legend on top. Each point carries a `<title>` with its value, so the
-/// figure under the pointer can be read without a script.
-pub fn line_chart(title: &str, x_labels: (&str, &str), series: &[Series], size: Size) -> String {
+/// A time series chart: one polyline per series over the x range
+/// `x_range` (the data's own range when None; `x_labels` are drawn at the
+/// two ends), y from 0 to the largest value, a legend on top. Each point
+/// carries a `<title>` with its value, so the figure under the pointer can
+/// be read without a script.
+pub fn line_chart(
+    title: &str,
+    x_range: Option<(f64, f64)>,
+    x_labels: (&str, &str),
+    series: &[Series],
+    size: Size,
+) -> String {
     let mut s = open(size, title);
     let (left, right, top, bottom) = (48.0, 12.0, 38.0, 22.0);
     let (pw, ph) = (size.width - left - right, size.height - top - bottom);
@@ -436,11 +443,15 @@ pub fn line_chart(title: &str, x_labels: (&str, &str), series: &[Series], size: 
             .filter(|(x, y)| x.is_finite() && y.is_some_and(f64::is_finite))
     };
     let (mut x0, mut x1) = (f64::INFINITY, f64::NEG_INFINITY);
-    let mut y1 = 0.0f64;
+    let (mut y0, mut y1) = (0.0f64, 0.0f64);
     for (x, y) in finite() {
         x0 = x0.min(*x);
         x1 = x1.max(*x);
+        y0 = y0.min(y.unwrap_or(0.0));
         y1 = y1.max(y.unwrap_or(0.0));
+    }
+    if let Some(range) = x_range {
+        (x0, x1) = range;
     }
     if !x0.is_finite() {
         (x0, x1) = (0.0, 1.0);
@@ -448,18 +459,19 @@ pub fn line_chart(title: &str, x_labels: (&str, &str), series: &[Series], size: 
     if x1 <= x0 {
         x1 = x0 + 1.0;
     }
-    if y1 <= 0.0 {
-        y1 = 1.0;
+    if y1 <= y0 {
+        y1 = y0 + 1.0;
     }
     let px = |x: f64| left + (x - x0) / (x1 - x0) * pw;
-    let py = |y: f64| top + ph - (y / y1).clamp(0.0, 1.0) * ph;
+    let py = |y: f64| top + ph - ((y - y0) / (y1 - y0)).clamp(0.0, 1.0) * ph;
     let _ = write!(
         s,
-        "<line x1=\"{left:.1}\" y1=\"{b:.1}\" x2=\"{r:.1}\" y2=\"{b:.1}\" stroke=\"{AXIS}\"/><line x1=\"{left:.1}\" y1=\"{top:.1}\" x2=\"{left:.1}\" y2=\"{b:.1}\" stroke=\"{AXIS}\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" {FONT} fill=\"{AXIS}\">{}</text><text x=\"{:.1}\" y=\"{b:.1}\" text-anchor=\"end\" {FONT} fill=\"{AXIS}\">0</text><text x=\"{left:.1}\" y=\"{:.1}\" {FONT} fill=\"{AXIS}\">{}</text><text x=\"{r:.1}\" y=\"{:.1}\" text-anchor=\"end\" {FONT} fill=\"{AXIS}\">{}</text>",
+        "<line x1=\"{left:.1}\" y1=\"{b:.1}\" x2=\"{r:.1}\" y2=\"{b:.1}\" stroke=\"{AXIS}\"/><line x1=\"{left:.1}\" y1=\"{top:.1}\" x2=\"{left:.1}\" y2=\"{b:.1}\" stroke=\"{AXIS}\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" {FONT} fill=\"{AXIS}\">{}</text><text x=\"{:.1}\" y=\"{b:.1}\" text-anchor=\"end\" {FONT} fill=\"{AXIS}\">{}</text><text x=\"{left:.1}\" y=\"{:.1}\" {FONT} fill=\"{AXIS}\">{}</text><text x=\"{r:.1}\" y=\"{:.1}\" text-anchor=\"end\" {FONT} fill=\"{AXIS}\">{}</text>",
         left - 4.0,
         top + 9.0,
         escape(&tick_label(y1)),
         left - 4.0,
+        escape(&tick_label(y0)),
         top + ph + 16.0,
         escape(x_labels.0),
         top + ph + 16.0,
@@ -535,7 +547,7 @@ pub fn interval_chart(
         height: size.height.max(34.0 + row * rows.len() as f64),
     };
     let mut s = open(size, title);
-    let (left, right, top) = (120.0, 16.0, 26.0);
+    let (left, right, top) = (180.0, 16.0, 26.0);
     let pw = size.width - left - right;
     let (mut lo, mut hi) = (mark, mark);
     for (_, e, l, h) in rows {
@@ -594,4 +606,50 @@ pub fn interval_chart(
     }
     s.push_str("</svg>");
     s
+}
+
+#[cfg(test)]
+mod line_chart_tests {
+    use super::*;
+
+    fn series(points: Vec<(f64, Option<f64>)>) -> Series {
+        Series {
+            name: "a <b>".into(),
+            color: "#123456".into(),
+            points,
+        }
+    }
+
+    #[test]
+    fn a_gap_breaks_the_line_and_names_are_escaped() {
+        let svg = line_chart(
+            "t",
+            Some((0.0, 4.0)),
+            ("from", "to"),
+            &[series(vec![
+                (0.0, Some(1.0)),
+                (1.0, Some(2.0)),
+                (2.0, None),
+                (3.0, Some(1.0)),
+            ])],
+            Size::default(),
+        );
+        // Two pen-downs: one before the gap, one after.
+        assert_eq!(svg.matches('M').count(), 2, "{svg}");
+        assert_eq!(svg.matches("<circle").count(), 3);
+        assert!(svg.contains("a &lt;b&gt;") && !svg.contains("a <b>"));
+    }
+
+    #[test]
+    fn the_given_x_range_places_a_lone_point_in_time() {
+        let svg = line_chart(
+            "t",
+            Some((0.0, 10.0)),
+            ("", ""),
+            &[series(vec![(10.0, Some(1.0))])],
+            Size::default(),
+        );
+        // At the right end of the plot (width 360 - right margin 12).
+        assert!(svg.contains("cx=\"348.0\""), "{svg}");
+    }
 }

@@ -36,16 +36,30 @@ static ENV: LazyLock<Result<Environment<'static>, minijinja::Error>> = LazyLock:
     for (name, source) in TEMPLATES {
         env.add_template(name, source)?;
     }
-    env.add_filter("num", |v: Option<f64>| fmt_opt(v, |x| format_number(x)));
+    env.add_filter("num", |v: Option<f64>| fmt_opt(v, format_number));
     env.add_filter("pct", |v: Option<f64>| {
         fmt_opt(v, |x| format!("{:.2}%", x * 100.0))
     });
     env.add_filter("money", |v: f64| format!("{v:.6}"));
+    env.add_filter("urlencode", |s: String| urlencode(&s));
     Ok(env)
 });
 
 fn fmt_opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
     v.filter(|x| x.is_finite()).map_or_else(|| "–".into(), f)
+}
+
+/// Percent-encodes `s` for a path or query (keeps `/`).
+pub fn urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Figures as the pages show them: up to three decimals, trailing zeros cut.

@@ -17,7 +17,7 @@ use serde_json::json;
 use super::cache::LogCache;
 use super::calls::{self, CallFilter};
 use super::overview::{self, Window};
-use super::pages::render;
+use super::pages::{render, urlencode};
 use super::{AnalysisView, CostPlane, Host, ReviewDecision, ReviewQueue, UiError, token_matches};
 use crate::logstore::Redactor;
 use crate::report::svg::{self, Size};
@@ -212,6 +212,8 @@ fn same_origin(headers: &HeaderMap) -> bool {
 /// The gate of every route but the login form: pages send a browser to
 /// the login form, the JSON API answers 401, and state-changing requests
 /// also need a same-origin `Origin`.
+// The refusal is the handler's whole response, returned once per request.
+#[allow(clippy::result_large_err)]
 fn gate(
     dash: &Dashboard,
     method: &Method,
@@ -240,18 +242,6 @@ fn gate(
         ));
     }
     Ok(())
-}
-
-fn urlencode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -305,9 +295,10 @@ fn overview_charts(ov: &overview::Overview) -> Vec<String> {
         ("mean feedback", |f| f.feedback_mean),
     ];
     let fmt = |t: DateTime<Utc>| match ov.window {
-        Window::Week => t.format("%m-%d %H:%M").to_string(),
-        _ => t.format("%H:%M").to_string(),
+        Window::Hour => t.format("%H:%M").to_string(),
+        _ => t.format("%m-%d %H:%M").to_string(),
     };
+    let x_range = Some((ov.since.timestamp() as f64, ov.until.timestamp() as f64));
     let (first, last) = (fmt(ov.since), fmt(ov.until));
     figures
         .iter()
@@ -332,6 +323,7 @@ fn overview_charts(ov: &overview::Overview) -> Vec<String> {
                 .collect();
             svg::line_chart(
                 title,
+                x_range,
                 (&first, &last),
                 &series,
                 Size {
@@ -600,10 +592,12 @@ async fn rollout_page(
     Ok(html(body))
 }
 
+/// One round of one check: time (s), estimate, interval low and high.
+type RoundPoint = (f64, Option<f64>, Option<f64>, Option<f64>);
+
 /// Per check, its estimate and interval bounds over the rounds seen.
 fn sequence_charts(rounds: &[AnalysisView]) -> Vec<String> {
-    let mut by_check: BTreeMap<String, Vec<(f64, Option<f64>, Option<f64>, Option<f64>)>> =
-        BTreeMap::new();
+    let mut by_check: BTreeMap<String, Vec<RoundPoint>> = BTreeMap::new();
     for r in rounds {
         let Ok(t) = DateTime::parse_from_rfc3339(&r.at) else {
             continue;
@@ -619,13 +613,15 @@ fn sequence_charts(rounds: &[AnalysisView]) -> Vec<String> {
         .into_iter()
         .filter(|(_, pts)| pts.len() > 1)
         .map(|(name, pts)| {
-            let line = |label: &str, color: &str, pick: fn(&(f64, Option<f64>, Option<f64>, Option<f64>)) -> Option<f64>| svg::Series {
-                name: label.to_string(),
-                color: color.to_string(),
-                points: pts.iter().map(|p| (p.0, pick(p))).collect(),
-            };
+            let line =
+                |label: &str, color: &str, pick: fn(&RoundPoint) -> Option<f64>| svg::Series {
+                    name: label.to_string(),
+                    color: color.to_string(),
+                    points: pts.iter().map(|p| (p.0, pick(p))).collect(),
+                };
             svg::line_chart(
                 &format!("{name}: confidence sequence"),
+                None,
                 ("first round", "last round"),
                 &[
                     line("estimate", "#333", |p| p.1),

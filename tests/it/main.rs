@@ -20,3 +20,4 @@ mod proxy;
 mod repository;
 mod settings;
 mod support;
+mod ui;
