@@ -533,7 +533,9 @@ async fn enqueue(
 fn remember_round(dash: &Dashboard, view: Option<&super::RolloutView>) -> Vec<AnalysisView> {
     let mut rounds = dash.rounds.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(v) = view {
-        for r in &v.rounds {
+        // Rounds without a canary say nothing about one: the page shows
+        // the last analysis of a canary (and the rollback it led to).
+        for r in v.rounds.iter().filter(|r| !r.checks.is_empty()) {
             rounds.insert(r.at.clone(), r.clone());
         }
     }
