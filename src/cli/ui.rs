@@ -13,7 +13,7 @@ use super::ExitStatus;
 use crate::project::ROLLOUT_FILE;
 use crate::repo::GitRepo;
 use crate::spec::config::Redaction;
-use crate::ui::{Dashboard, HistoryEntry, RolloutView, ServedView, StaticHost, history_kind};
+use crate::ui::{Dashboard, HistoryEntry, RolloutView, ServedView, StaticHost};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -112,15 +112,7 @@ fn rollout_view(repo: &std::path::Path, control_ref: &str) -> anyhow::Result<Rol
     let history = git
         .file_history(control_ref, ROLLOUT_FILE)?
         .into_iter()
-        .map(|v| HistoryEntry {
-            kind: history_kind(&v.subject),
-            time: chrono::DateTime::from_timestamp(v.time, 0)
-                .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
-                .unwrap_or_default(),
-            commit: v.commit,
-            author: v.author,
-            subject: v.subject,
-        })
+        .map(HistoryEntry::from)
         .collect();
     Ok(RolloutView {
         control_ref: control_ref.to_string(),

@@ -12,7 +12,7 @@ use crate::project::ROLLOUT_FILE;
 use crate::repo::GitRepo;
 use crate::spec::config::Redaction;
 use crate::ui::{
-    AnalysisView, CheckView, HistoryEntry, Host, LiveFigures, RolloutView, ServedView, history_kind,
+    AnalysisView, CheckView, HistoryEntry, Host, LiveFigures, RolloutView, ServedView,
 };
 
 /// `serve`'s side of the dashboard.
@@ -23,15 +23,7 @@ pub struct ProxyHost {
 
 impl Host for ProxyHost {
     fn admin_token(&self) -> Option<String> {
-        self.app
-            .reloader
-            .current()
-            .config
-            .server
-            .admin_token_env
-            .as_ref()
-            .and_then(|var| std::env::var(var).ok())
-            .filter(|t| !t.is_empty())
+        super::routes::admin_token(&self.app)
     }
 
     fn redaction(&self) -> Redaction {
@@ -56,15 +48,7 @@ impl Host for ProxyHost {
             .and_then(|g| g.file_history(&s.control_ref, ROLLOUT_FILE).ok())
             .unwrap_or_default()
             .into_iter()
-            .map(|v| HistoryEntry {
-                kind: history_kind(&v.subject),
-                time: chrono::DateTime::from_timestamp(v.time, 0)
-                    .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
-                    .unwrap_or_default(),
-                commit: v.commit,
-                author: v.author,
-                subject: v.subject,
-            })
+            .map(HistoryEntry::from)
             .collect();
         let rounds = [s.analysis.last_applied.as_ref(), s.analysis.last.as_ref()]
             .into_iter()

@@ -125,6 +125,20 @@ pub struct HistoryEntry {
     pub kind: &'static str,
 }
 
+impl From<crate::repo::FileVersion> for HistoryEntry {
+    fn from(v: crate::repo::FileVersion) -> HistoryEntry {
+        HistoryEntry {
+            kind: history_kind(&v.subject),
+            time: chrono::DateTime::from_timestamp(v.time, 0)
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                .unwrap_or_default(),
+            commit: v.commit,
+            author: v.author,
+            subject: v.subject,
+        }
+    }
+}
+
 /// What is live and how the canary is doing.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RolloutView {
