@@ -195,7 +195,8 @@ impl LogCache {
         };
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         // Files that left the set (compacted, out of every window) go.
-        inner.files.retain(|k, _| keys.contains(k));
+        let live: std::collections::HashSet<&FileKey> = keys.iter().collect();
+        inner.files.retain(|k, _| live.contains(k));
         let files_read = fresh.len();
         inner.files.extend(fresh);
         if let Some(f) = feedback {

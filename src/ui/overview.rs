@@ -256,6 +256,88 @@ mod tests {
         assert_eq!(percentiles(&mut [], &[0.5]), vec![None]);
     }
 
+    use std::sync::Arc;
+
+    use crate::logstore::FeedbackRecord;
+    use crate::ui::cache::{CallSummary, Feedback, FileCalls, Group, Snapshot, Status};
+
+    fn call(id: &str, ts: i64, group: u16, status: Status, latency_ms: f64) -> CallSummary {
+        CallSummary {
+            request_id: id.into(),
+            ts,
+            group,
+            status,
+            latency_ms,
+            ttft_ms: None,
+            input_tokens: 10,
+            output_tokens: 5,
+            cost: 0.25,
+            online_pass: Some(status == Status::Ok),
+        }
+    }
+
+    #[test]
+    fn figures_per_group_and_interval_from_the_window_only() {
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();
+        let us = |minutes_ago: i64| (now - Duration::minutes(minutes_ago)).timestamp_micros();
+        let groups = vec![
+            Group {
+                prompt: "a".into(),
+                variant: "stable".into(),
+            },
+            Group {
+                prompt: "a".into(),
+                variant: "canary".into(),
+            },
+        ];
+        let file = FileCalls {
+            path: "f".into(),
+            groups,
+            calls: vec![
+                call("old", us(61), 0, Status::Ok, 1.0),
+                call("s1", us(59), 0, Status::Ok, 10.0),
+                call("s2", us(30), 0, Status::Error, 20.0),
+                call("s3", us(0) - 1, 0, Status::Timeout, 30.0),
+                call("c1", us(1), 1, Status::Ok, 5.0),
+            ],
+        };
+        let mut feedback = Feedback::default();
+        for (id, score) in [("s1", 1.0), ("s2", 0.0), ("old", 0.0)] {
+            feedback
+                .by_request
+                .insert(id.into(), vec![FeedbackRecord::new(id, score)]);
+        }
+        let snap = Snapshot {
+            files: vec![Arc::new(file)],
+            feedback: Arc::new(feedback),
+            files_read: 1,
+        };
+        let ov = overview(&snap, Window::Hour, now);
+        assert_eq!(ov.total.requests, 4, "the call 61 minutes ago is outside");
+        let stable = ov.groups.iter().find(|g| g.variant == "stable");
+        let cur = &stable.map(|g| g.current.clone()).unwrap_or_default();
+        assert_eq!(cur.requests, 3);
+        assert_eq!((cur.errors, cur.timeouts), (1, 1));
+        assert_eq!(cur.latency_p50_ms, Some(20.0));
+        assert_eq!(cur.latency_p99_ms, Some(30.0));
+        assert_eq!(cur.online_pass_rate, Some(1.0 / 3.0));
+        assert_eq!((cur.feedback_count, cur.feedback_mean), (2, Some(0.5)));
+        assert_eq!(cur.cost, 0.75);
+        let series = &stable.map(|g| g.series.clone()).unwrap_or_default();
+        assert_eq!(series.len(), 60);
+        let per_minute: Vec<u64> = series.iter().map(|f| f.requests).collect();
+        assert_eq!(
+            (
+                per_minute[1],
+                per_minute[29],
+                per_minute[30],
+                per_minute[59]
+            ),
+            (1, 0, 1, 1)
+        );
+        assert_eq!(per_minute.iter().sum::<u64>(), 3);
+    }
+
     proptest! {
         #[test]
         fn percentile_is_the_smallest_value_covering_q(
