@@ -48,19 +48,7 @@ pub fn router(app: Arc<App>) -> Router {
         // The limit is `server.max_body_bytes` of the serving state, which
         // reloads: bodies are read by [`read_body`].
         .layer(DefaultBodyLimit::disable())
-        .with_state(app.clone())
-        .merge(crate::ui::router(Arc::new(dashboard(app))))
-}
-
-/// The dashboard over this server's log folder, with live figures and the
-/// rollout as served.
-fn dashboard(app: Arc<App>) -> crate::ui::Dashboard {
-    let log_dir = app.settings.log_dir.clone();
-    crate::ui::Dashboard::new(
-        vec![log_dir],
-        Arc::new(super::ui_host::ProxyHost { app }),
-        "serve",
-    )
+        .with_state(app)
 }
 
 fn json_ok(v: Value) -> Response {

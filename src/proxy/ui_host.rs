@@ -15,6 +15,17 @@ use crate::ui::{
     AnalysisView, CheckView, HistoryEntry, Host, LiveFigures, RolloutView, ServedView,
 };
 
+/// The `/ui` routes over this server's log folder, with live figures and
+/// the rollout as served.
+pub fn router(app: Arc<App>) -> axum::Router {
+    let log_dir = app.settings.log_dir.clone();
+    crate::ui::router(Arc::new(crate::ui::Dashboard::new(
+        vec![log_dir],
+        Arc::new(ProxyHost { app }),
+        "serve",
+    )))
+}
+
 /// `serve`'s side of the dashboard.
 #[derive(Debug)]
 pub struct ProxyHost {
