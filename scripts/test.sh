@@ -12,6 +12,7 @@ cache="${PROMPTGATE_CACHE:-$HOME/.cache/promptgate-ci}"
 t0=$(date +%s)
 scripts/setup-llm.sh
 scripts/setup-node-tools.sh
+scripts/setup-browser.sh
 t1=$(date +%s)
 echo "[test.sh] set-up (LLM, node tools): $((t1 - t0)) s"
 cargo test --quiet --no-run "$@"
@@ -22,6 +23,7 @@ scripts/start-llm.sh "$port"
 trap 'scripts/stop-llm.sh "$port" || true' EXIT
 export PROMPTGATE_PYTHON="$cache/venv/bin/python"
 export PROMPTGATE_NODE_MODULES="$cache/node/node_modules"
+export PROMPTGATE_BROWSER_MODULES="$cache/browser/node_modules"
 export PROMPTGATE_TEST_LLM_URL="http://127.0.0.1:$port"
 # Tests that need these fail (not skip) when they are missing.
 export PROMPTGATE_REQUIRE_EXTERNAL=1

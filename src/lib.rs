@@ -38,3 +38,4 @@ pub(crate) mod settings;
 pub mod spec;
 pub mod stats;
 pub(crate) mod template;
+pub(crate) mod ui;

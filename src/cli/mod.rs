@@ -21,6 +21,7 @@ mod render;
 mod report;
 mod review;
 mod serve;
+mod ui;
 mod validate;
 
 use std::io::Write;
@@ -96,6 +97,8 @@ pub enum Command {
     Report(report::Args),
     /// The review queue: sample production calls, accept / correct / label / discard them.
     Review(review::Args),
+    /// The dashboard's pages, read-only, over log roots (serve has them at /ui).
+    Ui(ui::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -118,6 +121,7 @@ pub fn main() -> ExitCode {
         Command::Drift(args) => drift::run(args),
         Command::Report(args) => report::run(args),
         Command::Review(args) => review::run(args),
+        Command::Ui(args) => ui::run(args),
     };
     match result {
         Ok(status) => status.into(),

@@ -178,14 +178,14 @@ fn parquet_err(path: &Path) -> impl Fn(parquet::errors::ParquetError) -> DriftEr
     }
 }
 
-fn arrow_err(path: &Path) -> impl Fn(arrow_schema::ArrowError) -> DriftError + '_ {
+pub(crate) fn arrow_err(path: &Path) -> impl Fn(arrow_schema::ArrowError) -> DriftError + '_ {
     move |e| DriftError::Parquet {
         path: path.to_path_buf(),
         source: e.into(),
     }
 }
 
-fn format_err(path: &Path, message: impl Into<String>) -> DriftError {
+pub(crate) fn format_err(path: &Path, message: impl Into<String>) -> DriftError {
     DriftError::Format {
         path: path.to_path_buf(),
         message: message.into(),
@@ -193,7 +193,7 @@ fn format_err(path: &Path, message: impl Into<String>) -> DriftError {
 }
 
 /// Opens `path` for a projected read of `columns` (missing ones skipped).
-fn reader(
+pub(crate) fn reader(
     path: &Path,
     columns: &[&str],
     row_groups: Option<Vec<usize>>,
@@ -236,7 +236,7 @@ fn row_group_sizes(path: &Path) -> Result<Vec<usize>, DriftError> {
         .collect())
 }
 
-fn str_col<'b>(
+pub(crate) fn str_col<'b>(
     batch: &'b RecordBatch,
     name: &str,
     path: &Path,
@@ -250,7 +250,7 @@ fn str_col<'b>(
     }
 }
 
-fn opt_str(a: Option<&arrow_array::StringArray>, i: usize) -> Option<&str> {
+pub(crate) fn opt_str(a: Option<&arrow_array::StringArray>, i: usize) -> Option<&str> {
     a.and_then(|a| a.is_valid(i).then(|| a.value(i)))
 }
 

@@ -128,6 +128,7 @@ pub use feedback::{FeedbackJournal, FeedbackRecord, read_feedback};
 pub(crate) use feedback::{id_like, repair_tail};
 pub use read::{RequestFilter, read_requests};
 pub(crate) use read::{read_projected, read_selected_rows, request_files};
+pub(crate) use redact::Redactor;
 pub(crate) use row::ColumnError;
 pub use row::{RequestLogRow, RequestStatus, Variant};
 pub(crate) use writer::StallGuard;

@@ -382,6 +382,46 @@ impl Metrics {
             .collect()
     }
 
+    /// Per (prompt, variant): the live totals the dashboard shows beside
+    /// the logs (the same counters `render` writes).
+    pub fn live_totals(&self) -> Vec<crate::ui::LiveFigures> {
+        let online = self.online_counts();
+        self.all_series()
+            .into_iter()
+            .map(|(prompt, variant, s)| {
+                let statuses = s.statuses.read().unwrap_or_else(PoisonError::into_inner);
+                let count = |name: &str| {
+                    statuses
+                        .iter()
+                        .filter(|(k, _)| &**k == name)
+                        .map(|(_, c)| c.load(Ordering::Relaxed))
+                        .sum::<u64>()
+                };
+                let requests = statuses
+                    .iter()
+                    .map(|(_, c)| c.load(Ordering::Relaxed))
+                    .sum::<u64>();
+                let (_, n, sum) = s.latency.snapshot();
+                let o = online
+                    .iter()
+                    .find(|o| o.prompt == prompt && o.variant == variant);
+                crate::ui::LiveFigures {
+                    requests,
+                    errors: count("error"),
+                    timeouts: count("timeout"),
+                    input_tokens: s.input_tokens.load(Ordering::Relaxed),
+                    output_tokens: s.output_tokens.load(Ordering::Relaxed),
+                    cost: s.cost.get(),
+                    latency_mean_ms: (n > 0).then(|| sum * 1000.0 / n as f64),
+                    online_scored: o.map_or(0, |o| o.evaluated),
+                    online_passed: o.map_or(0, |o| o.passed),
+                    prompt,
+                    variant,
+                }
+            })
+            .collect()
+    }
+
     /// Every (prompt, variant) pair with its series, sorted for stable output.
     fn all_series(&self) -> Vec<(String, String, Arc<Series>)> {
         let mut out = Vec::new();

@@ -52,6 +52,7 @@ pub mod status;
 pub(crate) mod stream;
 pub(crate) mod test_hooks;
 pub(crate) mod translate;
+pub(crate) mod ui_host;
 
 pub(crate) use analyzer::AnalyzerOptions;
 pub(crate) use drift_task::DriftOptions;

@@ -319,18 +319,23 @@ async fn status_route(State(app): State<Arc<App>>) -> Response {
     }
 }
 
-/// Checks the bearer token of `/admin/*` when one is configured: the
-/// variable `server.admin_token_env` of the serving state names, when set.
-fn authorize(app: &App, headers: &HeaderMap) -> Result<(), Box<Response>> {
-    let state = app.reloader.current();
-    let Some(token) = state
+/// The admin token in force: the variable `server.admin_token_env` of the
+/// serving state names, when set and not empty.
+pub(crate) fn admin_token(app: &App) -> Option<String> {
+    app.reloader
+        .current()
         .config
         .server
         .admin_token_env
         .as_ref()
         .and_then(|var| std::env::var(var).ok())
         .filter(|t| !t.is_empty())
-    else {
+}
+
+/// Checks the bearer token of `/admin/*` when one is configured: the
+/// variable `server.admin_token_env` of the serving state names, when set.
+fn authorize(app: &App, headers: &HeaderMap) -> Result<(), Box<Response>> {
+    let Some(token) = admin_token(app) else {
         return Ok(());
     };
     let given = headers
@@ -338,13 +343,7 @@ fn authorize(app: &App, headers: &HeaderMap) -> Result<(), Box<Response>> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     // Constant-time comparison: the token's prefix must not leak by timing.
-    let ok = given.is_some_and(|g| {
-        g.len() == token.len()
-            && g.bytes()
-                .zip(token.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
-    });
+    let ok = given.is_some_and(|g| crate::ui::token_matches(g, &token));
     if ok {
         Ok(())
     } else {

@@ -23,6 +23,7 @@ use super::online::JudgePool;
 use super::reload::{RefWatcher, Reloader};
 use super::routes;
 use super::state::{Breakers, BuildError, ServingState};
+use super::ui_host;
 use crate::logstore::{FeedbackJournal, LogStoreError, LoggerStats, RequestLogger};
 use crate::settings::Settings;
 
@@ -178,8 +179,8 @@ impl Server {
             shutdown.await;
             let _ = stop_tx.send(true);
         };
-        let serve =
-            axum::serve(listener, routes::router(app.clone())).with_graceful_shutdown(signal);
+        let router = routes::router(app.clone()).merge(ui_host::router(app.clone()));
+        let serve = axum::serve(listener, router).with_graceful_shutdown(signal);
         let mut stop_rx2 = stop_rx.clone();
         let grace_over = async move {
             let _ = stop_rx2.wait_for(|s| *s).await;

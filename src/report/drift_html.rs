@@ -73,13 +73,18 @@ pub fn feature_charts(f: &FeatureReport) -> String {
 
 /// The whole report as one HTML document.
 pub fn render(report: &DriftReport, generated_at: &str) -> String {
-    let mut h = String::new();
-    let _ = write!(
-        h,
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>promptgate drift: {}</title><style>{}</style></head><body>",
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>promptgate drift: {}</title><style>{}</style></head><body>{}</body></html>\n",
         escape(report.status.as_str()),
-        CSS
-    );
+        CSS,
+        body(report, generated_at)
+    )
+}
+
+/// The report's content (headings, tables, charts) without the document
+/// around it, for a page that has its own (the dashboard's drift page).
+pub fn body(report: &DriftReport, generated_at: &str) -> String {
+    let mut h = String::new();
     let _ = write!(
         h,
         "<h1>Drift: <span class=\"{}\">{}</span></h1><p>Reference <code>{}</code> vs current <code>{}</code>. A feature drifts when its Benjamini-Hochberg q-value is below {} <em>and</em> its effect reaches the threshold (W {} · JS {} · |h| {} · AUC {}). At least {} calls per window. Generated {}.</p>",
@@ -158,11 +163,10 @@ pub fn render(report: &DriftReport, generated_at: &str) -> String {
         }
         h.push_str("</section>");
     }
-    h.push_str("</body></html>\n");
     h
 }
 
-const CSS: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1100px}\
+pub(crate) const CSS: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1100px}\
 code{background:#f3f3f3;padding:0 .2em}table{border-collapse:collapse;width:100%;font-size:13px}\
 th,td{border-bottom:1px solid #ddd;padding:3px 6px;text-align:left}\
 tr.drift td{background:#fde8e6}tr.small td{color:#8a6d00}tr.nodata td{color:#999}\

@@ -492,3 +492,245 @@ mod tests {
         }
     }
 }
+
+/// One line of a [`line_chart`]: its name, colour and `(x, y)` points in
+/// x order; a `None` y breaks the line (no data in that interval).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    pub name: String,
+    pub color: String,
+    pub points: Vec<(f64, Option<f64>)>,
+}
+
+/// A time series chart: one polyline per series over the x range
+/// `x_range` (the data's own range when None; `x_labels` are drawn at the
+/// two ends), y from 0 to the largest value, a legend on top. Each point
+/// carries a `<title>` with its value, so the figure under the pointer can
+/// be read without a script.
+pub fn line_chart(
+    title: &str,
+    x_range: Option<(f64, f64)>,
+    x_labels: (&str, &str),
+    series: &[Series],
+    size: Size,
+) -> String {
+    let mut s = open(size, title);
+    let (left, right, top, bottom) = (48.0, 12.0, 38.0, 22.0);
+    let (pw, ph) = (size.width - left - right, size.height - top - bottom);
+    let finite = || {
+        series
+            .iter()
+            .flat_map(|l| l.points.iter())
+            .filter(|(x, y)| x.is_finite() && y.is_some_and(f64::is_finite))
+    };
+    let (mut x0, mut x1) = (f64::INFINITY, f64::NEG_INFINITY);
+    let (mut y0, mut y1) = (0.0f64, 0.0f64);
+    for (x, y) in finite() {
+        x0 = x0.min(*x);
+        x1 = x1.max(*x);
+        y0 = y0.min(y.unwrap_or(0.0));
+        y1 = y1.max(y.unwrap_or(0.0));
+    }
+    if let Some(range) = x_range {
+        (x0, x1) = range;
+    }
+    if !x0.is_finite() {
+        (x0, x1) = (0.0, 1.0);
+    }
+    if x1 <= x0 {
+        x1 = x0 + 1.0;
+    }
+    if y1 <= y0 {
+        y1 = y0 + 1.0;
+    }
+    let px = |x: f64| left + (x - x0) / (x1 - x0) * pw;
+    let py = |y: f64| top + ph - ((y - y0) / (y1 - y0)).clamp(0.0, 1.0) * ph;
+    let _ = write!(
+        s,
+        "<line x1=\"{left:.1}\" y1=\"{b:.1}\" x2=\"{r:.1}\" y2=\"{b:.1}\" stroke=\"{AXIS}\"/><line x1=\"{left:.1}\" y1=\"{top:.1}\" x2=\"{left:.1}\" y2=\"{b:.1}\" stroke=\"{AXIS}\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" {FONT} fill=\"{AXIS}\">{}</text><text x=\"{:.1}\" y=\"{b:.1}\" text-anchor=\"end\" {FONT} fill=\"{AXIS}\">{}</text><text x=\"{left:.1}\" y=\"{:.1}\" {FONT} fill=\"{AXIS}\">{}</text><text x=\"{r:.1}\" y=\"{:.1}\" text-anchor=\"end\" {FONT} fill=\"{AXIS}\">{}</text>",
+        left - 4.0,
+        top + 9.0,
+        escape(&tick_label(y1)),
+        left - 4.0,
+        escape(&tick_label(y0)),
+        top + ph + 16.0,
+        escape(x_labels.0),
+        top + ph + 16.0,
+        escape(x_labels.1),
+        b = top + ph,
+        r = left + pw,
+    );
+    let mut legend_x = left;
+    for line in series {
+        let _ = write!(
+            s,
+            "<rect x=\"{legend_x:.1}\" y=\"22\" width=\"10\" height=\"3\" fill=\"{c}\"/><text x=\"{:.1}\" y=\"27\" {FONT}>{}</text>",
+            legend_x + 13.0,
+            escape(&line.name),
+            c = escape(&line.color),
+        );
+        legend_x += 20.0 + 6.5 * line.name.chars().count() as f64;
+        let mut path = String::new();
+        let mut pen_down = false;
+        for (x, y) in &line.points {
+            match y {
+                Some(y) if y.is_finite() && x.is_finite() => {
+                    let _ = write!(
+                        path,
+                        "{}{:.1},{:.1} ",
+                        if pen_down { "L" } else { "M" },
+                        px(*x),
+                        py(*y)
+                    );
+                    pen_down = true;
+                }
+                _ => pen_down = false,
+            }
+        }
+        if !path.is_empty() {
+            let _ = write!(
+                s,
+                "<path d=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"1.5\"/>",
+                path.trim_end(),
+                escape(&line.color)
+            );
+        }
+        for (x, y) in &line.points {
+            if let Some(y) = y.filter(|y| y.is_finite()) {
+                let _ = write!(
+                    s,
+                    "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2\" fill=\"{}\"><title>{}: {}</title></circle>",
+                    px(*x),
+                    py(y),
+                    escape(&line.color),
+                    escape(&line.name),
+                    escape(&tick_label(y))
+                );
+            }
+        }
+    }
+    s.push_str("</svg>");
+    s
+}
+
+/// Intervals around estimates, one row per label (e.g. a canary check's
+/// confidence interval against its margin): a dot at `estimate`, a bar
+/// from `low` to `high`, and a dashed vertical line at `mark`.
+pub fn interval_chart(
+    title: &str,
+    rows: &[(String, f64, Option<f64>, Option<f64>)],
+    mark: f64,
+    size: Size,
+) -> String {
+    let row = 22.0;
+    let size = Size {
+        width: size.width,
+        height: size.height.max(34.0 + row * rows.len() as f64),
+    };
+    let mut s = open(size, title);
+    let (left, right, top) = (180.0, 16.0, 26.0);
+    let pw = size.width - left - right;
+    let (mut lo, mut hi) = (mark, mark);
+    for (_, e, l, h) in rows {
+        for v in [Some(*e), *l, *h]
+            .into_iter()
+            .flatten()
+            .filter(|v| v.is_finite())
+        {
+            lo = lo.min(v);
+            hi = hi.max(v);
+        }
+    }
+    if hi <= lo {
+        (lo, hi) = (lo - 1.0, hi + 1.0);
+    }
+    let pad = (hi - lo) * 0.08;
+    let (lo, hi) = (lo - pad, hi + pad);
+    let px = |x: f64| left + (x - lo) / (hi - lo) * pw;
+    let bottom = top + row * rows.len() as f64;
+    let _ = write!(
+        s,
+        "<line x1=\"{m:.1}\" y1=\"{top:.1}\" x2=\"{m:.1}\" y2=\"{bottom:.1}\" stroke=\"#b00\" stroke-dasharray=\"3 3\"/><text x=\"{m:.1}\" y=\"{:.1}\" text-anchor=\"middle\" {FONT} fill=\"#b00\">{}</text>",
+        bottom + 12.0,
+        escape(&tick_label(mark)),
+        m = px(mark)
+    );
+    for (i, (label, estimate, low, high)) in rows.iter().enumerate() {
+        let y = top + row * i as f64 + row / 2.0;
+        let _ = write!(
+            s,
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" {FONT}>{}</text>",
+            left - 6.0,
+            y + 4.0,
+            escape(label)
+        );
+        if let (Some(l), Some(h)) = (low, high)
+            && l.is_finite()
+            && h.is_finite()
+        {
+            let _ = write!(
+                s,
+                "<line x1=\"{:.1}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"#1f77b4\" stroke-width=\"3\"/>",
+                px(*l),
+                px(*h)
+            );
+        }
+        if estimate.is_finite() {
+            let _ = write!(
+                s,
+                "<circle cx=\"{:.1}\" cy=\"{y:.1}\" r=\"4\" fill=\"#333\"><title>{}: {}</title></circle>",
+                px(*estimate),
+                escape(label),
+                escape(&tick_label(*estimate))
+            );
+        }
+    }
+    s.push_str("</svg>");
+    s
+}
+
+#[cfg(test)]
+mod line_chart_tests {
+    use super::*;
+
+    fn series(points: Vec<(f64, Option<f64>)>) -> Series {
+        Series {
+            name: "a <b>".into(),
+            color: "#123456".into(),
+            points,
+        }
+    }
+
+    #[test]
+    fn a_gap_breaks_the_line_and_names_are_escaped() {
+        let svg = line_chart(
+            "t",
+            Some((0.0, 4.0)),
+            ("from", "to"),
+            &[series(vec![
+                (0.0, Some(1.0)),
+                (1.0, Some(2.0)),
+                (2.0, None),
+                (3.0, Some(1.0)),
+            ])],
+            Size::default(),
+        );
+        // Two pen-downs: one before the gap, one after.
+        assert_eq!(svg.matches('M').count(), 2, "{svg}");
+        assert_eq!(svg.matches("<circle").count(), 3);
+        assert!(svg.contains("a &lt;b&gt;") && !svg.contains("a <b>"));
+    }
+
+    #[test]
+    fn the_given_x_range_places_a_lone_point_in_time() {
+        let svg = line_chart(
+            "t",
+            Some((0.0, 10.0)),
+            ("", ""),
+            &[series(vec![(10.0, Some(1.0))])],
+            Size::default(),
+        );
+        // At the right end of the plot (width 360 - right margin 12).
+        assert!(svg.contains("cx=\"348.0\""), "{svg}");
+    }
+}

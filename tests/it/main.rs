@@ -21,3 +21,4 @@ mod proxy;
 mod repository;
 mod settings;
 mod support;
+mod ui;

@@ -1,0 +1,350 @@
+//! Dashboard speed over a large request log, through the real binary.
+//!
+//! 1. Writes N calls (default 1,000,000) spread over the last 7 days with
+//!    `RequestLogger` (the drift benches' generator: one prompt, numbers and
+//!    texts of realistic sizes, feedback on some calls) and compacts them
+//!    (one merged file per day); cached under target/ui-bench/ while the
+//!    calls still fall in the 7-day window.
+//! 2. `promptgate ui --logs DIR`: the 7-day overview page (HTML with its
+//!    eleven charts), cold (first request of a fresh process; three
+//!    processes) and warm (`W` requests after that): p50, p95, max.
+//! 3. `promptgate serve` in front of `mock-llm` (a MOCK) with that log folder
+//!    as its `logging.dir`: one client's back-to-back requests, in blocks
+//!    alternating between no dashboard and a dashboard loading the 7-day
+//!    overview every second; the proxy's added latency is its latency minus
+//!    the mock's own, called directly in the same blocks.
+//!
+//! Run: `cargo bench --bench ui_overview -- [N] [W]`. Figures go to
+//! benches/README.md.
+
+#![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "drift_support/mod.rs"]
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use promptgate::logstore::{self, RequestLogger};
+use promptgate::spec::config::LoggingConfig;
+use support::{Generator, Shape};
+
+const BIN: &str = env!("CARGO_BIN_EXE_promptgate");
+
+fn write_logs(dir: &Path, n: usize) {
+    let stamp = dir.join(".complete-ui-v1");
+    let fresh = std::fs::read_to_string(&stamp)
+        .ok()
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .is_some_and(|t| Utc::now().timestamp() - t < 6 * 3600);
+    if fresh {
+        return;
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir.join("feedback")).unwrap();
+    let started = Instant::now();
+    let now = Utc::now();
+    let span = chrono::Duration::days(7) - chrono::Duration::minutes(10);
+    let step = chrono::Duration::microseconds(span.num_microseconds().unwrap() / n as i64);
+    let mut journal =
+        std::io::BufWriter::new(std::fs::File::create(dir.join("feedback/journal.jsonl")).unwrap());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let cfg = LoggingConfig {
+            flush_rows: 50_000,
+            flush_interval_ms: 60_000,
+            ..LoggingConfig::default()
+        };
+        let (logger, _) = RequestLogger::start(dir, &cfg).unwrap();
+        let mut g = Generator::new(7, Shape::default(), "ui", now - span).with_step(step);
+        for _ in 0..n {
+            let c = g.call();
+            if let Some(f) = &c.feedback {
+                serde_json::to_writer(&mut journal, f).unwrap();
+                journal.write_all(b"\n").unwrap();
+            }
+            assert!(logger.log(c.row).await);
+        }
+        logger.shutdown().await.unwrap();
+    });
+    journal.flush().unwrap();
+    drop(journal);
+    let report = logstore::compact(dir).unwrap();
+    println!(
+        "wrote {n} calls over 7 days to {} in {:.0} s (compacted {} rows)",
+        dir.display(),
+        started.elapsed().as_secs_f64(),
+        report.rows_merged
+    );
+    std::fs::write(stamp, Utc::now().timestamp().to_string()).unwrap();
+}
+
+/// A child process killed when dropped, and the URL its `listening on`
+/// line named.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(cmd: &mut Command) -> Server {
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let url = loop {
+            let line = lines.next().expect("ended before listening").unwrap();
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                break rest.split_whitespace().next().unwrap().to_string();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        let url = if url.starts_with("http") {
+            url
+        } else {
+            format!("http://{url}")
+        };
+        Server { child, url }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        for _ in 0..200 {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn pct(v: &mut [f64], q: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1;
+    v[rank]
+}
+
+async fn timed_get(client: &reqwest::Client, url: &str) -> f64 {
+    let t = Instant::now();
+    let r = client.get(url).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{url}");
+    let body = r.bytes().await.unwrap();
+    assert!(!body.is_empty());
+    t.elapsed().as_secs_f64() * 1000.0
+}
+
+fn overview_speed(dir: &Path, warm_n: usize) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = reqwest::Client::new();
+    let mut cold = Vec::new();
+    let mut warm = Vec::new();
+    for round in 0..3 {
+        let ui = Server::start(Command::new(BIN).args([
+            "ui",
+            "--listen",
+            "127.0.0.1:0",
+            "--logs",
+            dir.to_str().unwrap(),
+        ]));
+        let url = format!("{}/ui?window=7d", ui.url);
+        cold.push(rt.block_on(timed_get(&client, &url)));
+        if round == 0 {
+            for _ in 0..warm_n {
+                warm.push(rt.block_on(timed_get(&client, &url)));
+            }
+        }
+    }
+    println!(
+        "overview 7d, cold (first request of a fresh `promptgate ui`, 3 processes): {}",
+        cold.iter()
+            .map(|c| format!("{c:.0} ms"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "overview 7d, warm ({} requests): p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms",
+        warm.len(),
+        pct(&mut warm, 0.5),
+        pct(&mut warm, 0.95),
+        pct(&mut warm, 1.0)
+    );
+}
+
+fn scaffold(base: &Path, mock_url: &str, log_dir: &Path) -> PathBuf {
+    let repo = base.join("repo");
+    let _ = std::fs::remove_dir_all(&repo);
+    let ok = Command::new(BIN)
+        .args(["init"])
+        .arg(&repo)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    std::fs::write(
+        repo.join("promptgate.yaml"),
+        format!(
+            "version: 1\nproviders:\n  mock:\n    kind: openai\n    base_url: {mock_url}\nmodels:\n  small:\n    provider: mock\n    name: mock-model\n    params: {{temperature: 0}}\nlogging:\n  dir: {}\n  flush_interval_ms: 1000\n  on_full: block\nserver:\n  listen: 127.0.0.1:0\n",
+            log_dir.display()
+        ),
+    )
+    .unwrap();
+    for args in [
+        &["add", "-A"][..],
+        &[
+            "-c",
+            "user.name=bench",
+            "-c",
+            "user.email=bench@example.com",
+            "commit",
+            "-qm",
+            "bench: mock provider",
+        ][..],
+    ] {
+        assert!(
+            Command::new("git")
+                .args(args)
+                .current_dir(&repo)
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    repo
+}
+
+/// Back-to-back requests of one client for `d`; latencies in ms.
+async fn hammer(
+    client: &reqwest::Client,
+    url: &str,
+    body: &serde_json::Value,
+    d: Duration,
+) -> Vec<f64> {
+    let mut out = Vec::new();
+    let end = Instant::now() + d;
+    while Instant::now() < end {
+        let t = Instant::now();
+        let r = client.post(url).json(body).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let _ = r.bytes().await.unwrap();
+        out.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    out
+}
+
+fn proxy_under_refresh(base: &Path, log_dir: &Path, blocks: usize, block: Duration) {
+    let mock = Server::start(Command::new(BIN).args(["mock-llm", "--listen", "127.0.0.1:0"]));
+    let repo = scaffold(base, &mock.url, log_dir);
+    let serve = Server::start(
+        Command::new(BIN)
+            .args([
+                "serve",
+                "--no-analyzer",
+                "--listen",
+                "127.0.0.1:0",
+                "--repo",
+            ])
+            .arg(&repo),
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = reqwest::Client::new();
+    let proxy_url = format!("{}/v1/chat/completions", serve.url);
+    let direct_url = format!("{}/v1/chat/completions", mock.url);
+    let proxy_body =
+        serde_json::json!({"model": "prompt:capital", "variables": {"country": "Chile"}});
+    let direct_body = serde_json::json!({
+        "model": "mock-model", "temperature": 0, "max_tokens": 32,
+        "messages": [
+            {"role": "system", "content": "You are a concise geography assistant. Answer with the city name only."},
+            {"role": "user", "content": "What is the capital of Chile?"}
+        ]
+    });
+    let dash_url = format!("{}/ui?window=7d", serve.url);
+    // Warm the dashboard's cache and both paths.
+    rt.block_on(timed_get(&client, &dash_url));
+    rt.block_on(hammer(
+        &client,
+        &proxy_url,
+        &proxy_body,
+        Duration::from_secs(2),
+    ));
+    let (mut quiet, mut busy) = (Vec::new(), Vec::new());
+    let (mut quiet_direct, mut busy_direct) = (Vec::new(), Vec::new());
+    let mut refresh_ms = Vec::new();
+    for b in 0..blocks {
+        let refreshing = b % 2 == 1;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let refresher = refreshing.then(|| {
+            let (client, url, stop) = (client.clone(), dash_url.clone(), stop.clone());
+            rt.spawn(async move {
+                let mut times = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let t = Instant::now();
+                    times.push(timed_get(&client, &url).await);
+                    tokio::time::sleep(Duration::from_secs(1).saturating_sub(t.elapsed())).await;
+                }
+                times
+            })
+        });
+        let p = rt.block_on(hammer(&client, &proxy_url, &proxy_body, block));
+        let d = rt.block_on(hammer(&client, &direct_url, &direct_body, block / 4));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(h) = refresher {
+            refresh_ms.extend(rt.block_on(h).unwrap());
+            busy.extend(p);
+            busy_direct.extend(d);
+        } else {
+            quiet.extend(p);
+            quiet_direct.extend(d);
+        }
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let added = |p: &mut Vec<f64>, d: &mut Vec<f64>, q: f64| pct(p, q) - pct(d, q);
+    println!(
+        "proxy added latency, no dashboard: p50 {:.3} ms, p99 {:.3} ms, mean {:.3} ms ({} calls)",
+        added(&mut quiet, &mut quiet_direct, 0.5),
+        added(&mut quiet, &mut quiet_direct, 0.99),
+        mean(&quiet) - mean(&quiet_direct),
+        quiet.len()
+    );
+    println!(
+        "proxy added latency, 7-day overview every second: p50 {:.3} ms, p99 {:.3} ms, mean {:.3} ms ({} calls; {} refreshes, p50 {:.0} ms)",
+        added(&mut busy, &mut busy_direct, 0.5),
+        added(&mut busy, &mut busy_direct, 0.99),
+        mean(&busy) - mean(&busy_direct),
+        busy.len(),
+        refresh_ms.len(),
+        pct(&mut refresh_ms, 0.5)
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let n: usize = args
+        .first()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    let warm_n: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(50);
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ui-bench");
+    let logs = base.join(format!("logs-{n}"));
+    write_logs(&logs, n);
+    overview_speed(&logs, warm_n);
+    proxy_under_refresh(&base, &logs, 6, Duration::from_secs(10));
+}
