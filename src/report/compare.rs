@@ -262,9 +262,9 @@ pub fn html(r: &CompareReport) -> String {
     for c in &r.candidates {
         let _ = write!(out, "<li>{}</li>", escape(&versus_text(r, c)));
     }
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "</ul><p>Model calls: {} ({} served from the response cache).</p></body></html>\n",
+        "</ul><p>Model calls: {} ({} served from the response cache).</p></body></html>",
         r.model_calls, r.cache_hits
     );
     out
