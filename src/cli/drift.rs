@@ -97,10 +97,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitStatus> {
         args.prompts.clone()
     };
     let logs = if args.logs.is_empty() {
-        vec![root.join(&config.logging.dir)]
+        crate::lake::source::default_sources(&config.logging, &root.join(&config.logging.dir))
     } else {
         args.logs.clone()
     };
+    // Stores fetched into a temporary log root for the readers below.
+    let view = crate::lake::source::LocalView::open(&logs, &config.logging.store_options, None)
+        .context("reading the log lake")?;
+    let logs = view.roots().to_vec();
 
     let now = Utc::now();
     let mut state = StableState::default();

@@ -14,6 +14,7 @@ mod canary;
 mod demo;
 mod drift;
 mod eval;
+mod lake;
 mod logs;
 mod provider;
 mod proxy;
