@@ -40,12 +40,24 @@ fn main() {
             let mut r = RequestLogRow::new(format!("req-{i:09}"), ts);
             let canary = rng.random_bool(0.1);
             r.prompt_id = Some(PROMPTS[(i % 4) as usize].to_string());
-            r.variant = if canary { Variant::Canary } else { Variant::Stable };
-            r.commit = if canary { "c".repeat(40) } else { "a".repeat(40) };
+            r.variant = if canary {
+                Variant::Canary
+            } else {
+                Variant::Stable
+            };
+            r.commit = if canary {
+                "c".repeat(40)
+            } else {
+                "a".repeat(40)
+            };
             r.model = "small".into();
             r.upstream_model = "mock".into();
             let error = rng.random_bool(0.02);
-            r.status = if error { RequestStatus::Error } else { RequestStatus::Ok };
+            r.status = if error {
+                RequestStatus::Error
+            } else {
+                RequestStatus::Ok
+            };
             r.http_status = if error { 502 } else { 200 };
             let u: f64 = rng.random();
             r.latency_ms = 80.0 * (1.0 + 4.0 * u * u * u) + if canary { 10.0 } else { 0.0 };

@@ -11,9 +11,9 @@ use super::ExitStatus;
 use crate::canary::{self, Acted, CanaryReport, Decision};
 use crate::lake::source;
 use crate::logstore;
-use crate::spec::config::StoreOptions;
 use crate::repo::GitRepo;
 use crate::settings::{Overrides, Scope, Settings};
+use crate::spec::config::StoreOptions;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -173,7 +173,10 @@ fn sources(args: &QueryArgs) -> anyhow::Result<(Vec<PathBuf>, StoreOptions)> {
             d.display()
         );
     }
-    Ok((settings::log_roots(args.repo.clone(), args.dirs.clone())?, store))
+    Ok((
+        settings::log_roots(args.repo.clone(), args.dirs.clone())?,
+        store,
+    ))
 }
 
 #[cfg(feature = "sql")]
@@ -190,7 +193,9 @@ fn sql_query(args: &QueryArgs, sql: &str) -> anyhow::Result<ExitStatus> {
 
 #[cfg(not(feature = "sql"))]
 fn sql_query(_args: &QueryArgs, _sql: &str) -> anyhow::Result<ExitStatus> {
-    bail!("this promptgate was built without the `sql` feature (DataFusion): rebuild with `--features sql`, or read the lake with DuckDB (README: Log lake)")
+    bail!(
+        "this promptgate was built without the `sql` feature (DataFusion): rebuild with `--features sql`, or read the lake with DuckDB (README: Log lake)"
+    )
 }
 
 fn query(args: QueryArgs) -> anyhow::Result<ExitStatus> {

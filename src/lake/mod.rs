@@ -71,7 +71,9 @@ impl LakeError {
         move |source| LakeError::Io { path, source }
     }
 
-    pub(crate) fn store(url: impl std::fmt::Display) -> impl FnOnce(object_store::Error) -> LakeError {
+    pub(crate) fn store(
+        url: impl std::fmt::Display,
+    ) -> impl FnOnce(object_store::Error) -> LakeError {
         let url = url.to_string();
         move |source| LakeError::Store { url, source }
     }

@@ -43,9 +43,7 @@ impl LogSource {
 
 /// Whether any of `sources` names an object store.
 pub fn any_store(sources: &[PathBuf]) -> bool {
-    sources
-        .iter()
-        .any(|p| p.to_str().is_some_and(is_store_url))
+    sources.iter().any(|p| p.to_str().is_some_and(is_store_url))
 }
 
 /// Local log roots standing for a list of sources; fetched objects live as
@@ -61,7 +59,11 @@ pub struct LocalView {
 impl LocalView {
     /// Resolves `sources`; a store's request partitions dated before `since`
     /// are skipped (feedback is fetched whole: it may rate older calls).
-    pub fn open(sources: &[PathBuf], opts: &StoreOptions, since: Option<NaiveDate>) -> Result<LocalView> {
+    pub fn open(
+        sources: &[PathBuf],
+        opts: &StoreOptions,
+        since: Option<NaiveDate>,
+    ) -> Result<LocalView> {
         let parsed = sources
             .iter()
             .map(|s| LogSource::parse(s))
@@ -210,7 +212,10 @@ async fn fetch_prefix(
 /// replica's) and then the local log folder (files not uploaded yet). Read
 /// in that order, a file uploaded meanwhile is missed by this read rather
 /// than counted twice.
-pub fn default_sources(logging: &crate::spec::config::LoggingConfig, log_dir: &Path) -> Vec<PathBuf> {
+pub fn default_sources(
+    logging: &crate::spec::config::LoggingConfig,
+    log_dir: &Path,
+) -> Vec<PathBuf> {
     let mut out = Vec::new();
     if let Some(url) = &logging.store {
         out.push(PathBuf::from(url));

@@ -68,16 +68,15 @@ async fn run(
     opts: &StoreOptions,
     sql: &str,
 ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-    let ctx = SessionContext::new_with_config(
-        SessionConfig::new().with_information_schema(true),
-    );
+    let ctx = SessionContext::new_with_config(SessionConfig::new().with_information_schema(true));
     let mut requests = Vec::new();
     let mut feedback = Vec::new();
     for src in &sources {
         match src {
             LogSource::Store(url) => {
                 let client = store::open(url, opts, Patience::Reader)?;
-                let bucket = ObjectStoreUrl::parse(format!("s3://{}", url.bucket)).map_err(sql_err)?;
+                let bucket =
+                    ObjectStoreUrl::parse(format!("s3://{}", url.bucket)).map_err(sql_err)?;
                 ctx.register_object_store(bucket.as_ref(), client);
                 for (dir, out) in [(REQUESTS_DIR, &mut requests), (FEEDBACK_DIR, &mut feedback)] {
                     let u = format!("s3://{}/{}/", url.bucket, url.key([dir]));
@@ -99,8 +98,20 @@ async fn run(
             }
         }
     }
-    register(&ctx, "requests", requests, crate::logstore::request_schema()).await?;
-    register(&ctx, "feedback", feedback, crate::logstore::feedback_schema()).await?;
+    register(
+        &ctx,
+        "requests",
+        requests,
+        crate::logstore::request_schema(),
+    )
+    .await?;
+    register(
+        &ctx,
+        "feedback",
+        feedback,
+        crate::logstore::feedback_schema(),
+    )
+    .await?;
     let df = ctx.sql(sql).await.map_err(sql_err)?;
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
     let batches = df.collect().await.map_err(sql_err)?;
@@ -151,12 +162,16 @@ fn with_date(schema: &SchemaRef) -> SchemaRef {
 }
 
 /// The result as `format`.
-pub fn render(schema: &SchemaRef, batches: &[RecordBatch], format: OutputFormat) -> Result<Vec<u8>> {
+pub fn render(
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    format: OutputFormat,
+) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     match format {
         OutputFormat::Table => {
-            let t = datafusion::arrow::util::pretty::pretty_format_batches(batches)
-                .map_err(sql_err)?;
+            let t =
+                datafusion::arrow::util::pretty::pretty_format_batches(batches).map_err(sql_err)?;
             out = format!("{t}\n").into_bytes();
         }
         OutputFormat::Csv => {

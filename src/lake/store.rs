@@ -89,16 +89,18 @@ pub enum Patience {
 }
 
 /// A client for `url`'s bucket.
-pub fn open(url: &StoreUrl, opts: &StoreOptions, patience: Patience) -> Result<Arc<dyn ObjectStore>> {
+pub fn open(
+    url: &StoreUrl,
+    opts: &StoreOptions,
+    patience: Patience,
+) -> Result<Arc<dyn ObjectStore>> {
     let mut b = AmazonS3Builder::from_env().with_bucket_name(&url.bucket);
+    let endpoint = opts
+        .endpoint
+        .clone()
+        .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
     if let Some(endpoint) = &opts.endpoint {
-        b = b
-            .with_endpoint(endpoint)
-            .with_allow_http(endpoint.starts_with("http://"));
-    } else if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL")
-        && endpoint.starts_with("http://")
-    {
-        b = b.with_allow_http(true);
+        b = b.with_endpoint(endpoint);
     }
     if let Some(region) = &opts.region {
         b = b.with_region(region);
@@ -106,22 +108,28 @@ pub fn open(url: &StoreUrl, opts: &StoreOptions, patience: Patience) -> Result<A
     if let Some(path_style) = opts.path_style {
         b = b.with_virtual_hosted_style_request(!path_style);
     }
+    // One ClientOptions: setting them replaces all of them (allow_http too).
+    let mut client = object_store::ClientOptions::new().with_allow_http(
+        endpoint
+            .as_deref()
+            .is_some_and(|e| e.starts_with("http://")),
+    );
     if let Patience::Uploader = patience {
-        b = b
-            .with_retry(object_store::RetryConfig {
-                max_retries: 2,
-                retry_timeout: Duration::from_secs(10),
-                ..Default::default()
-            })
-            // A store that accepts connections but does not answer
-            // ends a round after this, not after the default 30 s.
-            .with_client_options(
-                object_store::ClientOptions::new()
-                    .with_connect_timeout(Duration::from_secs(5))
-                    .with_timeout(Duration::from_secs(15)),
-            );
+        b = b.with_retry(object_store::RetryConfig {
+            max_retries: 2,
+            retry_timeout: Duration::from_secs(10),
+            ..Default::default()
+        });
+        // A store that accepts connections but does not answer ends a
+        // round after this, not after the default 30 s.
+        client = client
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_timeout(Duration::from_secs(15));
     }
-    let store = b.build().map_err(LakeError::store(url))?;
+    let store = b
+        .with_client_options(client)
+        .build()
+        .map_err(LakeError::store(url))?;
     Ok(Arc::new(store))
 }
 
@@ -145,7 +153,13 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_a_bucket_url() {
-        for bad in ["s3://", "s3:///x", "http://b/x", "s3://Upper/x", "s3://b/x/../y"] {
+        for bad in [
+            "s3://",
+            "s3:///x",
+            "http://b/x",
+            "s3://Upper/x",
+            "s3://b/x/../y",
+        ] {
             let e = StoreUrl::parse(bad).unwrap_err().to_string();
             assert!(e.starts_with(bad), "{bad}: {e}");
         }

@@ -183,13 +183,19 @@ async fn run(shared: Arc<Shared>, logger: RequestLogger, interval: Duration, max
             Ok(()) => failures = 0,
             Err(e) => {
                 failures = failures.saturating_add(1);
-                shared.counters.upload_errors.fetch_add(1, Ordering::Relaxed);
+                shared
+                    .counters
+                    .upload_errors
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, failures, "log upload failed; retrying");
             }
         }
         let over = shared.counters.backlog_bytes.load(Ordering::Relaxed) > max_backlog;
         if over && stall.is_none() {
-            tracing::warn!(max_backlog, "log upload backlog over its limit: the request log writer waits");
+            tracing::warn!(
+                max_backlog,
+                "log upload backlog over its limit: the request log writer waits"
+            );
             stall = Some(logger.stall());
         } else if !over && stall.is_some() {
             stall = None;
@@ -244,7 +250,8 @@ async fn round(shared: &Arc<Shared>) -> Result<()> {
         return Ok(());
     };
     let c = &shared.counters;
-    c.backlog_files.store(pending.len() as u64, Ordering::Relaxed);
+    c.backlog_files
+        .store(pending.len() as u64, Ordering::Relaxed);
     c.backlog_bytes
         .store(pending.iter().map(|p| p.size).sum(), Ordering::Relaxed);
     for p in pending {
@@ -352,9 +359,7 @@ fn replica_name(dir: &Path) -> Result<String> {
 }
 
 fn valid_replica(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
 #[cfg(test)]
@@ -370,9 +375,8 @@ mod tests {
     async fn finished_files_move_to_the_store_and_leave_the_folder() {
         let dir = tempfile::tempdir().unwrap();
         let bucket = tempfile::tempdir().unwrap();
-        let client: Arc<dyn ObjectStore> = Arc::new(
-            object_store::local::LocalFileSystem::new_with_prefix(bucket.path()).unwrap(),
-        );
+        let client: Arc<dyn ObjectStore> =
+            Arc::new(object_store::local::LocalFileSystem::new_with_prefix(bucket.path()).unwrap());
         let cfg = LoggingConfig {
             flush_rows: 10,
             ..LoggingConfig::default()
@@ -400,16 +404,21 @@ mod tests {
         .unwrap();
         let start = std::time::Instant::now();
         while up.stats().uploaded_files < 4 {
-            assert!(start.elapsed() < Duration::from_secs(20), "{:?}", up.stats());
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "{:?}",
+                up.stats()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         task.abort();
-        let keys: Vec<String> = futures_util::TryStreamExt::try_collect::<Vec<_>>(client.list(None))
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|m| m.location.to_string())
-            .collect();
+        let keys: Vec<String> =
+            futures_util::TryStreamExt::try_collect::<Vec<_>>(client.list(None))
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|m| m.location.to_string())
+                .collect();
         let date = logstore::partition_name(chrono::Utc::now().date_naive());
         let requests: Vec<_> = keys
             .iter()

@@ -124,10 +124,10 @@ use std::path::PathBuf;
 
 pub use compact::compact;
 pub(crate) use feedback::join_feedback;
+pub use feedback::{FeedbackJournal, FeedbackRecord, feedback_schema, read_feedback};
 pub(crate) use files::{
     COMPACT_LOCK, DirLock, partition_date, partition_dirs, partition_files, partition_name,
 };
-pub use feedback::{FeedbackJournal, FeedbackRecord, feedback_schema, read_feedback};
 pub(crate) use read::request_files;
 pub use read::{RequestFilter, read_requests};
 pub(crate) use row::ColumnError;

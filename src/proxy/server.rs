@@ -250,8 +250,12 @@ fn start_uploader(
         options: logging.store_options.clone(),
         interval: Duration::from_millis(logging.flush_interval_ms.max(1)),
     };
-    let (u, task) =
-        crate::lake::upload::Uploader::start(&settings.log_dir, cfg, logger.clone(), journal.clone())?;
+    let (u, task) = crate::lake::upload::Uploader::start(
+        &settings.log_dir,
+        cfg,
+        logger.clone(),
+        journal.clone(),
+    )?;
     tracing::info!(store = %url, replica = u.replica(), "uploading logs");
     Ok((Some(u), Some(task)))
 }

@@ -43,7 +43,14 @@ impl S3 {
             .unwrap()
             .port();
         let child = Command::new(&python)
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -55,7 +62,10 @@ impl S3 {
         };
         let start = Instant::now();
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(start.elapsed() < Duration::from_secs(60), "moto did not start");
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "moto did not start"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         // moto accepts an unsigned bucket creation.
@@ -104,7 +114,12 @@ impl S3 {
             cmd.arg("--download").arg(d);
         }
         let o = with_credentials(&mut cmd).output().unwrap();
-        assert!(o.status.success(), "read_lake.py: {}{}", stdout(&o), stderr(&o));
+        assert!(
+            o.status.success(),
+            "read_lake.py: {}{}",
+            stdout(&o),
+            stderr(&o)
+        );
         let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
         let mut ids = BTreeMap::new();
         for id in v["request_ids"].as_array().unwrap() {
@@ -141,7 +156,10 @@ impl Lake {
     fn assert_exactly(&self, acked: &[String]) {
         let dup: Vec<_> = self.ids.iter().filter(|(_, n)| **n > 1).collect();
         assert!(dup.is_empty(), "duplicated rows in the bucket: {dup:?}");
-        let missing: Vec<_> = acked.iter().filter(|id| !self.ids.contains_key(*id)).collect();
+        let missing: Vec<_> = acked
+            .iter()
+            .filter(|id| !self.ids.contains_key(*id))
+            .collect();
         assert!(
             missing.is_empty(),
             "{} acknowledged row(s) missing from the bucket, e.g. {:?}",
@@ -193,7 +211,13 @@ fn lake_scaffold(mock: &MockServer, s3: &S3, max_backlog_mb: u64) -> Scaffold {
         "What is the capital of {{ country }}?",
         "What is the capital of {{ country }}? Tell me about its history, culture and food.",
     );
-    commit_on(&s.root(), CANARY_BRANCH, "main", &[("prompts/capital.yaml", &v2)], "capital v2");
+    commit_on(
+        &s.root(),
+        CANARY_BRANCH,
+        "main",
+        &[("prompts/capital.yaml", &v2)],
+        "capital v2",
+    );
     commit_main(
         &s,
         &[(
@@ -319,7 +343,11 @@ async fn three_replicas_write_one_bucket_and_every_reader_counts_every_row() {
     for p in &mut replicas {
         assert_eq!(p.terminate(), Some(0), "{}", p.stderr());
     }
-    assert!(local_parquet(&s.root()).is_empty(), "{:?}", local_parquet(&s.root()));
+    assert!(
+        local_parquet(&s.root()).is_empty(),
+        "{:?}",
+        local_parquet(&s.root())
+    );
 
     // The independent reader: every acknowledged row once, from 3 replicas.
     let local = tempfile::tempdir().unwrap();
@@ -334,8 +362,8 @@ async fn three_replicas_write_one_bucket_and_every_reader_counts_every_row() {
     assert_eq!(from_store, from_disk);
     assert_eq!(from_store["decision"], "rollback", "{from_store:#}");
     let capital = &from_store["prompts"][0];
-    let n = capital["stable_requests"].as_u64().unwrap()
-        + capital["canary_requests"].as_u64().unwrap();
+    let n =
+        capital["stable_requests"].as_u64().unwrap() + capital["canary_requests"].as_u64().unwrap();
     assert_eq!(n, 450, "{from_store:#}");
 }
 
@@ -366,7 +394,13 @@ async fn the_store_down_for_30_s_under_load_loses_and_duplicates_no_row() {
     let (ids, failed) = load(&p.url, 0, 40, 8).await;
     assert_eq!(failed, 0);
     acked.extend(ids);
-    wait_metric(&p, "promptgate_lake_uploaded_files", |v| v > 0.0, Duration::from_secs(30)).await;
+    wait_metric(
+        &p,
+        "promptgate_lake_uploaded_files",
+        |v| v > 0.0,
+        Duration::from_secs(30),
+    )
+    .await;
 
     // The store stops answering (SIGSTOP): requests are still served.
     s3.signal("-STOP");
@@ -389,7 +423,13 @@ async fn the_store_down_for_30_s_under_load_loses_and_duplicates_no_row() {
     let (ids, failed) = load(&p.url, sent, 40, 8).await;
     assert_eq!(failed, 0);
     acked.extend(ids);
-    wait_metric(&p, "promptgate_lake_backlog_files", |v| v == 0.0, Duration::from_secs(90)).await;
+    wait_metric(
+        &p,
+        "promptgate_lake_backlog_files",
+        |v| v == 0.0,
+        Duration::from_secs(90),
+    )
+    .await;
     assert_eq!(p.terminate(), Some(0), "{}", p.stderr());
     assert!(local_parquet(&s.root()).is_empty());
     s3.read(None).assert_exactly(&acked);
@@ -410,7 +450,13 @@ async fn kill_9_while_uploading_ten_times_leaves_each_row_once_and_no_partial_ob
         // Rows count as acknowledged once in a finished local file (a
         // crash loses at most the flush interval, by design).
         let n = ids.len() as f64;
-        wait_metric(&p, "promptgate_log_rows_written", |v| v >= n, Duration::from_secs(30)).await;
+        wait_metric(
+            &p,
+            "promptgate_log_rows_written",
+            |v| v >= n,
+            Duration::from_secs(30),
+        )
+        .await;
         acked.extend(ids);
         // Kill at a different point of the 200 ms upload cycle each round.
         tokio::time::sleep(Duration::from_millis(round * 23 % 200)).await;
@@ -418,7 +464,13 @@ async fn kill_9_while_uploading_ten_times_leaves_each_row_once_and_no_partial_ob
         p.child.wait().unwrap();
     }
     let mut p = replica(&s, "a");
-    wait_metric(&p, "promptgate_lake_backlog_files", |v| v == 0.0, Duration::from_secs(60)).await;
+    wait_metric(
+        &p,
+        "promptgate_lake_backlog_files",
+        |v| v == 0.0,
+        Duration::from_secs(60),
+    )
+    .await;
     assert_eq!(p.terminate(), Some(0), "{}", p.stderr());
     // read() fails on any object pyarrow cannot read whole.
     let lake = s3.read(None);
@@ -461,15 +513,28 @@ async fn logs_query_runs_sql_over_the_bucket_and_local_roots_alike() {
     let none = promptgate(
         &s.root(),
         &[
-            "logs", "query",
+            "logs",
+            "query",
             "SELECT count(*) AS n FROM requests WHERE date = '1999-01-01'",
-            "--logs", &s3.url(), "--format", "csv",
+            "--logs",
+            &s3.url(),
+            "--format",
+            "csv",
         ],
     );
     assert!(none.status.success(), "{}", stderr(&none));
     assert_eq!(stdout(&none), "n\n0\n");
     // Bad SQL: exit 2 naming the problem.
-    let bad = promptgate(&s.root(), &["logs", "query", "SELECT nope FROM requests", "--logs", &s3.url()]);
+    let bad = promptgate(
+        &s.root(),
+        &[
+            "logs",
+            "query",
+            "SELECT nope FROM requests",
+            "--logs",
+            &s3.url(),
+        ],
+    );
     assert_eq!(bad.status.code(), Some(2));
     assert!(stderr(&bad).contains("nope"), "{}", stderr(&bad));
 }
