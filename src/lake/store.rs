@@ -151,6 +151,25 @@ mod tests {
         assert_eq!(bare.to_string(), "s3://b/");
     }
 
+    proptest::proptest! {
+        /// Any bucket and prefix made of valid names parse back to
+        /// themselves, however many slashes surround the prefix.
+        #[test]
+        fn bucket_and_prefix_round_trip(
+            bucket in "[a-z0-9][a-z0-9.-]{1,20}",
+            segments in proptest::collection::vec("[A-Za-z0-9_=-]{1,12}", 0..4),
+            slashes in 0usize..3,
+        ) {
+            let prefix = segments.join("/");
+            let url = format!("s3://{bucket}/{}{prefix}{}", "/".repeat(slashes), "/".repeat(slashes));
+            let u = StoreUrl::parse(&url).unwrap();
+            proptest::prop_assert_eq!(&u.bucket, &bucket);
+            proptest::prop_assert_eq!(u.prefix.as_ref(), prefix.as_str());
+            let again = StoreUrl::parse(&u.to_string()).unwrap();
+            proptest::prop_assert_eq!(again, u);
+        }
+    }
+
     #[test]
     fn refuses_what_is_not_a_bucket_url() {
         for bad in [
