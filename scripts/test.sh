@@ -13,8 +13,9 @@ t0=$(date +%s)
 scripts/setup-llm.sh
 scripts/setup-node-tools.sh
 scripts/setup-browser.sh
+scripts/setup-lake.sh
 t1=$(date +%s)
-echo "[test.sh] set-up (LLM, node tools): $((t1 - t0)) s"
+echo "[test.sh] set-up (LLM, node tools, S3 server): $((t1 - t0)) s"
 cargo test --quiet --no-run "$@"
 t2=$(date +%s)
 echo "[test.sh] build of the tests: $((t2 - t1)) s"

@@ -26,6 +26,7 @@ pub mod dataset;
 pub mod drift;
 pub(crate) mod durable;
 pub(crate) mod eval;
+pub mod lake;
 pub mod logstore;
 pub mod mock_llm;
 pub(crate) mod project;

@@ -9,9 +9,11 @@ use anyhow::Context;
 
 use super::ExitStatus;
 use crate::canary::{self, Acted, CanaryReport, Decision};
+use crate::lake::source;
 use crate::logstore;
 use crate::repo::GitRepo;
 use crate::settings::{Overrides, Scope, Settings};
+use crate::spec::config::StoreOptions;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -93,7 +95,12 @@ fn run_inner(args: CommonArgs, apply: bool, push: bool) -> anyhow::Result<ExitSt
         .with_context(|| format!("reading the rollout on {control_ref}"))?;
     // The default log folder may not exist yet (no traffic): no rows. A
     // folder named on the command line must exist.
-    let (rows, feedback) = read_logs(&settings.readable_log_roots(), &state)?;
+    let sources = if settings.log_roots_given {
+        settings.readable_log_roots()
+    } else {
+        crate::lake::source::default_sources(&settings.config.logging, &settings.log_dir)
+    };
+    let (rows, feedback) = read_logs(&sources, &state, &settings.config.logging.store_options)?;
     let report = state.analyze(&rows, &feedback)?;
 
     let acted = if apply {
@@ -166,11 +173,22 @@ fn render(out: &Output<'_>) -> String {
 
 type Logs = (Vec<logstore::RequestLogRow>, Vec<logstore::FeedbackRecord>);
 
-fn read_logs(logs: &[PathBuf], state: &canary::CanaryState) -> anyhow::Result<Logs> {
+fn read_logs(
+    logs: &[PathBuf],
+    state: &canary::CanaryState,
+    store: &StoreOptions,
+) -> anyhow::Result<Logs> {
     for l in logs {
-        anyhow::ensure!(l.exists(), "{}: no such log folder or file", l.display());
+        anyhow::ensure!(
+            l.exists() || source::any_store(std::slice::from_ref(l)),
+            "{}: no such log folder or file",
+            l.display()
+        );
     }
+    // Only the partitions of the analysis window are fetched from a store.
+    let view = source::LocalView::open(logs, store, Some(state.since().date_naive()))
+        .context("reading the log lake")?;
     state
-        .read_evidence(logs)
+        .read_evidence(view.roots())
         .context("reading the request logs")
 }

@@ -75,18 +75,32 @@ pub fn run(args: Args) -> anyhow::Result<ExitStatus> {
     if let Some(c) = &args.current {
         settings.current = c.clone();
     }
+    if settings.current.inputs_only() {
+        anyhow::bail!(
+            "--current {}: a dataset has inputs only; the current window must be calls from the logs",
+            settings.current
+        );
+    }
+    // Roots named on the command line must exist (the reader says which
+    // does not); by default the store (when configured) and the log folder.
+    let sources = if resolved.log_roots_given {
+        resolved.log_roots.clone()
+    } else {
+        crate::lake::source::default_sources(&resolved.config.logging, &resolved.log_dir)
+    };
+    // Stores are fetched into a temporary log root for the readers.
+    let view = crate::lake::source::LocalView::open(
+        &sources,
+        &resolved.config.logging.store_options,
+        None,
+    )
+    .context("reading the log lake")?;
     let now = Utc::now();
     let job = DriftJob {
         settings,
         control_ref: resolved.control_ref.clone(),
         stable_commit: None,
-        // Roots named on the command line must exist (the reader says
-        // which does not); the default log folder is read when it exists.
-        logs: if resolved.log_roots_given {
-            resolved.log_roots.clone()
-        } else {
-            vec![resolved.log_dir.clone()]
-        },
+        logs: view.roots().to_vec(),
         groups: args.prompts.clone(),
         now,
     };

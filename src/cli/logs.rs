@@ -8,8 +8,10 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::ExitStatus;
+use crate::lake::source::{LocalView, any_store, default_sources};
 use crate::logstore::{self, RequestFilter};
 use crate::settings::{self, Settings};
+use crate::spec::config::StoreOptions;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -22,7 +24,8 @@ pub enum LogsCommand {
     /// Merge the small Parquet files of each partition into one, convert the
     /// feedback journal to Parquet, recover leftover temporary files.
     Compact(CompactArgs),
-    /// Print request log rows.
+    /// SQL over the log tables `requests` and `feedback` (DataFusion), or
+    /// without SQL, print request log rows.
     Query(QueryArgs),
 }
 
@@ -41,13 +44,23 @@ pub struct CompactArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct QueryArgs {
+    /// SQL over the tables `requests` and `feedback` (partition column
+    /// `date`, `YYYY-MM-DD`: filter on it to skip whole partitions), e.g.
+    /// "SELECT variant, count(*) FROM requests WHERE date >= '2026-01-01' GROUP BY variant".
+    #[arg(value_name = "SQL", conflicts_with_all = ["prompt", "since", "until", "limit", "json"])]
+    pub sql: Option<String>,
     #[arg(long)]
     pub repo: Option<PathBuf>,
-    /// Log roots, partition folders or files to read (repeatable, e.g. one
-    /// per replica); default: the one `serve` writes to (`logging.dir` of
-    /// the control ref's promptgate.yaml, or $PROMPTGATE_LOG_DIR).
-    #[arg(long = "dir", value_name = "PATH")]
+    /// Log roots, partition folders, files or `s3://bucket/prefix` URLs to
+    /// read (repeatable, e.g. one per replica); default: `logging.store`
+    /// (when set) and the folder `serve` writes to (`logging.dir` of the
+    /// control ref's promptgate.yaml, or $PROMPTGATE_LOG_DIR).
+    #[arg(long = "dir", visible_alias = "logs", value_name = "PATH_OR_URL")]
     pub dirs: Vec<PathBuf>,
+    /// Output of a SQL query.
+    #[cfg(feature = "sql")]
+    #[arg(long, value_enum, default_value = "table", requires = "sql")]
+    pub format: crate::lake::sql::OutputFormat,
     /// Only rows of this prompt id.
     #[arg(long)]
     pub prompt: Option<String>,
@@ -141,7 +154,54 @@ fn parse_time(s: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
     Ok(now - age)
 }
 
+/// What `logs query` reads and how to reach a store: `--logs` as given,
+/// else `logging.store` and the log folder (absent: no logs yet).
+fn sources(args: &QueryArgs) -> anyhow::Result<(Vec<PathBuf>, StoreOptions)> {
+    if args.dirs.is_empty() {
+        let s = Settings::production(args.repo.clone(), Vec::new())?;
+        let sources = default_sources(&s.config.logging, &s.log_dir);
+        return Ok((sources, s.config.logging.store_options.clone()));
+    }
+    // Outside a repository, a store is reached through the environment.
+    let store = Settings::production(args.repo.clone(), Vec::new())
+        .map(|s| s.config.logging.store_options.clone())
+        .unwrap_or_default();
+    for d in &args.dirs {
+        anyhow::ensure!(
+            d.exists() || any_store(std::slice::from_ref(d)),
+            "{}: no such log folder or file",
+            d.display()
+        );
+    }
+    Ok((
+        settings::log_roots(args.repo.clone(), args.dirs.clone())?,
+        store,
+    ))
+}
+
+#[cfg(feature = "sql")]
+fn sql_query(args: &QueryArgs, sql: &str) -> anyhow::Result<ExitStatus> {
+    use std::io::Write;
+    let (sources, store) = sources(args)?;
+    let (schema, batches) = crate::lake::sql::query(&sources, &store, sql)?;
+    let bytes = crate::lake::sql::render(&schema, &batches, args.format)?;
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(&bytes)?;
+    stdout.flush()?;
+    Ok(ExitStatus::Success)
+}
+
+#[cfg(not(feature = "sql"))]
+fn sql_query(_args: &QueryArgs, _sql: &str) -> anyhow::Result<ExitStatus> {
+    bail!(
+        "this promptgate was built without the `sql` feature (DataFusion): rebuild with `--features sql`, or read the lake with DuckDB (README: Log lake)"
+    )
+}
+
 fn query(args: QueryArgs) -> anyhow::Result<ExitStatus> {
+    if let Some(sql) = &args.sql {
+        return sql_query(&args, sql);
+    }
     let now = Utc::now();
     let filter = RequestFilter {
         since: args
@@ -156,9 +216,11 @@ fn query(args: QueryArgs) -> anyhow::Result<ExitStatus> {
             .transpose()?,
         prompt_id: args.prompt.clone(),
     };
-    // No logs yet is not an error: the proxy creates the folder.
-    let dirs = settings::log_roots(args.repo.clone(), args.dirs.clone())?;
-    let mut rows = logstore::read_requests(&dirs, &filter).context("reading request logs")?;
+    let (sources, store) = sources(&args)?;
+    let view = LocalView::open(&sources, &store, filter.since.map(|s| s.date_naive()))
+        .context("reading the log lake")?;
+    let mut rows =
+        logstore::read_requests(view.roots(), &filter).context("reading request logs")?;
     if let Some(n) = args.limit {
         let skip = rows.len().saturating_sub(n);
         rows.drain(..skip);

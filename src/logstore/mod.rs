@@ -124,13 +124,16 @@ use std::path::PathBuf;
 
 pub use compact::compact;
 pub(crate) use feedback::join_feedback;
-pub use feedback::{FeedbackJournal, FeedbackRecord, read_feedback};
+pub use feedback::{FeedbackJournal, FeedbackRecord, feedback_schema, read_feedback};
 pub(crate) use feedback::{id_like, repair_tail};
+pub(crate) use files::{
+    COMPACT_LOCK, DirLock, partition_date, partition_dirs, partition_files, partition_name,
+};
 pub use read::{RequestFilter, read_requests};
 pub(crate) use read::{read_projected, read_selected_rows, request_files};
 pub(crate) use redact::Redactor;
 pub(crate) use row::ColumnError;
-pub use row::{RequestLogRow, RequestStatus, Variant};
+pub use row::{RequestLogRow, RequestStatus, Variant, request_schema};
 pub(crate) use writer::StallGuard;
 pub use writer::{LoggerStats, RequestLogger};
 

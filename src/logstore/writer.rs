@@ -245,9 +245,9 @@ impl RequestLogger {
         }
     }
 
-    /// Test hook: the writer takes no rows from the channel until the guard
-    /// is dropped (simulates a stalled disk for back-pressure tests).
-    #[doc(hidden)]
+    /// The writer takes no rows from the channel until the guard is
+    /// dropped: the lake uploader's backlog limit, and the test hook that
+    /// simulates a stalled disk for back-pressure tests.
     pub fn stall(&self) -> StallGuard {
         self.inner.stall.send_replace(true);
         StallGuard {

@@ -35,6 +35,8 @@ pub struct App {
     pub tasks: TaskStatuses,
     /// Where online judge calls run ([`super::online`]).
     pub judges: JudgePool,
+    /// Moves finished log files to `logging.store` ([`crate::lake::upload`]).
+    pub uploader: Option<crate::lake::upload::Uploader>,
 }
 
 /// Counts calls not yet finished (their log row not yet queued).

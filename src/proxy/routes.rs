@@ -435,6 +435,36 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
             state.canary.as_ref().map_or(0.0, |c| c.rule.weight),
         ),
     ];
+    if let Some(u) = &app.uploader {
+        let up = u.stats();
+        gauges.extend([
+            g(
+                "promptgate_lake_backlog_files",
+                "Finished log files waiting for upload to logging.store.",
+                up.backlog_files as f64,
+            ),
+            g(
+                "promptgate_lake_backlog_bytes",
+                "Bytes of finished log files waiting for upload.",
+                up.backlog_bytes as f64,
+            ),
+            g(
+                "promptgate_lake_uploaded_files",
+                "Log files uploaded to logging.store (and deleted locally).",
+                up.uploaded_files as f64,
+            ),
+            g(
+                "promptgate_lake_upload_errors",
+                "Failed upload rounds (each retried after a backoff).",
+                up.upload_errors as f64,
+            ),
+            g(
+                "promptgate_lake_writer_stalled",
+                "1 while the upload backlog is over max_backlog_mb and the log writer waits.",
+                f64::from(u8::from(up.writer_stalled)),
+            ),
+        ]);
+    }
     for (upstream, b) in app.reloader.breakers().all() {
         gauges.push(GaugeSample {
             name: "promptgate_breaker_state",

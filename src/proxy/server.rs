@@ -42,6 +42,8 @@ pub enum ServeError {
     Watch(#[from] notify::Error),
     #[error("serving: {0}")]
     Io(#[from] std::io::Error),
+    #[error("logging.store: {0}")]
+    Lake(#[from] crate::lake::LakeError),
 }
 
 /// What `serve` is started with.
@@ -94,6 +96,7 @@ impl Server {
         let settings = opts.settings.clone();
         let (root, control_ref) = (settings.root().to_path_buf(), settings.control_ref.clone());
         let (logger, journal) = open_logs(&settings)?;
+        let (uploader, upload_task) = start_uploader(&settings, &logger, &journal)?;
         let metrics = Arc::new(Metrics::new());
         let breakers = Arc::new(Breakers::new(BreakerConfig::from(
             &settings.config.server.circuit_breaker,
@@ -134,8 +137,10 @@ impl Server {
             judges: JudgePool::new(metrics.clone()),
             metrics,
             tasks: Default::default(),
+            uploader,
         });
-        let tasks = spawn_tasks(&app, &opts);
+        let mut tasks = spawn_tasks(&app, &opts);
+        tasks.extend(upload_task.map(AbortOnDrop));
         Ok(Server {
             app,
             listener,
@@ -202,6 +207,12 @@ impl Server {
                 Err(_) => app.in_flight.get(),
             };
         let log = app.logger.shutdown().await?;
+        if let Some(u) = &app.uploader
+            && let Err(e) = u.finish(3).await
+        {
+            // The files stay local; the next start uploads them.
+            tracing::warn!(error = %e, "log files left for the next start to upload");
+        }
         Ok(ShutdownReport { log, abandoned })
     }
 }
@@ -221,6 +232,38 @@ fn open_logs(settings: &Settings) -> Result<(RequestLogger, FeedbackJournal), Se
     Ok((logger, journal))
 }
 
+/// The uploader of `logging.store`, when one is set: it first uploads what
+/// an earlier run left.
+fn start_uploader(
+    settings: &Settings,
+    logger: &RequestLogger,
+    journal: &FeedbackJournal,
+) -> Result<
+    (
+        Option<crate::lake::upload::Uploader>,
+        Option<tokio::task::JoinHandle<()>>,
+    ),
+    ServeError,
+> {
+    let logging = &settings.config.logging;
+    let Some(url) = &logging.store else {
+        return Ok((None, None));
+    };
+    let cfg = crate::lake::upload::UploaderConfig {
+        url: crate::lake::store::StoreUrl::parse(url)?,
+        options: logging.store_options.clone(),
+        interval: Duration::from_millis(logging.flush_interval_ms.max(1)),
+    };
+    let (u, task) = crate::lake::upload::Uploader::start(
+        &settings.log_dir,
+        cfg,
+        logger.clone(),
+        journal.clone(),
+    )?;
+    tracing::info!(store = %url, replica = u.replica(), "uploading logs");
+    Ok((Some(u), Some(task)))
+}
+
 /// The background tasks `opts` asks for, each with the handles it uses
 /// and its own status in `app.tasks` (the analyzer, the drift task,
 /// `--fetch`'s loop). A
@@ -231,6 +274,12 @@ fn spawn_tasks(app: &App, opts: &ServeOptions) -> Vec<AbortOnDrop> {
     let (root, control_ref) = (settings.root().to_path_buf(), settings.control_ref.clone());
     let mut tasks = Vec::new();
     if opts.analyzer.enabled {
+        if settings.config.logging.store.is_some() {
+            // Its window is this replica's local folder, which the uploader empties.
+            tracing::warn!(
+                "logging.store is set: the analyzer sees only rows not uploaded yet; run `serve --no-analyzer` and `canary analyze --logs <store>` on a schedule"
+            );
+        }
         let target = AnalyzerTarget {
             root: root.clone(),
             control_ref: control_ref.clone(),

@@ -165,6 +165,47 @@ pub struct LoggingConfig {
     pub on_full: OnFull,
     #[serde(default)]
     pub redact: Redaction,
+    /// `s3://bucket/prefix`: finished files are uploaded there and deleted
+    /// locally once the store confirmed them ([`crate::lake`]).
+    #[serde(default)]
+    pub store: Option<String>,
+    #[serde(default)]
+    pub store_options: StoreOptions,
+}
+
+/// How to reach `logging.store` (credentials: the environment only).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct StoreOptions {
+    /// E.g. `http://127.0.0.1:9000` for MinIO or moto; default: AWS (or
+    /// `AWS_ENDPOINT_URL`).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Path-style addressing (`endpoint/bucket/key`), which most
+    /// S3-compatible servers want; default: the client's (path style).
+    #[serde(default)]
+    pub path_style: Option<bool>,
+    /// Finished files waiting for upload, in MiB, before the request log
+    /// writer stops taking rows (back-pressure, nothing dropped).
+    #[serde(default = "default_max_backlog_mb")]
+    pub max_backlog_mb: u64,
+}
+
+fn default_max_backlog_mb() -> u64 {
+    1024
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            endpoint: None,
+            region: None,
+            path_style: None,
+            max_backlog_mb: default_max_backlog_mb(),
+        }
+    }
 }
 
 fn default_log_dir() -> String {
@@ -189,6 +230,8 @@ impl Default for LoggingConfig {
             channel_capacity: default_channel_capacity(),
             on_full: OnFull::default(),
             redact: Redaction::default(),
+            store: None,
+            store_options: StoreOptions::default(),
         }
     }
 }

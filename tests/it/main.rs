@@ -15,6 +15,7 @@ mod compare;
 mod demo;
 mod drift;
 mod eval;
+mod lake;
 mod logs;
 mod provider;
 mod proxy;

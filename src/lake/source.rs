@@ -1,0 +1,228 @@
+//! Log sources: local log roots and `s3://bucket/prefix` URLs, resolved to
+//! local log roots every reader understands.
+//!
+//! A store's objects are fetched into a temporary folder laid out like a log
+//! root (`requests/date=.../`, `feedback/date=.../`), so `canary`, `drift` and
+//! `logs query` read all replicas of the fleet through the code that reads
+//! local roots, with its ordering, supersession and feedback rules. Only the
+//! partitions that may hold the asked dates are listed and fetched.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use futures_util::{StreamExt, TryStreamExt};
+use object_store::ObjectStore;
+use object_store::ObjectStoreExt;
+use object_store::path::Path as ObjectPath;
+
+use super::store::{self, Patience, StoreUrl, is_store_url};
+use super::{FEEDBACK_DIR, LakeError, REQUESTS_DIR, Result};
+use crate::spec::config::StoreOptions;
+
+/// Objects fetched at once.
+const FETCH_CONCURRENCY: usize = 16;
+
+/// One `--logs` argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogSource {
+    /// A log root, partition folder or Parquet file on this machine.
+    Local(PathBuf),
+    /// A prefix in an S3-compatible bucket holding `requests/` and `feedback/`.
+    Store(StoreUrl),
+}
+
+impl LogSource {
+    pub fn parse(arg: &Path) -> Result<LogSource> {
+        match arg.to_str() {
+            Some(s) if is_store_url(s) => Ok(LogSource::Store(StoreUrl::parse(s)?)),
+            _ => Ok(LogSource::Local(arg.to_path_buf())),
+        }
+    }
+}
+
+/// Whether any of `sources` names an object store.
+pub fn any_store(sources: &[PathBuf]) -> bool {
+    sources.iter().any(|p| p.to_str().is_some_and(is_store_url))
+}
+
+/// Local log roots standing for a list of sources; fetched objects live as
+/// long as the view.
+#[derive(Debug)]
+pub struct LocalView {
+    roots: Vec<PathBuf>,
+    /// Objects fetched from stores.
+    pub fetched: usize,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl LocalView {
+    /// Resolves `sources`; a store's request partitions dated before `since`
+    /// are skipped (feedback is fetched whole: it may rate older calls).
+    pub fn open(
+        sources: &[PathBuf],
+        opts: &StoreOptions,
+        since: Option<NaiveDate>,
+    ) -> Result<LocalView> {
+        let parsed = sources
+            .iter()
+            .map(|s| LogSource::parse(s))
+            .collect::<Result<Vec<_>>>()?;
+        if !parsed.iter().any(|s| matches!(s, LogSource::Store(_))) {
+            return Ok(LocalView {
+                roots: sources.to_vec(),
+                fetched: 0,
+                _temp: None,
+            });
+        }
+        let temp = tempfile::Builder::new()
+            .prefix("promptgate-lake-")
+            .tempdir()
+            .map_err(LakeError::io(std::env::temp_dir()))?;
+        let mut roots = Vec::new();
+        let mut fetched = 0;
+        for (i, src) in parsed.into_iter().enumerate() {
+            match src {
+                LogSource::Local(p) => roots.push(p),
+                LogSource::Store(url) => {
+                    let root = temp.path().join(format!("store-{i}"));
+                    let client = store::open(&url, opts, Patience::Reader)?;
+                    fetched += block_on(fetch_prefix(client, url, root.clone(), since))??;
+                    roots.push(root);
+                }
+            }
+        }
+        Ok(LocalView {
+            roots,
+            fetched,
+            _temp: Some(temp),
+        })
+    }
+
+    pub fn roots(&self) -> &[PathBuf] {
+        &self.roots
+    }
+}
+
+/// Runs `fut` to completion on a runtime of its own, on a thread of its
+/// own, so that callers inside and outside a runtime can both wait for it.
+pub(crate) fn block_on<T: Send>(fut: impl Future<Output = T> + Send) -> Result<T> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(LakeError::io("tokio runtime"))?;
+            Ok(rt.block_on(fut))
+        })
+        .join()
+        .unwrap_or_else(|_| {
+            Err(LakeError::Io {
+                path: PathBuf::from("object store reader"),
+                source: std::io::Error::other("the reader thread panicked"),
+            })
+        })
+    })
+}
+
+/// The date of a key's `date=YYYY-MM-DD` segment.
+pub(crate) fn key_date(key: &ObjectPath) -> Option<NaiveDate> {
+    key.parts()
+        .find_map(|p| crate::logstore::partition_date(p.as_ref()))
+}
+
+/// Whether a key's file name is one readers consider (`*.parquet`, not hidden).
+pub(crate) fn is_data_key(key: &ObjectPath) -> bool {
+    key.filename()
+        .is_some_and(|n| n.ends_with(".parquet") && !n.starts_with('.'))
+}
+
+/// Copies `url`'s `requests/` (dated `since` or later) and `feedback/`
+/// objects under `root`, keeping their keys below the prefix as paths.
+async fn fetch_prefix(
+    client: std::sync::Arc<dyn ObjectStore>,
+    url: StoreUrl,
+    root: PathBuf,
+    since: Option<NaiveDate>,
+) -> Result<usize> {
+    let mut wanted = Vec::new();
+    for (dir, prune) in [(REQUESTS_DIR, true), (FEEDBACK_DIR, false)] {
+        let prefix = url.key([dir]);
+        let metas: Vec<_> = client
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(LakeError::store(&url))?;
+        for m in metas {
+            if !is_data_key(&m.location) {
+                continue;
+            }
+            if prune
+                && let (Some(s), Some(d)) = (since, key_date(&m.location))
+                && d < s
+            {
+                continue;
+            }
+            wanted.push(m.location);
+        }
+    }
+    // Create the folders first: the fetches then only write files.
+    let local_of = |key: &ObjectPath| -> PathBuf {
+        let rel = key.prefix_match(&url.prefix).into_iter().flatten();
+        let mut p = root.clone();
+        for part in rel {
+            p.push(part.as_ref());
+        }
+        p
+    };
+    std::fs::create_dir_all(root.join(REQUESTS_DIR)).map_err(LakeError::io(&root))?;
+    for key in &wanted {
+        if let Some(parent) = local_of(key).parent() {
+            std::fs::create_dir_all(parent).map_err(LakeError::io(parent))?;
+        }
+    }
+    let n = wanted.len();
+    futures_util::stream::iter(wanted)
+        .map(|key| {
+            let client = client.clone();
+            let path = local_of(&key);
+            let url = &url;
+            async move {
+                let bytes = client
+                    .get(&key)
+                    .await
+                    .map_err(LakeError::store(format!("{url} ({key})")))?
+                    .bytes()
+                    .await
+                    .map_err(LakeError::store(format!("{url} ({key})")))?;
+                tokio::fs::write(&path, bytes)
+                    .await
+                    .map_err(LakeError::io(&path))
+            }
+        })
+        .buffer_unordered(FETCH_CONCURRENCY)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(n)
+}
+
+/// What a reader reads when no `--logs` is given: the store (when
+/// `logging.store` is set; this replica's uploaded files and every other
+/// replica's) and then the local log folder (files not uploaded yet). Read
+/// in that order, a file uploaded meanwhile is missed by this read rather
+/// than counted twice.
+pub fn default_sources(
+    logging: &crate::spec::config::LoggingConfig,
+    log_dir: &Path,
+) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Some(url) = &logging.store {
+        out.push(PathBuf::from(url));
+    }
+    // Absent: no traffic yet on this machine.
+    if log_dir.exists() {
+        out.push(log_dir.to_path_buf());
+    }
+    out
+}
