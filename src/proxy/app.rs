@@ -10,7 +10,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use tokio::sync::Notify;
+
+use super::error::ApiError;
 
 use super::metrics::Metrics;
 use super::online::JudgePool;
@@ -35,6 +39,8 @@ pub struct App {
     pub tasks: TaskStatuses,
     /// Where online judge calls run ([`super::online`]).
     pub judges: JudgePool,
+    /// The review queue of the log folder ([`super::review_routes`]).
+    pub review: crate::review::ReviewQueue,
 }
 
 /// Counts calls not yet finished (their log row not yet queued).
@@ -75,5 +81,48 @@ impl Drop for InFlightGuard {
         if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.0.zero.notify_waiters();
         }
+    }
+}
+
+/// Checks the bearer token of `/admin/*` when one is configured: the
+/// variable `server.admin_token_env` of the serving state names, when set.
+pub(super) fn authorize(app: &App, headers: &HeaderMap) -> Result<(), Box<Response>> {
+    let state = app.reloader.current();
+    let Some(token) = state
+        .config
+        .server
+        .admin_token_env
+        .as_ref()
+        .and_then(|var| std::env::var(var).ok())
+        .filter(|t| !t.is_empty())
+    else {
+        return Ok(());
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    // Constant-time comparison: the token's prefix must not leak by timing.
+    let ok = given.is_some_and(|g| {
+        g.len() == token.len()
+            && g.bytes()
+                .zip(token.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    });
+    if ok {
+        Ok(())
+    } else {
+        let mut r = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "admin endpoints need `Authorization: Bearer <token>` (server.admin_token_env)",
+        )
+        .into_response();
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            axum::http::HeaderValue::from_static("Bearer"),
+        );
+        Err(Box::new(r))
     }
 }

@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
-use super::app::App;
+use super::app::{App, authorize};
 use super::call;
 use super::error::{ApiError, json_response};
 use super::metrics::GaugeSample;
@@ -29,6 +29,7 @@ use crate::provider::ChatApi;
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .merge(super::test_hooks::routes())
+        .merge(super::review_routes::routes())
         .route("/v1/chat/completions", post(openai_chat))
         .route("/v1/models", get(openai_models))
         .route("/api/chat", post(ollama_chat))
@@ -314,49 +315,6 @@ async fn status_route(State(app): State<Arc<App>>) -> Response {
             format!("serialising the status: {e}"),
         )
         .into_response(),
-    }
-}
-
-/// Checks the bearer token of `/admin/*` when one is configured: the
-/// variable `server.admin_token_env` of the serving state names, when set.
-fn authorize(app: &App, headers: &HeaderMap) -> Result<(), Box<Response>> {
-    let state = app.reloader.current();
-    let Some(token) = state
-        .config
-        .server
-        .admin_token_env
-        .as_ref()
-        .and_then(|var| std::env::var(var).ok())
-        .filter(|t| !t.is_empty())
-    else {
-        return Ok(());
-    };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    // Constant-time comparison: the token's prefix must not leak by timing.
-    let ok = given.is_some_and(|g| {
-        g.len() == token.len()
-            && g.bytes()
-                .zip(token.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
-    });
-    if ok {
-        Ok(())
-    } else {
-        let mut r = ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "admin endpoints need `Authorization: Bearer <token>` (server.admin_token_env)",
-        )
-        .into_response();
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            axum::http::HeaderValue::from_static("Bearer"),
-        );
-        Err(Box::new(r))
     }
 }
 

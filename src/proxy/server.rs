@@ -40,6 +40,8 @@ pub enum ServeError {
     Watch(#[from] notify::Error),
     #[error("serving: {0}")]
     Io(#[from] std::io::Error),
+    #[error("review queue: {0}")]
+    Review(#[from] crate::review::ReviewError),
 }
 
 /// What `serve` is started with.
@@ -120,7 +122,9 @@ impl Server {
                 source,
             })?;
         let addr = listener.local_addr()?;
+        let review = crate::review::ReviewQueue::for_log_root(&settings.log_dir)?;
         let app = Arc::new(App {
+            review,
             reloader,
             logger,
             journal,
