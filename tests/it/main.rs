@@ -18,5 +18,6 @@ mod logs;
 mod provider;
 mod proxy;
 mod repository;
+mod review;
 mod settings;
 mod support;
