@@ -369,13 +369,16 @@ async fn kill_9_while_reviewing_loses_no_acknowledged_decision() {
     assert_eq!(queue.enqueue(items).unwrap(), 400);
     let mut acked: Vec<(String, String, String)> = Vec::new();
     let mut handed: Vec<(String, String)> = Vec::new();
+    let ack_count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for round in 0..20 {
+        let before = ack_count.load(std::sync::atomic::Ordering::SeqCst);
         let mut p = Proxy::start(&s.root());
         let url = p.url.clone();
         let mut tasks = Vec::new();
         for r in 0..4 {
             let url = url.clone();
             let reviewer = format!("r{round}-{r}");
+            let counter = ack_count.clone();
             tasks.push(tokio::spawn(async move {
                 let mut acks = Vec::new();
                 let mut leases = Vec::new();
@@ -411,6 +414,7 @@ async fn kill_9_while_reviewing_loses_no_acknowledged_decision() {
                         break;
                     };
                     if resp.status() == 200 {
+                        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         acks.push((id, reviewer.clone(), kind.to_string()));
                     } else {
                         break;
@@ -419,7 +423,15 @@ async fn kill_9_while_reviewing_loses_no_acknowledged_decision() {
                 (acks, leases)
             }));
         }
-        tokio::time::sleep(Duration::from_millis(150 + 37 * (round % 5) as u64)).await;
+        // Kill mid-load: after the round's first acknowledged decision (the
+        // machine may be slow to start serve), plus a varying delay.
+        for _ in 0..300 {
+            if ack_count.load(std::sync::atomic::Ordering::SeqCst) > before {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(37 * (round % 5) as u64)).await;
         p.child.kill().unwrap();
         p.child.wait().unwrap();
         for t in tasks {
