@@ -208,6 +208,36 @@ mod tests {
     use proptest::prelude::*;
     use serde_json::json;
 
+    #[test]
+    fn the_inverse_of_vars_names_each_column_and_reports_two_variables_on_one() {
+        let declared: BTreeMap<String, InputSpec> = [
+            ("country".to_string(), spec(InputType::String, true, None)),
+            ("city".to_string(), spec(InputType::String, false, None)),
+            ("tone".to_string(), spec(InputType::String, false, None)),
+        ]
+        .into();
+        let columns: BTreeMap<String, bool> =
+            [("land".to_string(), true), ("tone".to_string(), false)].into();
+        let vars: BTreeMap<String, String> = [("country".to_string(), "land".to_string())].into();
+        let inv = inverse_vars(&vars, &declared, &columns);
+        assert_eq!(inv.columns.get("country").map(String::as_str), Some("land"));
+        assert_eq!(inv.columns.get("tone").map(String::as_str), Some("tone"));
+        assert!(!inv.columns.contains_key("city"), "no column named city");
+        assert!(inv.ambiguities.is_empty());
+        let both: BTreeMap<String, String> = [
+            ("country".to_string(), "land".to_string()),
+            ("city".to_string(), "land".to_string()),
+        ]
+        .into();
+        let inv = inverse_vars(&both, &declared, &columns);
+        assert_eq!(inv.ambiguities.len(), 1);
+        assert!(
+            inv.ambiguities[0].contains("`land`"),
+            "{:?}",
+            inv.ambiguities
+        );
+    }
+
     fn spec(kind: InputType, required: bool, default: Option<Value>) -> InputSpec {
         InputSpec {
             kind,

@@ -522,6 +522,18 @@ impl<'s, 'o> Loader<'s, 'o> {
                         self.error(f.at_key(Severity::Error, "/vars", format!("required input `{input}` of prompt `{}` has no dataset column; map it in `vars`", p.prompt.id)));
                     }
                 }
+                // `dataset grow` maps reviewed calls back through the
+                // inverse of `vars`: say where that has no single answer.
+                let columns = d
+                    .spec
+                    .columns
+                    .iter()
+                    .map(|(c, s)| (c.clone(), s.required))
+                    .collect();
+                let inverse = crate::binding::inverse_vars(&suite.vars, &p.prompt.inputs, &columns);
+                for message in inverse.ambiguities {
+                    self.error(f.at_key(Severity::Warning, "/vars", format!("the inverse mapping is ambiguous (`dataset grow` refuses such calls): {message}")));
+                }
             }
         }
         if let (Some(matrix), Some(config)) = (&suite.compare, config) {

@@ -96,10 +96,8 @@ use serde_json::Value;
 pub(crate) use canonical::canonical_json;
 pub(crate) use diff::diff_versions;
 pub(crate) use rows::{RowError, SchemaError};
-pub(crate) use store::{
-    IntegrityProblem, RowsStatus, SnapshotOutcome, snapshot, status, verify_snapshots,
-};
-pub use store::{Snapshot, read_snapshot};
+pub(crate) use store::{IntegrityProblem, RowsStatus, SnapshotOutcome, status, verify_snapshots};
+pub use store::{Snapshot, read_snapshot, snapshot};
 
 use crate::repo::RepoError;
 use crate::spec::Diagnostic;

@@ -10,7 +10,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use tokio::sync::Notify;
+
+use super::error::ApiError;
 
 use super::metrics::Metrics;
 use super::online::JudgePool;
@@ -37,6 +41,8 @@ pub struct App {
     pub judges: JudgePool,
     /// Moves finished log files to `logging.store` ([`crate::lake::upload`]).
     pub uploader: Option<crate::lake::upload::Uploader>,
+    /// The review queue of the log folder ([`super::review_routes`]).
+    pub review: crate::review::ReviewQueue,
 }
 
 /// Counts calls not yet finished (their log row not yet queued).
@@ -77,5 +83,47 @@ impl Drop for InFlightGuard {
         if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.0.zero.notify_waiters();
         }
+    }
+}
+
+/// The admin token in force: the variable `server.admin_token_env` of the
+/// serving state names, when set and not empty.
+pub(crate) fn admin_token(app: &App) -> Option<String> {
+    app.reloader
+        .current()
+        .config
+        .server
+        .admin_token_env
+        .as_ref()
+        .and_then(|var| std::env::var(var).ok())
+        .filter(|t| !t.is_empty())
+}
+
+/// Checks the bearer token of `/admin/*` when one is configured: the
+/// variable `server.admin_token_env` of the serving state names, when set.
+pub(super) fn authorize(app: &App, headers: &HeaderMap) -> Result<(), Box<Response>> {
+    let Some(token) = admin_token(app) else {
+        return Ok(());
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    // Constant-time comparison: the token's prefix must not leak by timing.
+    let ok = given.is_some_and(|g| crate::ui::token_matches(g, &token));
+    if ok {
+        Ok(())
+    } else {
+        let mut r = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "admin endpoints need `Authorization: Bearer <token>` (server.admin_token_env)",
+        )
+        .into_response();
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            axum::http::HeaderValue::from_static("Bearer"),
+        );
+        Err(Box::new(r))
     }
 }

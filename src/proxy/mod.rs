@@ -44,6 +44,7 @@ pub(crate) mod metrics;
 pub(crate) mod online;
 pub(crate) mod prepare;
 pub(crate) mod reload;
+pub(crate) mod review_routes;
 pub(crate) mod routes;
 pub(crate) mod routing;
 pub(crate) mod server;

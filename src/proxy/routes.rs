@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
-use super::app::App;
+use super::app::{App, authorize};
 use super::call;
 use super::error::{ApiError, json_response};
 use super::metrics::GaugeSample;
@@ -30,6 +30,7 @@ use crate::provider::ChatApi;
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .merge(super::test_hooks::routes())
+        .merge(super::review_routes::routes())
         .route("/v1/chat/completions", post(openai_chat))
         .route("/v1/models", get(openai_models))
         .route("/api/chat", post(ollama_chat))
@@ -316,48 +317,6 @@ async fn status_route(State(app): State<Arc<App>>) -> Response {
             format!("serialising the status: {e}"),
         )
         .into_response(),
-    }
-}
-
-/// The admin token in force: the variable `server.admin_token_env` of the
-/// serving state names, when set and not empty.
-pub(crate) fn admin_token(app: &App) -> Option<String> {
-    app.reloader
-        .current()
-        .config
-        .server
-        .admin_token_env
-        .as_ref()
-        .and_then(|var| std::env::var(var).ok())
-        .filter(|t| !t.is_empty())
-}
-
-/// Checks the bearer token of `/admin/*` when one is configured: the
-/// variable `server.admin_token_env` of the serving state names, when set.
-fn authorize(app: &App, headers: &HeaderMap) -> Result<(), Box<Response>> {
-    let Some(token) = admin_token(app) else {
-        return Ok(());
-    };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    // Constant-time comparison: the token's prefix must not leak by timing.
-    let ok = given.is_some_and(|g| crate::ui::token_matches(g, &token));
-    if ok {
-        Ok(())
-    } else {
-        let mut r = ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "admin endpoints need `Authorization: Bearer <token>` (server.admin_token_env)",
-        )
-        .into_response();
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            axum::http::HeaderValue::from_static("Bearer"),
-        );
-        Err(Box::new(r))
     }
 }
 

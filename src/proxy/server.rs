@@ -44,6 +44,8 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
     #[error("logging.store: {0}")]
     Lake(#[from] crate::lake::LakeError),
+    #[error("review queue: {0}")]
+    Review(#[from] crate::review::ReviewError),
 }
 
 /// What `serve` is started with.
@@ -127,7 +129,9 @@ impl Server {
                 source,
             })?;
         let addr = listener.local_addr()?;
+        let review = crate::review::ReviewQueue::for_log_root(&settings.log_dir)?;
         let app = Arc::new(App {
+            review,
             reloader,
             logger,
             journal,

@@ -34,7 +34,7 @@ pub struct ProxyHost {
 
 impl Host for ProxyHost {
     fn admin_token(&self) -> Option<String> {
-        super::routes::admin_token(&self.app)
+        super::app::admin_token(&self.app)
     }
 
     fn redaction(&self) -> Redaction {

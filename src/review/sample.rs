@@ -22,6 +22,7 @@ use crate::spec::drift::WindowSpec;
 /// How calls are picked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
+#[clap(rename_all = "snake_case")]
 pub enum Strategy {
     /// Calls whose latest feedback score is at most `max_score`, worst first.
     LowFeedback,

@@ -20,6 +20,7 @@ mod logs;
 mod provider;
 mod proxy;
 mod repository;
+mod review;
 mod settings;
 mod support;
 mod ui;
