@@ -126,7 +126,7 @@ pub use compact::compact;
 pub(crate) use feedback::join_feedback;
 pub use feedback::{FeedbackJournal, FeedbackRecord, read_feedback};
 pub(crate) use feedback::{id_like, repair_tail};
-pub use read::{RequestFilter, read_requests};
+pub use read::{RequestFilter, read_requests, read_requests_by_id};
 pub(crate) use read::{read_projected, read_selected_rows, request_files};
 pub(crate) use row::ColumnError;
 pub use row::{RequestLogRow, RequestStatus, Variant};
