@@ -5,12 +5,14 @@
 //! flushes.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 
 use super::ExitStatus;
 use crate::proxy::{AnalyzerOptions, DriftOptions, FetchOptions, ServeOptions, Server};
+use crate::review::{DriftReviewQueue, ReviewQueue};
 use crate::settings::{Overrides, Scope, Settings};
 
 #[derive(Debug, clap::Args)]
@@ -118,6 +120,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitStatus> {
     };
     let settings = Settings::resolve(&Scope::Production, overrides.with_env())?;
     let root = settings.root().to_path_buf();
+    // `on_drift: review` enqueues into the queue `promptgate review` reads
+    // (`<logging.dir>/review`), from this server's own log roots.
+    let review = DriftReviewQueue {
+        queue: ReviewQueue::for_log_root(&settings.log_dir).with_context(|| {
+            format!(
+                "opening the review queue under {}",
+                settings.log_dir.display()
+            )
+        })?,
+        logs: settings.log_roots.clone(),
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -134,7 +147,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitStatus> {
             drift: DriftOptions {
                 enabled: !args.no_drift,
                 interval: args.drift_interval_ms.map(Duration::from_millis),
-                ..DriftOptions::default()
+                review: Arc::new(review),
             },
             fetch: args.fetch.map(|remote| FetchOptions {
                 remote,

@@ -1,16 +1,16 @@
 //! Reading request logs from one or several log roots (one per replica),
 //! partition folders or single files.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 
-use arrow_array::RecordBatch;
+use arrow_array::{Array, RecordBatch, StringArray};
 use chrono::{DateTime, Utc};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection};
 
 use super::files::{self, is_data_file_name, partition_date};
-use super::row::{RequestLogRow, rows_from_batch};
+use super::row::{ColumnError, RequestLogRow, rows_from_batch};
 use super::{FEEDBACK_DIR, LogStoreError, QUARANTINE_DIR, REQUESTS_DIR, Result};
 
 /// Which rows to read. Bounds are inclusive `since`, exclusive `until`.
@@ -118,6 +118,55 @@ pub fn read_requests(
                 source,
             })?;
             rows.extend(decoded.into_iter().filter(|r| filter.matches(r)));
+        }
+    }
+    rows.sort_by(|a, b| {
+        a.ts.cmp(&b.ts)
+            .then_with(|| a.request_id.cmp(&b.request_id))
+    });
+    Ok(rows)
+}
+
+/// The rows under `sources` whose request id is in `ids`, sorted by time
+/// then id. Only the `request_id` column of each file is read to find them;
+/// full rows are decoded for the matches alone (a handful of calls out of
+/// days of logs, for the review queue).
+pub fn read_requests_by_id(
+    sources: &[impl AsRef<Path>],
+    ids: &HashSet<&str>,
+) -> Result<Vec<RequestLogRow>> {
+    let mut rows = Vec::new();
+    if ids.is_empty() {
+        return Ok(rows);
+    }
+    for f in request_files(sources, &RequestFilter::default())? {
+        let mut at = Vec::new();
+        let mut offset = 0;
+        for batch in read_projected(&f, &["request_id"])? {
+            let columns = |source| LogStoreError::Columns {
+                path: f.clone(),
+                source,
+            };
+            let column = batch
+                .column_by_name("request_id")
+                .ok_or(columns(ColumnError::Missing("request_id")))?
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .ok_or(columns(ColumnError::WrongType {
+                    name: "request_id",
+                    expected: "a string",
+                }))?;
+            at.extend(
+                column
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, id)| id.is_some_and(|id| ids.contains(id)))
+                    .map(|(i, _)| offset + i),
+            );
+            offset += batch.num_rows();
+        }
+        if !at.is_empty() {
+            rows.extend(read_selected_rows(&f, &at)?);
         }
     }
     rows.sort_by(|a, b| {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use super::{ReviewItem, ReviewQueue};
 use crate::drift::review::{ReviewCandidate, ReviewQueueError};
-use crate::logstore::{self, RequestFilter};
+use crate::logstore;
 
 /// The review queue as drift's hook sees it: candidates are request ids,
 /// so the queue reads their rows (and feedback) from `logs`.
@@ -19,9 +19,11 @@ pub struct DriftReviewQueue {
 impl crate::drift::review::ReviewQueue for DriftReviewQueue {
     fn enqueue(&self, candidates: &[ReviewCandidate]) -> Result<usize, ReviewQueueError> {
         let wanted: HashSet<&str> = candidates.iter().map(|c| c.request_id.as_str()).collect();
-        let rows =
-            logstore::read_requests(&self.logs, &RequestFilter::default()).map_err(storage)?;
-        let feedback = logstore::read_feedback(&self.logs).map_err(storage)?;
+        // Only the candidates' rows are decoded: the log may hold days of
+        // calls and the queue wants a handful of them.
+        let rows = logstore::read_requests_by_id(&self.logs, &wanted).map_err(storage)?;
+        let mut feedback = logstore::read_feedback(&self.logs).map_err(storage)?;
+        feedback.retain(|f| wanted.contains(f.request_id.as_str()));
         let join = logstore::join_feedback(&rows, &feedback);
         let items: Vec<ReviewItem> = join
             .requests

@@ -417,7 +417,7 @@ fn bad_input_is_a_clear_error_naming_what_and_where() {
 /// Serve's drift task, in front of `mock-llm` (a MOCK that echoes): on its
 /// schedule it reads the replica's log, and `/status`, `/metrics`, the log
 /// and the webhook report the new language and topic; `on_drift: review`
-/// without a review queue is reported, not silently dropped; a malformed
+/// puts calls of the drifted window into `promptgate review list`; a malformed
 /// `drift:` committed later is refused at reload with its line, the old
 /// section keeps running, and a valid change takes effect.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -492,12 +492,27 @@ async fn serve_reports_drift_on_its_schedule_and_takes_reloaded_settings() {
         notes.contains(&format!("webhook {hook} notified").as_str()),
         "{notes:?}"
     );
-    // No review queue in this build: the proposal is refused, visibly.
-    assert!(
-        notes.iter().any(|n| n.contains("no review queue")),
-        "{notes:?}"
-    );
-    assert_eq!(first["queued_for_review"], Value::Null);
+    // `on_drift: review`: calls of the drifted (German cooking) window are
+    // in the review queue `promptgate review` reads, with the drift as reason.
+    let queued = first["queued_for_review"].as_u64();
+    assert!(queued.is_some_and(|n| n > 0), "{first:#}");
+    let out = s.run(&["review", "list", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let items: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let items = items.as_array().unwrap();
+    assert_eq!(Some(items.len() as u64), queued, "{items:#?}");
+    for v in items {
+        let item = &v["item"];
+        assert_eq!(v["status"], "pending", "{v:#}");
+        let reason = item["reason"].as_str().unwrap();
+        assert!(
+            reason.starts_with("drift: ") && reason.contains("input.input.language"),
+            "{reason}"
+        );
+        assert_eq!(item["prompt_id"], "chat", "{item:#}");
+        let output = item["output"].as_str().unwrap();
+        assert!(output.contains("Wie kocht man"), "{output}");
+    }
     let request = hook_request.join().unwrap();
     assert!(request.starts_with("POST /hook"), "{request}");
     assert!(request.contains("\"kind\":\"drift\""), "{request}");
