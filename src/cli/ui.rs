@@ -74,8 +74,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitStatus> {
         args.logs.len(),
         if args.logs.len() == 1 { "" } else { "s" }
     );
-    let mut dash =
-        Dashboard::new(args.logs.clone(), Arc::new(host), mode).with_cost(Arc::new(ProductionPlane));
+    let mut dash = Dashboard::new(args.logs.clone(), Arc::new(host), mode)
+        .with_cost(Arc::new(ProductionPlane));
     if let Some(queues) = ReadOnlyQueues::find(&args.logs).map_err(anyhow::Error::msg)? {
         for dir in queues.dirs() {
             tracing::info!(dir = %dir.display(), "review queue shown read-only");

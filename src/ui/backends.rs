@@ -22,8 +22,8 @@ pub struct ProductionPlane;
 
 impl CostPlane for ProductionPlane {
     fn plane(&self, roots: &[PathBuf]) -> Result<Vec<PlanePoint>, String> {
-        let rows = logstore::read_requests(roots, &RequestFilter::default())
-            .map_err(|e| e.to_string())?;
+        let rows =
+            logstore::read_requests(roots, &RequestFilter::default()).map_err(|e| e.to_string())?;
         let feedback = logstore::read_feedback(roots).map_err(|e| e.to_string())?;
         Ok(production::plane(&rows, &feedback)
             .iter()
@@ -63,8 +63,7 @@ pub struct JournalQueue {
 impl ReviewQueue for JournalQueue {
     fn enqueue(&self, request_id: &str, reason: &str) -> Result<String, String> {
         let wanted: HashSet<&str> = [request_id].into_iter().collect();
-        let rows =
-            logstore::read_requests_by_id(&self.logs, &wanted).map_err(|e| e.to_string())?;
+        let rows = logstore::read_requests_by_id(&self.logs, &wanted).map_err(|e| e.to_string())?;
         let row = rows
             .first()
             .ok_or_else(|| format!("no logged call with request id `{request_id}`"))?;
@@ -73,9 +72,7 @@ impl ReviewQueue for JournalQueue {
         let feedback: Vec<&logstore::FeedbackRecord> = feedback.iter().collect();
         let item = ReviewItem::from_row(row, &feedback, None, reason.to_string());
         // Already queued is fine: a call is one item, whoever put it there.
-        self.queue
-            .enqueue(vec![item])
-            .map_err(|e| e.to_string())?;
+        self.queue.enqueue(vec![item]).map_err(|e| e.to_string())?;
         Ok(request_id.to_string())
     }
 

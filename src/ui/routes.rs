@@ -781,7 +781,10 @@ async fn review_page(
     let Some(queue) = dash.review.clone() else {
         return Err(ui_error(
             &dash,
-            UiError::Unavailable("the review queue is not available in this build".into()),
+            UiError::Unavailable(
+                "no review queue here (`promptgate ui` lists one when a log root holds `review/`)"
+                    .into(),
+            ),
         ));
     };
     let redactor = dash.redactor();
