@@ -167,3 +167,82 @@ fn list_items(queues: &[review::ReviewQueue]) -> Result<Vec<ReviewItemView>, Str
         })
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logstore::RequestLogRow;
+
+    fn point(online: Option<f64>, feedback: Option<f64>) -> production::ProductionPoint {
+        production::ProductionPoint {
+            group: "capital".into(),
+            prompt_version: Some("aaaaaaaa11".into()),
+            variant: "canary".into(),
+            model: "small".into(),
+            calls: 4,
+            online_scored: 0,
+            online_pass_rate: online,
+            feedback_count: 0,
+            mean_feedback: feedback,
+            cost_per_call: 0.002,
+            cost_per_1k: 2.0,
+            error_rate: 0.0,
+            latency_p50_ms: None,
+            latency_p95_ms: None,
+            on_frontier: true,
+        }
+    }
+
+    #[test]
+    fn quality_is_the_online_pass_rate_else_the_feedback_else_no_point() {
+        let both = plane_point(&point(Some(0.75), Some(0.2))).unwrap();
+        assert_eq!(both.quality, 0.75);
+        assert_eq!(both.prompt_version, "capital @aaaaaaa (canary)");
+        assert!(both.on_frontier);
+        assert_eq!(plane_point(&point(None, Some(0.2))).unwrap().quality, 0.2);
+        assert!(plane_point(&point(None, None)).is_none());
+    }
+
+    fn item(id: &str) -> ReviewItem {
+        let mut row = RequestLogRow::new(id, chrono::Utc::now());
+        row.output = format!("output of {id}");
+        ReviewItem::from_row(&row, &[], None, "test".into())
+    }
+
+    #[test]
+    fn open_items_come_first_and_read_only_queues_refuse_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let queue = review::ReviewQueue::for_log_root(&root).unwrap();
+        queue
+            .enqueue(vec![item("a"), item("b"), item("c")])
+            .unwrap();
+        let journal = JournalQueue {
+            queue: queue.clone(),
+            logs: vec![root.clone()],
+        };
+        journal
+            .submit("a", ReviewDecision::Correct("fixed".into()))
+            .unwrap();
+        let items = journal.items().unwrap();
+        let order: Vec<&str> = items.iter().map(|i| i.item_id.as_str()).collect();
+        assert_eq!(order, ["b", "c", "a"]);
+        assert_eq!(items[2].state, "decided: correct by dashboard");
+        assert_eq!(items[0].state, "pending");
+
+        let read_only = ReadOnlyQueues::find(std::slice::from_ref(&root))
+            .unwrap()
+            .unwrap();
+        assert!(!read_only.writable());
+        assert_eq!(read_only.items().unwrap().len(), 3);
+        assert!(read_only.submit("b", ReviewDecision::Accept).is_err());
+        assert!(read_only.enqueue("b", "x").is_err());
+        assert!(queue.get("b").unwrap().decision.is_none());
+        let empty = tempfile::tempdir().unwrap();
+        assert!(
+            ReadOnlyQueues::find(&[empty.path().to_path_buf()])
+                .unwrap()
+                .is_none()
+        );
+    }
+}
