@@ -1,8 +1,9 @@
 //! `promptgate ui`: the dashboard's pages, read-only, over log roots (one
 //! per replica), for a machine that holds the logs and runs no proxy. With
 //! `--repo` the rollout page shows what `rollout.yaml` names at the control
-//! ref and its history. Prints one `listening on` line to stderr when
-//! ready; runs until SIGTERM or Ctrl-C.
+//! ref and its history. The cost page draws the plane of the logs; a log
+//! root's review queue is listed read-only. Prints one `listening on` line
+//! to stderr when ready; runs until SIGTERM or Ctrl-C.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,7 +14,9 @@ use super::ExitStatus;
 use crate::project::ROLLOUT_FILE;
 use crate::repo::GitRepo;
 use crate::spec::config::Redaction;
-use crate::ui::{Dashboard, HistoryEntry, RolloutView, ServedView, StaticHost};
+use crate::ui::{
+    Dashboard, HistoryEntry, ProductionPlane, ReadOnlyQueues, RolloutView, ServedView, StaticHost,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -71,7 +74,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitStatus> {
         args.logs.len(),
         if args.logs.len() == 1 { "" } else { "s" }
     );
-    let dash = Arc::new(Dashboard::new(args.logs.clone(), Arc::new(host), mode));
+    let mut dash = Dashboard::new(args.logs.clone(), Arc::new(host), mode)
+        .with_cost(Arc::new(ProductionPlane));
+    if let Some(queues) = ReadOnlyQueues::find(&args.logs).map_err(anyhow::Error::msg)? {
+        for dir in queues.dirs() {
+            tracing::info!(dir = %dir.display(), "review queue shown read-only");
+        }
+        dash = dash.with_review(Arc::new(queues));
+    }
+    let dash = Arc::new(dash);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

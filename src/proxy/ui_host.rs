@@ -1,7 +1,8 @@
 //! The dashboard's [`Host`] inside `serve`: the admin token and redaction
 //! of the serving state (they follow reloads), live figures from the
 //! in-memory metrics, and the rollout as served with the analyzer's rounds
-//! and `rollout.yaml`'s history on the control ref.
+//! and `rollout.yaml`'s history on the control ref. The cost page reads the
+//! plane from the log folder; the review pages work on `App.review`.
 
 use std::sync::Arc;
 
@@ -12,18 +13,23 @@ use crate::project::ROLLOUT_FILE;
 use crate::repo::GitRepo;
 use crate::spec::config::Redaction;
 use crate::ui::{
-    AnalysisView, CheckView, HistoryEntry, Host, LiveFigures, RolloutView, ServedView,
+    AnalysisView, CheckView, HistoryEntry, Host, JournalQueue, LiveFigures, ProductionPlane,
+    RolloutView, ServedView,
 };
 
 /// The `/ui` routes over this server's log folder, with live figures and
 /// the rollout as served.
 pub fn router(app: Arc<App>) -> axum::Router {
     let log_dir = app.settings.log_dir.clone();
-    crate::ui::router(Arc::new(crate::ui::Dashboard::new(
-        vec![log_dir],
-        Arc::new(ProxyHost { app }),
-        "serve",
-    )))
+    let review = JournalQueue {
+        queue: app.review.clone(),
+        logs: vec![log_dir.clone()],
+    };
+    crate::ui::router(Arc::new(
+        crate::ui::Dashboard::new(vec![log_dir], Arc::new(ProxyHost { app }), "serve")
+            .with_cost(Arc::new(ProductionPlane))
+            .with_review(Arc::new(review)),
+    ))
 }
 
 /// `serve`'s side of the dashboard.

@@ -18,6 +18,7 @@
 //! escaped by the templates and redacted with the host's settings before
 //! it is shown.
 
+pub(crate) mod backends;
 pub(crate) mod cache;
 pub(crate) mod calls;
 pub(crate) mod overview;
@@ -31,6 +32,7 @@ use serde::Serialize;
 use crate::logstore::LogStoreError;
 use crate::spec::config::Redaction;
 
+pub use backends::{JournalQueue, ProductionPlane, ReadOnlyQueues};
 pub use routes::{Dashboard, router};
 
 /// Why a page could not be produced.
@@ -190,13 +192,18 @@ pub enum ReviewDecision {
 }
 
 /// The review queue the call page enqueues into and the review page works
-/// on (implemented by the review module when it lands).
+/// on ([`backends::JournalQueue`], [`backends::ReadOnlyQueues`]).
 pub trait ReviewQueue: Send + Sync {
     /// Puts a logged call in the queue; the item id.
     fn enqueue(&self, request_id: &str, reason: &str) -> Result<String, String>;
     /// Open items first.
     fn items(&self) -> Result<Vec<ReviewItemView>, String>;
     fn submit(&self, item_id: &str, decision: ReviewDecision) -> Result<(), String>;
+    /// Whether enqueue and submit may work (the pages hide their forms
+    /// otherwise).
+    fn writable(&self) -> bool {
+        true
+    }
 }
 
 /// One point of the production cost-vs-quality plane.
@@ -211,8 +218,8 @@ pub struct PlanePoint {
     pub on_frontier: bool,
 }
 
-/// The production cost/quality plane per version and model (implemented by
-/// the report module when it lands).
+/// The production cost/quality plane per version and model
+/// ([`backends::ProductionPlane`]).
 pub trait CostPlane: Send + Sync {
     fn plane(&self, roots: &[PathBuf]) -> Result<Vec<PlanePoint>, String>;
 }

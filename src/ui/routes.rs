@@ -69,14 +69,12 @@ impl Dashboard {
     }
 
     /// Plugs in the review queue (the call page's button, the review page).
-    #[allow(dead_code)] // wired where the review queue (issue 16) is built
     pub fn with_review(mut self, queue: Arc<dyn ReviewQueue>) -> Dashboard {
         self.review = Some(queue);
         self
     }
 
     /// Plugs in the production cost/quality plane.
-    #[allow(dead_code)] // wired where the cost report (issue 15) is built
     pub fn with_cost(mut self, plane: Arc<dyn CostPlane>) -> Dashboard {
         self.cost = Some(plane);
         self
@@ -489,7 +487,7 @@ async fn call_page(
                 variables => pretty(&row.variables),
                 messages,
                 feedback => Serde(feedback),
-                review => d.review.is_some(),
+                review => d.review.as_ref().is_some_and(|q| q.writable()),
                 row => Serde(row),
             },
         )
@@ -523,7 +521,11 @@ async fn enqueue(
         ));
     };
     let reason = form.reason.unwrap_or_else(|| "dashboard".into());
-    match queue.enqueue(&id, &reason) {
+    // Reads the call's row and fsyncs the journal: off the async threads.
+    let done = tokio::task::spawn_blocking(move || queue.enqueue(&id, &reason))
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+    match done {
         Ok(_) => Ok(Redirect::to("/ui/review").into_response()),
         Err(e) => Err(json_error(StatusCode::BAD_REQUEST, "enqueue", &e)),
     }
@@ -779,7 +781,10 @@ async fn review_page(
     let Some(queue) = dash.review.clone() else {
         return Err(ui_error(
             &dash,
-            UiError::Unavailable("the review queue is not available in this build".into()),
+            UiError::Unavailable(
+                "no review queue here (`promptgate ui` lists one when a log root holds `review/`)"
+                    .into(),
+            ),
         ));
     };
     let redactor = dash.redactor();
@@ -796,7 +801,7 @@ async fn review_page(
         "review",
         "review",
         &dash.mode,
-        minijinja::context! { items => Serde(items) },
+        minijinja::context! { items => Serde(items), writable => queue.writable() },
     )
     .map(html)
     .map_err(|e| ui_error(&dash, e))
@@ -848,7 +853,10 @@ async fn submit_review(
             ));
         }
     };
-    match queue.submit(&id, decision) {
+    let done = tokio::task::spawn_blocking(move || queue.submit(&id, decision))
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+    match done {
         Ok(()) => Ok(Redirect::to("/ui/review").into_response()),
         Err(e) => Err(json_error(StatusCode::BAD_REQUEST, "review", &e)),
     }

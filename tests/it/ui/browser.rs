@@ -158,5 +158,14 @@ async fn the_dashboard_in_chromium_shows_the_logged_figures_and_the_rollback() {
         "pages",
         json!({"expected": {"groups": groups, "live": live}, "hostileId": ids[0]}),
     );
+    // The review form's label is in the queue's journal.
+    let queue = promptgate::review::ReviewQueue::for_log_root(&log_dir(&s.root())).unwrap();
+    let decided = queue.get(&ids[0]).unwrap().decision.unwrap();
+    assert_eq!(
+        decided.verdict,
+        promptgate::review::Verdict::Label {
+            label: "hostile".into()
+        }
+    );
     assert_eq!(p.terminate(), Some(0));
 }
