@@ -13,7 +13,7 @@ build=1
 [[ "${1:-}" == "--no-build" ]] && { build=0; shift; }
 profile="${1:-release}"
 [[ $build == 1 ]] && cargo build --profile "$profile" --quiet --bin promptgate
-bin="$PWD/target/$profile/promptgate"
+bin="${CARGO_TARGET_DIR:-$PWD/target}/$profile/promptgate"
 runs="${RUNS:-5}"
 work=$(mktemp -d)
 pids=()

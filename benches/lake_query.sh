@@ -17,7 +17,7 @@ ROWS="${2:-10000000}"
 REPS="${3:-5}"
 CACHE="${PROMPTGATE_CACHE:-$HOME/.cache/promptgate-ci}"
 PY="$CACHE/venv/bin/python"
-BIN="target/release/promptgate"
+BIN="${CARGO_TARGET_DIR:-target}/release/promptgate"
 
 [ -x "$BIN" ] || { echo "build first: cargo build --release" >&2; exit 1; }
 if [ ! -d "$DIR/requests" ]; then
