@@ -288,10 +288,17 @@ pub fn apply_mode(verdict: &mut SuiteVerdict, report: &mut DatasetChangeReport) 
         .iter_mut()
         .filter(|g| !g.pass && g.gate != "regression")
     {
-        let actual = g.head.map_or_else(|| "–".to_string(), |v| format!("{v}"));
+        let value = |v: f64| match g.gate.as_str() {
+            "pass_rate" => format!("{:.1}%", v * 100.0),
+            _ => format!("{v:.4}"),
+        };
+        let actual = g.head.map_or_else(|| "–".to_string(), value);
         let text = format!(
             "gate `{}` fails on {}: {actual} (limit {} {})",
-            g.gate, report.to, g.op, g.threshold
+            g.gate,
+            report.to,
+            g.op,
+            value(g.threshold)
         );
         match report.on_dataset_change {
             OnDatasetChange::Warn => {

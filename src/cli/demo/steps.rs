@@ -114,15 +114,24 @@ fn use_ollama(root: &Path, config: &str, models: &[String]) -> anyhow::Result<bo
 /// The mock-llm with rules for the dataset, and promptgate.yaml's
 /// provider pointed at it (committed on main).
 async fn start_mock(root: &Path, config: &str) -> anyhow::Result<MockServer> {
+    start_mock_with(root, config, &mock_rules(&read_dataset(root)?)).await
+}
+
+/// The mock-llm answering by `rules_yaml`, and promptgate.yaml's provider
+/// pointed at it (committed on main).
+pub(super) async fn start_mock_with(
+    root: &Path,
+    config: &str,
+    rules_yaml: &str,
+) -> anyhow::Result<MockServer> {
     let config_path = crate::project::CONFIG_FILE;
-    let rules_yaml = mock_rules(&read_dataset(root)?);
     let rules_path = root.join(".promptgate/demo/mock-rules.yaml");
     if let Some(dir) = rules_path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     crate::durable::write(&rules_path, rules_yaml.as_bytes())?;
     let mock = MockServer::start(MockConfig {
-        rules: mock_llm::parse_rules(&rules_yaml)?,
+        rules: mock_llm::parse_rules(rules_yaml)?,
         ..MockConfig::default()
     })
     .await
@@ -364,7 +373,7 @@ pub(super) async fn wait_for_rollback(
 }
 
 /// `commit` as `git log -1` shows it.
-fn print_commit(root: &Path, commit: &str) -> anyhow::Result<()> {
+pub(super) fn print_commit(root: &Path, commit: &str) -> anyhow::Result<()> {
     let (subject, body) = message_of(root, commit)?;
     say(&format!(
         "\n      $ git log -1\n      commit {commit}\n          {subject}\n"

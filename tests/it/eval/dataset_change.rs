@@ -153,7 +153,7 @@ async fn a_dataset_only_change_with_new_failing_rows_warns_and_passes() {
     );
     assert!(md.contains("compares the 12 rows common to both"), "{md}");
     assert!(
-        md.contains("warning: gate `pass_rate` fails on capitals@v2"),
+        md.contains("warning: gate `pass_rate` fails on capitals@v2: 76.5% (limit >= 80.0%)"),
         "{md}"
     );
     assert!(
