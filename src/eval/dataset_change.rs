@@ -183,6 +183,19 @@ pub struct Split {
     pub report: DatasetChangeReport,
 }
 
+/// Whether two rows hold the same values. A column without a value is
+/// the same as an absent one: a column added to the dataset (e.g. the
+/// provenance columns of `dataset grow`) leaves the old rows unchanged.
+fn same_content(a: &crate::dataset::Row, b: &crate::dataset::Row) -> bool {
+    let valued = |r: &crate::dataset::Row| -> BTreeMap<String, Value> {
+        r.iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    valued(a) == valued(b)
+}
+
 /// Pairs base's run (old version) with head's (new version); see [`Split`].
 pub fn split(
     plan: &DatasetChangePlan,
@@ -199,7 +212,7 @@ pub fn split(
             (None, _) => {
                 change.insert(key, "added");
             }
-            (Some(b), Some(h)) if b != h => {
+            (Some(b), Some(h)) if !same_content(b, h) => {
                 change.insert(key, "changed");
             }
             _ => {
@@ -317,4 +330,28 @@ pub fn apply_mode(verdict: &mut SuiteVerdict, report: &mut DatasetChangeReport) 
         }
     }
     verdict.pass = verdict.gates.iter().all(|g| g.allows());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn row(v: Value) -> crate::dataset::Row {
+        match v {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn a_new_column_without_a_value_leaves_a_row_unchanged() {
+        let old = row(json!({"id": "fr", "expected": "Paris"}));
+        let grown = row(json!({"id": "fr", "expected": "Paris", "reviewer": null}));
+        assert!(same_content(&old, &grown));
+        let edited = row(json!({"id": "fr", "expected": "Paris, France", "reviewer": null}));
+        assert!(!same_content(&old, &edited));
+        let valued = row(json!({"id": "fr", "expected": "Paris", "reviewer": "ann"}));
+        assert!(!same_content(&old, &valued));
+    }
 }

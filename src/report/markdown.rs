@@ -282,7 +282,8 @@ fn suite(out: &mut String, s: &SuiteReport) {
     if let Some(dc) = &s.dataset_change {
         dataset_change(out, dc);
     }
-    if let Some(line) = cost_quality_line(s) {
+    // Base and head ran on different rows: their costs do not compare.
+    if let Some(line) = cost_quality_line(s).filter(|_| s.dataset_change.is_none()) {
         let _ = writeln!(out);
         let _ = writeln!(out, "{line}");
     }

@@ -625,3 +625,61 @@ pub(super) async fn canary_until_promoted(
     super::steps::print_commit(root, &promotion)?;
     Ok(Improved { promotion })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mock_llm;
+
+    fn answer(rules: &[mock_llm::Rule], message: &str) -> Option<String> {
+        rules.iter().find_map(|r| {
+            r.pattern.captures(message).map(|c| {
+                let mut s = String::new();
+                c.expand(&r.answer, &mut s);
+                s
+            })
+        })
+    }
+
+    /// The scaffold's question gets the largest city for the new countries
+    /// only; the fixed question gets every capital. Both rendered from the
+    /// questions the demo writes into the prompt.
+    #[test]
+    fn rules_answer_the_old_question_wrong_only_for_the_new_countries() {
+        let mut capitals: Vec<(String, String)> = vec![("France".into(), "Paris".into())];
+        capitals.extend(
+            NEW_COUNTRIES
+                .iter()
+                .map(|(c, cap, _)| (c.to_string(), cap.to_string())),
+        );
+        let rules = mock_llm::parse_rules(&improve_rules(&capitals)).unwrap();
+        let ask =
+            |q: &str, country: &str| answer(&rules, &q.replace("{{ country }}", country)).unwrap();
+        assert_eq!(ask(OLD_QUESTION, "France"), "Paris");
+        assert_eq!(ask(FIXED_QUESTION, "France"), "Paris");
+        for (country, capital, wrong) in NEW_COUNTRIES {
+            assert_eq!(ask(OLD_QUESTION, country), *wrong);
+            assert!(!names(wrong, capital));
+            assert_eq!(ask(FIXED_QUESTION, country), *capital);
+        }
+        assert!(
+            crate::cli::init::SCAFFOLD
+                .iter()
+                .any(|(p, t)| *p == PROMPT_FILE && t.contains(OLD_QUESTION))
+        );
+    }
+
+    #[test]
+    fn the_fix_rollout_promotes_on_feedback() {
+        let r: crate::spec::rollout::Rollout =
+            crate::spec::SourceFile::new(crate::project::ROLLOUT_FILE, fix_rollout())
+                .parse(crate::spec::FileKind::Rollout)
+                .unwrap();
+        let c = r.canary.unwrap();
+        assert_eq!(c.git_ref, format!("refs/heads/{FIX_BRANCH}"));
+        assert_eq!(
+            r.analysis.on_success,
+            crate::spec::rollout::OnSuccess::Promote
+        );
+    }
+}

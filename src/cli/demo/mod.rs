@@ -11,6 +11,11 @@
 //! typed values (`--json`, serve's `/status`), never their human output;
 //! the mock LLM and the traffic client ([`traffic`]) run in this process.
 //!
+//! `--improve` runs the improvement loop instead ([`improve`]): feedback,
+//! the review queue, scripted reviews over HTTP, dataset v2 on a branch,
+//! its dataset-only check, a prompt fix checked on v2, its canary and the
+//! analyzer's promotion.
+//!
 //! Files: this one is the step script; [`steps`] the steps, [`supervise`]
 //! the children and the stop signal, [`traffic`] the simulated users,
 //! [`http`] the HTTP client and serve's `/status`, [`repo`] the commits,
