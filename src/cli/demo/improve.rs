@@ -24,8 +24,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::fixtures::read_dataset;
-use super::http::{client, status, wait_for_status};
-use super::output::{detail, heading_of, look, say, spinner};
+use super::http::{client, wait_for_status};
+use super::output::{detail, heading_of, look, say};
 use super::repo::commit_file;
 use super::supervise::{Stop, promptgate};
 use super::traffic::{Feedback, Traffic, names};
@@ -238,15 +238,21 @@ fn countries(root: &Path) -> anyhow::Result<Vec<String>> {
     Ok(capitals(root)?.into_iter().map(|(c, _)| c).collect())
 }
 
-/// Step 3 (after serve started): traffic with feedback until
-/// [`FIRST_TRAFFIC`] requests were rated, and their rows are on disk.
-pub(super) async fn traffic_with_feedback(root: &Path, addr: SocketAddr) -> anyhow::Result<()> {
-    let traffic = Traffic::start_with(
+/// Users asking about every country and rating each answer, quickly (the
+/// mock answers at once).
+fn rating_traffic(root: &Path, addr: SocketAddr) -> anyhow::Result<Traffic> {
+    Traffic::start_with(
         addr,
         countries(root)?,
         Some(feedback(root)?),
         Duration::from_millis(5),
-    )?;
+    )
+}
+
+/// Step 3 (after serve started): traffic with feedback until
+/// [`FIRST_TRAFFIC`] requests were rated, and their rows are on disk.
+pub(super) async fn traffic_with_feedback(root: &Path, addr: SocketAddr) -> anyhow::Result<()> {
+    let traffic = rating_traffic(root, addr)?;
     traffic.wait_for_requests(FIRST_TRAFFIC).await;
     traffic.stop();
     let sent = traffic.counts.sent();
@@ -436,23 +442,9 @@ pub(super) async fn grow_and_eval(root: &Path, stop: &Stop) -> anyhow::Result<()
     Ok(())
 }
 
-/// `check --base main --head HEAD --json --markdown FILE`.
+/// `check` of `head` against main, saying where its markdown is.
 async fn check(root: &Path, head: &str, md: &str, stop: &Stop) -> anyhow::Result<(i32, CheckView)> {
-    let md_path = root.join(format!(".promptgate/demo/{md}"));
-    let md_arg = md_path.to_string_lossy().into_owned();
-    let args = [
-        "check",
-        "--base",
-        "main",
-        "--head",
-        head,
-        "--json",
-        "--markdown",
-        &md_arg,
-    ];
-    let run = promptgate(root, &args, stop).await?;
-    let code = run.ran()?;
-    let view: CheckView = run.json()?;
+    let (code, view, md_path) = super::steps::run_check(root, head, md, stop).await?;
     detail(&format!(
         "check exited {code}; the PR comment (markdown): {}",
         md_path.display()
@@ -575,71 +567,18 @@ pub(super) async fn canary_until_promoted(
         (s.control_commit == commit && s.canary.is_some()).then_some(())
     })
     .await?;
-    let traffic = Traffic::start_with(
-        addr,
-        countries(root)?,
-        Some(feedback(root)?),
-        Duration::from_millis(5),
-    )?;
-    let bar = spinner("waiting for serve's analyzer to decide");
-    let started = tokio::time::Instant::now();
-    let http = client(Duration::from_secs(5))?;
-    let promotion = loop {
-        if let Ok(s) = status(&http, addr).await
-            && let Some(applied) = s
-                .analysis
-                .last_applied
-                .as_ref()
-                .and_then(|r| r.applied.as_ref())
-        {
-            match (applied.action, &applied.commit) {
-                (Action::Promote, Some(c)) => break c.clone(),
-                (Action::Rollback, _) => {
-                    bar.finish_and_clear();
-                    bail!("the analyzer rolled the fix back ({})", applied.method);
-                }
-                _ => {}
-            }
-        }
-        if started.elapsed() > timeout {
-            bar.finish_and_clear();
-            bail!(
-                "no promotion within {} s ({}); see .promptgate/logs/serve.log",
-                timeout.as_secs(),
-                traffic.counts.line()
-            );
-        }
-        bar.set_message(format!(
-            "waiting for serve's analyzer to decide: {}",
-            traffic.counts.line()
-        ));
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    bar.finish_and_clear();
+    let traffic = rating_traffic(root, addr)?;
+    let promotion =
+        super::steps::wait_for_decision(root, addr, &traffic, timeout, Action::Promote).await?;
     traffic.stop();
-    detail(&format!(
-        "after {:.1} s and {}, serve's analyzer committed on main:",
-        started.elapsed().as_secs_f64(),
-        traffic.counts.line()
-    ));
-    super::steps::print_commit(root, &promotion)?;
     Ok(Improved { promotion })
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::fixtures::tests::answer;
     use super::*;
     use crate::mock_llm;
-
-    fn answer(rules: &[mock_llm::Rule], message: &str) -> Option<String> {
-        rules.iter().find_map(|r| {
-            r.pattern.captures(message).map(|c| {
-                let mut s = String::new();
-                c.expand(&r.answer, &mut s);
-                s
-            })
-        })
-    }
 
     /// The scaffold's question gets the largest city for the new countries
     /// only; the fixed question gets every capital. Both rendered from the

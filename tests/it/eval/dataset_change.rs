@@ -24,15 +24,8 @@ const NEW_ROWS: &[(&str, &str, &str, Option<&str>)] = &[
 ];
 
 fn all_countries() -> Vec<(String, String)> {
-    include_str!("../../../template-repo/datasets/capitals/rows.jsonl")
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            (
-                v["country"].as_str().unwrap().to_string(),
-                v["expected"].as_str().unwrap().to_string(),
-            )
-        })
+    super::scaffold_capitals()
+        .into_iter()
         .chain(
             NEW_ROWS
                 .iter()
