@@ -303,6 +303,12 @@ fn suite(out: &mut String, s: &SuiteReport) {
         ),
         None => pts(c.pass_rate.delta),
     });
+    // On a dataset-only change the delta is the common rows' (the sides'
+    // pass rates are over different rows).
+    let pass_delta = match (&s.dataset_change, c) {
+        (Some(dc), Some(_)) => format!("{pass_delta} on the {} common rows", dc.rows_common),
+        _ => pass_delta,
+    };
     let ms_delta = |d: Option<f64>| d.map_or_else(dash, |d| format!("{d:+.0} ms"));
     let rows = [
         [
