@@ -494,6 +494,11 @@ pub(super) async fn check_dataset(root: &Path, stop: &Stop) -> anyhow::Result<()
         "merged {DATASET_BRANCH} into main (fast-forward to {}): the suite now pins v2",
         &to.to_string()[..12]
     ));
+    look(&format!(
+        "cat {}/.promptgate/demo/check-dataset.md ; promptgate dataset diff {SUITE} v1 v2 --repo {}",
+        root.display(),
+        root.display()
+    ));
     Ok(())
 }
 
