@@ -24,6 +24,7 @@ use serde::Serialize;
 
 use super::call::{CachedCaller, ModelCaller};
 use super::compare::{self, SuiteVerdict};
+use super::dataset_change::{self, DatasetChangePlan, DatasetChangeReport, HeadDatasetError};
 use super::provider_caller::ProviderCaller;
 use super::results::{self, ResultsError, Summary};
 use super::runner::{self, EvalError, PreparedSuite, RunOptions, Variant};
@@ -56,6 +57,12 @@ pub enum CheckError {
     Results { suite: String, source: ResultsError },
     #[error(transparent)]
     Provider(#[from] ProviderError),
+    #[error("dataset `{name}` at head ({refname}): {source}")]
+    HeadDataset {
+        name: String,
+        refname: String,
+        source: Box<HeadDatasetError>,
+    },
 }
 
 /// What to compare.
@@ -88,6 +95,9 @@ pub struct PlannedSuite {
     base_config: Option<Config>,
     /// Why there is no base, when there is none.
     pub note: Option<String>,
+    /// Set when the change touches only the suite's dataset: base runs on
+    /// base's (old) version, see [`dataset_change`].
+    pub dataset_change: Option<DatasetChangePlan>,
 }
 
 pub struct Plan {
@@ -153,6 +163,20 @@ pub fn plan(git: &GitRepo, opts: &CheckOptions) -> Result<Plan, CheckError> {
             return Err(CheckError::UnknownSuite(name.clone()));
         }
     }
+    // A changed dataset must be consistent at head: intact snapshots and
+    // `rows.jsonl` equal to the latest one (else an edit goes unevaluated).
+    for name in head.datasets.keys() {
+        let dir = format!("{DATASETS_DIR}/{name}/");
+        if plan.changed_paths.iter().any(|p| p.starts_with(&dir)) {
+            dataset_change::verify_head(&head_tree, name).map_err(|source| {
+                CheckError::HeadDataset {
+                    name: name.clone(),
+                    refname: opts.head.clone(),
+                    source: Box::new(source),
+                }
+            })?;
+        }
+    }
     let config_changed = plan.changed_paths.iter().any(|p| p == CONFIG_FILE);
     for (name, suite) in &head.evals {
         if !opts.suites.is_empty() && !opts.suites.contains(name) {
@@ -166,7 +190,8 @@ pub fn plan(git: &GitRepo, opts: &CheckOptions) -> Result<Plan, CheckError> {
             reasons.push(format!("suite `{}` changed", suite.path));
         }
         let prompt_path = format!("{PROMPTS_DIR}/{prompt_id}.yaml");
-        if changed(&prompt_path) {
+        let prompt_changed = changed(&prompt_path);
+        if prompt_changed {
             reasons.push(format!("prompt `{prompt_path}` changed"));
         }
         let dataset_dir = format!("{DATASETS_DIR}/{}/", suite.dataset.name);
@@ -177,6 +202,7 @@ pub fn plan(git: &GitRepo, opts: &CheckOptions) -> Result<Plan, CheckError> {
         {
             reasons.push(format!("dataset `{}` changed", suite.dataset.name));
         }
+        let reasons_before_config = reasons.len();
         if config_changed {
             match &base_side {
                 Ok((base_config, base_prompt)) => {
@@ -201,6 +227,13 @@ pub fn plan(git: &GitRepo, opts: &CheckOptions) -> Result<Plan, CheckError> {
             plan.unaffected.push(name.clone());
             continue;
         }
+        let model_changed = reasons.len() > reasons_before_config;
+        let dataset_change = match &base_side {
+            Ok(_) => {
+                dataset_change::dataset_only(&base_tree, suite, prompt_changed || model_changed)
+            }
+            Err(_) => None,
+        };
         let eval_err = |side| {
             let suite = name.clone();
             move |source| CheckError::Eval {
@@ -218,9 +251,26 @@ pub fn plan(git: &GitRepo, opts: &CheckOptions) -> Result<Plan, CheckError> {
                     prompt: &prompt,
                     commit: Some(plan.base.commit.clone()),
                 };
-                let prepared = runner::prepare_variant(&head, &head_tree, name, &variant)
-                    .map_err(eval_err("base"))?;
-                (Some(prepared), Some(config), None)
+                let prepared = match &dataset_change {
+                    // The unchanged prompt on base's own (old) version.
+                    Some(dc) => {
+                        runner::prepare_on_dataset(&head, name, &variant, &base_tree, &dc.from)
+                    }
+                    None => runner::prepare_variant(&head, &head_tree, name, &variant),
+                }
+                .map_err(eval_err("base"))?;
+                let note = if dataset_change.is_none()
+                    && reasons.iter().any(|r| r.starts_with("dataset"))
+                    && (prompt_changed || model_changed)
+                {
+                    Some(format!(
+                        "the dataset and the prompt changed together: both sides run on head's {}, the usual gate",
+                        suite.dataset
+                    ))
+                } else {
+                    None
+                };
+                (Some(prepared), Some(config), note)
             }
             Err(ProjectError::NotFound { .. }) => (
                 None,
@@ -250,6 +300,7 @@ pub fn plan(git: &GitRepo, opts: &CheckOptions) -> Result<Plan, CheckError> {
             base: base_prepared,
             base_config,
             note,
+            dataset_change,
         });
     }
     plan.head_config = Some(head.config);
@@ -278,6 +329,9 @@ pub struct SuiteReport {
     pub head: Summary,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Set when the change touches only the suite's dataset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dataset_change: Option<DatasetChangeReport>,
     #[serde(flatten)]
     pub verdict: SuiteVerdict,
 }
@@ -381,11 +435,28 @@ pub async fn execute(plan: Plan, opts: &ExecOptions<'_>) -> Result<CheckReport, 
         };
         let (head_summary, head_cases) =
             run_side(&s.head, head_caller.clone(), "head", opts).await?;
-        let verdict = compare::decide(
-            &s.head.gates,
-            base.as_ref().map(|(sum, cases)| (sum, cases.as_slice())),
-            (&head_summary, &head_cases),
-        );
+        let (verdict, dataset_change) = match (&s.dataset_change, &s.base, &base) {
+            (Some(plan), Some(base_prepared), Some((base_summary, base_cases))) => {
+                let split =
+                    dataset_change::split(plan, base_prepared, base_cases, &s.head, &head_cases);
+                let mut report = split.report;
+                let mut verdict = compare::decide(
+                    &s.head.gates,
+                    Some((base_summary, &split.base_common)),
+                    (&head_summary, &split.head_common),
+                );
+                dataset_change::apply_mode(&mut verdict, &mut report);
+                (verdict, Some(report))
+            }
+            _ => (
+                compare::decide(
+                    &s.head.gates,
+                    base.as_ref().map(|(sum, cases)| (sum, cases.as_slice())),
+                    (&head_summary, &head_cases),
+                ),
+                None,
+            ),
+        };
         for summary in base.iter().map(|(b, _)| b).chain([&head_summary]) {
             report.model_calls += summary.cases;
             report.cache_hits += summary.cache_hits;
@@ -399,6 +470,7 @@ pub async fn execute(plan: Plan, opts: &ExecOptions<'_>) -> Result<CheckReport, 
             base: base.map(|(b, _)| b),
             head: head_summary,
             note: s.note,
+            dataset_change,
             verdict,
         });
     }

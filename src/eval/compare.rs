@@ -110,6 +110,17 @@ pub struct CheckGate {
     /// Why a gate passed or failed when the numbers alone do not say.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The gate failed but does not block: an absolute gate on a change
+    /// of the dataset only (see `eval::dataset_change`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub warning: bool,
+}
+
+impl CheckGate {
+    /// Passes, or fails without blocking.
+    pub fn allows(&self) -> bool {
+        self.pass || self.warning
+    }
 }
 
 /// Everything the comparison of one suite found.
@@ -325,6 +336,7 @@ pub fn check_gates(
             pass: g.pass,
             significant: None,
             note: None,
+            warning: false,
         })
         .collect();
     if let Some(r) = gates.regression {
@@ -349,6 +361,7 @@ fn regression_gate(
         pass: true,
         significant: None,
         note: None,
+        warning: false,
     };
     let Some(c) = comparison else {
         gate.note = Some("nothing to compare with on base: not applicable".into());

@@ -6,6 +6,7 @@ pub mod assertions;
 pub mod call;
 pub mod check;
 pub mod compare;
+pub mod dataset_change;
 pub mod provider_caller;
 pub mod results;
 pub mod runner;

@@ -79,6 +79,28 @@ impl PreparedSuite {
             .map(|a| a.name().to_string())
             .collect()
     }
+
+    /// The dataset row of `key`, if the pinned version has it.
+    pub fn row(&self, key: &str) -> Option<&Row> {
+        self.cases.iter().find(|c| c.key == key).map(|c| &c.row)
+    }
+
+    /// Row keys in dataset order.
+    pub fn row_keys(&self) -> impl Iterator<Item = &str> {
+        self.cases.iter().map(|c| c.key.as_str())
+    }
+
+    /// The dataset columns the assertions read (the expected answers), in
+    /// assertion order, each once.
+    pub fn expected_columns(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for c in self.assertions.iter().flat_map(|a| a.columns_read()) {
+            if !out.contains(&c) {
+                out.push(c);
+            }
+        }
+        out
+    }
 }
 
 /// One evaluated case (one row, one repeat).
@@ -135,6 +157,20 @@ pub fn prepare_variant(
     variant: &Variant<'_>,
 ) -> Result<PreparedSuite, EvalError> {
     let suite = project.eval(suite_name)?;
+    prepare_on_dataset(project, suite_name, variant, source, &suite.dataset)
+}
+
+/// Like [`prepare_variant`], with the rows of `dataset` read from
+/// `dataset_source` instead of the suite's own pinned version: `check`
+/// runs an unchanged prompt on a pull request's old dataset version.
+pub fn prepare_on_dataset(
+    project: &Project,
+    suite_name: &str,
+    variant: &Variant<'_>,
+    dataset_source: &dyn FileSource,
+    dataset: &crate::spec::dataset::DatasetRef,
+) -> Result<PreparedSuite, EvalError> {
+    let suite = project.eval(suite_name)?;
     let prompt = variant.prompt;
     let model_key = prompt.prompt.model.clone();
     let (upstream, mut params) = model_identity(variant.config, suite_name, &model_key)?;
@@ -148,7 +184,7 @@ pub fn prepare_variant(
     for (k, v) in &prompt.prompt.params {
         params.insert(k.clone(), v.clone());
     }
-    let snapshot = dataset::read_snapshot(source, &suite.dataset)?;
+    let snapshot = dataset::read_snapshot(dataset_source, dataset)?;
     let mut assertions = Vec::new();
     let mut judges = Vec::new();
     for a in &suite.assertions {
@@ -192,7 +228,7 @@ pub fn prepare_variant(
         prompt_id: prompt.prompt.id.clone(),
         prompt_version: prompt.blob.clone(),
         commit: variant.commit.clone(),
-        dataset: suite.dataset.to_string(),
+        dataset: dataset.to_string(),
         model: model_key,
         upstream,
         params,

@@ -12,6 +12,8 @@ use std::fmt::Write;
 
 use crate::eval::check::{CheckReport, SuiteReport, Verdict};
 use crate::eval::compare::{CaseChange, CheckGate};
+use crate::eval::dataset_change::DatasetChangeReport;
+use crate::spec::eval::OnDatasetChange;
 use crate::stats::noninferiority::DropTest;
 
 /// The first line of every report; the Action looks for it.
@@ -72,12 +74,27 @@ fn status(pass: bool) -> &'static str {
     if pass { "✅ pass" } else { "❌ fail" }
 }
 
+fn gate_status(g: &CheckGate) -> &'static str {
+    if g.warning {
+        "⚠️ fail (warning)"
+    } else {
+        status(g.pass)
+    }
+}
+
 /// The one-line verdict.
 pub fn verdict_line(r: &CheckReport) -> String {
     match r.verdict {
         Verdict::NoChanges => {
             "✅ **promptgate check: no prompt changes** — nothing an eval reads (prompts, evals, datasets, models) changed; no suite was run.".into()
         }
+        Verdict::Pass if warnings(r) > 0 => format!(
+            "⚠️ **promptgate check passed with {} warning{}** — {} affected suite{} evaluated; the dataset changed and a gate fails on the new version without blocking (see below).",
+            warnings(r),
+            if warnings(r) == 1 { "" } else { "s" },
+            r.suites.len(),
+            if r.suites.len() == 1 { "" } else { "s" }
+        ),
         Verdict::Pass => format!(
             "✅ **promptgate check passed** — {} affected suite{} evaluated, every gate passes.",
             r.suites.len(),
@@ -99,6 +116,15 @@ pub fn verdict_line(r: &CheckReport) -> String {
             )
         }
     }
+}
+
+/// Failed gates reported as warnings, over every suite.
+fn warnings(r: &CheckReport) -> usize {
+    r.suites
+        .iter()
+        .flat_map(|s| &s.verdict.gates)
+        .filter(|g| g.warning)
+        .count()
 }
 
 /// The whole report.
@@ -136,7 +162,7 @@ pub fn render(r: &CheckReport) -> String {
 
 fn gate_text(g: &CheckGate, drop_test: Option<&DropTest>) -> String {
     match g.gate.as_str() {
-        "pass_rate" => format!("{} min {}", status(g.pass), pct(g.threshold)),
+        "pass_rate" => format!("{} min {}", gate_status(g), pct(g.threshold)),
         "regression" => {
             let mut t = format!("{} max drop {:.1} pts", status(g.pass), g.threshold * 100.0);
             if let (Some(shown), Some(d)) = (g.significant, drop_test) {
@@ -149,7 +175,7 @@ fn gate_text(g: &CheckGate, drop_test: Option<&DropTest>) -> String {
             }
             t
         }
-        _ => format!("{} {} {}", status(g.pass), g.op, g.threshold),
+        _ => format!("{} {} {}", gate_status(g), g.op, g.threshold),
     }
 }
 
@@ -221,10 +247,15 @@ fn suite(out: &mut String, s: &SuiteReport) {
     let b = s.base.as_ref();
     let c = s.verdict.comparison.as_ref();
     let _ = writeln!(out);
+    let warned = s.verdict.gates.iter().any(|g| g.warning);
     let _ = writeln!(
         out,
         "### {} `{}`",
-        if s.verdict.pass { "✅" } else { "❌" },
+        match (s.verdict.pass, warned) {
+            (false, _) => "❌",
+            (true, true) => "⚠️",
+            (true, false) => "✅",
+        },
         s.suite
     );
     let _ = writeln!(out);
@@ -248,7 +279,11 @@ fn suite(out: &mut String, s: &SuiteReport) {
         let _ = writeln!(out);
         let _ = writeln!(out, "> {note}");
     }
-    if let Some(line) = cost_quality_line(s) {
+    if let Some(dc) = &s.dataset_change {
+        dataset_change(out, dc);
+    }
+    // Base and head ran on different rows: their costs do not compare.
+    if let Some(line) = cost_quality_line(s).filter(|_| s.dataset_change.is_none()) {
         let _ = writeln!(out);
         let _ = writeln!(out, "{line}");
     }
@@ -268,6 +303,12 @@ fn suite(out: &mut String, s: &SuiteReport) {
         ),
         None => pts(c.pass_rate.delta),
     });
+    // On a dataset-only change the delta is the common rows' (the sides'
+    // pass rates are over different rows).
+    let pass_delta = match (&s.dataset_change, c) {
+        (Some(dc), Some(_)) => format!("{pass_delta} on the {} common rows", dc.rows_common),
+        _ => pass_delta,
+    };
     let ms_delta = |d: Option<f64>| d.map_or_else(dash, |d| format!("{d:+.0} ms"));
     let rows = [
         [
@@ -381,6 +422,87 @@ fn suite(out: &mut String, s: &SuiteReport) {
         }
         more(out, s.verdict.flaky.len());
     }
+}
+
+/// The dataset-only change: what changed, the rule, and the new rows the
+/// unchanged prompt fails.
+fn dataset_change(out: &mut String, dc: &DatasetChangeReport) {
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "**Dataset change only:** `{}` → `{}` ({} row{} added, {} changed, {} removed); the unchanged prompt ran on both versions. \
+         The regression gate compares the {} row{} common to both; absolute gates on `{}` {} (`on_dataset_change: {}`).",
+        dc.from,
+        dc.to,
+        dc.rows_added,
+        if dc.rows_added == 1 { "" } else { "s" },
+        dc.rows_changed,
+        dc.rows_removed,
+        dc.rows_common,
+        if dc.rows_common == 1 { "" } else { "s" },
+        dc.to,
+        match dc.on_dataset_change {
+            OnDatasetChange::Warn => "warn instead of blocking",
+            OnDatasetChange::Block => "block",
+        },
+        dc.on_dataset_change.as_str(),
+    );
+    for w in &dc.warnings {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "> ⚠️ warning: {w}");
+    }
+    let _ = writeln!(out);
+    if dc.new_failures.is_empty() {
+        let _ = writeln!(
+            out,
+            "The prompt passes all {} new or changed row{}.",
+            dc.new_passing,
+            if dc.new_passing == 1 { "" } else { "s" }
+        );
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "**New rows the prompt fails** ({} of {}): what the next prompt change should fix",
+        dc.new_failures.len(),
+        dc.new_failures.len() + dc.new_passing
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(out, "| row | expected | output | failed assertions |");
+    let _ = writeln!(out, "|---|---|---|---|");
+    for f in dc.new_failures.iter().take(MAX_CASES) {
+        let expected: Vec<String> = f
+            .expected
+            .iter()
+            .map(|(k, v)| match v {
+                serde_json::Value::String(s) => format!("{k}: {s}"),
+                v => format!("{k}: {v}"),
+            })
+            .collect();
+        let output = match &f.error {
+            Some(e) => format!("<em>error:</em> {}", cell(e)),
+            None => cell(&f.output),
+        };
+        let failed: Vec<String> = f
+            .failed_assertions
+            .iter()
+            .map(|a| format!("`{}`: {}", cell(&a.name), cell(&a.detail)))
+            .collect();
+        let _ = writeln!(
+            out,
+            "| `{}`{} | {} | {} | {} |",
+            cell(&f.key),
+            if f.change == "changed" {
+                " (changed)"
+            } else {
+                ""
+            },
+            cell(&expected.join("; ")),
+            output,
+            failed.join("<br>")
+        );
+    }
+    more(out, dc.new_failures.len());
 }
 
 /// The output to show for one side: a passing one for the side that passed

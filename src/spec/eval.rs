@@ -31,6 +31,34 @@ pub struct EvalSuite {
     /// Candidates `promptgate compare` runs on this suite by default.
     #[serde(default)]
     pub compare: Option<CompareMatrix>,
+    /// What the absolute gates do in `check` when a change touches only
+    /// this suite's dataset (the prompt, its model and the rest of the
+    /// suite unchanged).
+    #[serde(default)]
+    pub on_dataset_change: OnDatasetChange,
+}
+
+/// `on_dataset_change:` of a suite. A dataset that grows by rows the
+/// current prompt fails lowers the pass rate without any change to the
+/// prompt: that is the point of adding them, so by default it warns, and
+/// the prompt change that follows is judged on the new version as usual.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnDatasetChange {
+    /// Failed absolute gates are reported as warnings; check passes.
+    #[default]
+    Warn,
+    /// Failed absolute gates block, as on any other change.
+    Block,
+}
+
+impl OnDatasetChange {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnDatasetChange::Warn => "warn",
+            OnDatasetChange::Block => "block",
+        }
+    }
 }
 
 /// `compare:` of a suite: the candidates are every combination of a model,

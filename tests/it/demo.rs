@@ -162,6 +162,152 @@ print(dict(collections.Counter(t.column("variant").to_pylist())))
     }
 }
 
+/// The text of `path` at `rev`.
+fn file_at(git: &GitRepo, rev: &str, path: &str) -> String {
+    let repo = git.inner();
+    let commit = repo.find_commit(git.resolve(rev).unwrap()).unwrap();
+    let entry = commit.tree().unwrap().get_path(Path::new(path)).unwrap();
+    let blob = repo.find_blob(entry.id()).unwrap();
+    String::from_utf8(blob.content().to_vec()).unwrap()
+}
+
+/// `demo --improve`: feedback -> review queue -> scripted reviews over
+/// HTTP -> dataset v2 on a branch -> its dataset-only check -> the prompt
+/// fix checked on v2 -> canary -> the analyzer's promotion commit.
+#[test]
+fn demo_improve_runs_the_loop_until_the_fix_is_promoted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    let o = run_in(
+        tmp.path(),
+        &[
+            "demo",
+            &dir.display().to_string(),
+            "--improve",
+            "--timeout-s",
+            "240",
+        ],
+    );
+    let out = stdout(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "demo failed:\n{out}\n{}",
+        crate::support::stderr(&o)
+    );
+    assert!(
+        out.contains("--improve: using the built-in mock-llm (a mock, not a real model)"),
+        "{out}"
+    );
+    assert!(out.contains("scripted reviews"), "{out}");
+    for step in 1..=9 {
+        assert!(out.contains(&format!("[{step}/9]")), "step {step}:\n{out}");
+    }
+    let git = GitRepo::open(&dir).unwrap();
+
+    // v2 on the dataset branch: six reviewed rows with provenance, the
+    // suite moved, v1 untouched.
+    let tree = git.tree_at("refs/heads/dataset/capitals-v2").unwrap();
+    let suite = file_at(
+        &git,
+        "refs/heads/dataset/capitals-v2",
+        "evals/capitals.yaml",
+    );
+    assert!(suite.contains("dataset: capitals@v2"), "{suite}");
+    let v2 = promptgate::dataset::read_snapshot(&tree, &"capitals@v2".parse().unwrap()).unwrap();
+    assert_eq!(v2.rows.len(), 18);
+    let reviewed: Vec<_> = v2
+        .rows
+        .iter()
+        .filter(|r| r.get("reviewer").and_then(|v| v.as_str()) == Some("demo-script"))
+        .collect();
+    assert_eq!(reviewed.len(), 6);
+    let mut expected: Vec<&str> = reviewed
+        .iter()
+        .map(|r| r["expected"].as_str().unwrap())
+        .collect();
+    expected.sort();
+    assert_eq!(
+        expected,
+        vec!["Abuja", "Ankara", "Bern", "Brasilia", "Canberra", "Ottawa"]
+    );
+    assert!(reviewed.iter().all(|r| {
+        r["source_request_id"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty())
+    }));
+    let v1 = promptgate::dataset::read_snapshot(&tree, &"capitals@v1".parse().unwrap()).unwrap();
+    assert_eq!(v1.rows.len(), 12);
+
+    // The dataset-only check listed the six rows and warned; the fix's
+    // check passed on v2 and fixed them.
+    let md = std::fs::read_to_string(dir.join(".promptgate/demo/check-dataset.md")).unwrap();
+    assert!(md.contains("passed with 1 warning"), "{md}");
+    assert!(
+        md.contains("**Dataset change only:** `capitals@v1` → `capitals@v2` (6 rows added"),
+        "{md}"
+    );
+    assert!(
+        md.contains("**New rows the prompt fails** (6 of 6)"),
+        "{md}"
+    );
+    assert!(md.contains("expected: Canberra | Sydney |"), "{md}");
+    // The provenance columns grow added leave the old rows common.
+    assert!(md.contains("compares the 12 rows common to both"), "{md}");
+    let md = std::fs::read_to_string(dir.join(".promptgate/demo/check-fix.md")).unwrap();
+    assert!(md.contains("promptgate check passed"), "{md}");
+    assert!(md.contains("dataset `capitals@v2`"), "{md}");
+    assert!(md.contains("**Fixed** (6 cases)"), "{md}");
+
+    // main: the dataset merged, the canary commit, then the promotion of
+    // the fix's commit by serve's analyzer.
+    let repo = git.inner();
+    let main = repo
+        .find_commit(git.resolve("refs/heads/main").unwrap())
+        .unwrap();
+    let msg = main.message().unwrap();
+    assert!(
+        msg.starts_with("promptgate: promote canary refs/heads/demo/capital-fix"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("feedback_score") && msg.contains("decision: promote"),
+        "{msg}"
+    );
+    assert_eq!(
+        main.parent(0).unwrap().summary().unwrap(),
+        Some("rollout: canary demo/capital-fix at 50%")
+    );
+    let fix = git
+        .resolve("refs/heads/demo/capital-fix")
+        .unwrap()
+        .to_string();
+    let rollout = file_at(&git, "refs/heads/main", "rollout.yaml");
+    assert!(rollout.contains(&format!("stable: \"{fix}\"")), "{rollout}");
+    assert!(!rollout.contains("canary:"), "{rollout}");
+    let suite = file_at(&git, "refs/heads/main", "evals/capitals.yaml");
+    assert!(suite.contains("dataset: capitals@v2"), "{suite}");
+    let prompt = file_at(&git, &fix, "prompts/capital.yaml");
+    assert!(prompt.contains("official capital city"), "{prompt}");
+
+    // The v2 snapshot through an independent reader: provenance columns.
+    if let Some(py) = python_with_pyarrow() {
+        let script = r#"
+import sys, pyarrow.parquet as pq
+t = pq.read_table(sys.argv[1])
+rows = [r for r in t.to_pylist() if r["reviewer"] == "demo-script"]
+print(len(t), len(rows), sorted(r["expected"] for r in rows)[0], all(r["source_request_id"] for r in rows))
+"#;
+        let o = Command::new(py)
+            .args(["-c", script])
+            .arg(dir.join("datasets/capitals/snapshots/v2.parquet"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", crate::support::stderr(&o));
+        assert_eq!(stdout(&o).trim(), "18 6 Abuja True");
+    }
+}
+
 /// A demo running in the background in a temp folder, its stdout lines
 /// on a channel.
 struct Running {

@@ -123,12 +123,13 @@ analysis:
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::super::PROMPT_FILE;
     use super::*;
     use crate::mock_llm;
 
-    fn answer(rules: &[mock_llm::Rule], message: &str) -> Option<String> {
+    /// What the mock answers to `message` under `rules`.
+    pub(in crate::cli::demo) fn answer(rules: &[mock_llm::Rule], message: &str) -> Option<String> {
         rules.iter().find_map(|r| {
             r.pattern.captures(message).map(|c| {
                 let mut s = String::new();

@@ -11,6 +11,11 @@
 //! typed values (`--json`, serve's `/status`), never their human output;
 //! the mock LLM and the traffic client ([`traffic`]) run in this process.
 //!
+//! `--improve` runs the improvement loop instead ([`improve`]): feedback,
+//! the review queue, scripted reviews over HTTP, dataset v2 on a branch,
+//! its dataset-only check, a prompt fix checked on v2, its canary and the
+//! analyzer's promotion.
+//!
 //! Files: this one is the step script; [`steps`] the steps, [`supervise`]
 //! the children and the stop signal, [`traffic`] the simulated users,
 //! [`http`] the HTTP client and serve's `/status`, [`repo`] the commits,
@@ -18,6 +23,7 @@
 
 mod fixtures;
 mod http;
+mod improve;
 mod output;
 mod repo;
 mod steps;
@@ -64,6 +70,12 @@ pub struct Args {
     /// Longest wait for the automatic rollback, in seconds.
     #[arg(long, default_value_t = 300)]
     pub timeout_s: u64,
+    /// Show the improvement loop instead, on the mock-llm: feedback ->
+    /// review queue -> scripted reviews -> dataset v2 on a branch -> its
+    /// check -> a prompt fix checked on v2 -> canary -> promotion. Exits
+    /// once the promotion is committed.
+    #[arg(long)]
+    pub improve: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitStatus> {
@@ -82,10 +94,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitStatus> {
             mock: None,
             serve: None,
         };
-        let outcome = demo.steps(&args, &stop).await;
-        let outcome = match outcome {
-            Ok(()) if !args.exit_after_rollback => demo.hold(&stop).await,
-            other => other,
+        let outcome = if args.improve {
+            demo.improve_steps(&args, &stop).await
+        } else {
+            match demo.steps(&args, &stop).await {
+                Ok(()) if !args.exit_after_rollback => demo.hold(&stop).await,
+                other => other,
+            }
         };
         let stopped = demo.shutdown().await;
         Ok(report(outcome, &stopped, &demo.root))
@@ -172,6 +187,63 @@ impl Demo {
              \x20 {root}/.promptgate/logs/requests     request logs (Parquet, one row per call)\n\
              \x20 {root}/.promptgate/logs/serve.log    what serve said (reloads, the analyzer)\n\
              \x20 promptgate canary status --repo {root}",
+            root = root.display()
+        ));
+        Ok(())
+    }
+
+    /// `--improve`: the improvement loop, on the mock (see [`improve`]).
+    async fn improve_steps(&mut self, args: &Args, stop: &Stop) -> Result<(), Halt> {
+        use improve::head;
+        head(1, "Scaffold a promptgate repository");
+        let root = guarded(stop, "scaffold", async {
+            steps::scaffold(args.dir.clone())
+        })
+        .await?;
+        self.root = root.clone();
+
+        head(2, "The model: the built-in mock-llm");
+        self.mock = Some(guarded(stop, "model", improve::start_mock(&root)).await?);
+
+        head(3, "Serve, traffic, and the users' feedback");
+        let serve = guarded(stop, "serve", ServeChild::start(&root)).await?;
+        let addr = serve.addr;
+        self.serve = Some(serve);
+        guarded(stop, "traffic", improve::traffic_with_feedback(&root, addr)).await?;
+
+        head(4, "Queue the badly rated calls for review");
+        cooperative("review sample", improve::sample(&root, stop)).await?;
+
+        head(5, "Review them (scripted) through serve's HTTP endpoints");
+        guarded(stop, "review", improve::review(&root, addr)).await?;
+
+        head(6, "Grow the dataset to v2 on a branch, and eval on v2");
+        cooperative("dataset grow", improve::grow_and_eval(&root, stop)).await?;
+
+        head(7, "Check the dataset-only pull request, then merge it");
+        cooperative("dataset check", improve::check_dataset(&root, stop)).await?;
+
+        head(8, "Fix the prompt on a branch and check it on v2");
+        cooperative("fix check", improve::fix_and_check(&root, stop)).await?;
+
+        head(9, "Put the fix live as a canary and wait for the analyzer");
+        let timeout = Duration::from_secs(args.timeout_s);
+        let done = guarded(
+            stop,
+            "promotion",
+            improve::canary_until_promoted(&root, addr, timeout),
+        )
+        .await?;
+        say(&format!(
+            "\nDone: low feedback became reviewed rows of dataset v2, the prompt fix passed check on v2,\n\
+             and serve's analyzer promoted it live ({}).\n\
+             Look at:\n\
+             \x20 git -C {root} log --oneline --graph --all   the dataset branch, the fix, the canary and its promotion\n\
+             \x20 {root}/.promptgate/demo/check-dataset.md     the dataset-only check (new rows the old prompt fails)\n\
+             \x20 {root}/.promptgate/demo/check-fix.md         the fix's check on v2\n\
+             \x20 {root}/.promptgate/logs/review/journal.jsonl the review queue and its decisions\n\
+             \x20 promptgate dataset list {SUITE} --repo {root}",
+            &done.promotion[..done.promotion.len().min(12)],
             root = root.display()
         ));
         Ok(())

@@ -11,7 +11,12 @@ pub(super) fn say(text: &str) {
 }
 
 pub(super) fn heading(n: u32, title: &str) {
-    say(&format!("\n[{n}/7] {title}"));
+    heading_of(n, 7, title);
+}
+
+/// A step heading out of `total` steps.
+pub(super) fn heading_of(n: u32, total: u32, title: &str) {
+    say(&format!("\n[{n}/{total}] {title}"));
 }
 
 pub(super) fn detail(text: &str) {

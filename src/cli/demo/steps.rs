@@ -114,15 +114,24 @@ fn use_ollama(root: &Path, config: &str, models: &[String]) -> anyhow::Result<bo
 /// The mock-llm with rules for the dataset, and promptgate.yaml's
 /// provider pointed at it (committed on main).
 async fn start_mock(root: &Path, config: &str) -> anyhow::Result<MockServer> {
+    start_mock_with(root, config, &mock_rules(&read_dataset(root)?)).await
+}
+
+/// The mock-llm answering by `rules_yaml`, and promptgate.yaml's provider
+/// pointed at it (committed on main).
+pub(super) async fn start_mock_with(
+    root: &Path,
+    config: &str,
+    rules_yaml: &str,
+) -> anyhow::Result<MockServer> {
     let config_path = crate::project::CONFIG_FILE;
-    let rules_yaml = mock_rules(&read_dataset(root)?);
     let rules_path = root.join(".promptgate/demo/mock-rules.yaml");
     if let Some(dir) = rules_path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     crate::durable::write(&rules_path, rules_yaml.as_bytes())?;
     let mock = MockServer::start(MockConfig {
-        rules: mock_llm::parse_rules(&rules_yaml)?,
+        rules: mock_llm::parse_rules(rules_yaml)?,
         ..MockConfig::default()
     })
     .await
@@ -204,21 +213,7 @@ pub(super) async fn branch_and_check(root: &Path, stop: &Stop) -> anyhow::Result
         super::PROMPT_FILE,
         &commit.to_string()[..12]
     ));
-    let md = root.join(".promptgate/demo/check.md");
-    let md_arg = md.to_string_lossy().into_owned();
-    let args = [
-        "check",
-        "--base",
-        "main",
-        "--head",
-        BRANCH,
-        "--json",
-        "--markdown",
-        &md_arg,
-    ];
-    let check = promptgate(root, &args, stop).await?;
-    let code = check.ran()?;
-    let report: CheckView = check.json()?;
+    let (code, report, md) = run_check::<CheckView>(root, BRANCH, "check.md", stop).await?;
     detail(&format!("verdict: {}", verdict_text(&report)));
     if code == 1 {
         detail("check exited 1: the gate failed, this change would be blocked in review");
@@ -228,6 +223,31 @@ pub(super) async fn branch_and_check(root: &Path, stop: &Stop) -> anyhow::Result
     detail(&format!("the PR comment (markdown): {}", md.display()));
     look(&format!("git -C {} diff main {BRANCH}", root.display()));
     Ok(())
+}
+
+/// `check --base main --head HEAD --json --markdown .promptgate/demo/MD`:
+/// its exit code (0 or 1), its JSON typed, and the markdown's path.
+pub(super) async fn run_check<T: serde::de::DeserializeOwned>(
+    root: &Path,
+    head: &str,
+    md: &str,
+    stop: &Stop,
+) -> anyhow::Result<(i32, T, PathBuf)> {
+    let md_path = root.join(format!(".promptgate/demo/{md}"));
+    let md_arg = md_path.to_string_lossy().into_owned();
+    let args = [
+        "check",
+        "--base",
+        "main",
+        "--head",
+        head,
+        "--json",
+        "--markdown",
+        &md_arg,
+    ];
+    let run = promptgate(root, &args, stop).await?;
+    let code = run.ran()?;
+    Ok((code, run.json()?, md_path))
 }
 
 fn verdict_text(r: &CheckView) -> String {
@@ -296,18 +316,18 @@ pub(super) struct Rollback {
     commit: String,
 }
 
-/// What the analyzer's last committing round says: `Some` once it rolled
-/// the canary back; an error when it promoted it instead.
-fn rollback_of(run: Option<&AnalysisRun>) -> anyhow::Result<Option<Rollback>> {
+/// The commit of the analyzer's last committing round when it took `want`
+/// (a rollback or a promotion); an error when it took the other one.
+fn decision_of(run: Option<&AnalysisRun>, want: Action) -> anyhow::Result<Option<String>> {
     let Some(applied) = run.and_then(|r| r.applied.as_ref()) else {
         return Ok(None);
     };
     match (applied.action, &applied.commit) {
-        (Action::Rollback, Some(commit)) => Ok(Some(Rollback {
-            commit: commit.clone(),
-        })),
-        (Action::Promote, _) => bail!(
-            "the analyzer promoted the canary instead of rolling it back ({})",
+        (action, Some(commit)) if action == want => Ok(Some(commit.clone())),
+        (action @ (Action::Promote | Action::Rollback), _) if action != want => bail!(
+            "the analyzer decided {} instead of {} ({})",
+            action.describe(),
+            want.describe(),
             applied.method
         ),
         _ => Ok(None),
@@ -322,6 +342,19 @@ pub(super) async fn wait_for_rollback(
     traffic: &Traffic,
     timeout: Duration,
 ) -> anyhow::Result<Rollback> {
+    let commit = wait_for_decision(root, addr, traffic, timeout, Action::Rollback).await?;
+    Ok(Rollback { commit })
+}
+
+/// Waits, while traffic flows, until serve's `/status` shows the
+/// analyzer's commit of `want`; prints it as `git log -1` would.
+pub(super) async fn wait_for_decision(
+    root: &Path,
+    addr: SocketAddr,
+    traffic: &Traffic,
+    timeout: Duration,
+    want: Action,
+) -> anyhow::Result<String> {
     if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         detail("waiting for serve's analyzer to decide (traffic flowing)...");
     }
@@ -330,8 +363,8 @@ pub(super) async fn wait_for_rollback(
     let client = client(Duration::from_secs(5))?;
     let found = loop {
         if let Ok(s) = status(&client, addr).await {
-            match rollback_of(s.analysis.last_applied.as_ref()) {
-                Ok(Some(r)) => break r,
+            match decision_of(s.analysis.last_applied.as_ref(), want) {
+                Ok(Some(c)) => break c,
                 Ok(None) => {}
                 Err(e) => {
                     bar.finish_and_clear();
@@ -342,7 +375,8 @@ pub(super) async fn wait_for_rollback(
         if started.elapsed() > timeout {
             bar.finish_and_clear();
             bail!(
-                "no rollback commit within {} s ({}); see .promptgate/logs/serve.log",
+                "no {} commit within {} s ({}); see .promptgate/logs/serve.log",
+                want.describe(),
                 timeout.as_secs(),
                 traffic.counts.line()
             );
@@ -359,12 +393,12 @@ pub(super) async fn wait_for_rollback(
         started.elapsed().as_secs_f64(),
         traffic.counts.line()
     ));
-    print_commit(root, &found.commit)?;
+    print_commit(root, &found)?;
     Ok(found)
 }
 
 /// `commit` as `git log -1` shows it.
-fn print_commit(root: &Path, commit: &str) -> anyhow::Result<()> {
+pub(super) fn print_commit(root: &Path, commit: &str) -> anyhow::Result<()> {
     let (subject, body) = message_of(root, commit)?;
     say(&format!(
         "\n      $ git log -1\n      commit {commit}\n          {subject}\n"
@@ -442,11 +476,15 @@ mod tests {
         }
     }
 
+    fn rollback_of(r: Option<&AnalysisRun>) -> anyhow::Result<Option<String>> {
+        decision_of(r, Action::Rollback)
+    }
+
     #[test]
     fn the_rollback_record_is_the_analyzers_committed_rollback() {
         assert!(rollback_of(None).unwrap().is_none());
         let r = rollback_of(Some(&run(Action::Rollback, Some("abc")))).unwrap();
-        assert_eq!(r.unwrap().commit, "abc");
+        assert_eq!(r.unwrap(), "abc");
         let step = run(
             Action::AdvanceStep {
                 from: 5.0,
@@ -456,5 +494,9 @@ mod tests {
         );
         assert!(rollback_of(Some(&step)).unwrap().is_none());
         assert!(rollback_of(Some(&run(Action::Promote, Some("e")))).is_err());
+        // Waiting for a promotion: the promotion's commit, a rollback an error.
+        let p = decision_of(Some(&run(Action::Promote, Some("e"))), Action::Promote).unwrap();
+        assert_eq!(p.as_deref(), Some("e"));
+        assert!(decision_of(Some(&run(Action::Rollback, Some("f"))), Action::Promote).is_err());
     }
 }

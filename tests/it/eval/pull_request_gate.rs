@@ -25,15 +25,8 @@ const MORE_ROWS: &[(&str, &str, &str)] = &[
 
 /// (country, capital) of every row: the scaffold's and [`MORE_ROWS`].
 fn countries() -> Vec<(String, String)> {
-    include_str!("../../../template-repo/datasets/capitals/rows.jsonl")
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            (
-                v["country"].as_str().unwrap().to_string(),
-                v["expected"].as_str().unwrap().to_string(),
-            )
-        })
+    super::scaffold_capitals()
+        .into_iter()
         .chain(
             MORE_ROWS
                 .iter()
