@@ -21,6 +21,7 @@ use crate::logstore::{
     ColumnError, Columns, FeedbackRecord, LogStoreError, RequestFilter, RequestLogRow,
     RequestStatus, Variant, need, request_files, stream_projected,
 };
+use crate::stats::latency::LatencyQuantiles;
 /// One point of the plane.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ProductionPoint {
@@ -196,7 +197,7 @@ struct Acc {
     feedback: Vec<f64>,
     cost: f64,
     errors: u64,
-    latencies: Vec<f64>,
+    latencies: LatencyQuantiles,
 }
 
 /// The plane's groups, filled one call at a time.
@@ -244,7 +245,7 @@ impl<'f> Plane<'f> {
         }
         a.cost += r.cost;
         if r.ok {
-            a.latencies.push(r.latency_ms);
+            a.latencies.record(r.latency_ms);
         } else {
             a.errors += 1;
         }
@@ -269,8 +270,8 @@ impl<'f> Plane<'f> {
                     cost_per_call: a.cost / n,
                     cost_per_1k: a.cost / n * 1000.0,
                     error_rate: a.errors as f64 / n,
-                    latency_p50_ms: crate::stats::quantile(&a.latencies, 0.5),
-                    latency_p95_ms: crate::stats::quantile(&a.latencies, 0.95),
+                    latency_p50_ms: a.latencies.quantile(0.5),
+                    latency_p95_ms: a.latencies.quantile(0.95),
                     on_frontier: false,
                 }
             })
