@@ -25,7 +25,7 @@
 #![allow(clippy::print_stdout)]
 
 use promptgate::compare::decide::{self, Decision, Reference};
-use promptgate::compare::metrics::{CandidateFigures, RowOutcomes, pass_rate_interval};
+use promptgate::compare::metrics::{CandidateFigures, RowOutcomes};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use statrs::distribution::{ContinuousCDF, Normal};
@@ -98,27 +98,12 @@ impl Scenario {
 }
 
 fn figures(c: usize, pass: &[f64]) -> CandidateFigures {
-    let rate = pass.iter().sum::<f64>() / pass.len() as f64;
-    CandidateFigures {
-        label: format!("c{c}"),
-        model: format!("c{c}"),
-        prompt: "suite".into(),
-        prompt_version: String::new(),
-        params: serde_json::Map::new(),
-        rows: pass.len(),
-        cases: pass.len(),
-        pass_rate: rate,
-        pass_rate_interval: pass_rate_interval(pass, CONFIDENCE),
-        mean_score: rate,
-        cost_per_1k: 10.0 / f64::from(1u32 << c),
-        latency_p50_ms: None,
-        latency_p95_ms: None,
-        input_tokens: 0.0,
-        output_tokens: 0.0,
-        error_rate: 0.0,
-        cache_hits: 0,
-        results_file: None,
-    }
+    CandidateFigures::from_pass(
+        &format!("c{c}"),
+        10.0 / f64::from(1u32 << c),
+        pass,
+        CONFIDENCE,
+    )
 }
 
 /// Counts over the replications of one scenario.

@@ -238,34 +238,13 @@ fn paired(best: &RowOutcomes, other: &RowOutcomes) -> (Vec<f64>, Vec<f64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compare::metrics::pass_rate_interval;
 
     fn cand(label: &str, cost: f64, pass: &[f64]) -> (CandidateFigures, RowOutcomes) {
         let rows = RowOutcomes {
             keys: (0..pass.len()).map(|i| format!("r{i}")).collect(),
             pass: pass.to_vec(),
         };
-        let rate = pass.iter().sum::<f64>() / pass.len() as f64;
-        let f = CandidateFigures {
-            label: label.into(),
-            model: label.into(),
-            prompt: "suite".into(),
-            prompt_version: String::new(),
-            params: serde_json::Map::new(),
-            rows: pass.len(),
-            cases: pass.len(),
-            pass_rate: rate,
-            pass_rate_interval: pass_rate_interval(pass, 0.95),
-            mean_score: rate,
-            cost_per_1k: cost,
-            latency_p50_ms: None,
-            latency_p95_ms: None,
-            input_tokens: 0.0,
-            output_tokens: 0.0,
-            error_rate: 0.0,
-            cache_hits: 0,
-            results_file: None,
-        };
+        let f = CandidateFigures::from_pass(label, cost, pass, 0.95);
         (f, rows)
     }
 
