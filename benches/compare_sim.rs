@@ -19,7 +19,8 @@
 //! `compare` uses) and the best on the rows only (the first method).
 //! "Without Holm" reads the same tests' unadjusted p-values.
 //!
-//! Run: `cargo bench --bench compare_sim [REPLICATIONS]` (default 1,000).
+//! Run: `cargo bench --bench compare_sim [REPLICATIONS]` (default 1,000;
+//! every cell has its own seed, so the figures do not depend on the build).
 //! Figures go to benches/README.md.
 
 #![allow(clippy::print_stdout)]
