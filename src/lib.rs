@@ -21,7 +21,7 @@ pub(crate) mod alert;
 pub(crate) mod binding;
 pub(crate) mod canary;
 pub mod cli;
-pub(crate) mod compare;
+pub mod compare;
 pub mod dataset;
 pub mod drift;
 pub(crate) mod durable;

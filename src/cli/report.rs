@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use super::ExitStatus;
 use crate::compare::production::{self, ProductionPoint};
 use crate::drift::{Selector, StableState};
-use crate::logstore::{RequestFilter, read_feedback, read_requests};
+use crate::logstore::{RequestFilter, read_feedback};
 use crate::report::compare as report;
 use crate::settings::Settings;
 use crate::spec::drift::WindowSpec;
@@ -58,23 +58,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitStatus> {
         },
         _ => RequestFilter::default(),
     };
-    let mut rows = read_requests(&logs, &filter).context("reading the request log")?;
-    match &selector {
-        Selector::Last(n) => {
-            let keep = (*n as usize).min(rows.len());
-            rows.drain(..rows.len() - keep);
-        }
-        Selector::Commit(c) => rows.retain(|r| r.commit.starts_with(c.as_str())),
+    let calls = match &selector {
+        Selector::Last(n) => production::Calls::Last(*n as usize),
+        Selector::Commit(c) => production::Calls::Commit(c.clone()),
         Selector::First { .. } => {
             bail!(
                 "--window {}: `first:N` needs the stable version; use last:N, a period or a range",
                 args.window
             )
         }
-        Selector::Range { .. } => {}
-    }
+        Selector::Range { .. } => production::Calls::All,
+    };
     let feedback = read_feedback(&logs).context("reading feedback")?;
-    let points = production::plane(&rows, &feedback);
+    let (calls, points) = production::read_plane(&logs, &filter, &calls, &feedback)
+        .context("reading the request log")?;
     if let Some(path) = &args.html {
         crate::durable::write(
             path,
@@ -85,12 +82,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitStatus> {
     if args.json {
         let body = serde_json::json!({
             "window": args.window.to_string(),
-            "calls": rows.len(),
+            "calls": calls,
             "points": points,
         });
         super::out(&format!("{}\n", serde_json::to_string_pretty(&body)?))?;
     } else {
-        super::out(&table(&args.window.to_string(), rows.len(), &points))?;
+        super::out(&table(&args.window.to_string(), calls, &points))?;
     }
     Ok(ExitStatus::Success)
 }

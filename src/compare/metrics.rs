@@ -116,6 +116,35 @@ pub struct CandidateFigures {
     pub results_file: Option<String>,
 }
 
+impl CandidateFigures {
+    /// A candidate known only by its cost and per-row pass fractions (no
+    /// latency, tokens or errors; mean score = pass rate): for tests and
+    /// simulations of the decision.
+    pub fn from_pass(label: &str, cost_per_1k: f64, pass: &[f64], level: f64) -> CandidateFigures {
+        let rate = crate::stats::mean(pass).unwrap_or(0.0);
+        CandidateFigures {
+            label: label.into(),
+            model: label.into(),
+            prompt: "suite".into(),
+            prompt_version: String::new(),
+            params: serde_json::Map::new(),
+            rows: pass.len(),
+            cases: pass.len(),
+            pass_rate: rate,
+            pass_rate_interval: pass_rate_interval(pass, level),
+            mean_score: rate,
+            cost_per_1k,
+            latency_p50_ms: None,
+            latency_p95_ms: None,
+            input_tokens: 0.0,
+            output_tokens: 0.0,
+            error_rate: 0.0,
+            cache_hits: 0,
+            results_file: None,
+        }
+    }
+}
+
 /// A candidate's figures from its run's summary and cases.
 pub fn figures(
     label: &str,

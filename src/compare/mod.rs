@@ -14,11 +14,12 @@
 //! Every candidate runs through the eval runner and its response cache, so
 //! a re-run calls the model only for what changed.
 
-pub mod candidates;
+// `decide`, `frontier` and `metrics` are API for benches/compare_sim.rs.
+pub(crate) mod candidates;
 pub mod decide;
 pub mod frontier;
 pub mod metrics;
-pub mod production;
-pub mod run;
+pub(crate) mod production;
+pub(crate) mod run;
 
-pub use run::CompareReport;
+pub(crate) use run::CompareReport;

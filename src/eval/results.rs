@@ -140,7 +140,8 @@ pub fn summarise(
     let n = cases.len();
     let passed = cases.iter().filter(|c| c.pass).count();
     let errors = cases.iter().filter(|c| c.error.is_some()).count();
-    let latencies: Vec<f64> = cases
+    // Per run (a compare candidate): an HDR histogram, no sort.
+    let latencies: stats::latency::LatencyQuantiles = cases
         .iter()
         .filter(|c| c.error.is_none())
         .map(|c| c.latency_ms)
@@ -172,8 +173,8 @@ pub fn summarise(
         } else {
             cost_total / n as f64 * 1000.0
         },
-        latency_p50_ms: stats::quantile(&latencies, 0.5),
-        latency_p95_ms: stats::quantile(&latencies, 0.95),
+        latency_p50_ms: latencies.quantile(0.5),
+        latency_p95_ms: latencies.quantile(0.95),
         input_tokens: cases.iter().map(|c| c.input_tokens).sum(),
         output_tokens: cases.iter().map(|c| c.output_tokens).sum(),
         cache_hits: cases.iter().filter(|c| c.cached).count(),

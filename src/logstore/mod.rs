@@ -130,9 +130,9 @@ pub(crate) use files::{
     COMPACT_LOCK, DirLock, partition_date, partition_dirs, partition_files, partition_name,
 };
 pub use read::{RequestFilter, read_requests, read_requests_by_id};
-pub(crate) use read::{read_projected, read_selected_rows, request_files};
+pub(crate) use read::{read_projected, read_selected_rows, request_files, stream_projected};
 pub(crate) use redact::Redactor;
-pub(crate) use row::ColumnError;
+pub(crate) use row::{ColumnError, Columns, need};
 pub use row::{RequestLogRow, RequestStatus, Variant, request_schema};
 pub(crate) use writer::StallGuard;
 pub use writer::{LoggerStats, RequestLogger};

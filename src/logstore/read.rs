@@ -24,12 +24,18 @@ pub struct RequestFilter {
 
 impl RequestFilter {
     pub fn matches(&self, row: &RequestLogRow) -> bool {
-        self.since.is_none_or(|s| row.ts >= s)
-            && self.until.is_none_or(|u| row.ts < u)
+        self.admits(row.ts, row.prompt_id.as_deref())
+    }
+
+    /// [`Self::matches`] on the two fields it reads (for readers that do
+    /// not decode whole rows).
+    pub(crate) fn admits(&self, ts: DateTime<Utc>, prompt_id: Option<&str>) -> bool {
+        self.since.is_none_or(|s| ts >= s)
+            && self.until.is_none_or(|u| ts < u)
             && self
                 .prompt_id
                 .as_deref()
-                .is_none_or(|p| row.prompt_id.as_deref() == Some(p))
+                .is_none_or(|p| prompt_id == Some(p))
     }
 
     fn may_hold(&self, date: chrono::NaiveDate) -> bool {
@@ -180,9 +186,32 @@ pub fn read_requests_by_id(
 /// projection: the other columns are not decoded), one batch per row group
 /// read. Columns the file does not have are left out of the batches.
 pub(crate) fn read_projected(path: &Path, columns: &[&str]) -> Result<Vec<RecordBatch>> {
+    stream_projected(path, columns)?.collect()
+}
+
+/// [`read_projected`] one batch at a time: a caller that folds the batches
+/// into a summary holds one batch in memory, not the file.
+pub(crate) fn stream_projected(
+    path: &Path,
+    columns: &[&str],
+) -> Result<impl Iterator<Item = Result<RecordBatch>>> {
     let builder = open_reader(path)?;
     let mask = ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied());
-    collect(path, builder.with_projection(mask))
+    let reader =
+        builder
+            .with_projection(mask)
+            .build()
+            .map_err(|source| LogStoreError::Parquet {
+                path: path.to_path_buf(),
+                source,
+            })?;
+    let path = path.to_path_buf();
+    Ok(reader.map(move |batch| {
+        batch.map_err(|e| LogStoreError::Parquet {
+            path: path.clone(),
+            source: e.into(),
+        })
+    }))
 }
 
 /// The full rows at `rows` (indices into the file, ascending) of one request

@@ -399,7 +399,7 @@ impl<'b> Columns<'b> {
         Ok(move |i: usize| a.is_valid(i).then(|| a.value(i)))
     }
 
-    fn bool(
+    pub(crate) fn bool(
         &self,
         name: &'static str,
         required: bool,

@@ -60,6 +60,77 @@ fn versus_cell(c: &CandidateReport) -> String {
     }
 }
 
+/// The candidates table, one model for the markdown and the HTML report:
+/// headers and per candidate plain-text cells, escaped by the renderer.
+struct CandidateTable {
+    headers: Vec<String>,
+    rows: Vec<CandidateRow>,
+}
+
+struct CandidateRow {
+    recommended: bool,
+    /// The first cell is the candidate's label.
+    cells: Vec<String>,
+}
+
+/// `with_origin`: also the model and prompt columns (the HTML has room,
+/// a PR comment has not).
+fn candidate_table(r: &CompareReport, with_origin: bool) -> CandidateTable {
+    let mut headers = vec!["candidate".to_string()];
+    if with_origin {
+        headers.extend(["model".into(), "prompt".into()]);
+    }
+    headers.push(format!(
+        "pass rate ({:.0}% CI)",
+        (2.0 * r.confidence - 1.0) * 100.0
+    ));
+    headers.extend(
+        [
+            "mean score",
+            "cost / 1k calls",
+            "p50",
+            "p95",
+            "tokens in / out",
+            "errors",
+            "vs best",
+            "",
+        ]
+        .map(String::from),
+    );
+    let rows = r
+        .candidates
+        .iter()
+        .map(|c| {
+            let f = &c.figures;
+            let mut cells = vec![f.label.clone()];
+            if with_origin {
+                cells.extend([f.model.clone(), f.prompt.clone()]);
+            }
+            cells.extend([
+                format!(
+                    "{} ({} … {})",
+                    pct(f.pass_rate),
+                    pct(f.pass_rate_interval.low),
+                    pct(f.pass_rate_interval.high)
+                ),
+                format!("{:.3}", f.mean_score),
+                cost_text(f.cost_per_1k),
+                ms(f.latency_p50_ms),
+                ms(f.latency_p95_ms),
+                format!("{:.0} / {:.0}", f.input_tokens, f.output_tokens),
+                pct(f.error_rate),
+                versus_cell(c),
+                role(r, c),
+            ]);
+            CandidateRow {
+                recommended: r.recommended.as_deref() == Some(f.label.as_str()),
+                cells,
+            }
+        })
+        .collect();
+    CandidateTable { headers, rows }
+}
+
 /// The markdown report.
 pub fn markdown(r: &CompareReport) -> String {
     let mut out = String::new();
@@ -79,31 +150,23 @@ pub fn markdown(r: &CompareReport) -> String {
     let _ = writeln!(out);
     let _ = writeln!(out, "**Recommendation:** {}.", r.recommendation);
     let _ = writeln!(out);
-    let _ = writeln!(
-        out,
-        "| candidate | pass rate ({:.0}% CI) | mean score | cost / 1k calls | p50 | p95 | tokens in / out | errors | vs best | |",
-        (2.0 * r.confidence - 1.0) * 100.0
-    );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
-    for c in &r.candidates {
-        let f = &c.figures;
-        let _ = writeln!(
-            out,
-            "| `{}` | {} ({} … {}) | {:.3} | {} | {} | {} | {:.0} / {:.0} | {} | {} | {} |",
-            md_cell(&f.label),
-            pct(f.pass_rate),
-            pct(f.pass_rate_interval.low),
-            pct(f.pass_rate_interval.high),
-            f.mean_score,
-            cost_text(f.cost_per_1k),
-            ms(f.latency_p50_ms),
-            ms(f.latency_p95_ms),
-            f.input_tokens,
-            f.output_tokens,
-            pct(f.error_rate),
-            versus_cell(c),
-            role(r, c)
-        );
+    let table = candidate_table(r, false);
+    let _ = writeln!(out, "| {} |", table.headers.join(" | "));
+    let _ = writeln!(out, "|{}", "---|".repeat(table.headers.len()));
+    for row in &table.rows {
+        let cells: Vec<String> = row
+            .cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i == 0 {
+                    format!("`{}`", md_cell(c))
+                } else {
+                    md_cell(c)
+                }
+            })
+            .collect();
+        let _ = writeln!(out, "| {} |", cells.join(" | "));
     }
     let _ = writeln!(out);
     for c in &r.candidates {
@@ -233,30 +296,22 @@ pub fn html(r: &CompareReport) -> String {
         cost_quality_svg(r),
         latency_quality_svg(r)
     );
-    out.push_str("<table><thead><tr><th>candidate</th><th>model</th><th>prompt</th><th>pass rate</th><th>interval</th><th>mean score</th><th>cost / 1k calls</th><th>latency p50</th><th>latency p95</th><th>tokens in</th><th>tokens out</th><th>errors</th><th>vs best</th><th></th></tr></thead><tbody>");
-    for c in &r.candidates {
-        let f = &c.figures;
-        let rec = r.recommended.as_deref() == Some(f.label.as_str());
-        let _ = write!(
-            out,
-            "<tr{}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} … {}</td><td>{:.3}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            if rec { " class=\"rec\"" } else { "" },
-            escape(&f.label),
-            escape(&f.model),
-            escape(&f.prompt),
-            pct(f.pass_rate),
-            pct(f.pass_rate_interval.low),
-            pct(f.pass_rate_interval.high),
-            f.mean_score,
-            cost_text(f.cost_per_1k),
-            ms(f.latency_p50_ms),
-            ms(f.latency_p95_ms),
-            f.input_tokens,
-            f.output_tokens,
-            pct(f.error_rate),
-            escape(&versus_cell(c)),
-            escape(&role(r, c))
-        );
+    let table = candidate_table(r, true);
+    out.push_str("<table><thead><tr>");
+    for h in &table.headers {
+        let _ = write!(out, "<th>{}</th>", escape(h));
+    }
+    out.push_str("</tr></thead><tbody>");
+    for row in &table.rows {
+        out.push_str(if row.recommended {
+            "<tr class=\"rec\">"
+        } else {
+            "<tr>"
+        });
+        for c in &row.cells {
+            let _ = write!(out, "<td>{}</td>", escape(c));
+        }
+        out.push_str("</tr>");
     }
     out.push_str("</tbody></table><ul>");
     for c in &r.candidates {

@@ -6,6 +6,7 @@
 pub mod categorical;
 pub mod domain;
 pub mod fdr;
+pub mod latency;
 pub mod noninferiority;
 pub mod paired;
 pub mod sequential;
