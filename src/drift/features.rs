@@ -290,8 +290,12 @@ pub struct TextView<'a> {
     pub status: &'a str,
     /// JSON object text of the prompt's variables.
     pub variables: &'a str,
-    /// JSON array text of the rendered messages.
+    /// JSON array text of the rendered messages; for a prompt call whose
+    /// `history_turns` was logged, not read (empty).
     pub messages: &'a str,
+    /// The logged `history_turns` column (files written before it: `None`,
+    /// and the turns are counted in `messages`).
+    pub history_turns: Option<u32>,
     pub output: &'a str,
     /// JSON object text `{assertion: score}`.
     pub online_scores: &'a str,
@@ -388,7 +392,10 @@ impl WindowFeatures {
         }
         match kind {
             GroupKind::Prompt => {
-                if let Some(turns) = assistant_turns(t.messages) {
+                if let Some(turns) = t
+                    .history_turns
+                    .or_else(|| crate::logstore::history_turns(t.messages))
+                {
                     numeric(
                         &mut self.features,
                         "input.history_turns".into(),
@@ -696,23 +703,6 @@ struct Message {
     text: String,
 }
 
-/// Assistant messages in a JSON array of messages, without building the
-/// messages (only the roles are read).
-fn assistant_turns(text: &str) -> Option<usize> {
-    #[derive(serde::Deserialize)]
-    struct Role<'a> {
-        #[serde(borrow, default)]
-        role: Option<std::borrow::Cow<'a, str>>,
-    }
-    let roles: Vec<Role<'_>> = serde_json::from_str(text).ok()?;
-    Some(
-        roles
-            .iter()
-            .filter(|r| r.role.as_deref() == Some("assistant"))
-            .count(),
-    )
-}
-
 fn parse_messages(text: &str) -> Option<Vec<Message>> {
     let values: Vec<Value> = serde_json::from_str(text).ok()?;
     Some(
@@ -749,6 +739,7 @@ mod tests {
             messages,
             output,
             online_scores: r#"{"short":1.0,"json":0.0}"#,
+            history_turns: None,
             detect_language: true,
         }
     }

@@ -11,7 +11,9 @@
 //!    chosen call, and the text columns (variables, messages, output, online
 //!    scores) of the text sample: a uniform draw of at most `sample_rows`
 //!    calls per window, decided by a hash of the request id so every run
-//!    reads the same calls.
+//!    reads the same calls. Files with the write-time `history_turns`
+//!    column skip `messages` (the largest text column) unless pass-through
+//!    calls are sampled; older files count the turns in the text.
 //!
 //! Canary calls are left out of `first:`, `last:` and time windows (the
 //! canary is judged by canary analysis; its traffic would look like drift
@@ -24,7 +26,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, TimestampMicrosecondType, UInt64Type};
+use arrow_array::types::{Float64Type, TimestampMicrosecondType, UInt32Type, UInt64Type};
 use arrow_array::{Array, RecordBatch};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
@@ -222,18 +224,32 @@ pub(crate) fn reader(
     builder.build().map_err(parquet_err(path))
 }
 
-fn row_group_sizes(path: &Path) -> Result<Vec<usize>, DriftError> {
+/// What pass 2 needs to know of a file before reading it.
+struct FileLayout {
+    /// Rows per row group.
+    row_groups: Vec<usize>,
+    /// The file has the write-time `history_turns` column.
+    history_turns: bool,
+}
+
+fn file_layout(path: &Path) -> Result<FileLayout, DriftError> {
     let file = File::open(path).map_err(|source| DriftError::Io {
         path: path.to_path_buf(),
         source,
     })?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_err(path))?;
-    Ok(builder
-        .metadata()
-        .row_groups()
-        .iter()
-        .map(|rg| rg.num_rows() as usize)
-        .collect())
+    Ok(FileLayout {
+        row_groups: builder
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|rg| rg.num_rows() as usize)
+            .collect(),
+        history_turns: builder
+            .schema()
+            .column_with_name(logstore::HISTORY_TURNS)
+            .is_some(),
+    })
 }
 
 pub(crate) fn str_col<'b>(
@@ -911,11 +927,12 @@ fn plan(sizes: &[usize], rows: &[u32]) -> (Vec<usize>, RowSelection) {
 
 impl PassTwo<'_> {
     fn read_file(&self, path: &Path, chosen: &[Chosen]) -> Result<FilePart, DriftError> {
-        let sizes = row_group_sizes(path)?;
+        let layout = file_layout(path)?;
+        let sizes = &layout.row_groups;
         let mut part = FilePart::default();
         // Columns of every chosen row.
         let rows: Vec<u32> = chosen.iter().map(|c| c.row).collect();
-        let (rgs, sel) = plan(&sizes, &rows);
+        let (rgs, sel) = plan(sizes, &rows);
         let r = reader(
             path,
             &[
@@ -991,47 +1008,70 @@ impl PassTwo<'_> {
             return Ok(part);
         }
         let rows: Vec<u32> = sampled.iter().map(|c| c.row).collect();
-        let (rgs, sel) = plan(&sizes, &rows);
-        let r = reader(
-            path,
-            &[
-                "request_id",
-                "status",
-                "variables",
-                "messages",
-                "output",
-                "online_scores",
-            ],
-            Some(rgs),
-            Some(sel),
-            true,
-        )?;
+        let (rgs, sel) = plan(sizes, &rows);
+        // The rendered messages are the largest text column; a prompt call
+        // needs them only for its history turns, which newer files log as a
+        // column. Pass-through calls read their input from the messages.
+        let needs_messages = !layout.history_turns
+            || sampled
+                .iter()
+                .any(|c| self.kinds[c.group as usize] == GroupKind::Model);
+        let mut columns = vec![
+            "request_id",
+            "status",
+            "variables",
+            "output",
+            "online_scores",
+        ];
+        if needs_messages {
+            columns.push("messages");
+        }
+        if layout.history_turns {
+            columns.push(logstore::HISTORY_TURNS);
+        }
+        let r = reader(path, &columns, Some(rgs), Some(sel), true)?;
         let mut k = 0usize;
         for batch in r {
             let batch = batch.map_err(arrow_err(path))?;
-            let cols: Vec<Option<&arrow_array::StringArray>> = [
-                "request_id",
-                "status",
-                "variables",
-                "messages",
-                "output",
-                "online_scores",
-            ]
-            .iter()
-            .map(|n| str_col(&batch, n, path))
-            .collect::<Result<_, _>>()?;
+            let text = |name: &str| str_col(&batch, name, path);
+            let (request_id, status, variables, output, online_scores, messages) = (
+                text("request_id")?,
+                text("status")?,
+                text("variables")?,
+                text("output")?,
+                text("online_scores")?,
+                text("messages")?,
+            );
+            let turns = batch
+                .column_by_name(logstore::HISTORY_TURNS)
+                .map(|c| {
+                    c.as_primitive_opt::<UInt32Type>().ok_or_else(|| {
+                        format_err(
+                            path,
+                            format!("column `{}` is not UInt32", logstore::HISTORY_TURNS),
+                        )
+                    })
+                })
+                .transpose()?;
             for i in 0..batch.num_rows() {
                 let Some(c) = sampled.get(k) else {
                     return Err(format_err(path, "more rows than sampled"));
                 };
                 k += 1;
                 let view = TextView {
-                    request_id: opt_str(cols[0], i).unwrap_or(""),
-                    status: opt_str(cols[1], i).unwrap_or(""),
-                    variables: opt_str(cols[2], i).unwrap_or("{}"),
-                    messages: opt_str(cols[3], i).unwrap_or("[]"),
-                    output: opt_str(cols[4], i).unwrap_or(""),
-                    online_scores: opt_str(cols[5], i).unwrap_or("{}"),
+                    request_id: opt_str(request_id, i).unwrap_or(""),
+                    status: opt_str(status, i).unwrap_or(""),
+                    variables: opt_str(variables, i).unwrap_or("{}"),
+                    // Not read: nothing to count turns in (a null
+                    // `history_turns` stays unknown, as from the text).
+                    messages: if needs_messages {
+                        opt_str(messages, i).unwrap_or("[]")
+                    } else {
+                        ""
+                    },
+                    output: opt_str(output, i).unwrap_or(""),
+                    online_scores: opt_str(online_scores, i).unwrap_or("{}"),
+                    history_turns: turns.and_then(|a| a.is_valid(i).then(|| a.value(i))),
                     detect_language: c.language,
                 };
                 let g = c.group as usize;

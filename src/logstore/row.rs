@@ -1,5 +1,13 @@
 //! One request log row, its Arrow schema, and conversion to and from record
 //! batches.
+//!
+//! Derived columns: `history_turns`, `output_chars` and `output_words` are
+//! computed from the row's text when it is written (and when compaction
+//! rewrites a file), so readers get lengths from small numeric columns
+//! without decompressing the text. They were added after the first files
+//! were written: they are nullable, and a file without them is read by
+//! computing the same values from the text ([`history_turns`],
+//! [`crate::words::scan`]).
 
 use std::sync::{Arc, LazyLock};
 
@@ -7,7 +15,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, TimestampMicrosecondType, UInt16Type, UInt64Type};
 use arrow_array::{
     Array, ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray,
-    TimestampMicrosecondArray, UInt16Array, UInt64Array,
+    TimestampMicrosecondArray, UInt16Array, UInt32Array, UInt64Array,
 };
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::{DateTime, Utc};
@@ -206,8 +214,40 @@ static REQUEST_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("online_pass", DataType::Boolean, true),
         s("online_scores", false),
         s("replica", true),
+        // Derived at write time; absent from files written before them.
+        Field::new(HISTORY_TURNS, DataType::UInt32, true),
+        Field::new(OUTPUT_CHARS, DataType::UInt32, true),
+        Field::new(OUTPUT_WORDS, DataType::UInt32, true),
     ]))
 });
+
+/// Column: assistant messages in the rendered messages (earlier turns of
+/// the conversation); null when `messages` is not a JSON array.
+pub const HISTORY_TURNS: &str = "history_turns";
+/// Column: characters of `output` (Unicode scalar values).
+pub const OUTPUT_CHARS: &str = "output_chars";
+/// Column: words of `output`, as [`crate::words::scan`] counts them.
+pub const OUTPUT_WORDS: &str = "output_words";
+
+/// Assistant messages in a JSON array of messages (only the roles are
+/// read); `None` when the text is not such an array.
+pub fn history_turns(messages: &str) -> Option<u32> {
+    #[derive(serde::Deserialize)]
+    struct Role<'a> {
+        #[serde(borrow, default)]
+        role: Option<std::borrow::Cow<'a, str>>,
+    }
+    let roles: Vec<Role<'_>> = serde_json::from_str(messages).ok()?;
+    let n = roles
+        .iter()
+        .filter(|r| r.role.as_deref() == Some("assistant"))
+        .count();
+    Some(u32::try_from(n).unwrap_or(u32::MAX))
+}
+
+fn saturate(n: u64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
 
 /// The Arrow schema of request log files.
 pub fn request_schema() -> SchemaRef {
@@ -228,6 +268,10 @@ pub fn rows_to_batch<'a>(
     ) -> ArrayRef {
         Arc::new(rows.iter().map(|r| f(r)).collect::<StringArray>())
     }
+    let output: Vec<crate::words::TextStats> = rows
+        .iter()
+        .map(|r| crate::words::scan(&r.output, None))
+        .collect();
     let columns: Vec<ArrayRef> = vec![
         strs(&rows, |r| &r.request_id),
         Arc::new(
@@ -271,6 +315,17 @@ pub fn rows_to_batch<'a>(
         Arc::new(rows.iter().map(|r| r.online_pass).collect::<BooleanArray>()),
         strs(&rows, |r| &r.online_scores),
         opt_strs(&rows, |r| r.replica.as_deref()),
+        Arc::new(
+            rows.iter()
+                .map(|r| history_turns(&r.messages))
+                .collect::<UInt32Array>(),
+        ),
+        Arc::new(UInt32Array::from_iter_values(
+            output.iter().map(|t| saturate(t.chars)),
+        )),
+        Arc::new(UInt32Array::from_iter_values(
+            output.iter().map(|t| saturate(t.words)),
+        )),
     ];
     RecordBatch::try_new(request_schema(), columns)
 }
