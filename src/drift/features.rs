@@ -783,6 +783,29 @@ mod tests {
     }
 
     #[test]
+    fn logged_history_turns_give_the_features_of_the_messages() {
+        let messages = r#"[{"role":"user","content":"a"},{"role":"assistant","content":"b"},{"role":"user","content":"c"}]"#;
+        let (e, spec) = (ex(), OutputSpec::default());
+        let mut from_text = WindowFeatures::new();
+        from_text.push_text(&e, GroupKind::Prompt, &spec, &text_view("{}", messages, "x"));
+        let mut from_column = WindowFeatures::new();
+        from_column.push_text(
+            &e,
+            GroupKind::Prompt,
+            &spec,
+            &TextView {
+                history_turns: crate::logstore::history_turns(messages),
+                ..text_view("{}", "", "x")
+            },
+        );
+        assert_eq!(
+            from_text.features["input.history_turns"],
+            FeatureData::Numeric(vec![1.0])
+        );
+        assert_eq!(from_column, from_text);
+    }
+
+    #[test]
     fn a_pass_through_call_reads_the_last_user_message() {
         let mut w = WindowFeatures::new();
         w.push_text(

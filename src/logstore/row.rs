@@ -561,4 +561,74 @@ mod tests {
         assert_eq!(batch.schema(), request_schema());
         assert_eq!(rows_from_batch(&batch).unwrap(), vec![r, r2]);
     }
+
+    fn derived(batch: &RecordBatch, name: &str) -> Vec<Option<u32>> {
+        let a = batch
+            .column_by_name(name)
+            .unwrap()
+            .as_primitive::<arrow_array::types::UInt32Type>();
+        (0..a.len())
+            .map(|i| a.is_valid(i).then(|| a.value(i)))
+            .collect()
+    }
+
+    #[test]
+    fn the_length_columns_hold_what_drift_reads_from_the_text() {
+        let cases = [
+            (r#"[{"role":"system","content":"s"},{"role":"user","content":"q"}]"#, Some(0), "Hello, world! It's 2026.", 24, 5),
+            (
+                r#"[{"role":"user","content":"a"},{"role":"assistant","content":"b"},{"role":"user","content":"c"},{"role":"assistant","content":[{"type":"text","text":"d"}]},{"role":"user","content":"e"}]"#,
+                Some(2),
+                "北京是首都 Tokyo",
+                11,
+                6,
+            ),
+            ("not json", None, "", 0, 0),
+            (r#"{"role":"assistant"}"#, None, "ça va — très bien", 17, 4),
+            ("[]", Some(0), "   ", 3, 0),
+        ];
+        let rows: Vec<RequestLogRow> = cases
+            .iter()
+            .enumerate()
+            .map(|(i, (messages, _, output, _, _))| {
+                let mut r = RequestLogRow::new(format!("r{i}"), Utc::now());
+                r.messages = (*messages).to_string();
+                r.output = (*output).to_string();
+                r
+            })
+            .collect();
+        let batch = rows_to_batch(&rows).unwrap();
+        let turns = derived(&batch, HISTORY_TURNS);
+        let chars = derived(&batch, OUTPUT_CHARS);
+        let words = derived(&batch, OUTPUT_WORDS);
+        for (i, (_, t, _, c, w)) in cases.iter().enumerate() {
+            assert_eq!(
+                (turns[i], chars[i], words[i]),
+                (*t, Some(*c), Some(*w)),
+                "case {i}"
+            );
+        }
+        // Reading back ignores them: a row is its text, the columns follow.
+        assert_eq!(rows_from_batch(&batch).unwrap(), rows);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn output_lengths_equal_the_scan_of_the_text(output in "\\PC{0,200}", turns in 0usize..4) {
+            let mut r = RequestLogRow::new("r", Utc::now());
+            r.output = output.clone();
+            let messages: Vec<serde_json::Value> = (0..turns)
+                .flat_map(|_| [
+                    serde_json::json!({"role": "user", "content": "q"}),
+                    serde_json::json!({"role": "assistant", "content": "a"}),
+                ])
+                .collect();
+            r.messages = serde_json::Value::Array(messages).to_string();
+            let batch = rows_to_batch([&r]).unwrap();
+            let stats = crate::words::scan(&output, None);
+            proptest::prop_assert_eq!(derived(&batch, OUTPUT_CHARS), vec![Some(stats.chars as u32)]);
+            proptest::prop_assert_eq!(derived(&batch, OUTPUT_WORDS), vec![Some(stats.words as u32)]);
+            proptest::prop_assert_eq!(derived(&batch, HISTORY_TURNS), vec![Some(turns as u32)]);
+        }
+    }
 }
