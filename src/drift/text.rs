@@ -43,25 +43,9 @@ pub struct RefusalMatcher {
 impl RefusalMatcher {
     /// Fails only when the phrases make a pattern too large to compile.
     pub fn new<S: AsRef<str>>(phrases: &[S]) -> Result<RefusalMatcher, String> {
-        let alternatives: Vec<String> = phrases
-            .iter()
-            .map(|p| p.as_ref().trim())
-            .filter(|p| !p.is_empty())
-            .map(|p| {
-                regex::escape(p)
-                    .replace('\'', "['\u{2019}]")
-                    .replace(char::is_whitespace, r"\s+")
-            })
-            .collect();
-        if alternatives.is_empty() {
-            return Ok(RefusalMatcher { regex: None });
-        }
-        let pattern = format!("(?i)(?:{})", alternatives.join("|"));
-        let regex = regex::RegexBuilder::new(&pattern)
-            .size_limit(1 << 24)
-            .build()
-            .map_err(|e| format!("refusal phrases: {e}"))?;
-        Ok(RefusalMatcher { regex: Some(regex) })
+        Ok(RefusalMatcher {
+            regex: crate::spec::drift::refusal_regex(phrases)?,
+        })
     }
 
     pub fn is_refusal(&self, text: &str) -> bool {

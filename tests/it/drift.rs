@@ -571,6 +571,32 @@ async fn serve_reports_drift_on_its_schedule_and_takes_reloaded_settings() {
     .await;
     assert!(ok, "{:#}", st["drift"]);
 
+    // So is a blank refusal phrase (the schema's minLength lets it through).
+    let before = st["drift"]["runs"].as_u64().unwrap();
+    let blank = bad
+        .replace("  fdr: 1.5\n", "")
+        .replace("min_rows: 60", "min_rows: 60\n  refusal_phrases: [\"I'm sorry\", \"  \"]");
+    commit_main(&s, &[("promptgate.yaml", &blank)], "blank refusal phrase");
+    let (st, ok) = wait_status(&p, limit, |s| {
+        s["last_reload"]["ok"] == false
+            && s["last_reload"]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("drift.refusal_phrases"))
+    })
+    .await;
+    assert!(ok, "{:#}", st["last_reload"]);
+    let error = st["last_reload"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("promptgate.yaml:") && error.contains("phrase 2 is blank"),
+        "{error}"
+    );
+    let (st, ok) = wait_status(&p, limit, |s| {
+        s["drift"]["runs"].as_u64().unwrap() > before + 1
+            && s["drift"]["last"]["result"]["status"] == "drift"
+    })
+    .await;
+    assert!(ok, "{:#}", st["drift"]);
+
     // A valid change takes effect: with more calls needed than logged,
     // the prompt has not enough data (never a pass).
     let more = bad
@@ -708,10 +734,11 @@ print(len(svgs), marks)
     assert!(page.contains("input.input.language") && page.contains("output.content"));
 }
 
-/// Rewrites every request log file under `root` without the write-time
+/// Rewrites every request log file under `dir` (a requests folder or a
+/// partition) without the write-time
 /// length columns, as promptgate wrote them before those columns existed
 /// (same rows, same file names, same key-value metadata).
-fn strip_length_columns(root: &Path) {
+fn strip_length_columns(dir: &Path) {
     use parquet::arrow::ArrowWriter;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use parquet::file::properties::WriterProperties;
@@ -721,7 +748,7 @@ fn strip_length_columns(root: &Path) {
         promptgate::logstore::OUTPUT_WORDS,
     ];
     let mut stripped = 0;
-    for entry in walk(&root.join("requests")) {
+    for entry in walk(dir) {
         if entry.extension().is_none_or(|e| e != "parquet") {
             continue;
         }
@@ -759,7 +786,7 @@ fn strip_length_columns(root: &Path) {
         std::fs::rename(&tmp, &entry).unwrap();
         stripped += 1;
     }
-    assert!(stripped > 0, "no request files under {}", root.display());
+    assert!(stripped > 0, "no request files under {}", dir.display());
 }
 
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
@@ -839,7 +866,7 @@ fn old_new_and_mixed_log_files_give_the_same_drift_report() {
     write_rows(&new, rows);
     let old = s.dir.path().join("old");
     copy_dir(&new, &old);
-    strip_length_columns(&old);
+    strip_length_columns(&old.join("requests"));
     let mixed = s.dir.path().join("mixed");
     copy_dir(&new, &mixed);
     strip_length_columns(&mixed.join("requests/date=2026-11-01"));
