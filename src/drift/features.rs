@@ -787,7 +787,12 @@ mod tests {
         let messages = r#"[{"role":"user","content":"a"},{"role":"assistant","content":"b"},{"role":"user","content":"c"}]"#;
         let (e, spec) = (ex(), OutputSpec::default());
         let mut from_text = WindowFeatures::new();
-        from_text.push_text(&e, GroupKind::Prompt, &spec, &text_view("{}", messages, "x"));
+        from_text.push_text(
+            &e,
+            GroupKind::Prompt,
+            &spec,
+            &text_view("{}", messages, "x"),
+        );
         let mut from_column = WindowFeatures::new();
         from_column.push_text(
             &e,

@@ -134,8 +134,8 @@ pub(crate) use read::{read_projected, read_selected_rows, request_files};
 pub(crate) use redact::Redactor;
 pub(crate) use row::ColumnError;
 pub use row::{
-    HISTORY_TURNS, OUTPUT_CHARS, OUTPUT_WORDS, RequestLogRow, RequestStatus, Variant, history_turns,
-    request_schema,
+    HISTORY_TURNS, OUTPUT_CHARS, OUTPUT_WORDS, RequestLogRow, RequestStatus, Variant,
+    history_turns, request_schema,
 };
 pub(crate) use writer::StallGuard;
 pub use writer::{LoggerStats, RequestLogger};

@@ -575,7 +575,13 @@ mod tests {
     #[test]
     fn the_length_columns_hold_what_drift_reads_from_the_text() {
         let cases = [
-            (r#"[{"role":"system","content":"s"},{"role":"user","content":"q"}]"#, Some(0), "Hello, world! It's 2026.", 24, 5),
+            (
+                r#"[{"role":"system","content":"s"},{"role":"user","content":"q"}]"#,
+                Some(0),
+                "Hello, world! It's 2026.",
+                24,
+                5,
+            ),
             (
                 r#"[{"role":"user","content":"a"},{"role":"assistant","content":"b"},{"role":"user","content":"c"},{"role":"assistant","content":[{"type":"text","text":"d"}]},{"role":"user","content":"e"}]"#,
                 Some(2),

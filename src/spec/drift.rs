@@ -141,7 +141,9 @@ pub const DEFAULT_REFUSAL_PHRASES: &[&str] = &[
     "I won't be able to",
 ];
 
-fn refusal_phrases<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+fn refusal_phrases<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Vec<String>>, D::Error> {
     use serde::de::Error;
     let phrases = Option::<Vec<String>>::deserialize(d)?;
     if let Some(list) = &phrases {

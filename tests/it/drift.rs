@@ -573,9 +573,10 @@ async fn serve_reports_drift_on_its_schedule_and_takes_reloaded_settings() {
 
     // So is a blank refusal phrase (the schema's minLength lets it through).
     let before = st["drift"]["runs"].as_u64().unwrap();
-    let blank = bad
-        .replace("  fdr: 1.5\n", "")
-        .replace("min_rows: 60", "min_rows: 60\n  refusal_phrases: [\"I'm sorry\", \"  \"]");
+    let blank = bad.replace("  fdr: 1.5\n", "").replace(
+        "min_rows: 60",
+        "min_rows: 60\n  refusal_phrases: [\"I'm sorry\", \"  \"]",
+    );
     commit_main(&s, &[("promptgate.yaml", &blank)], "blank refusal phrase");
     let (st, ok) = wait_status(&p, limit, |s| {
         s["last_reload"]["ok"] == false
@@ -821,7 +822,13 @@ fn feature_lines(o: &std::process::Output) -> Vec<String> {
         .map(|f| {
             format!(
                 "{} {} {} {} {} {} {}",
-                f["name"], f["reference"], f["current"], f["effect"], f["p_value"], f["q_value"], f["verdict"]
+                f["name"],
+                f["reference"],
+                f["current"],
+                f["effect"],
+                f["p_value"],
+                f["q_value"],
+                f["verdict"]
             )
         })
         .collect()
@@ -907,12 +914,20 @@ fn old_new_and_mixed_log_files_give_the_same_drift_report() {
         .sum();
     assert_eq!(by_day.len(), 2, "{by_day:?}");
     assert_eq!(
-        (&by_day[0]["calls"], &by_day[0]["with_turns"], &by_day[0]["turns"]),
+        (
+            &by_day[0]["calls"],
+            &by_day[0]["with_turns"],
+            &by_day[0]["turns"]
+        ),
         (&json!(300), &json!(0), &Value::Null),
         "{by_day:?}"
     );
     assert_eq!(
-        (&by_day[1]["calls"], &by_day[1]["with_turns"], &by_day[1]["turns"]),
+        (
+            &by_day[1]["calls"],
+            &by_day[1]["with_turns"],
+            &by_day[1]["turns"]
+        ),
         (&json!(300), &json!(300), &json!(expected_turns)),
         "{by_day:?}"
     );
