@@ -18,7 +18,8 @@
 //! Canary calls are left out of `first:`, `last:` and time windows (the
 //! canary is judged by canary analysis; its traffic would look like drift
 //! of the stable prompt); `commit:` windows take every call of the commit.
-//! Files are read by two threads; results are merged in file order, and no
+//! Files are read by two threads (in pass 2, a file's chosen rows may be
+//! split between them); results are merged in file and row order, and no
 //! statistic depends on the order of calls.
 
 use std::collections::{BTreeMap, HashMap};
@@ -706,26 +707,37 @@ pub fn read_windows(
         specs: &specs,
     };
 
-    // Pass 2: features, two threads over the files.
-    let done = std::sync::atomic::AtomicUsize::new(0);
+    // Pass 2: features, two threads over tasks: runs of one file's chosen
+    // rows, at most half of all chosen rows each, so both cores work even
+    // when the windows sit in one file. Parts merge in task order (file,
+    // then row), as if read in one pass.
+    let workers = 2usize;
+    let total: usize = per_file.iter().map(Vec::len).sum();
+    let chunk = total.div_ceil(workers).max(1);
+    let tasks: Vec<(usize, &[Chosen], bool)> = per_file
+        .iter()
+        .enumerate()
+        .flat_map(|(i, chosen)| {
+            let whole = chosen.len() <= chunk;
+            chosen.chunks(chunk).map(move |c| (i, c, whole))
+        })
+        .collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
     let results: Vec<Result<FilePart, DriftError>> = std::thread::scope(|s| {
-        let workers = 2usize;
         let handles: Vec<_> = (0..workers)
-            .map(|w| {
-                let (files, per_file, ctx, done) = (&files, &per_file, &ctx, &done);
+            .map(|_| {
+                let (files, tasks, ctx, next) = (&files, &tasks, &ctx, &next);
                 s.spawn(move || {
                     let mut out = Vec::new();
-                    for i in (w..files.len()).step_by(workers) {
-                        let part = if per_file[i].is_empty() {
-                            Ok(FilePart::default())
-                        } else {
-                            ctx.read_file(&files[i], &per_file[i])
+                    loop {
+                        let t = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(&(i, chosen, whole)) = tasks.get(t) else {
+                            break;
                         };
-                        out.push((i, part));
-                        let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                        out.push((t, ctx.read_file(&files[i], chosen, !whole)));
                         progress(Progress {
                             pass: 2,
-                            files_done: n,
+                            files_done: (t + 1) * files.len() / tasks.len(),
                             files: files.len(),
                         });
                     }
@@ -926,7 +938,15 @@ fn plan(sizes: &[usize], rows: &[u32]) -> (Vec<usize>, RowSelection) {
 }
 
 impl PassTwo<'_> {
-    fn read_file(&self, path: &Path, chosen: &[Chosen]) -> Result<FilePart, DriftError> {
+    /// The features of `chosen` (sorted rows of the file); `part_of_file` when they
+    /// are a part of the file's chosen rows (the page index then lets the
+    /// reader skip the pages of the other parts).
+    fn read_file(
+        &self,
+        path: &Path,
+        chosen: &[Chosen],
+        part_of_file: bool,
+    ) -> Result<FilePart, DriftError> {
         let layout = file_layout(path)?;
         let sizes = &layout.row_groups;
         let mut part = FilePart::default();
@@ -947,7 +967,7 @@ impl PassTwo<'_> {
             ],
             Some(rgs),
             Some(sel),
-            false,
+            part_of_file,
         )?;
         let mut k = 0usize;
         for batch in r {
@@ -1102,5 +1122,89 @@ mod tests {
         );
         let (rgs, _) = plan(&[5, 5], &[]);
         assert!(rgs.is_empty());
+    }
+
+    /// A file of `n` calls of one prompt, written as the log writer does,
+    /// with small pages so a part of the rows does not touch every page.
+    fn log_file(dir: &Path, n: usize) -> PathBuf {
+        use crate::logstore::{RequestLogRow, request_schema, rows_to_batch};
+        let t0 = chrono::DateTime::from_timestamp(1_780_000_000, 0).unwrap_or_default();
+        let rows: Vec<RequestLogRow> = (0..n)
+            .map(|i| {
+                let mut r =
+                    RequestLogRow::new(format!("r-{i}"), t0 + chrono::Duration::seconds(i as i64));
+                r.prompt_id = Some("p".into());
+                r.status = if i % 9 == 0 { "error" } else { "ok" }.into();
+                r.latency_ms = (i * 37 % 101) as f64;
+                r.output_tokens = (i % 13) as u64;
+                r.variables = serde_json::json!({"q": "word ".repeat(i % 7 + 1)}).to_string();
+                r.messages = serde_json::json!([
+                    {"role": "user", "content": "a"},
+                    {"role": "assistant", "content": "b"},
+                    {"role": "user", "content": "c"},
+                ])
+                .to_string();
+                r.output = format!("answer {} in words", "x ".repeat(i % 5));
+                r
+            })
+            .collect();
+        let path = dir.join("part.parquet");
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_data_page_row_count_limit(8)
+            .set_write_batch_size(8)
+            .build();
+        let mut w = parquet::arrow::ArrowWriter::try_new(
+            File::create(&path).unwrap(),
+            request_schema(),
+            Some(props),
+        )
+        .unwrap();
+        w.write(&rows_to_batch(&rows).unwrap()).unwrap();
+        w.close().unwrap();
+        path
+    }
+
+    #[test]
+    fn a_file_read_in_parts_gives_the_features_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = log_file(dir.path(), 120);
+        let extractor = Extractor::new(&DriftConfig::default()).unwrap();
+        let feedback = FeedbackIndex {
+            by_request: IdMap::default(),
+            labels: Vec::new(),
+        };
+        let spec = OutputSpec::default();
+        let ctx = PassTwo {
+            extractor: &extractor,
+            feedback: &feedback,
+            kinds: &[GroupKind::Prompt],
+            specs: &[&spec],
+        };
+        // Every other row, both windows, a text sample of every third row.
+        let chosen: Vec<Chosen> = (0..120u32)
+            .filter(|r| r % 2 == 0)
+            .map(|row| Chosen {
+                row,
+                window: if row < 60 { REFERENCE } else { CURRENT },
+                group: 0,
+                text: row % 3 == 0,
+                language: row % 6 == 0,
+                id_hash: id_hash(&format!("r-{row}")),
+                ts: i64::from(row),
+            })
+            .collect();
+        let whole = ctx.read_file(&path, &chosen, false).unwrap();
+        let mut merged = FilePart::default();
+        for part in chosen.chunks(17) {
+            for (key, w) in ctx.read_file(&path, part, true).unwrap().windows {
+                merged.windows.entry(key).or_default().merge(w);
+            }
+        }
+        assert_eq!(whole.windows.len(), 2);
+        let reference = &whole.windows[&(REFERENCE, 0)];
+        assert_eq!(reference.calls, 30);
+        assert_eq!(reference.sampled, 10);
+        assert!(reference.features.contains_key("input.history_turns"));
+        assert_eq!(merged.windows, whole.windows);
     }
 }
