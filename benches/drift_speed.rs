@@ -14,6 +14,9 @@
 //!
 //! Run: `benches/drift_speed.sh` (or `cargo bench --bench drift_speed --
 //! [N] [M]`, default 1000000 and 100000). Figures go to benches/README.md.
+//! With `DRIFT_BASELINE_BIN` set to another build of promptgate (an older
+//! commit's), step 2 times it too, on the same files, runs alternating, so
+//! before and after are measured in one sitting.
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
@@ -43,7 +46,8 @@ fn day(s: &str) -> DateTime<Utc> {
 /// Writes `n` calls per window under `dir` (and the features CSVs when
 /// `csv` is set), unless a previous run finished it.
 fn write_logs(dir: &Path, n: usize, csv: bool) {
-    let done = dir.join(".complete-v2");
+    // v3: files carry the write-time length columns.
+    let done = dir.join(".complete-v3");
     if done.exists() {
         return;
     }
@@ -150,9 +154,14 @@ fn repo(base: &Path) -> PathBuf {
 
 /// Wall seconds and peak RSS (MiB) of `promptgate drift` over `logs`.
 fn time_drift(repo: &Path, logs: &Path) -> (f64, f64, String) {
+    time_drift_with(Path::new(env!("CARGO_BIN_EXE_promptgate")), repo, logs)
+}
+
+/// [`time_drift`] with the binary `bin`.
+fn time_drift_with(bin: &Path, repo: &Path, logs: &Path) -> (f64, f64, String) {
     let out = Command::new("/usr/bin/time")
         .args(["-f", "TIME %e %M"])
-        .arg(env!("CARGO_BIN_EXE_promptgate"))
+        .arg(bin)
         .args(["drift", "--repo"])
         .arg(repo)
         .arg("--logs")
@@ -267,20 +276,37 @@ fn main() {
             .filter(|l| l.starts_with("  ") && !l.trim_start().starts_with("feature"))
             .count()
     };
+    let baseline = std::env::var_os("DRIFT_BASELINE_BIN").map(PathBuf::from);
     let mut runs = Vec::new();
+    let mut baseline_runs = Vec::new();
     for _ in 0..3 {
+        if let Some(bin) = &baseline {
+            baseline_runs.push(time_drift_with(bin, &repo, &big));
+        }
         runs.push(time_drift(&repo, &big));
     }
-    runs.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let (secs, rss, table) = &runs[1];
-    println!(
-        "promptgate drift, {n} + {n} calls of one prompt, {} features: median of 3 runs {secs:.2} s wall, peak RSS {rss:.0} MiB (runs: {})",
-        features(table),
-        runs.iter()
-            .map(|r| format!("{:.2} s / {:.0} MiB", r.0, r.1))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    for (who, runs) in [("baseline", &mut baseline_runs), ("promptgate", &mut runs)] {
+        if runs.is_empty() {
+            continue;
+        }
+        runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let (secs, rss, table) = &runs[1];
+        println!(
+            "{who} drift, {n} + {n} calls of one prompt, {} features: median of 3 runs {secs:.2} s wall, peak RSS {rss:.0} MiB (runs: {})",
+            features(table),
+            runs.iter()
+                .map(|r| format!("{:.2} s / {:.0} MiB", r.0, r.1))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if let (Some(b), Some(a)) = (baseline_runs.get(1), runs.get(1)) {
+        println!(
+            "baseline / promptgate (medians): {:.2}x; same table: {}",
+            b.0 / a.0,
+            b.2 == a.2
+        );
+    }
 
     let Ok(python) = std::env::var("EVIDENTLY_PYTHON") else {
         println!(

@@ -40,3 +40,4 @@ pub mod spec;
 pub mod stats;
 pub(crate) mod template;
 pub(crate) mod ui;
+pub(crate) mod words;

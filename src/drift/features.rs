@@ -290,8 +290,12 @@ pub struct TextView<'a> {
     pub status: &'a str,
     /// JSON object text of the prompt's variables.
     pub variables: &'a str,
-    /// JSON array text of the rendered messages.
+    /// JSON array text of the rendered messages; for a prompt call whose
+    /// `history_turns` was logged, not read (empty).
     pub messages: &'a str,
+    /// The logged `history_turns` column (files written before it: `None`,
+    /// and the turns are counted in `messages`).
+    pub history_turns: Option<u32>,
     pub output: &'a str,
     /// JSON object text `{assertion: score}`.
     pub online_scores: &'a str,
@@ -388,7 +392,10 @@ impl WindowFeatures {
         }
         match kind {
             GroupKind::Prompt => {
-                if let Some(turns) = assistant_turns(t.messages) {
+                if let Some(turns) = t
+                    .history_turns
+                    .or_else(|| crate::logstore::history_turns(t.messages))
+                {
                     numeric(
                         &mut self.features,
                         "input.history_turns".into(),
@@ -696,23 +703,6 @@ struct Message {
     text: String,
 }
 
-/// Assistant messages in a JSON array of messages, without building the
-/// messages (only the roles are read).
-fn assistant_turns(text: &str) -> Option<usize> {
-    #[derive(serde::Deserialize)]
-    struct Role<'a> {
-        #[serde(borrow, default)]
-        role: Option<std::borrow::Cow<'a, str>>,
-    }
-    let roles: Vec<Role<'_>> = serde_json::from_str(text).ok()?;
-    Some(
-        roles
-            .iter()
-            .filter(|r| r.role.as_deref() == Some("assistant"))
-            .count(),
-    )
-}
-
 fn parse_messages(text: &str) -> Option<Vec<Message>> {
     let values: Vec<Value> = serde_json::from_str(text).ok()?;
     Some(
@@ -749,6 +739,7 @@ mod tests {
             messages,
             output,
             online_scores: r#"{"short":1.0,"json":0.0}"#,
+            history_turns: None,
             detect_language: true,
         }
     }
@@ -789,6 +780,34 @@ mod tests {
             matches!(&f["output.language"], FeatureData::Categorical { counts, .. } if counts.contains_key("eng"))
         );
         assert_eq!(w.sample_ids, vec!["r1".to_string()]);
+    }
+
+    #[test]
+    fn logged_history_turns_give_the_features_of_the_messages() {
+        let messages = r#"[{"role":"user","content":"a"},{"role":"assistant","content":"b"},{"role":"user","content":"c"}]"#;
+        let (e, spec) = (ex(), OutputSpec::default());
+        let mut from_text = WindowFeatures::new();
+        from_text.push_text(
+            &e,
+            GroupKind::Prompt,
+            &spec,
+            &text_view("{}", messages, "x"),
+        );
+        let mut from_column = WindowFeatures::new();
+        from_column.push_text(
+            &e,
+            GroupKind::Prompt,
+            &spec,
+            &TextView {
+                history_turns: crate::logstore::history_turns(messages),
+                ..text_view("{}", "", "x")
+            },
+        );
+        assert_eq!(
+            from_text.features["input.history_turns"],
+            FeatureData::Numeric(vec![1.0])
+        );
+        assert_eq!(from_column, from_text);
     }
 
     #[test]

@@ -229,6 +229,7 @@ pub fn window_from_rows(
                     messages: &r.messages,
                     output: &r.output,
                     online_scores: &r.online_scores,
+                    history_turns: None,
                     detect_language: u < lang,
                 },
             );

@@ -11,12 +11,15 @@
 //!    chosen call, and the text columns (variables, messages, output, online
 //!    scores) of the text sample: a uniform draw of at most `sample_rows`
 //!    calls per window, decided by a hash of the request id so every run
-//!    reads the same calls.
+//!    reads the same calls. Files with the write-time `history_turns`
+//!    column skip `messages` (the largest text column) unless pass-through
+//!    calls are sampled; older files count the turns in the text.
 //!
 //! Canary calls are left out of `first:`, `last:` and time windows (the
 //! canary is judged by canary analysis; its traffic would look like drift
 //! of the stable prompt); `commit:` windows take every call of the commit.
-//! Files are read by two threads; results are merged in file order, and no
+//! Files are read by two threads (in pass 2, a file's chosen rows may be
+//! split between them); results are merged in file and row order, and no
 //! statistic depends on the order of calls.
 
 use std::collections::{BTreeMap, HashMap};
@@ -24,7 +27,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, TimestampMicrosecondType, UInt64Type};
+use arrow_array::types::{Float64Type, TimestampMicrosecondType, UInt32Type, UInt64Type};
 use arrow_array::{Array, RecordBatch};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
@@ -222,18 +225,32 @@ pub(crate) fn reader(
     builder.build().map_err(parquet_err(path))
 }
 
-fn row_group_sizes(path: &Path) -> Result<Vec<usize>, DriftError> {
+/// What pass 2 needs to know of a file before reading it.
+struct FileLayout {
+    /// Rows per row group.
+    row_groups: Vec<usize>,
+    /// The file has the write-time `history_turns` column.
+    history_turns: bool,
+}
+
+fn file_layout(path: &Path) -> Result<FileLayout, DriftError> {
     let file = File::open(path).map_err(|source| DriftError::Io {
         path: path.to_path_buf(),
         source,
     })?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_err(path))?;
-    Ok(builder
-        .metadata()
-        .row_groups()
-        .iter()
-        .map(|rg| rg.num_rows() as usize)
-        .collect())
+    Ok(FileLayout {
+        row_groups: builder
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|rg| rg.num_rows() as usize)
+            .collect(),
+        history_turns: builder
+            .schema()
+            .column_with_name(logstore::HISTORY_TURNS)
+            .is_some(),
+    })
 }
 
 pub(crate) fn str_col<'b>(
@@ -690,26 +707,37 @@ pub fn read_windows(
         specs: &specs,
     };
 
-    // Pass 2: features, two threads over the files.
-    let done = std::sync::atomic::AtomicUsize::new(0);
+    // Pass 2: features, two threads over tasks: runs of one file's chosen
+    // rows, at most half of all chosen rows each, so both cores work even
+    // when the windows sit in one file. Parts merge in task order (file,
+    // then row), as if read in one pass.
+    let workers = 2usize;
+    let total: usize = per_file.iter().map(Vec::len).sum();
+    let chunk = total.div_ceil(workers).max(1);
+    let tasks: Vec<(usize, &[Chosen], bool)> = per_file
+        .iter()
+        .enumerate()
+        .flat_map(|(i, chosen)| {
+            let whole = chosen.len() <= chunk;
+            chosen.chunks(chunk).map(move |c| (i, c, whole))
+        })
+        .collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
     let results: Vec<Result<FilePart, DriftError>> = std::thread::scope(|s| {
-        let workers = 2usize;
         let handles: Vec<_> = (0..workers)
-            .map(|w| {
-                let (files, per_file, ctx, done) = (&files, &per_file, &ctx, &done);
+            .map(|_| {
+                let (files, tasks, ctx, next) = (&files, &tasks, &ctx, &next);
                 s.spawn(move || {
                     let mut out = Vec::new();
-                    for i in (w..files.len()).step_by(workers) {
-                        let part = if per_file[i].is_empty() {
-                            Ok(FilePart::default())
-                        } else {
-                            ctx.read_file(&files[i], &per_file[i])
+                    loop {
+                        let t = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(&(i, chosen, whole)) = tasks.get(t) else {
+                            break;
                         };
-                        out.push((i, part));
-                        let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                        out.push((t, ctx.read_file(&files[i], chosen, !whole)));
                         progress(Progress {
                             pass: 2,
-                            files_done: n,
+                            files_done: (t + 1) * files.len() / tasks.len(),
                             files: files.len(),
                         });
                     }
@@ -910,12 +938,21 @@ fn plan(sizes: &[usize], rows: &[u32]) -> (Vec<usize>, RowSelection) {
 }
 
 impl PassTwo<'_> {
-    fn read_file(&self, path: &Path, chosen: &[Chosen]) -> Result<FilePart, DriftError> {
-        let sizes = row_group_sizes(path)?;
+    /// The features of `chosen` (sorted rows of the file); `part_of_file` when they
+    /// are a part of the file's chosen rows (the page index then lets the
+    /// reader skip the pages of the other parts).
+    fn read_file(
+        &self,
+        path: &Path,
+        chosen: &[Chosen],
+        part_of_file: bool,
+    ) -> Result<FilePart, DriftError> {
+        let layout = file_layout(path)?;
+        let sizes = &layout.row_groups;
         let mut part = FilePart::default();
         // Columns of every chosen row.
         let rows: Vec<u32> = chosen.iter().map(|c| c.row).collect();
-        let (rgs, sel) = plan(&sizes, &rows);
+        let (rgs, sel) = plan(sizes, &rows);
         let r = reader(
             path,
             &[
@@ -930,7 +967,7 @@ impl PassTwo<'_> {
             ],
             Some(rgs),
             Some(sel),
-            false,
+            part_of_file,
         )?;
         let mut k = 0usize;
         for batch in r {
@@ -991,47 +1028,70 @@ impl PassTwo<'_> {
             return Ok(part);
         }
         let rows: Vec<u32> = sampled.iter().map(|c| c.row).collect();
-        let (rgs, sel) = plan(&sizes, &rows);
-        let r = reader(
-            path,
-            &[
-                "request_id",
-                "status",
-                "variables",
-                "messages",
-                "output",
-                "online_scores",
-            ],
-            Some(rgs),
-            Some(sel),
-            true,
-        )?;
+        let (rgs, sel) = plan(sizes, &rows);
+        // The rendered messages are the largest text column; a prompt call
+        // needs them only for its history turns, which newer files log as a
+        // column. Pass-through calls read their input from the messages.
+        let needs_messages = !layout.history_turns
+            || sampled
+                .iter()
+                .any(|c| self.kinds[c.group as usize] == GroupKind::Model);
+        let mut columns = vec![
+            "request_id",
+            "status",
+            "variables",
+            "output",
+            "online_scores",
+        ];
+        if needs_messages {
+            columns.push("messages");
+        }
+        if layout.history_turns {
+            columns.push(logstore::HISTORY_TURNS);
+        }
+        let r = reader(path, &columns, Some(rgs), Some(sel), true)?;
         let mut k = 0usize;
         for batch in r {
             let batch = batch.map_err(arrow_err(path))?;
-            let cols: Vec<Option<&arrow_array::StringArray>> = [
-                "request_id",
-                "status",
-                "variables",
-                "messages",
-                "output",
-                "online_scores",
-            ]
-            .iter()
-            .map(|n| str_col(&batch, n, path))
-            .collect::<Result<_, _>>()?;
+            let text = |name: &str| str_col(&batch, name, path);
+            let (request_id, status, variables, output, online_scores, messages) = (
+                text("request_id")?,
+                text("status")?,
+                text("variables")?,
+                text("output")?,
+                text("online_scores")?,
+                text("messages")?,
+            );
+            let turns = batch
+                .column_by_name(logstore::HISTORY_TURNS)
+                .map(|c| {
+                    c.as_primitive_opt::<UInt32Type>().ok_or_else(|| {
+                        format_err(
+                            path,
+                            format!("column `{}` is not UInt32", logstore::HISTORY_TURNS),
+                        )
+                    })
+                })
+                .transpose()?;
             for i in 0..batch.num_rows() {
                 let Some(c) = sampled.get(k) else {
                     return Err(format_err(path, "more rows than sampled"));
                 };
                 k += 1;
                 let view = TextView {
-                    request_id: opt_str(cols[0], i).unwrap_or(""),
-                    status: opt_str(cols[1], i).unwrap_or(""),
-                    variables: opt_str(cols[2], i).unwrap_or("{}"),
-                    messages: opt_str(cols[3], i).unwrap_or("[]"),
-                    output: opt_str(cols[4], i).unwrap_or(""),
-                    online_scores: opt_str(cols[5], i).unwrap_or("{}"),
+                    request_id: opt_str(request_id, i).unwrap_or(""),
+                    status: opt_str(status, i).unwrap_or(""),
+                    variables: opt_str(variables, i).unwrap_or("{}"),
+                    // Not read: nothing to count turns in (a null
+                    // `history_turns` stays unknown, as from the text).
+                    messages: if needs_messages {
+                        opt_str(messages, i).unwrap_or("[]")
+                    } else {
+                        ""
+                    },
+                    output: opt_str(output, i).unwrap_or(""),
+                    online_scores: opt_str(online_scores, i).unwrap_or("{}"),
+                    history_turns: turns.and_then(|a| a.is_valid(i).then(|| a.value(i))),
                     detect_language: c.language,
                 };
                 let g = c.group as usize;
@@ -1062,5 +1122,89 @@ mod tests {
         );
         let (rgs, _) = plan(&[5, 5], &[]);
         assert!(rgs.is_empty());
+    }
+
+    /// A file of `n` calls of one prompt, written as the log writer does,
+    /// with small pages so a part of the rows does not touch every page.
+    fn log_file(dir: &Path, n: usize) -> PathBuf {
+        use crate::logstore::{RequestLogRow, request_schema, rows_to_batch};
+        let t0 = chrono::DateTime::from_timestamp(1_780_000_000, 0).unwrap_or_default();
+        let rows: Vec<RequestLogRow> = (0..n)
+            .map(|i| {
+                let mut r =
+                    RequestLogRow::new(format!("r-{i}"), t0 + chrono::Duration::seconds(i as i64));
+                r.prompt_id = Some("p".into());
+                r.status = if i % 9 == 0 { "error" } else { "ok" }.into();
+                r.latency_ms = (i * 37 % 101) as f64;
+                r.output_tokens = (i % 13) as u64;
+                r.variables = serde_json::json!({"q": "word ".repeat(i % 7 + 1)}).to_string();
+                r.messages = serde_json::json!([
+                    {"role": "user", "content": "a"},
+                    {"role": "assistant", "content": "b"},
+                    {"role": "user", "content": "c"},
+                ])
+                .to_string();
+                r.output = format!("answer {} in words", "x ".repeat(i % 5));
+                r
+            })
+            .collect();
+        let path = dir.join("part.parquet");
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_data_page_row_count_limit(8)
+            .set_write_batch_size(8)
+            .build();
+        let mut w = parquet::arrow::ArrowWriter::try_new(
+            File::create(&path).unwrap(),
+            request_schema(),
+            Some(props),
+        )
+        .unwrap();
+        w.write(&rows_to_batch(&rows).unwrap()).unwrap();
+        w.close().unwrap();
+        path
+    }
+
+    #[test]
+    fn a_file_read_in_parts_gives_the_features_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = log_file(dir.path(), 120);
+        let extractor = Extractor::new(&DriftConfig::default()).unwrap();
+        let feedback = FeedbackIndex {
+            by_request: IdMap::default(),
+            labels: Vec::new(),
+        };
+        let spec = OutputSpec::default();
+        let ctx = PassTwo {
+            extractor: &extractor,
+            feedback: &feedback,
+            kinds: &[GroupKind::Prompt],
+            specs: &[&spec],
+        };
+        // Every other row, both windows, a text sample of every third row.
+        let chosen: Vec<Chosen> = (0..120u32)
+            .filter(|r| r % 2 == 0)
+            .map(|row| Chosen {
+                row,
+                window: if row < 60 { REFERENCE } else { CURRENT },
+                group: 0,
+                text: row % 3 == 0,
+                language: row % 6 == 0,
+                id_hash: id_hash(&format!("r-{row}")),
+                ts: i64::from(row),
+            })
+            .collect();
+        let whole = ctx.read_file(&path, &chosen, false).unwrap();
+        let mut merged = FilePart::default();
+        for part in chosen.chunks(17) {
+            for (key, w) in ctx.read_file(&path, part, true).unwrap().windows {
+                merged.windows.entry(key).or_default().merge(w);
+            }
+        }
+        assert_eq!(whole.windows.len(), 2);
+        let reference = &whole.windows[&(REFERENCE, 0)];
+        assert_eq!(reference.calls, 30);
+        assert_eq!(reference.sampled, 10);
+        assert!(reference.features.contains_key("input.history_turns"));
+        assert_eq!(merged.windows, whole.windows);
     }
 }

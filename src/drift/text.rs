@@ -1,12 +1,7 @@
 //! What drift reads from a text: its length in characters and words, its
 //! language, whether it is a refusal, and its hashed word n-grams (the
-//! content the domain classifier compares).
-//!
-//! Words are maximal runs of letters and digits, lowercased; a character of
-//! a script written without spaces (Han, Hiragana, Katakana, Thai, ...) is a
-//! word by itself, so lengths and n-grams mean something in every language.
-
-use std::hash::Hasher;
+//! content the domain classifier compares). Characters and words are
+//! counted by [`crate::words`], the definition the log writer shares.
 
 /// Characters of a text read for its language: enough for a reliable guess,
 /// and language detection costs time proportional to length.
@@ -19,98 +14,7 @@ const MIN_LANGUAGE_BYTES: usize = 16;
 /// mixed, or a language the detector does not know).
 pub const UNDETERMINED: &str = "und";
 
-/// Length of a text, and its n-grams when asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct TextStats {
-    pub chars: u64,
-    pub words: u64,
-}
-
-fn is_unspaced(c: char) -> bool {
-    matches!(c as u32,
-        0x0E00..=0x0EFF      // Thai, Lao
-        | 0x1000..=0x109F    // Myanmar
-        | 0x1780..=0x17FF    // Khmer
-        | 0x3040..=0x30FF    // Hiragana, Katakana
-        | 0x3400..=0x4DBF    // CJK extension A
-        | 0x4E00..=0x9FFF    // CJK unified ideographs
-        | 0xF900..=0xFAFF    // CJK compatibility ideographs
-        | 0x20000..=0x2FFFF) // CJK extensions B..
-}
-
-/// FNV-1a: a fixed, fast, well-enough-spread hash for bucketing words.
-#[derive(Clone, Copy)]
-struct Fnv(u64);
-
-impl Fnv {
-    fn new() -> Fnv {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-}
-
-fn push_char_lower(h: &mut Fnv, c: char) {
-    let mut buf = [0u8; 4];
-    if c.is_ascii() {
-        h.write(&[c.to_ascii_lowercase() as u8]);
-    } else {
-        for l in c.to_lowercase() {
-            h.write(l.encode_utf8(&mut buf).as_bytes());
-        }
-    }
-}
-
-/// Counts `text`'s characters and words; when `ngrams` is given, appends
-/// the hashed ids of every word (unigram) and pair of adjacent words
-/// (bigram).
-pub fn scan(text: &str, mut ngrams: Option<&mut Vec<u32>>) -> TextStats {
-    let mut stats = TextStats::default();
-    let mut current: Option<Fnv> = None;
-    let mut previous: Option<u64> = None;
-    let mut emit = |word: u64, previous: &mut Option<u64>, stats: &mut TextStats| {
-        stats.words += 1;
-        if let Some(out) = ngrams.as_deref_mut() {
-            out.push(word as u32);
-            if let Some(p) = *previous {
-                let pair = p.rotate_left(17) ^ word.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-                out.push((pair >> 32) as u32 ^ pair as u32);
-            }
-        }
-        *previous = Some(word);
-    };
-    for c in text.chars() {
-        stats.chars += 1;
-        if c.is_alphanumeric() {
-            if is_unspaced(c) {
-                if let Some(h) = current.take() {
-                    emit(h.finish(), &mut previous, &mut stats);
-                }
-                let mut h = Fnv::new();
-                push_char_lower(&mut h, c);
-                emit(h.finish(), &mut previous, &mut stats);
-            } else {
-                push_char_lower(current.get_or_insert_with(Fnv::new), c);
-            }
-        } else if let Some(h) = current.take() {
-            emit(h.finish(), &mut previous, &mut stats);
-        }
-    }
-    if let Some(h) = current.take() {
-        emit(h.finish(), &mut previous, &mut stats);
-    }
-    stats
-}
+pub use crate::words::scan;
 
 /// The ISO 639-3 code of `text`'s language (`eng`, `deu`, `cmn`, ...), or
 /// [`UNDETERMINED`] when the detector is not confident.
@@ -139,25 +43,9 @@ pub struct RefusalMatcher {
 impl RefusalMatcher {
     /// Fails only when the phrases make a pattern too large to compile.
     pub fn new<S: AsRef<str>>(phrases: &[S]) -> Result<RefusalMatcher, String> {
-        let alternatives: Vec<String> = phrases
-            .iter()
-            .map(|p| p.as_ref().trim())
-            .filter(|p| !p.is_empty())
-            .map(|p| {
-                regex::escape(p)
-                    .replace('\'', "['\u{2019}]")
-                    .replace(char::is_whitespace, r"\s+")
-            })
-            .collect();
-        if alternatives.is_empty() {
-            return Ok(RefusalMatcher { regex: None });
-        }
-        let pattern = format!("(?i)(?:{})", alternatives.join("|"));
-        let regex = regex::RegexBuilder::new(&pattern)
-            .size_limit(1 << 24)
-            .build()
-            .map_err(|e| format!("refusal phrases: {e}"))?;
-        Ok(RefusalMatcher { regex: Some(regex) })
+        Ok(RefusalMatcher {
+            regex: crate::spec::drift::refusal_regex(phrases)?,
+        })
     }
 
     pub fn is_refusal(&self, text: &str) -> bool {
@@ -168,6 +56,7 @@ impl RefusalMatcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::words::TextStats;
     use proptest::prelude::*;
 
     #[test]

@@ -133,7 +133,12 @@ pub use read::{RequestFilter, read_requests, read_requests_by_id};
 pub(crate) use read::{read_projected, read_selected_rows, request_files, stream_projected};
 pub(crate) use redact::Redactor;
 pub(crate) use row::{ColumnError, Columns, need};
-pub use row::{RequestLogRow, RequestStatus, Variant, request_schema};
+#[cfg(test)]
+pub(crate) use row::rows_to_batch;
+pub use row::{
+    HISTORY_TURNS, OUTPUT_CHARS, OUTPUT_WORDS, RequestLogRow, RequestStatus, Variant,
+    history_turns, request_schema,
+};
 pub(crate) use writer::StallGuard;
 pub use writer::{LoggerStats, RequestLogger};
 

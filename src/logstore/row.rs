@@ -1,5 +1,13 @@
 //! One request log row, its Arrow schema, and conversion to and from record
 //! batches.
+//!
+//! Derived columns: `history_turns`, `output_chars` and `output_words` are
+//! computed from the row's text when it is written (and when compaction
+//! rewrites a file), so readers get lengths from small numeric columns
+//! without decompressing the text. They were added after the first files
+//! were written: they are nullable, and a file without them is read by
+//! computing the same values from the text ([`history_turns`],
+//! [`crate::words::scan`]).
 
 use std::sync::{Arc, LazyLock};
 
@@ -7,7 +15,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, TimestampMicrosecondType, UInt16Type, UInt64Type};
 use arrow_array::{
     Array, ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray,
-    TimestampMicrosecondArray, UInt16Array, UInt64Array,
+    TimestampMicrosecondArray, UInt16Array, UInt32Array, UInt64Array,
 };
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::{DateTime, Utc};
@@ -206,8 +214,40 @@ static REQUEST_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("online_pass", DataType::Boolean, true),
         s("online_scores", false),
         s("replica", true),
+        // Derived at write time; absent from files written before them.
+        Field::new(HISTORY_TURNS, DataType::UInt32, true),
+        Field::new(OUTPUT_CHARS, DataType::UInt32, true),
+        Field::new(OUTPUT_WORDS, DataType::UInt32, true),
     ]))
 });
+
+/// Column: assistant messages in the rendered messages (earlier turns of
+/// the conversation); null when `messages` is not a JSON array.
+pub const HISTORY_TURNS: &str = "history_turns";
+/// Column: characters of `output` (Unicode scalar values).
+pub const OUTPUT_CHARS: &str = "output_chars";
+/// Column: words of `output`, as [`crate::words::scan`] counts them.
+pub const OUTPUT_WORDS: &str = "output_words";
+
+/// Assistant messages in a JSON array of messages (only the roles are
+/// read); `None` when the text is not such an array.
+pub fn history_turns(messages: &str) -> Option<u32> {
+    #[derive(serde::Deserialize)]
+    struct Role<'a> {
+        #[serde(borrow, default)]
+        role: Option<std::borrow::Cow<'a, str>>,
+    }
+    let roles: Vec<Role<'_>> = serde_json::from_str(messages).ok()?;
+    let n = roles
+        .iter()
+        .filter(|r| r.role.as_deref() == Some("assistant"))
+        .count();
+    Some(u32::try_from(n).unwrap_or(u32::MAX))
+}
+
+fn saturate(n: u64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
 
 /// The Arrow schema of request log files.
 pub fn request_schema() -> SchemaRef {
@@ -228,6 +268,10 @@ pub fn rows_to_batch<'a>(
     ) -> ArrayRef {
         Arc::new(rows.iter().map(|r| f(r)).collect::<StringArray>())
     }
+    let output: Vec<crate::words::TextStats> = rows
+        .iter()
+        .map(|r| crate::words::scan(&r.output, None))
+        .collect();
     let columns: Vec<ArrayRef> = vec![
         strs(&rows, |r| &r.request_id),
         Arc::new(
@@ -271,6 +315,17 @@ pub fn rows_to_batch<'a>(
         Arc::new(rows.iter().map(|r| r.online_pass).collect::<BooleanArray>()),
         strs(&rows, |r| &r.online_scores),
         opt_strs(&rows, |r| r.replica.as_deref()),
+        Arc::new(
+            rows.iter()
+                .map(|r| history_turns(&r.messages))
+                .collect::<UInt32Array>(),
+        ),
+        Arc::new(UInt32Array::from_iter_values(
+            output.iter().map(|t| saturate(t.chars)),
+        )),
+        Arc::new(UInt32Array::from_iter_values(
+            output.iter().map(|t| saturate(t.words)),
+        )),
     ];
     RecordBatch::try_new(request_schema(), columns)
 }
@@ -505,5 +560,81 @@ mod tests {
         let batch = rows_to_batch([&r, &r2]).unwrap();
         assert_eq!(batch.schema(), request_schema());
         assert_eq!(rows_from_batch(&batch).unwrap(), vec![r, r2]);
+    }
+
+    fn derived(batch: &RecordBatch, name: &str) -> Vec<Option<u32>> {
+        let a = batch
+            .column_by_name(name)
+            .unwrap()
+            .as_primitive::<arrow_array::types::UInt32Type>();
+        (0..a.len())
+            .map(|i| a.is_valid(i).then(|| a.value(i)))
+            .collect()
+    }
+
+    #[test]
+    fn the_length_columns_hold_what_drift_reads_from_the_text() {
+        let cases = [
+            (
+                r#"[{"role":"system","content":"s"},{"role":"user","content":"q"}]"#,
+                Some(0),
+                "Hello, world! It's 2026.",
+                24,
+                5,
+            ),
+            (
+                r#"[{"role":"user","content":"a"},{"role":"assistant","content":"b"},{"role":"user","content":"c"},{"role":"assistant","content":[{"type":"text","text":"d"}]},{"role":"user","content":"e"}]"#,
+                Some(2),
+                "北京是首都 Tokyo",
+                11,
+                6,
+            ),
+            ("not json", None, "", 0, 0),
+            (r#"{"role":"assistant"}"#, None, "ça va — très bien", 17, 4),
+            ("[]", Some(0), "   ", 3, 0),
+        ];
+        let rows: Vec<RequestLogRow> = cases
+            .iter()
+            .enumerate()
+            .map(|(i, (messages, _, output, _, _))| {
+                let mut r = RequestLogRow::new(format!("r{i}"), Utc::now());
+                r.messages = (*messages).to_string();
+                r.output = (*output).to_string();
+                r
+            })
+            .collect();
+        let batch = rows_to_batch(&rows).unwrap();
+        let turns = derived(&batch, HISTORY_TURNS);
+        let chars = derived(&batch, OUTPUT_CHARS);
+        let words = derived(&batch, OUTPUT_WORDS);
+        for (i, (_, t, _, c, w)) in cases.iter().enumerate() {
+            assert_eq!(
+                (turns[i], chars[i], words[i]),
+                (*t, Some(*c), Some(*w)),
+                "case {i}"
+            );
+        }
+        // Reading back ignores them: a row is its text, the columns follow.
+        assert_eq!(rows_from_batch(&batch).unwrap(), rows);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn output_lengths_equal_the_scan_of_the_text(output in "\\PC{0,200}", turns in 0usize..4) {
+            let mut r = RequestLogRow::new("r", Utc::now());
+            r.output = output.clone();
+            let messages: Vec<serde_json::Value> = (0..turns)
+                .flat_map(|_| [
+                    serde_json::json!({"role": "user", "content": "q"}),
+                    serde_json::json!({"role": "assistant", "content": "a"}),
+                ])
+                .collect();
+            r.messages = serde_json::Value::Array(messages).to_string();
+            let batch = rows_to_batch([&r]).unwrap();
+            let stats = crate::words::scan(&output, None);
+            proptest::prop_assert_eq!(derived(&batch, OUTPUT_CHARS), vec![Some(stats.chars as u32)]);
+            proptest::prop_assert_eq!(derived(&batch, OUTPUT_WORDS), vec![Some(stats.words as u32)]);
+            proptest::prop_assert_eq!(derived(&batch, HISTORY_TURNS), vec![Some(turns as u32)]);
+        }
     }
 }

@@ -59,8 +59,10 @@ pub struct DriftConfig {
     #[serde(default)]
     pub thresholds: Thresholds,
     /// Case-insensitive phrases that mark an output as a refusal; replaces
-    /// the defaults ([`DEFAULT_REFUSAL_PHRASES`]).
-    #[serde(default)]
+    /// the defaults ([`DEFAULT_REFUSAL_PHRASES`]); `[]` turns refusal
+    /// detection off. Checked when the file is read: a blank phrase, or a
+    /// list too large to compile into one matcher, is refused there.
+    #[serde(default, deserialize_with = "refusal_phrases")]
     pub refusal_phrases: Option<Vec<String>>,
     #[serde(default)]
     pub on_drift: OnDrift,
@@ -138,6 +140,61 @@ pub const DEFAULT_REFUSAL_PHRASES: &[&str] = &[
     "I must decline",
     "I won't be able to",
 ];
+
+fn refusal_phrases<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Vec<String>>, D::Error> {
+    use serde::de::Error;
+    let phrases = Option::<Vec<String>>::deserialize(d)?;
+    if let Some(list) = &phrases {
+        for (i, p) in list.iter().enumerate() {
+            if p.trim().is_empty() {
+                return Err(D::Error::custom(format!(
+                    "phrase {} is blank (it would match nothing; remove it)",
+                    i + 1
+                )));
+            }
+        }
+        // The same matcher drift builds at run time: built here, it cannot
+        // fail there.
+        refusal_regex(list).map_err(D::Error::custom)?;
+    }
+    Ok(phrases)
+}
+
+/// The pattern that finds any of `phrases` in a text: case-insensitive,
+/// whitespace-tolerant, a typographic apostrophe read as `'`. `None` when
+/// no phrase is left after trimming (refusal detection off); an error when
+/// the pattern is too large to compile.
+pub fn refusal_regex<S: AsRef<str>>(phrases: &[S]) -> Result<Option<regex::Regex>, String> {
+    let alternatives: Vec<String> = phrases
+        .iter()
+        .map(|p| p.as_ref().trim())
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            // A run of whitespace in a phrase matches any run in the text.
+            p.split_whitespace()
+                .map(|w| regex::escape(w).replace('\'', "['\u{2019}]"))
+                .collect::<Vec<_>>()
+                .join(r"\s+")
+        })
+        .collect();
+    if alternatives.is_empty() {
+        return Ok(None);
+    }
+    let pattern = format!("(?i)(?:{})", alternatives.join("|"));
+    regex::RegexBuilder::new(&pattern)
+        .size_limit(1 << 24)
+        .build()
+        .map(Some)
+        .map_err(|e| match e {
+            regex::Error::CompiledTooBig(limit) => format!(
+                "the phrases are too many or too long: their matcher exceeds {} MiB",
+                limit >> 20
+            ),
+            other => format!("refusal phrases: {other}"),
+        })
+}
 
 /// Practical thresholds: a feature drifts only when its effect size reaches
 /// its threshold (and its q-value is below `fdr`), so a very large window
@@ -472,6 +529,15 @@ mod tests {
     }
 
     #[test]
+    fn refusal_phrases_compile_into_one_matcher() {
+        let r = refusal_regex(&["I'm sorry", "as an  AI"]).unwrap().unwrap();
+        assert!(r.is_match("well, I\u{2019}M SORRY but"));
+        assert!(r.is_match("As an\nai model"));
+        assert!(!r.is_match("sorry"));
+        assert!(refusal_regex(&[] as &[&str]).unwrap().is_none());
+    }
+
+    #[test]
     fn a_malformed_section_is_an_error_at_its_line() {
         let cases = [
             (
@@ -505,6 +571,24 @@ mod tests {
                 7,
                 "drift.schedule",
                 "off",
+            ),
+            (
+                "drift:\n  fdr: 0.1\n  refusal_phrases:\n    - I'm sorry\n    - \"   \"\n",
+                9,
+                "drift.refusal_phrases",
+                "phrase 2 is blank",
+            ),
+            (
+                &format!(
+                    "drift:\n  refusal_phrases: [{}]\n",
+                    (0..2000)
+                        .map(|i| format!("\"{i} I'm sorry {}\"", "ü".repeat(150)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                7,
+                "drift.refusal_phrases",
+                "too many or too long",
             ),
         ];
         for (section, line, field, needle) in cases {

@@ -571,6 +571,33 @@ async fn serve_reports_drift_on_its_schedule_and_takes_reloaded_settings() {
     .await;
     assert!(ok, "{:#}", st["drift"]);
 
+    // So is a blank refusal phrase (the schema's minLength lets it through).
+    let before = st["drift"]["runs"].as_u64().unwrap();
+    let blank = bad.replace("  fdr: 1.5\n", "").replace(
+        "min_rows: 60",
+        "min_rows: 60\n  refusal_phrases: [\"I'm sorry\", \"  \"]",
+    );
+    commit_main(&s, &[("promptgate.yaml", &blank)], "blank refusal phrase");
+    let (st, ok) = wait_status(&p, limit, |s| {
+        s["last_reload"]["ok"] == false
+            && s["last_reload"]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("drift.refusal_phrases"))
+    })
+    .await;
+    assert!(ok, "{:#}", st["last_reload"]);
+    let error = st["last_reload"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("promptgate.yaml:") && error.contains("phrase 2 is blank"),
+        "{error}"
+    );
+    let (st, ok) = wait_status(&p, limit, |s| {
+        s["drift"]["runs"].as_u64().unwrap() > before + 1
+            && s["drift"]["last"]["result"]["status"] == "drift"
+    })
+    .await;
+    assert!(ok, "{:#}", st["drift"]);
+
     // A valid change takes effect: with more calls needed than logged,
     // the prompt has not enough data (never a pass).
     let more = bad
@@ -706,4 +733,250 @@ print(len(svgs), marks)
     assert!(marks > svgs, "{marks} marks in {svgs} charts");
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.contains("input.input.language") && page.contains("output.content"));
+}
+
+/// Rewrites every request log file under `dir` (a requests folder or a
+/// partition) without the write-time
+/// length columns, as promptgate wrote them before those columns existed
+/// (same rows, same file names, same key-value metadata).
+fn strip_length_columns(dir: &Path) {
+    use parquet::arrow::ArrowWriter;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::file::properties::WriterProperties;
+    let derived = [
+        promptgate::logstore::HISTORY_TURNS,
+        promptgate::logstore::OUTPUT_CHARS,
+        promptgate::logstore::OUTPUT_WORDS,
+    ];
+    let mut stripped = 0;
+    for entry in walk(dir) {
+        if entry.extension().is_none_or(|e| e != "parquet") {
+            continue;
+        }
+        let builder =
+            ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&entry).unwrap()).unwrap();
+        let kv = builder
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .cloned();
+        let schema = builder.schema().clone();
+        let keep: Vec<usize> = (0..schema.fields().len())
+            .filter(|i| !derived.contains(&schema.field(*i).name().as_str()))
+            .collect();
+        assert_eq!(keep.len() + 3, schema.fields().len(), "{}", entry.display());
+        let batches: Vec<_> = builder
+            .build()
+            .unwrap()
+            .map(|b| b.unwrap().project(&keep).unwrap())
+            .collect();
+        let tmp = entry.with_extension("tmp");
+        let props = WriterProperties::builder()
+            .set_key_value_metadata(kv)
+            .build();
+        let mut w = ArrowWriter::try_new(
+            std::fs::File::create(&tmp).unwrap(),
+            std::sync::Arc::new(schema.project(&keep).unwrap()),
+            Some(props),
+        )
+        .unwrap();
+        for b in &batches {
+            w.write(b).unwrap();
+        }
+        w.close().unwrap();
+        std::fs::rename(&tmp, &entry).unwrap();
+        stripped += 1;
+    }
+    assert!(stripped > 0, "no request files under {}", dir.display());
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for f in walk(from) {
+        let target = to.join(f.strip_prefix(from).unwrap());
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::copy(&f, &target).unwrap();
+    }
+}
+
+/// Each feature of a `drift --json` report: what the table shows.
+fn feature_lines(o: &std::process::Output) -> Vec<String> {
+    let report: Value = serde_json::from_str(&stdout(o)).unwrap();
+    report["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["features"].as_array().unwrap().clone())
+        .map(|f| {
+            format!(
+                "{} {} {} {} {} {} {}",
+                f["name"],
+                f["reference"],
+                f["current"],
+                f["effect"],
+                f["p_value"],
+                f["q_value"],
+                f["verdict"]
+            )
+        })
+        .collect()
+}
+
+/// Log roots written before the length columns existed, after, and mixed
+/// (an old reference day, a new current day): drift reads the lengths from
+/// the columns where they are and from the text where not, and the reports
+/// are the same. DataFusion and pyarrow read both kinds of file.
+#[test]
+fn old_new_and_mixed_log_files_give_the_same_drift_report() {
+    let s = Scaffold::new();
+    drift_section(&s, "drift:\n  min_rows: 100\n");
+    s.commit("drift settings");
+    let new = s.dir.path().join("new");
+    let mut rng = StdRng::seed_from_u64(14);
+    let day1 = DateTime::parse_from_rfc3339("2026-11-01T10:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    let day2 = day1 + Duration::days(1);
+    let mut rows = Vec::new();
+    let mut turns_of = std::collections::BTreeMap::new();
+    for i in 0..600 {
+        let current = i >= 300;
+        let ts = if current { day2 } else { day1 } + Duration::seconds(i as i64);
+        let mut r = row(&mut rng, i, ts, if current { 14 } else { 8 }, 500.0);
+        // Longer conversations in the current day.
+        let turns = rng.random_range(0..3) + usize::from(current) * 2;
+        let mut messages = vec![json!({"role": "system", "content": "Answer briefly."})];
+        for t in 0..turns {
+            messages.push(json!({"role": "user", "content": format!("earlier question {t}")}));
+            messages.push(json!({"role": "assistant", "content": format!("earlier answer {t}")}));
+        }
+        messages.push(json!({"role": "user", "content": "and now?"}));
+        r.messages = Value::Array(messages).to_string();
+        if i % 7 == 0 {
+            r.output = "Entschuldigung, 日本 Tokyo — ça va?".into();
+        }
+        turns_of.insert(r.request_id.clone(), turns);
+        rows.push(r);
+    }
+    write_rows(&new, rows);
+    let old = s.dir.path().join("old");
+    copy_dir(&new, &old);
+    strip_length_columns(&old.join("requests"));
+    let mixed = s.dir.path().join("mixed");
+    copy_dir(&new, &mixed);
+    strip_length_columns(&mixed.join("requests/date=2026-11-01"));
+
+    let reports: Vec<Vec<String>> = [&new, &old, &mixed]
+        .iter()
+        .map(|root| {
+            let o = drift_over(&s, &[root], &["--json"]);
+            assert_eq!(o.status.code(), Some(1), "{}\n{}", stdout(&o), stderr(&o));
+            feature_lines(&o)
+        })
+        .collect();
+    let turns_line = reports[0]
+        .iter()
+        .find(|l| l.starts_with("\"input.history_turns\""))
+        .unwrap_or_else(|| panic!("{:?}", reports[0]));
+    assert!(turns_line.ends_with("\"drift\""), "{turns_line}");
+    assert!(reports[0].iter().any(|l| l.starts_with("\"output.words\"")));
+    assert_eq!(reports[0], reports[1], "new files vs old files");
+    assert_eq!(reports[0], reports[2], "new files vs a mixed root");
+
+    // DataFusion over the mixed root: the old day's lengths are null.
+    let o = s.run(&[
+        "logs",
+        "query",
+        "SELECT date, count(*) AS calls, count(history_turns) AS with_turns, sum(history_turns) AS turns, min(output_words) AS min_words FROM requests GROUP BY date ORDER BY date",
+        "--logs",
+        mixed.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let by_day: Vec<Value> = serde_json::from_str(&stdout(&o)).unwrap();
+    let expected_turns: usize = turns_of
+        .iter()
+        .filter(|(id, _)| id[4..].parse::<usize>().unwrap() >= 300)
+        .map(|(_, t)| t)
+        .sum();
+    assert_eq!(by_day.len(), 2, "{by_day:?}");
+    assert_eq!(
+        (
+            &by_day[0]["calls"],
+            &by_day[0]["with_turns"],
+            &by_day[0]["turns"]
+        ),
+        (&json!(300), &json!(0), &Value::Null),
+        "{by_day:?}"
+    );
+    assert_eq!(
+        (
+            &by_day[1]["calls"],
+            &by_day[1]["with_turns"],
+            &by_day[1]["turns"]
+        ),
+        (&json!(300), &json!(300), &json!(expected_turns)),
+        "{by_day:?}"
+    );
+    assert_eq!(by_day[1]["min_words"], json!(6), "{by_day:?}");
+
+    // The independent reader, over the mixed root with the files' schemas
+    // unified: the new columns with the same values, null in old files.
+    if let Some(py) = crate::support::python_with_pyarrow() {
+        let script = r#"
+import glob, json, os, sys
+import pyarrow as pa, pyarrow.dataset as ds, pyarrow.parquet as pq
+files = sorted(glob.glob(os.path.join(sys.argv[1], "*", "*.parquet")))
+schema = pa.unify_schemas([pq.read_schema(f) for f in files])
+t = ds.dataset(files, schema=schema, format="parquet").to_table(
+    columns=["request_id", "history_turns", "output_chars", "output_words", "output"])
+print(json.dumps({"types": [str(t.schema.field(c).type) for c in ["history_turns", "output_chars", "output_words"]],
+                  "rows": t.to_pylist()}))
+"#;
+        let o = std::process::Command::new(py)
+            .args(["-c", script])
+            .arg(mixed.join("requests"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["types"], json!(["uint32", "uint32", "uint32"]));
+        let rows = v["rows"].as_array().unwrap();
+        assert_eq!(rows.len(), 600);
+        for r in rows {
+            let id = r["request_id"].as_str().unwrap();
+            if id[4..].parse::<usize>().unwrap() < 300 {
+                // The old day's file has no such columns.
+                assert_eq!(
+                    (&r["history_turns"], &r["output_chars"], &r["output_words"]),
+                    (&Value::Null, &Value::Null, &Value::Null),
+                    "{r}"
+                );
+                continue;
+            }
+            assert_eq!(r["history_turns"], json!(turns_of[id]), "{r}");
+            let output = r["output"].as_str().unwrap();
+            assert_eq!(r["output_chars"], json!(output.chars().count()), "{r}");
+            let words = if output.starts_with("Entschuldigung") {
+                // Entschuldigung, 日, 本, tokyo, ça, va
+                6
+            } else {
+                output.split_whitespace().count()
+            };
+            assert_eq!(r["output_words"], json!(words), "{r}");
+        }
+    }
 }
