@@ -185,7 +185,7 @@ async fn a_committed_change_of_auto_enqueue_reloads_and_a_bad_one_is_refused() {
     // from the request log.
     feedback(&p, &before, 0.0).await;
     let got = wait_items(&p, 1).await;
-    assert_eq!(ids(&got), [before.clone()], "{}", p.stderr());
+    assert_eq!(ids(&got), [before.as_str()], "{}", p.stderr());
     assert_eq!(got[0]["item"]["variables"], json!({"country": "Peru"}));
     // A call served after it is queued from memory.
     let after = ask(&p, "Chile").await;
