@@ -17,7 +17,8 @@ use crate::support::{Scaffold, http, stderr, stdout};
 
 const COUNTRIES: &[&str] = &["Peru", "Kenya", "Chile", "Norway", "Egypt", "India"];
 
-async fn ask(p: &Proxy, country: &str) -> String {
+/// Asks `prompt:capital` about `country`; the call's request id.
+pub(crate) async fn ask(p: &Proxy, country: &str) -> String {
     let body = json!({
         "model": "prompt:capital",
         "messages": [],
@@ -43,6 +44,28 @@ async fn post(p: &Proxy, path: &str, body: Value) -> (u16, Value) {
     let status = r.status().as_u16();
     let text = r.text().await.unwrap();
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// `review sample --suite capitals --json ARGS`, checked to succeed.
+fn sample(s: &Scaffold, args: &[&str]) -> Value {
+    let mut all = vec!["review", "sample", "--suite", "capitals", "--json"];
+    all.extend_from_slice(args);
+    let o = s.run(&all);
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_str(&stdout(&o)).unwrap()
+}
+
+/// Waits (up to 10 s) until the request log holds `n` rows; returns them.
+async fn wait_rows(s: &Scaffold, n: usize) -> Vec<promptgate::logstore::RequestLogRow> {
+    for _ in 0..100 {
+        if log_rows(&s.root()).len() == n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rows = log_rows(&s.root());
+    assert_eq!(rows.len(), n);
+    rows
 }
 
 fn git_show(s: &Scaffold, spec: &str) -> String {
@@ -73,38 +96,21 @@ async fn reviewed_scaffold() -> (MockServer, Scaffold, Proxy, Vec<String>) {
         .await;
         assert_eq!(st, 200);
     }
-    for _ in 0..100 {
-        if log_rows(&s.root()).len() == ids.len() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(log_rows(&s.root()).len(), ids.len());
+    wait_rows(&s, ids.len()).await;
     (m, s, p, ids)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reviewed_calls_become_dataset_v2_on_a_branch() {
     let (_m, s, p, ids) = reviewed_scaffold().await;
-    let o = s.run(&[
-        "review",
-        "sample",
-        "--suite",
-        "capitals",
-        "--strategy",
-        "low_feedback",
-        "--json",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let out: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let out = sample(&s, &["--strategy", "low_feedback"]);
     let mut queued: Vec<String> = serde_json::from_value(out["enqueued"].clone()).unwrap();
     queued.sort();
     let mut low = ids[..3].to_vec();
     low.sort();
     assert_eq!(queued, low, "the three calls with low feedback");
     // Never the same call twice.
-    let o = s.run(&["review", "sample", "--suite", "capitals", "--json"]);
-    let again: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let again = sample(&s, &[]);
     assert_eq!(again["enqueued"], json!([]));
     assert_eq!(again["already_queued"], 3);
 
@@ -538,14 +544,7 @@ async fn the_loop_on_the_real_model_grows_v2_and_eval_reads_old_and_reviewed_row
             .contains("queued by serve"),
         "{queued:#}"
     );
-    for _ in 0..100 {
-        if log_rows(&s.root()).len() == ids.len() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let rows = log_rows(&s.root());
-    assert_eq!(rows.len(), ids.len());
+    let rows = wait_rows(&s, ids.len()).await;
     let answer = |id: &str| {
         rows.iter()
             .find(|r| r.request_id == id)
@@ -558,19 +557,7 @@ async fn the_loop_on_the_real_model_grows_v2_and_eval_reads_old_and_reviewed_row
 
     // `review sample` takes the other low ones; the queued call is not
     // queued twice.
-    let o = s.run(&[
-        "review",
-        "sample",
-        "--suite",
-        "capitals",
-        "--strategy",
-        "low_feedback",
-        "--max-score",
-        "0.5",
-        "--json",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let out: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let out = sample(&s, &["--strategy", "low_feedback", "--max-score", "0.5"]);
     assert_eq!(
         out["enqueued"],
         json!([ids[1], ids[2]]),

@@ -9,26 +9,11 @@ use std::time::Duration;
 use promptgate::mock_llm::{MockConfig, MockServer};
 use serde_json::{Value, json};
 
+use crate::review::ask;
 use crate::support::serve::{
     Proxy, commit_main, log_rows, metrics, post, proxy_scaffold, wait_status,
 };
-use crate::support::{Scaffold, get_json, http};
-
-async fn ask(p: &Proxy, country: &str) -> String {
-    let body = json!({
-        "model": "prompt:capital",
-        "messages": [],
-        "variables": {"country": country},
-    });
-    let r = http()
-        .post(format!("{}/v1/chat/completions", p.url))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r.headers()["x-request-id"].to_str().unwrap().to_string()
-}
+use crate::support::{Scaffold, get_json};
 
 async fn feedback(p: &Proxy, id: &str, score: f64) {
     let (st, _, body) = post(
