@@ -290,6 +290,7 @@ fn settings_status(state: &ServingState, app: &App) -> SettingsStatus {
             circuit_breaker: server.circuit_breaker,
             admin_token_env: server.admin_token_env.clone(),
         },
+        review: state.config.review.clone(),
         pending_restart: running.pending_restart(&state.config),
     }
 }

@@ -158,6 +158,7 @@ async fn a_committed_change_of_auto_enqueue_reloads_and_a_bad_one_is_refused() {
     assert_eq!(auto_count(&metrics(&p).await, "enqueued"), 0);
 
     let st = crate::support::serve::status(&p).await;
+    assert_eq!(st["settings"]["review"]["auto_enqueue"], Value::Null);
     let generation = st["generation"].as_u64().unwrap();
     let on = format!("{}{AUTO}", s.read("promptgate.yaml"));
     commit_main(&s, &[("promptgate.yaml", &on)], "Queue low feedback");
@@ -166,6 +167,11 @@ async fn a_committed_change_of_auto_enqueue_reloads_and_a_bad_one_is_refused() {
     })
     .await;
     assert!(ok, "{st:#}");
+    assert_eq!(
+        st["settings"]["review"]["auto_enqueue"],
+        json!({"max_score": 0.2, "rate": 1.0, "max_per_hour": 2}),
+        "{st:#}"
+    );
     // A call served before the switch is not in memory: it is read back
     // from the request log.
     feedback(&p, &before, 0.0).await;
