@@ -26,8 +26,9 @@ use promptgate::spec::config::LoggingConfig;
 use serde_json::json;
 
 fn write_logs(root: &Path, n: usize) {
+    // The marker holds the number of calls: another N writes them again.
     let done = root.join("done");
-    if done.exists() {
+    if std::fs::read_to_string(&done).is_ok_and(|d| d == n.to_string()) {
         return;
     }
     let _ = std::fs::remove_dir_all(root);
@@ -70,7 +71,7 @@ fn write_logs(root: &Path, n: usize) {
         writeln!(f, "{}", serde_json::to_string(&rec).unwrap()).unwrap();
     }
     f.flush().unwrap();
-    std::fs::write(&done, "").unwrap();
+    std::fs::write(&done, n.to_string()).unwrap();
     println!(
         "wrote {n} calls and {} feedback records in {:.1} s",
         low.len(),

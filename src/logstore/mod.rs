@@ -129,7 +129,7 @@ pub(crate) use feedback::{id_like, repair_tail};
 pub(crate) use files::{
     COMPACT_LOCK, DirLock, partition_date, partition_dirs, partition_files, partition_name,
 };
-pub use read::{RequestFilter, read_requests, read_requests_by_id};
+pub use read::{RequestFilter, read_requests, read_requests_by_id, read_requests_by_id_in};
 pub(crate) use read::{read_projected, read_selected_rows, request_files, stream_projected};
 pub(crate) use redact::Redactor;
 pub(crate) use row::{ColumnError, Columns, need};

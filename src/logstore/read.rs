@@ -141,11 +141,21 @@ pub fn read_requests_by_id(
     sources: &[impl AsRef<Path>],
     ids: &HashSet<&str>,
 ) -> Result<Vec<RequestLogRow>> {
+    read_requests_by_id_in(sources, &RequestFilter::default(), ids)
+}
+
+/// [`read_requests_by_id`] over the files `filter`'s dates may hold only
+/// (its time bounds pick date partitions; rows are not filtered further).
+pub fn read_requests_by_id_in(
+    sources: &[impl AsRef<Path>],
+    filter: &RequestFilter,
+    ids: &HashSet<&str>,
+) -> Result<Vec<RequestLogRow>> {
     let mut rows = Vec::new();
     if ids.is_empty() {
         return Ok(rows);
     }
-    for f in request_files(sources, &RequestFilter::default())? {
+    for f in request_files(sources, filter)? {
         let mut at = Vec::new();
         let mut offset = 0;
         for batch in read_projected(&f, &["request_id"])? {

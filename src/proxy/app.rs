@@ -43,6 +43,8 @@ pub struct App {
     pub uploader: Option<crate::lake::upload::Uploader>,
     /// The review queue of the log folder ([`super::review_routes`]).
     pub review: crate::review::ReviewQueue,
+    /// `review.auto_enqueue`: low feedback into the queue ([`super::auto_review`]).
+    pub auto_review: Arc<super::auto_review::AutoReview>,
 }
 
 /// Counts calls not yet finished (their log row not yet queued).

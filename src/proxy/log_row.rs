@@ -137,6 +137,8 @@ impl CallRecord {
                 online::evaluate(Some(&p.online), &mut row);
                 self.app.judges.spawn(&p.id, &p.online, &row);
             }
+            let auto = self.state.config.review.auto_enqueue.as_ref();
+            self.app.auto_review.remember(auto, &row);
             let metrics = &self.app.metrics;
             if let (Some(prompt), Some(pass)) = (&row.prompt_id, row.online_pass) {
                 metrics.record_online(prompt, row.variant.as_str(), pass);

@@ -219,6 +219,8 @@ pub const ONLINE_JUDGE: &str = "promptgate_online_judge_total";
 pub const CANARY_DECISIONS: &str = "promptgate_canary_decisions_total";
 /// Fetch rounds of `serve --fetch`: `result`.
 pub const FETCHES: &str = "promptgate_fetch_total";
+/// Low feedback handled by `review.auto_enqueue`: `result`.
+pub const REVIEW_AUTO: &str = "promptgate_review_auto_total";
 
 /// Counters recorded off the request path, with their labels and help.
 const EVENT_COUNTERS: &[(&str, &[&str], &str)] = &[
@@ -241,6 +243,11 @@ const EVENT_COUNTERS: &[(&str, &[&str], &str)] = &[
         FETCHES,
         &["result"],
         "Refs followed from the remote by serve --fetch, by result (updated, unchanged, non_fast_forward, error).",
+    ),
+    (
+        REVIEW_AUTO,
+        &["result"],
+        "Low feedback handled by review.auto_enqueue, by result (enqueued, duplicate, sampled_out, capped, overflow, not_found, not_reviewable, error).",
     ),
 ];
 

@@ -34,6 +34,7 @@
 
 pub(crate) mod analyzer;
 pub(crate) mod app;
+pub(crate) mod auto_review;
 pub(crate) mod breaker;
 pub(crate) mod call;
 pub(crate) mod drift_task;

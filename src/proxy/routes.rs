@@ -160,10 +160,20 @@ async fn feedback(State(app): State<Arc<App>>, body: Body) -> Response {
     };
     let feedback_id = record.feedback_id.clone();
     let request_id = record.request_id.clone();
+    let low = record.clone();
     match app.journal.append_async(record).await {
-        Ok(()) => json_ok(
-            json!({"feedback_id": feedback_id, "request_id": request_id, "status": "stored"}),
-        ),
+        Ok(()) => {
+            // Stored first: the queue is fed from what was acknowledged.
+            let config = &app.reloader.current().config;
+            app.auto_review.on_feedback(
+                config.review.auto_enqueue.as_ref(),
+                config.logging.flush_interval_ms,
+                &low,
+            );
+            json_ok(
+                json!({"feedback_id": feedback_id, "request_id": request_id, "status": "stored"}),
+            )
+        }
         Err(LogStoreError::Invalid(e)) => ApiError::field(e.field, e.message).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "feedback not stored");
@@ -280,6 +290,7 @@ fn settings_status(state: &ServingState, app: &App) -> SettingsStatus {
             circuit_breaker: server.circuit_breaker,
             admin_token_env: server.admin_token_env.clone(),
         },
+        review: state.config.review.clone(),
         pending_restart: running.pending_restart(&state.config),
     }
 }
@@ -433,6 +444,16 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         });
     }
     gauges.extend(drift_gauges(&app.tasks.drift.get()));
+    gauges.push(g(
+        "promptgate_review_auto_pending",
+        "Low-feedback calls waiting for the request log before review.auto_enqueue queues them.",
+        app.auto_review.pending() as f64,
+    ));
+    gauges.push(g(
+        "promptgate_review_auto_recent_calls",
+        "Finished prompt calls kept in memory for review.auto_enqueue (bounded).",
+        app.auto_review.recent_calls() as f64,
+    ));
     let mut r = app.metrics.render(&gauges).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 
 use super::analyzer::{self, AnalyzerHandles, AnalyzerOptions, AnalyzerTarget};
 use super::app::{App, InFlight};
+use super::auto_review::{self, AutoReview, AutoReviewHandles};
 use super::breaker::BreakerConfig;
 use super::drift_task::{self, DriftHandles, DriftOptions, DriftTarget};
 use super::fetch::{self, FetchHandles, FetchOptions};
@@ -132,6 +133,7 @@ impl Server {
         let review = crate::review::ReviewQueue::for_log_root(&settings.log_dir)?;
         let app = Arc::new(App {
             review,
+            auto_review: Arc::new(AutoReview::new(metrics.clone())),
             reloader,
             logger,
             journal,
@@ -313,6 +315,13 @@ fn spawn_tasks(app: &App, opts: &ServeOptions) -> Vec<AbortOnDrop> {
         let task = drift_task::run(handles, target, opts.drift.interval);
         tasks.push(AbortOnDrop(tokio::spawn(task)));
     }
+    // Always running: `review.auto_enqueue` may be switched on by a reload.
+    let handles = AutoReviewHandles {
+        shared: app.auto_review.clone(),
+        queue: app.review.clone(),
+        log_dir: settings.log_dir.clone(),
+    };
+    tasks.push(AbortOnDrop(tokio::spawn(auto_review::run(handles))));
     if let Some(f) = opts.fetch.clone() {
         let handles = FetchHandles {
             reloader: app.reloader.clone(),

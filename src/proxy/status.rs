@@ -130,6 +130,9 @@ pub struct SettingsStatus {
     pub log_dir: std::path::PathBuf,
     pub logging: LoggingStatus,
     pub server: ServerStatus,
+    /// `review:` in force (`auto_enqueue`: low feedback into the queue).
+    #[serde(default)]
+    pub review: crate::spec::config::ReviewConfig,
     pub pending_restart: Vec<PendingRestart>,
 }
 

@@ -23,6 +23,49 @@ pub struct Config {
     /// defaults of [`super::drift::DriftConfig`] for the CLI, no schedule in serve.
     #[serde(default)]
     pub drift: Option<super::drift::DriftConfig>,
+    /// The review queue as serve feeds it; reloads with the prompts.
+    #[serde(default)]
+    pub review: ReviewConfig,
+}
+
+/// `review:`: what serve adds to the review queue by itself.
+///
+/// ```yaml
+/// review:
+///   auto_enqueue:          # absent: only `review sample` and drift queue calls
+///     max_score: 0.0       # feedback at most this queues the call (0 worst, 1 best)
+///     rate: 0.2            # of those calls, this share (by a hash of the request id)
+///     max_per_hour: 50     # at most this many queued by serve in any hour
+/// ```
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewConfig {
+    #[serde(default)]
+    pub auto_enqueue: Option<AutoEnqueue>,
+}
+
+/// `review.auto_enqueue`: a call that gets low feedback goes into the
+/// review queue as the feedback arrives.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AutoEnqueue {
+    /// A feedback score at most this is low (as `review sample --max-score`).
+    #[serde(default)]
+    pub max_score: f64,
+    /// The share of low-feedback calls queued, 0 to 1; the same call is
+    /// always in or out of the share (a hash of its request id decides).
+    #[serde(default = "default_auto_rate")]
+    pub rate: f64,
+    /// Calls queued by serve in any sliding hour, at most.
+    #[serde(default = "default_max_per_hour")]
+    pub max_per_hour: u32,
+}
+
+fn default_auto_rate() -> f64 {
+    1.0
+}
+fn default_max_per_hour() -> u32 {
+    50
 }
 
 /// The wire format a provider speaks.
@@ -315,6 +358,72 @@ impl Default for ServerConfig {
             request_timeout_ms: default_request_timeout_ms(),
             control_ref: default_control_ref(),
             circuit_breaker: CircuitBreakerConfig::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{Diagnostic, FileKind, SourceFile};
+
+    fn config(review: &str) -> Result<Config, Vec<Diagnostic>> {
+        let text = format!(
+            "version: 1\nproviders:\n  local: {{kind: ollama, base_url: \"http://127.0.0.1:1\"}}\nmodels:\n  m: {{provider: local, name: x}}\n{review}"
+        );
+        SourceFile::new("promptgate.yaml", text).parse(FileKind::Config)
+    }
+
+    #[test]
+    fn review_auto_enqueue_defaults_and_parses() {
+        assert_eq!(config("").unwrap().review.auto_enqueue, None);
+        let c = config("review:\n  auto_enqueue: {}\n").unwrap();
+        assert_eq!(
+            c.review.auto_enqueue,
+            Some(AutoEnqueue {
+                max_score: 0.0,
+                rate: 1.0,
+                max_per_hour: 50
+            })
+        );
+        let c = config("review:\n  auto_enqueue: {max_score: 0.25, rate: 0.2, max_per_hour: 7}\n")
+            .unwrap();
+        let a = c.review.auto_enqueue.unwrap();
+        assert_eq!((a.max_score, a.rate, a.max_per_hour), (0.25, 0.2, 7));
+    }
+
+    #[test]
+    fn review_mistakes_are_named_at_their_line() {
+        let cases = [
+            (
+                "review:\n  auto_enqueue:\n    rate: 1.5\n",
+                8,
+                "review.auto_enqueue.rate",
+            ),
+            (
+                "review:\n  auto_enqueue:\n    max_score: -1\n",
+                8,
+                "review.auto_enqueue.max_score",
+            ),
+            (
+                "review:\n  auto_enqueue:\n    max_per_hour: 0\n",
+                8,
+                "review.auto_enqueue.max_per_hour",
+            ),
+            (
+                "review:\n  auto_enqueue:\n    below: 0.1\n",
+                8,
+                "review.auto_enqueue.below",
+            ),
+            ("review:\n  auto: {}\n", 7, "review.auto"),
+        ];
+        for (text, line, field) in cases {
+            let d = config(text).unwrap_err();
+            assert_eq!(
+                (d[0].line, d[0].field.as_str()),
+                (line, field),
+                "{text}: {d:?}"
+            );
         }
     }
 }

@@ -21,6 +21,7 @@ mod provider;
 mod proxy;
 mod repository;
 mod review;
+mod review_auto;
 mod settings;
 mod support;
 mod ui;

@@ -3,19 +3,22 @@
 //! `review sample`, decisions over HTTP and on the command line, and
 //! `dataset grow` on a new branch; and the refusals (unknown item, second
 //! decision, unknown column, hand-edited rows.jsonl, conflicting corrections).
+//! Then the same loop in front of the real model (SmolLM2 through
+//! llama.cpp), on to `eval` of the grown version.
 
 use std::time::Duration;
 
 use promptgate::mock_llm::{MockConfig, MockServer};
 use serde_json::{Value, json};
 
-use crate::support::external::python_with_pyarrow;
+use crate::support::external::{python_with_pyarrow, test_llm_url};
 use crate::support::serve::{Proxy, log_dir, log_rows, proxy_scaffold};
 use crate::support::{Scaffold, http, stderr, stdout};
 
 const COUNTRIES: &[&str] = &["Peru", "Kenya", "Chile", "Norway", "Egypt", "India"];
 
-async fn ask(p: &Proxy, country: &str) -> String {
+/// Asks `prompt:capital` about `country`; the call's request id.
+pub(crate) async fn ask(p: &Proxy, country: &str) -> String {
     let body = json!({
         "model": "prompt:capital",
         "messages": [],
@@ -41,6 +44,28 @@ async fn post(p: &Proxy, path: &str, body: Value) -> (u16, Value) {
     let status = r.status().as_u16();
     let text = r.text().await.unwrap();
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// `review sample --suite capitals --json ARGS`, checked to succeed.
+fn sample(s: &Scaffold, args: &[&str]) -> Value {
+    let mut all = vec!["review", "sample", "--suite", "capitals", "--json"];
+    all.extend_from_slice(args);
+    let o = s.run(&all);
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_str(&stdout(&o)).unwrap()
+}
+
+/// Waits (up to 10 s) until the request log holds `n` rows; returns them.
+async fn wait_rows(s: &Scaffold, n: usize) -> Vec<promptgate::logstore::RequestLogRow> {
+    for _ in 0..100 {
+        if log_rows(&s.root()).len() == n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rows = log_rows(&s.root());
+    assert_eq!(rows.len(), n);
+    rows
 }
 
 fn git_show(s: &Scaffold, spec: &str) -> String {
@@ -71,38 +96,21 @@ async fn reviewed_scaffold() -> (MockServer, Scaffold, Proxy, Vec<String>) {
         .await;
         assert_eq!(st, 200);
     }
-    for _ in 0..100 {
-        if log_rows(&s.root()).len() == ids.len() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(log_rows(&s.root()).len(), ids.len());
+    wait_rows(&s, ids.len()).await;
     (m, s, p, ids)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reviewed_calls_become_dataset_v2_on_a_branch() {
     let (_m, s, p, ids) = reviewed_scaffold().await;
-    let o = s.run(&[
-        "review",
-        "sample",
-        "--suite",
-        "capitals",
-        "--strategy",
-        "low_feedback",
-        "--json",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let out: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let out = sample(&s, &["--strategy", "low_feedback"]);
     let mut queued: Vec<String> = serde_json::from_value(out["enqueued"].clone()).unwrap();
     queued.sort();
     let mut low = ids[..3].to_vec();
     low.sort();
     assert_eq!(queued, low, "the three calls with low feedback");
     // Never the same call twice.
-    let o = s.run(&["review", "sample", "--suite", "capitals", "--json"]);
-    let again: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let again = sample(&s, &[]);
     assert_eq!(again["enqueued"], json!([]));
     assert_eq!(again["already_queued"], 3);
 
@@ -462,4 +470,258 @@ async fn kill_9_while_reviewing_loses_no_acknowledged_decision() {
         }
     }
     eprintln!("{} decisions acknowledged over 20 kills", acked.len());
+}
+
+/// Runs `script` (Python with pyarrow) with `args`; its stdout as JSON.
+fn pyarrow_json(py: &str, script: &str, args: &[&std::path::Path]) -> Value {
+    let o = std::process::Command::new(py)
+        .args(["-c", script])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_str(&stdout(&o)).unwrap()
+}
+
+/// The whole loop on the real model (SmolLM2-135M behind llama.cpp's
+/// OpenAI-compatible server, started by scripts/test.sh; a few calls, it
+/// is slow on 2 cores): serve with `review.auto_enqueue`, traffic,
+/// feedback (the worst call queued as its feedback arrives), `review
+/// sample` for the rest, decisions over HTTP and with `review next`,
+/// `dataset grow` on a branch, and `eval` on v2: its result Parquet holds
+/// exactly the old rows' keys and the grown ones; the v2 snapshot carries
+/// the provenance columns (both read back with pyarrow).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_loop_on_the_real_model_grows_v2_and_eval_reads_old_and_reviewed_rows() {
+    let Some(url) = test_llm_url() else {
+        return;
+    };
+    let Some(py) = python_with_pyarrow() else {
+        return;
+    };
+    let s = proxy_scaffold("openai", &url, "");
+    s.edit("promptgate.yaml", "name: llama3.2:1b", "name: smollm2");
+    let config = format!(
+        "{}review:\n  auto_enqueue:\n    max_score: 0.0\n    rate: 1.0\n",
+        s.read("promptgate.yaml")
+    );
+    s.write("promptgate.yaml", &config);
+    // The model answers in a sentence.
+    s.edit("evals/capitals.yaml", "    max: 60\n", "    max: 200\n");
+    let o = s.run(&["dataset", "snapshot", "capitals"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    s.commit("The real model; queue the worst answers");
+    let p = Proxy::start_with(&s.root(), &["--no-analyzer", "--no-drift"], &[]);
+    let countries = ["Peru", "Kenya", "Chile", "Norway"];
+    let mut ids = Vec::new();
+    for c in countries {
+        ids.push(ask(&p, c).await);
+    }
+    for (id, score) in ids.iter().zip([0.0, 0.3, 0.4, 1.0]) {
+        let (st, body) = post(
+            &p,
+            "/v1/feedback",
+            json!({"request_id": id, "score": score}),
+        )
+        .await;
+        assert_eq!(st, 200, "{body}");
+    }
+    // Score 0 is at most auto_enqueue's max_score: queued by serve itself.
+    let mut queued = Value::Null;
+    for _ in 0..300 {
+        queued = crate::support::get_json(&format!("{}/v1/review/items", p.url)).await;
+        if queued.as_array().is_some_and(|a| !a.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(queued.as_array().map(Vec::len), Some(1), "{queued:#}");
+    assert_eq!(queued[0]["item"]["request_id"], ids[0].as_str());
+    assert!(
+        queued[0]["item"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("queued by serve"),
+        "{queued:#}"
+    );
+    let rows = wait_rows(&s, ids.len()).await;
+    let answer = |id: &str| {
+        rows.iter()
+            .find(|r| r.request_id == id)
+            .unwrap()
+            .output
+            .clone()
+    };
+    assert!(!answer(&ids[1]).trim().is_empty(), "the model answered");
+    let prompt_version = rows[0].prompt_version.clone().unwrap();
+
+    // `review sample` takes the other low ones; the queued call is not
+    // queued twice.
+    let out = sample(&s, &["--strategy", "low_feedback", "--max-score", "0.5"]);
+    assert_eq!(
+        out["enqueued"],
+        json!([ids[1], ids[2]]),
+        "worst first: {out}"
+    );
+    assert_eq!(out["already_queued"], 1, "{out}");
+
+    // Over HTTP: Ann takes the first and corrects it.
+    let (st, item) = post(&p, "/v1/review/next", json!({"reviewer": "ann"})).await;
+    assert_eq!(st, 200, "{item}");
+    assert_eq!(item["item"]["request_id"], ids[0].as_str());
+    assert_eq!(item["item"]["output"], answer(&ids[0]).as_str());
+    assert!(
+        item["item"]["messages"]
+            .to_string()
+            .contains("What is the capital of Peru?"),
+        "{item}"
+    );
+    let (st, d) = post(
+        &p,
+        &format!("/v1/review/items/{}/decision", ids[0]),
+        json!({"reviewer": "ann", "kind": "correct", "expected": "Lima"}),
+    )
+    .await;
+    assert_eq!(st, 200, "{d}");
+    // On the command line: Bob accepts the model's answer for Kenya, Cy
+    // corrects Chile's.
+    let o = s.run(&["review", "next", "--reviewer", "bob", "--accept"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains(&ids[1]), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("decided: accept by bob"),
+        "{}",
+        stdout(&o)
+    );
+    let o = s.run(&[
+        "review",
+        "next",
+        "--reviewer",
+        "cy",
+        "--expected",
+        "Santiago",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains(&ids[2]), "{}", stdout(&o));
+    let o = s.run(&["review", "next", "--reviewer", "cy", "--accept"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("nothing pending"), "{}", stdout(&o));
+
+    // dataset grow: v2 on a branch, main untouched.
+    let main_before = s.head_commit();
+    let o = s.run(&["dataset", "grow", "capitals", "--from-reviews", "--json"]);
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    assert_eq!(s.head_commit(), main_before);
+    let report: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(report["to_version"], 2, "{report:#}");
+    assert_eq!(report["branch"], "dataset/capitals-v2");
+    let added = report["added"].as_array().unwrap();
+    let mut grown: Vec<(String, String)> = added
+        .iter()
+        .map(|a| {
+            (
+                a["request_id"].as_str().unwrap().to_string(),
+                a["key"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    grown.sort();
+    let mut reviewed = ids[..3].to_vec();
+    reviewed.sort();
+    assert_eq!(
+        grown.iter().map(|g| g.0.clone()).collect::<Vec<_>>(),
+        reviewed
+    );
+    let v2_rows = git_show(&s, "dataset/capitals-v2:datasets/capitals/rows.jsonl");
+    let expected_of = |country: &str| -> String {
+        v2_rows
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .find(|r| r["country"] == country)
+            .unwrap()["expected"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(expected_of("Peru"), "Lima");
+    assert_eq!(expected_of("Chile"), "Santiago");
+    assert_eq!(
+        expected_of("Kenya"),
+        answer(&ids[1]),
+        "accepted as answered"
+    );
+
+    // eval on v2 reads the twelve old rows and the three reviewed ones.
+    let o = s.run(&[
+        "eval",
+        "capitals",
+        "--ref",
+        "dataset/capitals-v2",
+        "--json",
+        "--no-cache",
+        "--concurrency",
+        "1",
+    ]);
+    let summary: Value = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+    assert!(
+        matches!(o.status.code(), Some(0 | 1)),
+        "{}\n{summary:#}",
+        stderr(&o)
+    );
+    assert_eq!(summary["dataset"], "capitals@v2", "{summary:#}");
+    assert_eq!(summary["errors"], 0, "{summary:#}");
+    let results = std::path::PathBuf::from(summary["results_file"].as_str().unwrap());
+    let results = if results.is_absolute() {
+        results
+    } else {
+        s.root().join(results)
+    };
+    let t = pyarrow_json(
+        &py,
+        "import sys, json, pyarrow.parquet as pq; t = pq.read_table(sys.argv[1]); print(json.dumps({'keys': t.column('row_key').to_pylist(), 'dataset': sorted(set(t.column('dataset').to_pylist()))}))",
+        &[&results],
+    );
+    let mut keys: Vec<String> = serde_json::from_value(t["keys"].clone()).unwrap();
+    keys.sort();
+    let mut want: Vec<String> = git_show(&s, "main:datasets/capitals/rows.jsonl")
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .chain(grown.iter().map(|g| g.1.clone()))
+        .collect();
+    want.sort();
+    assert_eq!(want.len(), 15);
+    assert_eq!(keys, want, "exactly the old rows and the reviewed ones");
+    assert_eq!(t["dataset"], json!(["capitals@v2"]));
+
+    // The v2 snapshot, read back by pyarrow: the provenance columns.
+    let repo = git2::Repository::open(s.root()).unwrap();
+    let file = s.root().join("v2.parquet");
+    let blob = repo
+        .revparse_single("dataset/capitals-v2:datasets/capitals/snapshots/v2.parquet")
+        .unwrap();
+    std::fs::write(&file, blob.peel_to_blob().unwrap().content()).unwrap();
+    let t = pyarrow_json(
+        &py,
+        "import sys, json, pyarrow.parquet as pq; t = pq.read_table(sys.argv[1]).to_pylist(); print(json.dumps([r for r in t if r.get('source_request_id')]))",
+        &[&file],
+    );
+    let prov = t.as_array().unwrap();
+    assert_eq!(prov.len(), 3, "{t:#}");
+    for r in prov {
+        let i = ids
+            .iter()
+            .position(|id| r["source_request_id"] == id.as_str())
+            .unwrap();
+        assert_eq!(r["country"], countries[i]);
+        assert_eq!(r["reviewer"], ["ann", "bob", "cy"][i], "{r}");
+        assert_eq!(r["source_prompt_version"], prompt_version.as_str());
+        let at = r["reviewed_at"].as_str().unwrap();
+        assert!(chrono::DateTime::parse_from_rfc3339(at).is_ok(), "{r}");
+    }
+    drop(p);
 }
