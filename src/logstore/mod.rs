@@ -132,9 +132,9 @@ pub(crate) use files::{
 pub use read::{RequestFilter, read_requests, read_requests_by_id, read_requests_by_id_in};
 pub(crate) use read::{read_projected, read_selected_rows, request_files, stream_projected};
 pub(crate) use redact::Redactor;
-pub(crate) use row::{ColumnError, Columns, need};
 #[cfg(test)]
 pub(crate) use row::rows_to_batch;
+pub(crate) use row::{ColumnError, Columns, need};
 pub use row::{
     HISTORY_TURNS, OUTPUT_CHARS, OUTPUT_WORDS, RequestLogRow, RequestStatus, Variant,
     history_turns, request_schema,
