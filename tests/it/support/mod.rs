@@ -134,6 +134,17 @@ pub fn http() -> reqwest::Client {
         .unwrap()
 }
 
+/// Like [`http`], but returns redirects as they are (the dashboard answers
+/// form posts with 303).
+pub fn http_no_redirect() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(60))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
 /// Accepts one HTTP request on a free port; returns its URL and a handle
 /// yielding the request text.
 pub fn one_shot_server() -> (String, std::thread::JoinHandle<String>) {

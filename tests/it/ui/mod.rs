@@ -102,10 +102,7 @@ pub fn metric_sum(text: &str, prefix: &str) -> f64 {
 }
 
 async fn get(url: &str, auth: bool) -> reqwest::Response {
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let client = crate::support::http_no_redirect();
     let mut req = client.get(url);
     if auth {
         req = req.bearer_auth(TOKEN);
@@ -285,10 +282,7 @@ async fn pages_show_the_logged_figures_escaped_and_only_with_the_token() {
     assert_eq!(r.status(), 404);
 
     // State-changing requests need the token and the same origin.
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let client = crate::support::http_no_redirect();
     let enqueue = format!("{}/ui/calls/{hostile_id}/review", p.url);
     let host = p.url.trim_start_matches("http://").to_string();
     let r = client

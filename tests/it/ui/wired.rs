@@ -47,10 +47,7 @@ fn plane_rows(html: &str) -> Vec<Vec<String>> {
 
 /// A form post from the dashboard's own origin with the token.
 async fn form_post(base: &str, path: &str, body: &str) -> reqwest::Response {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
+    crate::support::http_no_redirect()
         .post(format!("{base}{path}"))
         .bearer_auth(TOKEN)
         .header("origin", base)
@@ -155,7 +152,7 @@ async fn serve_enqueues_from_the_call_page_and_records_the_review_form() {
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("no-such-call"));
 
-    let client = reqwest::Client::new();
+    let client = crate::support::http();
     let items: Value = client
         .get(format!("{}/v1/review/items", p.url))
         .bearer_auth(TOKEN)
@@ -267,10 +264,7 @@ async fn ui_lists_a_queue_written_beside_it_and_refuses_decisions() {
     let review = page(&format!("{}/ui/review", ui.url)).await;
     assert!(review.contains("data-item-id=\"req-queued\""), "{review}");
     assert!(review.contains("pending"), "{review}");
-    let r = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
+    let r = crate::support::http_no_redirect()
         .post(format!("{}/ui/review/req-queued", ui.url))
         .header("origin", &ui.url)
         .header("content-type", "application/x-www-form-urlencoded")
