@@ -95,19 +95,34 @@ struct Server {
 
 impl Server {
     fn start(cmd: &mut Command) -> Server {
+        // serve and ui print their `listening on` line on stderr, mock-llm
+        // its banner on stdout: watch both.
         let mut child = cmd
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let out = BufReader::new(child.stdout.take().unwrap());
+        let err = BufReader::new(child.stderr.take().unwrap());
+        for lines in [
+            Box::new(out.lines()) as Box<dyn Iterator<Item = std::io::Result<String>> + Send>,
+            Box::new(err.lines()),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in lines.map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        drop(tx);
         let url = loop {
-            let line = lines.next().expect("ended before listening").unwrap();
+            let line = rx.recv().expect("ended before listening");
             if let Some(rest) = line.split("listening on ").nth(1) {
                 break rest.split_whitespace().next().unwrap().to_string();
             }
         };
-        std::thread::spawn(move || for _ in lines {});
         let url = if url.starts_with("http") {
             url
         } else {
@@ -333,6 +348,8 @@ fn proxy_under_refresh(base: &Path, log_dir: &Path, blocks: usize, block: Durati
 }
 
 fn main() {
+    // reqwest is built without a bundled crypto provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--"))

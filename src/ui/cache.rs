@@ -18,6 +18,7 @@ use arrow_array::types::{Float64Type, TimestampMicrosecondType, UInt64Type};
 use chrono::{DateTime, Utc};
 
 use super::UiError;
+use crate::drift::features::{IdMap, id_hash};
 use crate::drift::read::{arrow_err, format_err, opt_str, reader, str_col};
 use crate::logstore::{self, FEEDBACK_DIR, FeedbackRecord, RequestFilter};
 
@@ -41,6 +42,9 @@ const COLUMNS: &[&str] = &[
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallSummary {
     pub request_id: String,
+    /// [`id_hash`] of `request_id`: the overview joins feedback on it, since
+    /// probing a map of a million `String` keys dominated a warm refresh.
+    pub id_hash: u64,
     /// Microseconds since the epoch, UTC.
     pub ts: i64,
     /// Index into [`FileCalls::groups`].
@@ -107,15 +111,46 @@ type FileKey = (PathBuf, u64, Option<SystemTime>);
 #[derive(Debug, Default)]
 pub struct Feedback {
     pub by_request: HashMap<String, Vec<FeedbackRecord>>,
+    /// The latest score per [`id_hash`] of the request id. Two ids sharing a
+    /// 64-bit hash (odds about 1e-8 among a million calls) would share a
+    /// score in the overview; the call page reads `by_request`.
+    latest_by_hash: IdMap<f64>,
 }
 
 impl Feedback {
+    pub fn from_records(records: impl IntoIterator<Item = FeedbackRecord>) -> Feedback {
+        let mut by_request: HashMap<String, Vec<FeedbackRecord>> = HashMap::new();
+        for r in records {
+            by_request.entry(r.request_id.clone()).or_default().push(r);
+        }
+        let latest_by_hash = by_request
+            .iter()
+            .filter_map(|(id, v)| {
+                let latest = v.iter().max_by_key(|r| r.ts)?;
+                Some((id_hash(id), latest.score))
+            })
+            .collect();
+        Feedback {
+            by_request,
+            latest_by_hash,
+        }
+    }
+
     /// The latest score given to `request_id`.
     pub fn latest(&self, request_id: &str) -> Option<f64> {
         self.by_request
             .get(request_id)
             .and_then(|v| v.iter().max_by_key(|r| r.ts))
             .map(|r| r.score)
+    }
+
+    /// The latest score given to the call whose id hashes to `id_hash`.
+    pub fn latest_by_hash(&self, id_hash: u64) -> Option<f64> {
+        self.latest_by_hash.get(&id_hash).copied()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_request.is_empty()
     }
 }
 
@@ -228,11 +263,9 @@ impl LogCache {
     }
 
     fn read_feedback(&self) -> Result<Feedback, UiError> {
-        let mut by_request: HashMap<String, Vec<FeedbackRecord>> = HashMap::new();
-        for r in logstore::read_feedback(&self.feedback_dirs())? {
-            by_request.entry(r.request_id.clone()).or_default().push(r);
-        }
-        Ok(Feedback { by_request })
+        Ok(Feedback::from_records(logstore::read_feedback(
+            &self.feedback_dirs(),
+        )?))
     }
 }
 
@@ -315,8 +348,10 @@ fn read_calls(path: &Path) -> Result<FileCalls, UiError> {
                     groups.push(Group { prompt, variant });
                     next
                 });
+            let request_id = opt_str(ids, i).unwrap_or("");
             calls.push(CallSummary {
-                request_id: opt_str(ids, i).unwrap_or("").to_string(),
+                id_hash: id_hash(request_id),
+                request_id: request_id.to_string(),
                 ts: if ts.is_valid(i) { ts.value(i) } else { 0 },
                 group,
                 status: Status::parse(opt_str(status, i).unwrap_or("")),

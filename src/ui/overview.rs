@@ -171,7 +171,7 @@ pub fn overview(snapshot: &Snapshot, window: Window, now: DateTime<Utc>) -> Over
     let mut groups: BTreeMap<Group, (Acc, Vec<Acc>)> = BTreeMap::new();
     let mut total = Acc::default();
     let feedback = &snapshot.feedback;
-    let with_feedback = !feedback.by_request.is_empty();
+    let with_feedback = !feedback.is_empty();
     for file in &snapshot.files {
         // A group's key is moved into the map the first time the file
         // shows it, then looked up by reference (no clone per call).
@@ -192,7 +192,7 @@ pub fn overview(snapshot: &Snapshot, window: Window, now: DateTime<Utc>) -> Over
             };
             let b = (((c.ts - from) / width) as usize).min(nb - 1);
             let score = if with_feedback {
-                feedback.latest(&c.request_id)
+                feedback.latest_by_hash(c.id_hash)
             } else {
                 None
             };
@@ -264,6 +264,7 @@ mod tests {
     fn call(id: &str, ts: i64, group: u16, status: Status, latency_ms: f64) -> CallSummary {
         CallSummary {
             request_id: id.into(),
+            id_hash: crate::drift::features::id_hash(id),
             ts,
             group,
             status,
@@ -301,12 +302,10 @@ mod tests {
                 call("c1", us(1), 1, Status::Ok, 5.0),
             ],
         };
-        let mut feedback = Feedback::default();
-        for (id, score) in [("s1", 1.0), ("s2", 0.0), ("old", 0.0)] {
-            feedback
-                .by_request
-                .insert(id.into(), vec![FeedbackRecord::new(id, score)]);
-        }
+        let feedback = Feedback::from_records(
+            [("s1", 1.0), ("s2", 0.0), ("old", 0.0)]
+                .map(|(id, score)| FeedbackRecord::new(id, score)),
+        );
         let snap = Snapshot {
             files: vec![Arc::new(file)],
             feedback: Arc::new(feedback),
