@@ -82,13 +82,26 @@ impl<C: ModelCaller> CachedCaller<C> {
         serde_json::from_slice(&bytes).ok()
     }
 
-    fn store(&self, call: &ModelCall, reply: &ModelReply) {
+    /// Writes the entry on the blocking pool: a cold run writes one small
+    /// file per call, and doing that on the runtime's threads stalled every
+    /// other call behind the file system.
+    async fn store(&self, call: &ModelCall, reply: &ModelReply) {
         let path = self.path_of(call);
-        let written = crate::durable::write_cache_entry(&path, |f| {
-            serde_json::to_writer(f, reply).map_err(std::io::Error::from)
-        });
+        let reply = reply.clone();
+        let write = move || {
+            crate::durable::write_cache_entry(&path, |f| {
+                serde_json::to_writer(f, &reply).map_err(std::io::Error::from)
+            })
+            .map_err(|e| format!("{}: {e}", path.display()))
+        };
+        let written = match tokio::runtime::Handle::try_current() {
+            Ok(_) => tokio::task::spawn_blocking(write)
+                .await
+                .unwrap_or_else(|e| Err(e.to_string())),
+            Err(_) => write(),
+        };
         if let Err(e) = written {
-            tracing::warn!(path = %path.display(), error = %e, "could not write the response cache");
+            tracing::warn!(error = %e, "could not write the response cache");
         }
     }
 }
@@ -101,7 +114,7 @@ impl<C: ModelCaller> ModelCaller for CachedCaller<C> {
                 return Ok(hit);
             }
             let reply = self.inner.call(call).await?;
-            self.store(call, &reply);
+            self.store(call, &reply).await;
             Ok(reply)
         })
     }
