@@ -135,10 +135,29 @@ pub fn main() -> ExitCode {
                 return ExitCode::from(0);
             }
             let mut stderr = std::io::stderr().lock();
-            let _ = writeln!(stderr, "error: {err:#}");
+            let _ = writeln!(stderr, "error: {}", error_text(&err));
             ExitStatus::Error.into()
         }
     }
+}
+
+/// The error and its causes, each said once. The library's errors quote
+/// their source in their own message (`"{path}: {source}"`) and name it as
+/// their source too, so anyhow's `{:#}` would print every such cause twice:
+/// a cause whose text already ends the message adds nothing.
+fn error_text(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let part = cause.to_string();
+        if text.ends_with(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
 }
 
 fn init_tracing() {
@@ -181,4 +200,29 @@ pub(crate) fn out(text: &str) -> anyhow::Result<()> {
 /// The repository root for `--repo` (default: discovered from the current folder).
 pub(crate) fn repo_root(repo: Option<&std::path::Path>) -> anyhow::Result<std::path::PathBuf> {
     Ok(crate::settings::repo_root(repo)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_text;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{path}: {source}")]
+    struct Quoting {
+        path: &'static str,
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn a_cause_quoted_by_its_error_is_said_once_and_context_is_kept() {
+        let io = std::io::Error::other("disk full");
+        let err = anyhow::Error::new(Quoting {
+            path: "a.yaml",
+            source: io,
+        })
+        .context("saving");
+        assert_eq!(error_text(&err), "saving: a.yaml: disk full");
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(error_text(&plain), "outer: inner");
+    }
 }

@@ -332,6 +332,8 @@ fn a_snapshot_missing_at_head_is_a_clear_error() {
             ),
         "{err}"
     );
+    // Said once, not once per level of the error's chain.
+    assert_eq!(err.matches("dataset.lock:15:9").count(), 1, "{err}");
 }
 
 #[test]
