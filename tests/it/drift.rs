@@ -7,14 +7,14 @@
 use std::path::Path;
 
 use chrono::{DateTime, Duration, Utc};
-use promptgate::logstore::{FeedbackJournal, FeedbackRecord, RequestLogRow, RequestLogger};
+use promptgate::logstore::{FeedbackJournal, FeedbackRecord, RequestLogRow};
 use promptgate::mock_llm::{MockConfig, MockServer};
-use promptgate::spec::config::LoggingConfig;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde_json::{Value, json};
 
 use crate::support::http;
+use crate::support::logs::write_rows;
 use crate::support::serve::{Proxy, proxy_scaffold};
 use crate::support::{Scaffold, stderr, stdout};
 
@@ -181,20 +181,6 @@ fn row(rng: &mut StdRng, i: usize, ts: DateTime<Utc>, words: usize, latency: f64
     r.input_tokens = words as u64 + 10;
     r.output_tokens = words as u64 + 8;
     r
-}
-
-fn write_rows(dir: &Path, rows: Vec<RequestLogRow>) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let (logger, _) = RequestLogger::start(dir, &LoggingConfig::default()).unwrap();
-        for r in rows {
-            assert!(logger.log(r).await);
-        }
-        logger.shutdown().await.unwrap();
-    });
 }
 
 /// Two replicas: each holds half of a reference day and half of a current

@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 
 use chrono::{Duration, Utc};
 use git2::{Repository, Signature, Time};
-use promptgate::logstore::{RequestLogRow, RequestLogger, RequestStatus, Variant};
-use promptgate::spec::config::LoggingConfig;
+use promptgate::logstore::{RequestLogRow, RequestStatus, Variant};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
+use crate::support::logs::write_rows;
 use crate::support::{Scaffold, one_shot_server, run_in, stderr, stdout};
 
 const CANARY_REF: &str = "refs/heads/prompt/capital-v2";
@@ -99,18 +99,6 @@ fn synthetic_rows(t: &Traffic) -> Vec<RequestLogRow> {
             r
         })
         .collect()
-}
-
-/// Writes rows through the real request logger into `dir`.
-fn write_logs(dir: &Path, rows: Vec<RequestLogRow>) {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let (logger, _) = RequestLogger::start(dir, &LoggingConfig::default()).unwrap();
-        for r in rows {
-            assert!(logger.log(r).await);
-        }
-        logger.shutdown().await.unwrap();
-    });
 }
 
 fn rollout_with_canary(extra_canary: &str, analysis: &str) -> String {
@@ -201,7 +189,7 @@ fn regressing_canary_is_rolled_back_by_a_revert_commit_with_the_evidence() {
         "  author:\n    name: Canary Bot\n    email: bot@example.com\n",
     );
     let (_t, logs) = logs_dir();
-    write_logs(&logs, synthetic_rows(&regressing()));
+    write_rows(&logs, synthetic_rows(&regressing()));
     let logs_s = logs.to_str().unwrap();
 
     let status = s.run(&["canary", "status", "--logs", logs_s]);
@@ -264,7 +252,7 @@ fn conflicting_history_falls_back_to_a_commit_removing_the_canary() {
     );
     commit_aged(&s.root(), "canary: 20%", 3500);
     let (_t, logs) = logs_dir();
-    write_logs(&logs, synthetic_rows(&regressing()));
+    write_rows(&logs, synthetic_rows(&regressing()));
 
     let o = analyze_apply(&s, &logs, &["--json"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
@@ -302,7 +290,7 @@ fn healthy_canary_is_promoted_by_a_rollout_edit() {
         .id()
         .to_string();
     let (_t, logs) = logs_dir();
-    write_logs(&logs, synthetic_rows(&healthy(2)));
+    write_rows(&logs, synthetic_rows(&healthy(2)));
     let o = analyze_apply(&s, &logs, &[]);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
     assert!(stdout(&o).contains("decision: promote"), "{}", stdout(&o));
@@ -334,7 +322,7 @@ fn healthy_canary_is_promoted_by_fast_forwarding_the_stable_branch() {
     commit_aged(&s.root(), "canary on stable branch", 3600);
     let canary_commit = repo.revparse_single(CANARY_REF).unwrap().id();
     let (_t, logs) = logs_dir();
-    write_logs(&logs, synthetic_rows(&healthy(3)));
+    write_rows(&logs, synthetic_rows(&healthy(3)));
 
     let o = analyze_apply(&s, &logs, &[]);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
@@ -354,7 +342,7 @@ fn healthy_step_advances_the_weight_and_restarts_the_window() {
     let s = Scaffold::new();
     with_canary(&s, "  steps: [10, 25, 50]\n", "  on_success: promote\n");
     let (_t, logs) = logs_dir();
-    write_logs(&logs, synthetic_rows(&healthy(4)));
+    write_rows(&logs, synthetic_rows(&healthy(4)));
     let o = analyze_apply(&s, &logs, &[]);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
     assert!(
@@ -388,7 +376,7 @@ fn alert_mode_makes_no_commit_and_posts_the_webhook() {
         &format!("  on_regression: alert\n  webhook: {url}\n"),
     );
     let (_t, logs) = logs_dir();
-    write_logs(&logs, synthetic_rows(&regressing()));
+    write_rows(&logs, synthetic_rows(&regressing()));
     let o = analyze_apply(&s, &logs, &[]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let out = stdout(&o);
@@ -434,8 +422,8 @@ fn rollback_over_two_replicas_logs_is_pushed_to_the_bare_remote() {
     let rows = synthetic_rows(&regressing());
     let (ra, rb): (Vec<_>, Vec<_>) = rows.into_iter().enumerate().partition(|(i, _)| i % 2 == 0);
     let (la, lb) = (tmp.path().join("logs-a"), tmp.path().join("logs-b"));
-    write_logs(&la, ra.into_iter().map(|(_, r)| r).collect());
-    write_logs(&lb, rb.into_iter().map(|(_, r)| r).collect());
+    write_rows(&la, ra.into_iter().map(|(_, r)| r).collect());
+    write_rows(&lb, rb.into_iter().map(|(_, r)| r).collect());
 
     let o = run_in(
         &a,
@@ -506,7 +494,7 @@ fn a_check_with_the_wrong_limit_is_named() {
     let s = Scaffold::new();
     with_canary(&s, "", "    - metric: error_rate\n      max_drop: 0.1\n");
     let (_t, logs) = logs_dir();
-    write_logs(&logs, synthetic_rows(&regressing()));
+    write_rows(&logs, synthetic_rows(&regressing()));
     let o = s.run(&["canary", "status", "--logs", logs.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
@@ -524,7 +512,7 @@ fn local_edits_to_rollout_yaml_survive_a_rollback() {
     // rollback commit must not overwrite it.
     s.edit("rollout.yaml", "min_requests: 100", "min_requests: 150");
     let (_t, logs) = logs_dir();
-    write_logs(&logs, synthetic_rows(&regressing()));
+    write_rows(&logs, synthetic_rows(&regressing()));
     let o = analyze_apply(&s, &logs, &[]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(

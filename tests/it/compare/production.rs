@@ -2,29 +2,11 @@
 //! request logs written by `RequestLogger` (two replicas) and feedback from
 //! the journal: a stable version and a canary that is cheaper and as good.
 
-use std::path::Path;
-
 use chrono::{DateTime, Duration, Utc};
-use promptgate::logstore::{
-    FeedbackJournal, FeedbackRecord, RequestLogRow, RequestLogger, Variant,
-};
-use promptgate::spec::config::LoggingConfig;
+use promptgate::logstore::{FeedbackJournal, FeedbackRecord, RequestLogRow, Variant};
 
+use crate::support::logs::write_rows;
 use crate::support::{Scaffold, stderr, stdout};
-
-fn write_rows(dir: &Path, rows: Vec<RequestLogRow>) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let (logger, _) = RequestLogger::start(dir, &LoggingConfig::default()).unwrap();
-        for r in rows {
-            assert!(logger.log(r).await);
-        }
-        logger.shutdown().await.unwrap();
-    });
-}
 
 #[test]
 fn report_puts_a_canary_and_stable_on_one_plane() {

@@ -1,10 +1,12 @@
 //! Fixtures shared by the integration tests: the binary, a scaffolded
-//! repository, an HTTP client; [`serve`] runs `promptgate serve`,
+//! repository, an HTTP client; [`serve`] runs `promptgate serve`, [`logs`]
+//! writes request logs through the real writer,
 //! [`upstream`] plays an LLM server, [`external`] finds the optional tools.
 
 #![allow(dead_code)]
 
 pub mod external;
+pub mod logs;
 pub mod serve;
 pub mod upstream;
 

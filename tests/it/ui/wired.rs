@@ -3,25 +3,15 @@
 //! `serve` (enqueue from the call page, decide from the review page, seen
 //! through `/v1/review/...`) and of `promptgate ui` (listed read-only).
 
-use std::path::Path;
-
 use chrono::{DateTime, Duration, Utc};
-use promptgate::logstore::{RequestLogRow, RequestLogger, Variant};
+use promptgate::logstore::{RequestLogRow, Variant};
 use promptgate::mock_llm::{MockConfig, MockServer};
 use promptgate::review::{ReviewItem, ReviewQueue};
-use promptgate::spec::config::LoggingConfig;
 use serde_json::Value;
 
 use super::{TOKEN, UiServer, countries, get, page, scaffold, start, traffic, wait_rows};
+use crate::support::logs::write_rows_async;
 use crate::support::serve::log_dir;
-
-async fn write_rows(dir: &Path, rows: Vec<RequestLogRow>) {
-    let (logger, _) = RequestLogger::start(dir, &LoggingConfig::default()).unwrap();
-    for r in rows {
-        assert!(logger.log(r).await);
-    }
-    logger.shutdown().await.unwrap();
-}
 
 /// The cells of the rows of the page's `plane` table (header left out).
 fn plane_rows(html: &str) -> Vec<Vec<String>> {
@@ -95,7 +85,7 @@ async fn cost_page_shows_one_point_per_version_and_model_with_the_frontier() {
     unscored.model = "other".into();
     unscored.cost = 0.5;
     rows.push(unscored);
-    write_rows(&root, rows).await;
+    write_rows_async(&root, rows).await;
 
     let ui = UiServer::start(&["--logs", root.to_str().unwrap()]);
     let html = page(&format!("{}/ui/cost", ui.url)).await;
@@ -249,7 +239,7 @@ async fn ui_lists_a_queue_written_beside_it_and_refuses_decisions() {
         r.output = "Paris".into();
         r
     };
-    write_rows(&root, vec![row.clone()]).await;
+    write_rows_async(&root, vec![row.clone()]).await;
     let queue = ReviewQueue::for_log_root(&root).unwrap();
     queue
         .enqueue(vec![ReviewItem::from_row(
