@@ -18,8 +18,8 @@ use serde::Serialize;
 
 use super::frontier;
 use crate::logstore::{
-    ColumnError, Columns, FeedbackRecord, LogStoreError, RequestFilter, RequestLogRow,
-    RequestStatus, Variant, need, request_files, stream_projected,
+    ColumnError, Columns, FeedbackRecord, LogStoreError, RequestFilter, RequestStatus, Variant,
+    need, request_files, stream_projected,
 };
 use crate::stats::latency::LatencyQuantiles;
 /// One point of the plane.
@@ -101,7 +101,8 @@ struct Call {
 }
 
 impl Call {
-    fn of_row(r: &RequestLogRow) -> Call {
+    #[cfg(test)]
+    fn of_row(r: &crate::logstore::RequestLogRow) -> Call {
         Call {
             ts: r.ts.timestamp_micros(),
             request_id: r.request_id.clone(),
@@ -298,8 +299,13 @@ impl<'f> Plane<'f> {
     }
 }
 
-/// The plane of `rows` with `feedback` joined.
-pub fn plane(rows: &[RequestLogRow], feedback: &[FeedbackRecord]) -> Vec<ProductionPoint> {
+/// The plane of `rows` with `feedback` joined: the in-memory oracle that
+/// the streamed [`read_plane`] is tested against.
+#[cfg(test)]
+pub fn plane(
+    rows: &[crate::logstore::RequestLogRow],
+    feedback: &[FeedbackRecord],
+) -> Vec<ProductionPoint> {
     let mut p = Plane::new(feedback);
     for r in rows {
         p.add(Call::of_row(r));
@@ -360,7 +366,7 @@ pub(crate) fn read_plane(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::logstore::Variant;
+    use crate::logstore::{RequestLogRow, Variant};
 
     fn row(
         id: &str,

@@ -22,13 +22,17 @@ pub struct ProductionPlane;
 
 impl CostPlane for ProductionPlane {
     fn plane(&self, roots: &[PathBuf]) -> Result<Vec<PlanePoint>, String> {
-        let rows =
-            logstore::read_requests(roots, &RequestFilter::default()).map_err(|e| e.to_string())?;
+        // The plane's columns only, a batch at a time: the page must not
+        // hold every logged prompt and output to draw a point per version.
         let feedback = logstore::read_feedback(roots).map_err(|e| e.to_string())?;
-        Ok(production::plane(&rows, &feedback)
-            .iter()
-            .filter_map(plane_point)
-            .collect())
+        let (_, points) = production::read_plane(
+            roots,
+            &RequestFilter::default(),
+            &production::Calls::All,
+            &feedback,
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(points.iter().filter_map(plane_point).collect())
     }
 }
 
