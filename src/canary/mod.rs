@@ -9,22 +9,24 @@
 //!
 //! ```text
 //! let state = canary::load(&git, control_ref)?;           // rollout + origin
-//! let (rows, feedback) = state.read_evidence(&logs)?;
-//! let report = state.analyze(&rows, &feedback)?;          // pure
+//! let evidence = state.read_evidence(&logs)?;              // ordered scan
+//! let report = state.analyze(evidence)?;                  // pure
 //! let acted = canary::act(root, &state, &report, push).await?;
 //! ```
 
 pub mod act;
 pub mod actions;
 pub mod analysis;
+pub mod evidence;
 
 use chrono::{DateTime, Utc};
 
 pub use act::{Acted, act};
 pub use actions::{Applied, CanaryOrigin, ControlBranch, apply, canary_origin, rollout_at};
-pub use analysis::{CanaryReport, Decision, analyze};
+pub use analysis::{CanaryReport, Decision};
+pub use evidence::Evidence;
 
-use crate::logstore::{FeedbackRecord, LogStoreError, RequestLogRow};
+use crate::logstore::LogStoreError;
 use crate::repo::{GitRepo, RepoError};
 use crate::spec::rollout::Rollout;
 
@@ -60,32 +62,16 @@ impl CanaryState {
     }
 
     /// The evidence in the request logs at `logs` (log roots, partition
-    /// folders or files; one per replica): the rows of the analysis window
-    /// and the feedback of the folders.
-    pub fn read_evidence(
-        &self,
-        logs: &[std::path::PathBuf],
-    ) -> Result<(Vec<RequestLogRow>, Vec<FeedbackRecord>), CanaryError> {
-        let filter = crate::logstore::RequestFilter {
-            since: Some(self.since()),
-            ..Default::default()
-        };
-        let rows = crate::logstore::read_requests(logs, &filter)?;
-        let dirs: Vec<&std::path::Path> = logs
-            .iter()
-            .map(std::path::PathBuf::as_path)
-            .filter(|p| p.is_dir())
-            .collect();
-        let feedback = crate::logstore::read_feedback(&dirs)?;
-        Ok((rows, feedback))
+    /// folders or files; one per replica): the analysis window's rows, by
+    /// the projected, ordered scan of [`evidence::scan`], and the feedback
+    /// of the folders.
+    pub fn read_evidence(&self, logs: &[std::path::PathBuf]) -> Result<Evidence, CanaryError> {
+        evidence::scan(&self.rollout, self.since(), logs)
     }
 
-    pub fn analyze(
-        &self,
-        rows: &[RequestLogRow],
-        feedback: &[FeedbackRecord],
-    ) -> Result<CanaryReport, CanaryError> {
-        analyze(&self.rollout, self.since(), rows, feedback)
+    /// The report on `evidence` (what [`analyze`] gives on the same rows).
+    pub fn analyze(&self, evidence: Evidence) -> Result<CanaryReport, CanaryError> {
+        analysis::analyze_observations(&self.rollout, self.since(), evidence.prompts)
     }
 }
 

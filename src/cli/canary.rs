@@ -10,7 +10,6 @@ use anyhow::Context;
 use super::ExitStatus;
 use crate::canary::{self, Acted, CanaryReport, Decision};
 use crate::lake::source;
-use crate::logstore;
 use crate::repo::GitRepo;
 use crate::settings::{Overrides, Scope, Settings};
 use crate::spec::config::StoreOptions;
@@ -100,8 +99,8 @@ fn run_inner(args: CommonArgs, apply: bool, push: bool) -> anyhow::Result<ExitSt
     } else {
         crate::lake::source::default_sources(&settings.config.logging, &settings.log_dir)
     };
-    let (rows, feedback) = read_logs(&sources, &state, &settings.config.logging.store_options)?;
-    let report = state.analyze(&rows, &feedback)?;
+    let evidence = read_logs(&sources, &state, &settings.config.logging.store_options)?;
+    let report = state.analyze(evidence)?;
 
     let acted = if apply {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -171,13 +170,11 @@ fn render(out: &Output<'_>) -> String {
     text
 }
 
-type Logs = (Vec<logstore::RequestLogRow>, Vec<logstore::FeedbackRecord>);
-
 fn read_logs(
     logs: &[PathBuf],
     state: &canary::CanaryState,
     store: &StoreOptions,
-) -> anyhow::Result<Logs> {
+) -> anyhow::Result<canary::Evidence> {
     for l in logs {
         anyhow::ensure!(
             l.exists() || source::any_store(std::slice::from_ref(l)),

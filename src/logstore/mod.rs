@@ -130,7 +130,9 @@ pub(crate) use files::{
     COMPACT_LOCK, DirLock, partition_date, partition_dirs, partition_files, partition_name,
 };
 pub use read::{RequestFilter, read_requests, read_requests_by_id, read_requests_by_id_in};
-pub(crate) use read::{read_projected, read_selected_rows, request_files, stream_projected};
+pub(crate) use read::{
+    read_projected, read_selected_rows, request_files, stream_projected, stream_projected_since,
+};
 pub(crate) use redact::Redactor;
 #[cfg(test)]
 pub(crate) use row::rows_to_batch;

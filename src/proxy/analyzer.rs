@@ -209,10 +209,11 @@ fn analyse(t: &AnalyzerTarget) -> Result<Analysis, CanaryError> {
     } else {
         Vec::new()
     };
-    let (rows, feedback) = state.read_evidence(&logs)?;
-    let report = state.analyze(&rows, &feedback)?;
+    let evidence = state.read_evidence(&logs)?;
+    let rows = evidence.rows;
+    let report = state.analyze(evidence)?;
     Ok(Analysis {
-        rows: rows.len(),
+        rows,
         state,
         report: Some(report),
     })
