@@ -26,6 +26,7 @@
 //! runs at `alpha / (prompts · checks)` (Bonferroni), so the chance of any
 //! false rollback stays at most `alpha`.
 
+#[cfg(test)]
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -273,12 +274,6 @@ impl Observation {
     }
 }
 
-/// Whether the canary's analysis covers `prompt` (every prompt when it
-/// names none).
-pub(crate) fn covers(canary: &crate::spec::rollout::Canary, prompt: &str) -> bool {
-    canary.prompts.is_empty() || canary.prompts.iter().any(|c| c == prompt)
-}
-
 /// One metric's stream of observations for one prompt, replayed in order.
 struct Stream {
     check: MetricCheck,
@@ -315,7 +310,11 @@ pub fn analyze(
     let mut in_window: Vec<&RequestLogRow> = rows
         .iter()
         .filter(|r| r.ts >= since && matches!(r.variant, Variant::Stable | Variant::Canary))
-        .filter(|r| r.prompt_id.as_deref().is_some_and(|p| covers(canary, p)))
+        .filter(|r| {
+            r.prompt_id
+                .as_deref()
+                .is_some_and(|p| canary.prompts.is_empty() || canary.prompts.iter().any(|c| c == p))
+        })
         .collect();
     in_window.sort_by(|x, y| {
         x.ts.cmp(&y.ts)
@@ -339,56 +338,89 @@ pub fn analyze(
 /// [`analyze`] on the observations of each prompt's rows of the window
 /// (stable and canary rows at or after `since` of the prompts the canary
 /// covers), each prompt's in replay order: time, then request id.
+#[cfg(test)]
 pub(crate) fn analyze_observations<O: std::borrow::Borrow<Observation>>(
     rollout: &Rollout,
     since: DateTime<Utc>,
     mut by_prompt: BTreeMap<String, Vec<O>>,
 ) -> Result<CanaryReport, CanaryError> {
-    let a = &rollout.analysis;
-    for (i, c) in a.checks.iter().enumerate() {
-        check_limits(i, c)?;
+    if let Some(canary) = &rollout.canary {
+        // Prompts with canary traffic (or named by the canary).
+        for p in &canary.prompts {
+            by_prompt.entry(p.clone()).or_default();
+        }
+        by_prompt.retain(|p, v| {
+            !canary.prompts.is_empty() && canary.prompts.contains(p)
+                || v.iter().any(|o| o.borrow().canary())
+        });
     }
-    let mut report = CanaryReport {
-        canary_ref: rollout.canary.as_ref().map(|c| c.git_ref.clone()),
-        stable_ref: rollout.stable.clone(),
-        weight: rollout.canary.as_ref().map(|c| c.weight),
-        since,
-        alpha: a.alpha,
-        min_requests: a.min_requests,
-        decision: Decision::NoCanary,
-        action: Action::None,
-        reason: String::new(),
-        prompts: Vec::new(),
-    };
-    let Some(canary) = &rollout.canary else {
-        report.reason = "rollout.yaml has no canary".into();
-        return Ok(report);
-    };
-    // Prompts with canary traffic (or named by the canary).
-    for p in &canary.prompts {
-        by_prompt.entry(p.clone()).or_default();
+    let mut replay = Replay::new(rollout, since, by_prompt.len())?;
+    for (prompt_id, rows) in &by_prompt {
+        replay.prompt(prompt_id, rows);
     }
-    by_prompt.retain(|p, v| {
-        !canary.prompts.is_empty() && canary.prompts.contains(p)
-            || v.iter().any(|o| o.borrow().canary())
-    });
+    Ok(replay.finish())
+}
 
-    let tests = (by_prompt.len() * a.checks.len()).max(1);
-    let alpha_each = a.alpha / tests as f64;
-    for (prompt_id, prompt_rows) in &by_prompt {
-        let canary_requests = prompt_rows.iter().filter(|o| o.borrow().canary()).count() as u64;
+/// The analysis fed one prompt at a time (each prompt's tests are
+/// independent once the number of prompts, which splits alpha, is known),
+/// so a reader holds one prompt's rows, not the window's.
+pub(crate) struct Replay<'r> {
+    rollout: &'r Rollout,
+    alpha_each: f64,
+    report: CanaryReport,
+}
+
+impl<'r> Replay<'r> {
+    /// An analysis of `prompts` prompts: those named by the canary, else
+    /// those with canary rows in the window.
+    pub(crate) fn new(
+        rollout: &'r Rollout,
+        since: DateTime<Utc>,
+        prompts: usize,
+    ) -> Result<Replay<'r>, CanaryError> {
+        let a = &rollout.analysis;
+        for (i, c) in a.checks.iter().enumerate() {
+            check_limits(i, c)?;
+        }
+        let tests = (prompts * a.checks.len()).max(1);
+        Ok(Replay {
+            rollout,
+            alpha_each: a.alpha / tests as f64,
+            report: CanaryReport {
+                canary_ref: rollout.canary.as_ref().map(|c| c.git_ref.clone()),
+                stable_ref: rollout.stable.clone(),
+                weight: rollout.canary.as_ref().map(|c| c.weight),
+                since,
+                alpha: a.alpha,
+                min_requests: a.min_requests,
+                decision: Decision::NoCanary,
+                action: Action::None,
+                reason: String::new(),
+                prompts: Vec::new(),
+            },
+        })
+    }
+
+    /// Replays one prompt's rows (in replay order) through every check.
+    pub(crate) fn prompt<O: std::borrow::Borrow<Observation>>(
+        &mut self,
+        prompt_id: &str,
+        rows: &[O],
+    ) {
+        let a = &self.rollout.analysis;
+        let canary_requests = rows.iter().filter(|o| o.borrow().canary()).count() as u64;
         let mut pr = PromptReport {
-            prompt_id: prompt_id.clone(),
-            stable_requests: prompt_rows.len() as u64 - canary_requests,
+            prompt_id: prompt_id.to_string(),
+            stable_requests: rows.len() as u64 - canary_requests,
             canary_requests,
             checks: Vec::new(),
         };
         for check in &a.checks {
-            let stream = build_stream(*check, prompt_rows);
+            let stream = build_stream(*check, rows);
             pr.checks.push(run_stream(
                 stream,
                 TestConfig {
-                    alpha: alpha_each,
+                    alpha: self.alpha_each,
                     margin: 0.0,
                     scale: a.mixture_scale,
                     min_n: a.min_requests,
@@ -396,60 +428,74 @@ pub(crate) fn analyze_observations<O: std::borrow::Borrow<Observation>>(
                 },
             ));
         }
-        report.prompts.push(pr);
+        self.report.prompts.push(pr);
     }
 
-    let all: Vec<&CheckReport> = report.prompts.iter().flat_map(|p| &p.checks).collect();
-    let worse: Vec<String> = report
-        .prompts
-        .iter()
-        .flat_map(|p| {
-            p.checks
+    /// The decision over every prompt replayed.
+    pub(crate) fn finish(self) -> CanaryReport {
+        let Replay {
+            rollout,
+            mut report,
+            ..
+        } = self;
+        let a = &rollout.analysis;
+        if rollout.canary.is_none() {
+            report.reason = "rollout.yaml has no canary".into();
+            return report;
+        }
+        report.prompts.sort_by(|x, y| x.prompt_id.cmp(&y.prompt_id));
+        let all: Vec<&CheckReport> = report.prompts.iter().flat_map(|p| &p.checks).collect();
+        let worse: Vec<String> = report
+            .prompts
+            .iter()
+            .flat_map(|p| {
+                p.checks
+                    .iter()
+                    .filter(|c| c.status == CheckStatus::Worse)
+                    .map(move |c| {
+                        format!(
+                            "{}: {} worse than {}",
+                            p.prompt_id,
+                            c.metric.as_str(),
+                            c.limit
+                        )
+                    })
+            })
+            .collect();
+        (report.decision, report.reason) = if !worse.is_empty() {
+            (Decision::Rollback, worse.join("; "))
+        } else if a.checks.is_empty() {
+            (
+                Decision::Continue,
+                "analysis.checks is empty: nothing to test".into(),
+            )
+        } else if report.prompts.iter().all(|p| p.canary_requests == 0) {
+            (
+                Decision::Continue,
+                "no canary traffic in the window yet".into(),
+            )
+        } else if all.iter().all(|c| c.status == CheckStatus::NotWorse) {
+            (
+                Decision::Promote,
+                "every check shows the canary not worse than allowed".into(),
+            )
+        } else {
+            let waiting = all
                 .iter()
-                .filter(|c| c.status == CheckStatus::Worse)
-                .map(move |c| {
-                    format!(
-                        "{}: {} worse than {}",
-                        p.prompt_id,
-                        c.metric.as_str(),
-                        c.limit
-                    )
-                })
-        })
-        .collect();
-    (report.decision, report.reason) = if !worse.is_empty() {
-        (Decision::Rollback, worse.join("; "))
-    } else if a.checks.is_empty() {
-        (
-            Decision::Continue,
-            "analysis.checks is empty: nothing to test".into(),
-        )
-    } else if report.prompts.iter().all(|p| p.canary_requests == 0) {
-        (
-            Decision::Continue,
-            "no canary traffic in the window yet".into(),
-        )
-    } else if all.iter().all(|c| c.status == CheckStatus::NotWorse) {
-        (
-            Decision::Promote,
-            "every check shows the canary not worse than allowed".into(),
-        )
-    } else {
-        let waiting = all
-            .iter()
-            .filter(|c| c.status == CheckStatus::NotEnoughData)
-            .count();
-        let open = all
-            .iter()
-            .filter(|c| c.status == CheckStatus::Inconclusive)
-            .count();
-        (
-            Decision::Continue,
-            format!("{waiting} check(s) below min_requests, {open} inconclusive"),
-        )
-    };
-    report.action = plan(rollout, report.decision);
-    Ok(report)
+                .filter(|c| c.status == CheckStatus::NotEnoughData)
+                .count();
+            let open = all
+                .iter()
+                .filter(|c| c.status == CheckStatus::Inconclusive)
+                .count();
+            (
+                Decision::Continue,
+                format!("{waiting} check(s) below min_requests, {open} inconclusive"),
+            )
+        };
+        report.action = plan(rollout, report.decision);
+        report
+    }
 }
 
 /// The action the rollout's settings attach to a decision.

@@ -12,10 +12,13 @@
 //!   `latency_ms`, `cost` or `online_pass` when a configured check reads
 //!   them; feedback (when `feedback_score` is checked) is reduced to the
 //!   latest score per request id hash ([`id_hash`]) before the rows are read;
-//! - rows: when the canary names no prompts, a first pass over `ts`,
-//!   `prompt_id` and `variant` finds the prompts with canary rows in the
-//!   window, and the second pass keeps only theirs (the analysis drops the
-//!   others anyway).
+//! - passes: a first pass over `ts`, `prompt_id` and `variant` counts the
+//!   window's rows and, per prompt, its stable and canary rows; the prompts
+//!   under analysis (those named by the canary, else those with canary rows
+//!   in the window) are then read in groups of at most [`PASS_ROWS`] rows (a
+//!   larger prompt alone), one pass over the projected columns per group;
+//!   the analysis's tests are per prompt, so a group is replayed and
+//!   dropped before the next is read.
 //!
 //! Each kept row becomes a fixed-size [`Keyed`] record (64 bytes: time, an
 //! order key equal to the request id's string order, and the 32-byte
@@ -28,26 +31,29 @@
 //!
 //! # Memory bound
 //!
-//! With `n` analysed rows (stable and canary rows of the window of the
-//! prompts under analysis) and `f` request ids with feedback, the peak is
-//! about `64·n` bytes of records, plus the sort's scratch (at most `32·n`
-//! bytes, transient), plus one check's replay stream (`16·n` bytes, and `8·n`
-//! for the latency check's sorted stable latencies), plus `16·f` bytes of
-//! scores, plus one decoded record batch of the projected columns of the
-//! file being read: about 120 bytes per analysed row, independent of the
-//! size of prompts, messages and outputs (a whole `RequestLogRow` is several
+//! With `g` rows in the largest group (at most [`PASS_ROWS`] = 4 Mi rows, or
+//! one prompt's stable and canary rows when that is larger), `d` distinct
+//! prompt ids in the window and `f` request ids with feedback, the peak is
+//! about `64·g` bytes of records, plus the sort's scratch (at most `32·g`
+//! bytes, transient), plus one check's replay stream (`16·g`, and `8·g` for
+//! the latency check's sorted stable latencies), plus `16·f` bytes of
+//! scores, plus the counts of `d` prompts, plus one decoded record batch of
+//! the projected columns of the file being read: about 120 bytes per row of
+//! the largest group, whatever the window's size beyond it, and independent
+//! of prompts, messages and outputs (a whole `RequestLogRow` is several
 //! hundred bytes to kilobytes). Request ids other than canonical UUIDs and
 //! strings of at most 16 bytes (the proxy writes UUIDs) are kept as strings
-//! beside the records.
+//! beside the records. The price is one pass per group: `1 + groups` reads
+//! of the projected columns.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
-use super::CanaryError;
-use super::analysis::{Observation, Outcome, covers};
+use super::analysis::{Observation, Outcome, Replay};
+use super::{CanaryError, CanaryReport};
 use crate::drift::features::{IdMap, id_hash};
 use crate::logstore::{
     ColumnError, Columns, LogStoreError, RequestFilter, need, read_feedback, request_files,
@@ -55,12 +61,95 @@ use crate::logstore::{
 };
 use crate::spec::rollout::{Metric, Rollout};
 
-/// The rows a canary analysis replays, per prompt, in replay order.
-#[derive(Debug, Default)]
+/// Analysed rows (64 bytes each) one pass may hold: prompts are read in
+/// groups of at most this many rows (256 MiB); a larger prompt is read
+/// alone.
+const PASS_ROWS: u64 = 4 << 20;
+
+/// What the first pass over the window found, and how to read the rest.
+#[derive(Debug)]
 pub struct Evidence {
-    /// Request rows of the window read (every prompt and variant).
+    /// Request rows of the window (every prompt and variant).
     pub rows: usize,
-    pub(crate) prompts: BTreeMap<String, Vec<Keyed>>,
+    /// The prompts under analysis and their stable and canary rows.
+    prompts: BTreeMap<String, u64>,
+    files: Vec<PathBuf>,
+    since: DateTime<Utc>,
+    columns: Vec<&'static str>,
+    scores: IdMap<f64>,
+}
+
+impl Evidence {
+    /// Replays every prompt under analysis, reading the files once per
+    /// group of prompts (see [`PASS_ROWS`]).
+    pub(crate) fn analyze(&self, rollout: &Rollout) -> Result<CanaryReport, CanaryError> {
+        self.analyze_in_passes(rollout, PASS_ROWS)
+    }
+
+    /// [`Self::analyze`] with passes of at most `pass_rows` rows.
+    fn analyze_in_passes(
+        &self,
+        rollout: &Rollout,
+        pass_rows: u64,
+    ) -> Result<CanaryReport, CanaryError> {
+        let mut replay = Replay::new(rollout, self.since, self.prompts.len())?;
+        for group in self.groups(pass_rows) {
+            for (prompt, records) in self.read_group(&group)? {
+                replay.prompt(&prompt, &records);
+            }
+        }
+        Ok(replay.finish())
+    }
+
+    /// The prompts, in groups of at most `pass_rows` rows (or one prompt).
+    fn groups(&self, pass_rows: u64) -> Vec<Vec<&str>> {
+        let mut groups: Vec<Vec<&str>> = Vec::new();
+        let mut held = 0;
+        for (p, &n) in &self.prompts {
+            match groups.last_mut() {
+                Some(g) if held + n <= pass_rows => {
+                    g.push(p);
+                    held += n;
+                }
+                _ => {
+                    groups.push(vec![p]);
+                    held = n;
+                }
+            }
+        }
+        groups
+    }
+
+    /// The records of the prompts of `group`, each prompt's in replay order.
+    fn read_group(&self, group: &[&str]) -> Result<BTreeMap<String, Vec<Keyed>>, CanaryError> {
+        let mut out: BTreeMap<String, Vec<Keyed>> = group
+            .iter()
+            .map(|p| {
+                let n = self.prompts.get(*p).copied().unwrap_or(0);
+                (p.to_string(), Vec::with_capacity(n as usize))
+            })
+            .collect();
+        let mut long: Vec<Box<str>> = Vec::new();
+        let since_us = self.since.timestamp_micros();
+        for f in &self.files {
+            for batch in stream_projected_since(f, &self.columns, Some(self.since))? {
+                let batch = batch?;
+                read_batch(
+                    &batch,
+                    &self.columns,
+                    since_us,
+                    &self.scores,
+                    &mut long,
+                    &mut out,
+                )
+                .map_err(columns_error(f))?;
+            }
+        }
+        for records in out.values_mut() {
+            records.sort_by(|a, b| a.ts.cmp(&b.ts).then_with(|| a.id.cmp(&b.id, &long)));
+        }
+        Ok(out)
+    }
 }
 
 /// One analysed row: its replay order key and what the checks read.
@@ -173,16 +262,23 @@ fn check_columns(rollout: &Rollout) -> Vec<&'static str> {
     cols
 }
 
-/// Reads the evidence of `rollout`'s canary from the log roots `sources`
-/// (log roots, partition folders or files; one per replica): request rows
-/// at or after `since`, and the feedback of the folders. See the module
-/// documentation for what is read and the memory it takes.
+/// The first pass over the evidence of `rollout`'s canary in the log roots
+/// `sources` (log roots, partition folders or files; one per replica):
+/// request rows at or after `since`, and the feedback of the folders. See
+/// the module documentation for what is read and the memory it takes.
 pub fn scan(
     rollout: &Rollout,
     since: DateTime<Utc>,
     sources: &[PathBuf],
 ) -> Result<Evidence, CanaryError> {
-    let mut evidence = Evidence::default();
+    let mut evidence = Evidence {
+        rows: 0,
+        prompts: BTreeMap::new(),
+        files: Vec::new(),
+        since,
+        columns: check_columns(rollout),
+        scores: IdMap::default(),
+    };
     let Some(canary) = &rollout.canary else {
         return Ok(evidence);
     };
@@ -190,50 +286,32 @@ pub fn scan(
         since: Some(since),
         ..Default::default()
     };
-    let files = request_files(sources, &filter)?;
-    let since_us = since.timestamp_micros();
-
+    evidence.files = request_files(sources, &filter)?;
+    let census = census(&evidence.files, since)?;
+    evidence.rows = census.rows;
     // The prompts under analysis: those named, else those with canary rows.
-    let prompts: HashSet<String> = if canary.prompts.is_empty() {
-        canary_prompts(&files, since)?
+    evidence.prompts = if canary.prompts.is_empty() {
+        census
+            .prompts
+            .into_iter()
+            .filter(|(_, (_, canary_rows))| *canary_rows > 0)
+            .map(|(p, (n, _))| (p, n))
+            .collect()
     } else {
-        canary.prompts.iter().cloned().collect()
+        canary
+            .prompts
+            .iter()
+            .map(|p| (p.clone(), census.prompts.get(p).map_or(0, |c| c.0)))
+            .collect()
     };
-    for p in &prompts {
-        evidence.prompts.insert(p.clone(), Vec::new());
-    }
-
-    let scores = if rollout
+    if rollout
         .analysis
         .checks
         .iter()
         .any(|c| c.metric == Metric::FeedbackScore)
     {
-        latest_scores(sources)?
-    } else {
-        IdMap::default()
-    };
-
-    let columns = check_columns(rollout);
-    let mut long: Vec<Box<str>> = Vec::new();
-    for f in &files {
-        for batch in stream_projected_since(f, &columns, Some(since))? {
-            let batch = batch?;
-            read_batch(
-                &batch,
-                &columns,
-                since_us,
-                &scores,
-                &mut long,
-                &mut evidence,
-            )
-            .map_err(columns_error(f))?;
-        }
+        evidence.scores = latest_scores(sources)?;
     }
-    for records in evidence.prompts.values_mut() {
-        records.sort_by(|a, b| a.ts.cmp(&b.ts).then_with(|| a.id.cmp(&b.id, &long)));
-    }
-    evidence.prompts.retain(|p, _| covers(canary, p));
     Ok(evidence)
 }
 
@@ -255,32 +333,46 @@ fn arm(value: &str, row: usize) -> Result<Option<bool>, ColumnError> {
     }
 }
 
-/// The prompts with at least one canary row at or after `since`.
-fn canary_prompts(files: &[PathBuf], since: DateTime<Utc>) -> Result<HashSet<String>, CanaryError> {
+/// What the first pass counts.
+#[derive(Debug, Default)]
+struct Census {
+    /// Rows at or after `since`.
+    rows: usize,
+    /// Per prompt: stable and canary rows, and canary rows, in the window.
+    prompts: BTreeMap<String, (u64, u64)>,
+}
+
+/// Counts the window's rows from `ts`, `prompt_id` and `variant` alone.
+fn census(files: &[PathBuf], since: DateTime<Utc>) -> Result<Census, CanaryError> {
     let since_us = since.timestamp_micros();
-    let mut out = HashSet::new();
+    let mut out = Census::default();
     for f in files {
         for batch in stream_projected_since(f, &["ts", "prompt_id", "variant"], Some(since))? {
             let batch = batch?;
-            let mut found = || -> Result<(), ColumnError> {
+            let mut count = || -> Result<(), ColumnError> {
                 let c = Columns::new(&batch);
                 let (ts, prompt, variant) =
                     (c.ts("ts")?, c.opt_str("prompt_id")?, c.str("variant")?);
                 for i in 0..batch.num_rows() {
+                    // Checked on every row read, as a reader of whole rows does.
                     let arm = arm(need(variant(i), "variant", i)?, i)?;
                     if need(ts(i), "ts", i)? < since_us {
                         continue;
                     }
-                    if arm == Some(true)
-                        && let Some(p) = prompt(i)
-                        && !out.contains(p)
-                    {
-                        out.insert(p.to_string());
-                    }
+                    out.rows += 1;
+                    let (Some(canary), Some(p)) = (arm, prompt(i)) else {
+                        continue;
+                    };
+                    let counts = match out.prompts.get_mut(p) {
+                        Some(c) => c,
+                        None => out.prompts.entry(p.to_string()).or_default(),
+                    };
+                    counts.0 += 1;
+                    counts.1 += u64::from(canary);
                 }
                 Ok(())
             };
-            found().map_err(columns_error(f))?;
+            count().map_err(columns_error(f))?;
         }
     }
     Ok(out)
@@ -302,14 +394,14 @@ fn latest_scores(sources: &[PathBuf]) -> Result<IdMap<f64>, CanaryError> {
     Ok(scores)
 }
 
-/// Adds the analysed rows of one batch to `evidence`.
+/// Adds the rows of one batch of the prompts of `prompts` to them.
 fn read_batch(
     batch: &arrow_array::RecordBatch,
     columns: &[&str],
     since_us: i64,
     scores: &IdMap<f64>,
     long: &mut Vec<Box<str>>,
-    evidence: &mut Evidence,
+    prompts: &mut BTreeMap<String, Vec<Keyed>>,
 ) -> Result<(), ColumnError> {
     let c = Columns::new(batch);
     let request_id = c.str("request_id")?;
@@ -331,11 +423,10 @@ fn read_batch(
         if micros < since_us {
             continue;
         }
-        evidence.rows += 1;
         let Some(canary) = arm else {
             continue;
         };
-        let Some(records) = prompt_id(i).and_then(|p| evidence.prompts.get_mut(p)) else {
+        let Some(records) = prompt_id(i).and_then(|p| prompts.get_mut(p)) else {
             continue;
         };
         let id = need(request_id(i), "request_id", i)?;

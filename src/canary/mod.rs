@@ -36,6 +36,8 @@ pub enum CanaryError {
     Repo(#[from] RepoError),
     #[error(transparent)]
     Logs(#[from] LogStoreError),
+    #[error(transparent)]
+    Lake(#[from] crate::lake::LakeError),
     #[error("{0}")]
     Invalid(String),
     #[error("rollout.yaml: analysis.checks[{index}]: {message}")]
@@ -70,8 +72,8 @@ impl CanaryState {
     }
 
     /// The report on `evidence` (what [`analyze`] gives on the same rows).
-    pub fn analyze(&self, evidence: Evidence) -> Result<CanaryReport, CanaryError> {
-        analysis::analyze_observations(&self.rollout, self.since(), evidence.prompts)
+    pub fn analyze(&self, evidence: &Evidence) -> Result<CanaryReport, CanaryError> {
+        evidence.analyze(&self.rollout)
     }
 }
 

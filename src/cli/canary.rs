@@ -100,7 +100,7 @@ fn run_inner(args: CommonArgs, apply: bool, push: bool) -> anyhow::Result<ExitSt
         crate::lake::source::default_sources(&settings.config.logging, &settings.log_dir)
     };
     let evidence = read_logs(&sources, &state, &settings.config.logging.store_options)?;
-    let report = state.analyze(evidence)?;
+    let report = state.analyze(&evidence)?;
 
     let acted = if apply {
         let runtime = tokio::runtime::Builder::new_current_thread()

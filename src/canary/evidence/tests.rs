@@ -8,7 +8,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 use super::*;
-use crate::canary::analysis::{analyze, analyze_observations};
+use crate::canary::analysis::analyze;
 use crate::logstore::{
     FeedbackJournal, FeedbackRecord, RequestLogRow, RequestStatus, Variant, read_requests,
     request_schema, rows_to_batch,
@@ -216,6 +216,7 @@ proptest! {
         since_s in 0i64..500,
         prompts in prop_oneof![Just(vec![]), Just(vec!["p".to_string()]), Just(vec!["q".to_string(), "z".to_string()])],
         checks in proptest::sample::subsequence(all_checks(), 0..=5),
+        pass_rows in 1u64..300,
     ) {
         let (_tmp, roots) = random_lake(seed, n, files, replicas);
         let ro = rollout(prompts, checks);
@@ -223,7 +224,8 @@ proptest! {
         let (rows, want) = reference(&ro, since, &roots);
         let evidence = scan(&ro, since, &roots).unwrap();
         prop_assert_eq!(evidence.rows, rows);
-        let got = analyze_observations(&ro, since, evidence.prompts).unwrap();
+        // Any grouping of the prompts into passes: the same report.
+        let got = evidence.analyze_in_passes(&ro, pass_rows).unwrap();
         // Debug text: NaN equals NaN there.
         prop_assert_eq!(format!("{got:#?}"), format!("{want:#?}"));
     }
@@ -253,6 +255,10 @@ fn without_a_canary_nothing_is_read() {
     // A source that does not exist would fail to list.
     let evidence = scan(&ro, t0(), &[PathBuf::from("/nonexistent/promptgate")]).unwrap();
     assert_eq!((evidence.rows, evidence.prompts.len()), (0, 0));
+    assert_eq!(
+        evidence.analyze(&ro).unwrap().decision,
+        crate::canary::Decision::NoCanary
+    );
 }
 
 #[test]
@@ -285,13 +291,15 @@ fn row_groups_before_the_window_are_not_read() {
     let roots = vec![tmp.path().to_path_buf()];
     let evidence = scan(&ro, t0() + Duration::seconds(10), &roots).unwrap();
     assert_eq!(evidence.rows, 30);
-    let p = &evidence.prompts["p"];
+    let group = evidence.read_group(&["p"]).unwrap();
+    let p = &group["p"];
     assert_eq!(p.len(), 30);
     assert!(p.windows(2).all(|w| w[0].ts < w[1].ts));
 
     let err = scan(&ro, t0() + Duration::seconds(9), &roots)
         .unwrap_err()
         .to_string();
+    // (The first pass already reads the damaged group.)
     assert!(
         err.contains("part-a.parquet") && err.contains("unknown variant `bogus`"),
         "{err}"
