@@ -99,7 +99,8 @@ fn run_inner(args: CommonArgs, apply: bool, push: bool) -> anyhow::Result<ExitSt
     } else {
         crate::lake::source::default_sources(&settings.config.logging, &settings.log_dir)
     };
-    let evidence = read_logs(&sources, &state, &settings.config.logging.store_options)?;
+    // The view holds the files fetched from a store: the analysis reads them.
+    let (_view, evidence) = read_logs(&sources, &state, &settings.config.logging.store_options)?;
     let report = state.analyze(&evidence)?;
 
     let acted = if apply {
@@ -174,7 +175,7 @@ fn read_logs(
     logs: &[PathBuf],
     state: &canary::CanaryState,
     store: &StoreOptions,
-) -> anyhow::Result<canary::Evidence> {
+) -> anyhow::Result<(source::LocalView, canary::Evidence)> {
     for l in logs {
         anyhow::ensure!(
             l.exists() || source::any_store(std::slice::from_ref(l)),
@@ -185,7 +186,8 @@ fn read_logs(
     // Only the partitions of the analysis window are fetched from a store.
     let view = source::LocalView::open(logs, store, Some(state.since().date_naive()))
         .context("reading the log lake")?;
-    state
+    let evidence = state
         .read_evidence(view.roots())
-        .context("reading the request logs")
+        .context("reading the request logs")?;
+    Ok((view, evidence))
 }
