@@ -1,16 +1,18 @@
 //! Canary analysis and its git actions.
 //!
-//! [`analysis::analyze`] is a pure function from the rollout, the window
-//! start and the log rows to a [`CanaryReport`] (decision, action and the
-//! evidence); [`act()`] carries the action out (a commit on the control
+//! The [`analysis`] is a pure function from the rollout, the window start
+//! and the window's rows to a [`CanaryReport`] (decision, action and the
+//! evidence); [`evidence`] reads those rows from the log roots by a
+//! projected, ordered scan, in passes over files that must stay in place
+//! until the report is made; [`act()`] carries the action out (a commit on the control
 //! branch through [`actions::apply`], its push, or an alert and its
 //! webhook). [`load`] gathers what both need from the repository, so the
 //! proxy's analyzer task and `promptgate canary` share one path:
 //!
 //! ```text
 //! let state = canary::load(&git, control_ref)?;           // rollout + origin
-//! let evidence = state.read_evidence(&logs)?;              // ordered scan
-//! let report = state.analyze(evidence)?;                  // pure
+//! let evidence = state.read_evidence(&logs)?;             // first pass
+//! let report = state.analyze(&evidence)?;                 // grouped passes
 //! let acted = canary::act(root, &state, &report, push).await?;
 //! ```
 
@@ -71,7 +73,9 @@ impl CanaryState {
         evidence::scan(&self.rollout, self.since(), logs)
     }
 
-    /// The report on `evidence` (what [`analyze`] gives on the same rows).
+    /// The report on `evidence` (the one `analysis::analyze` gives on the
+    /// same rows read whole; tests hold them equal). The log roots it was
+    /// read from must still be there.
     pub fn analyze(&self, evidence: &Evidence) -> Result<CanaryReport, CanaryError> {
         evidence.analyze(&self.rollout)
     }
