@@ -26,13 +26,15 @@
 //! runs at `alpha / (prompts · checks)` (Bonferroni), so the chance of any
 //! false rollback stays at most `alpha`.
 
+#[cfg(test)]
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::CanaryError;
-use crate::logstore::{FeedbackRecord, RequestLogRow, RequestStatus, Variant, join_feedback};
+#[cfg(test)]
+use crate::logstore::{FeedbackRecord, RequestLogRow, Variant, join_feedback};
 use crate::spec::rollout::{Metric, MetricCheck, OnRegression, OnSuccess, Rollout};
 use crate::stats::quantile;
 use crate::stats::sequential::{Arm, Kind, Moments, SequentialTest, TestConfig};
@@ -176,6 +178,102 @@ pub struct CanaryReport {
     pub prompts: Vec<PromptReport>,
 }
 
+/// How a call ended, as the checks see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Ok,
+    /// The client went away: neither an error nor a latency.
+    ClientClosed,
+    /// Any other status.
+    Error,
+}
+
+impl Outcome {
+    pub(crate) fn of(status: &str) -> Outcome {
+        match status {
+            "ok" => Outcome::Ok,
+            "client_closed" => Outcome::ClientClosed,
+            _ => Outcome::Error,
+        }
+    }
+}
+
+/// What the checks read of one stable or canary row of the window: 32
+/// bytes, so a window's replay holds these rather than whole rows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Observation {
+    pub latency_ms: f64,
+    pub cost: f64,
+    /// The latest feedback score (meaningful when [`Self::score`] is some).
+    score: f64,
+    flags: u8,
+}
+
+const CANARY: u8 = 1;
+const CLIENT_CLOSED: u8 = 2;
+const ERROR: u8 = 4;
+const HAS_VERDICT: u8 = 8;
+const PASSED: u8 = 16;
+const HAS_SCORE: u8 = 32;
+
+impl Observation {
+    pub(crate) fn new(
+        canary: bool,
+        outcome: Outcome,
+        latency_ms: f64,
+        cost: f64,
+        online_pass: Option<bool>,
+        score: Option<f64>,
+    ) -> Observation {
+        let bit = |on: bool, b: u8| if on { b } else { 0 };
+        Observation {
+            latency_ms,
+            cost,
+            score: score.unwrap_or(0.0),
+            flags: bit(canary, CANARY)
+                | bit(outcome == Outcome::ClientClosed, CLIENT_CLOSED)
+                | bit(outcome == Outcome::Error, ERROR)
+                | bit(online_pass.is_some(), HAS_VERDICT)
+                | bit(online_pass == Some(true), PASSED)
+                | bit(score.is_some(), HAS_SCORE),
+        }
+    }
+
+    #[cfg(test)]
+    fn of(r: &RequestLogRow, score: Option<f64>) -> Observation {
+        Observation::new(
+            r.variant == Variant::Canary,
+            Outcome::of(r.status.as_str()),
+            r.latency_ms,
+            r.cost,
+            r.online_pass,
+            score,
+        )
+    }
+
+    pub(crate) fn canary(&self) -> bool {
+        self.flags & CANARY != 0
+    }
+
+    fn outcome(&self) -> Outcome {
+        if self.flags & CLIENT_CLOSED != 0 {
+            Outcome::ClientClosed
+        } else if self.flags & ERROR != 0 {
+            Outcome::Error
+        } else {
+            Outcome::Ok
+        }
+    }
+
+    fn online_pass(&self) -> Option<bool> {
+        (self.flags & HAS_VERDICT != 0).then_some(self.flags & PASSED != 0)
+    }
+
+    fn score(&self) -> Option<f64> {
+        (self.flags & HAS_SCORE != 0).then_some(self.score)
+    }
+}
+
 /// One metric's stream of observations for one prompt, replayed in order.
 struct Stream {
     check: MetricCheck,
@@ -195,33 +293,20 @@ struct Stream {
 /// Analyses the canary of `rollout` over `rows` (any order; several
 /// replicas' rows together) and `feedback`, counting rows at or after
 /// `since` (when the canary, or its current step, was committed).
+///
+/// The materialising reference: production code reads the same rows with
+/// [`super::evidence::scan`] and calls [`analyze_observations`]; tests
+/// check that both give the same report.
+#[cfg(test)]
 pub fn analyze(
     rollout: &Rollout,
     since: DateTime<Utc>,
     rows: &[RequestLogRow],
     feedback: &[FeedbackRecord],
 ) -> Result<CanaryReport, CanaryError> {
-    let a = &rollout.analysis;
-    for (i, c) in a.checks.iter().enumerate() {
-        check_limits(i, c)?;
-    }
-    let mut report = CanaryReport {
-        canary_ref: rollout.canary.as_ref().map(|c| c.git_ref.clone()),
-        stable_ref: rollout.stable.clone(),
-        weight: rollout.canary.as_ref().map(|c| c.weight),
-        since,
-        alpha: a.alpha,
-        min_requests: a.min_requests,
-        decision: Decision::NoCanary,
-        action: Action::None,
-        reason: String::new(),
-        prompts: Vec::new(),
-    };
     let Some(canary) = &rollout.canary else {
-        report.reason = "rollout.yaml has no canary".into();
-        return Ok(report);
+        return analyze_observations::<Observation>(rollout, since, BTreeMap::new());
     };
-
     let mut in_window: Vec<&RequestLogRow> = rows
         .iter()
         .filter(|r| r.ts >= since && matches!(r.variant, Variant::Stable | Variant::Canary))
@@ -238,40 +323,104 @@ pub fn analyze(
     let owned: Vec<RequestLogRow> = in_window.into_iter().cloned().collect();
     let joined = join_feedback(&owned, feedback);
 
-    // Prompts with canary traffic (or named by the canary).
-    let mut by_prompt: BTreeMap<String, Vec<(&RequestLogRow, Option<f64>)>> = BTreeMap::new();
-    for p in &canary.prompts {
-        by_prompt.entry(p.clone()).or_default();
-    }
+    let mut by_prompt: BTreeMap<String, Vec<Observation>> = BTreeMap::new();
     for r in &joined.requests {
         if let Some(p) = &r.request.prompt_id {
             by_prompt
                 .entry(p.clone())
                 .or_default()
-                .push((r.request, r.score()));
+                .push(Observation::of(r.request, r.score()));
         }
     }
-    by_prompt.retain(|p, v| {
-        !canary.prompts.is_empty() && canary.prompts.contains(p)
-            || v.iter().any(|(r, _)| r.variant == Variant::Canary)
-    });
+    analyze_observations(rollout, since, by_prompt)
+}
 
-    let tests = (by_prompt.len() * a.checks.len()).max(1);
-    let alpha_each = a.alpha / tests as f64;
-    for (prompt_id, prompt_rows) in &by_prompt {
-        let count = |v| prompt_rows.iter().filter(|(r, _)| r.variant == v).count() as u64;
+/// [`analyze`] on the observations of each prompt's rows of the window
+/// (stable and canary rows at or after `since` of the prompts the canary
+/// covers), each prompt's in replay order: time, then request id.
+#[cfg(test)]
+pub(crate) fn analyze_observations<O: std::borrow::Borrow<Observation>>(
+    rollout: &Rollout,
+    since: DateTime<Utc>,
+    mut by_prompt: BTreeMap<String, Vec<O>>,
+) -> Result<CanaryReport, CanaryError> {
+    if let Some(canary) = &rollout.canary {
+        // Prompts with canary traffic (or named by the canary).
+        for p in &canary.prompts {
+            by_prompt.entry(p.clone()).or_default();
+        }
+        by_prompt.retain(|p, v| {
+            !canary.prompts.is_empty() && canary.prompts.contains(p)
+                || v.iter().any(|o| o.borrow().canary())
+        });
+    }
+    let mut replay = Replay::new(rollout, since, by_prompt.len())?;
+    for (prompt_id, rows) in &by_prompt {
+        replay.prompt(prompt_id, rows);
+    }
+    Ok(replay.finish())
+}
+
+/// The analysis fed one prompt at a time (each prompt's tests are
+/// independent once the number of prompts, which splits alpha, is known),
+/// so a reader holds one prompt's rows, not the window's.
+pub(crate) struct Replay<'r> {
+    rollout: &'r Rollout,
+    alpha_each: f64,
+    report: CanaryReport,
+}
+
+impl<'r> Replay<'r> {
+    /// An analysis of `prompts` prompts: those named by the canary, else
+    /// those with canary rows in the window.
+    pub(crate) fn new(
+        rollout: &'r Rollout,
+        since: DateTime<Utc>,
+        prompts: usize,
+    ) -> Result<Replay<'r>, CanaryError> {
+        let a = &rollout.analysis;
+        for (i, c) in a.checks.iter().enumerate() {
+            check_limits(i, c)?;
+        }
+        let tests = (prompts * a.checks.len()).max(1);
+        Ok(Replay {
+            rollout,
+            alpha_each: a.alpha / tests as f64,
+            report: CanaryReport {
+                canary_ref: rollout.canary.as_ref().map(|c| c.git_ref.clone()),
+                stable_ref: rollout.stable.clone(),
+                weight: rollout.canary.as_ref().map(|c| c.weight),
+                since,
+                alpha: a.alpha,
+                min_requests: a.min_requests,
+                decision: Decision::NoCanary,
+                action: Action::None,
+                reason: String::new(),
+                prompts: Vec::new(),
+            },
+        })
+    }
+
+    /// Replays one prompt's rows (in replay order) through every check.
+    pub(crate) fn prompt<O: std::borrow::Borrow<Observation>>(
+        &mut self,
+        prompt_id: &str,
+        rows: &[O],
+    ) {
+        let a = &self.rollout.analysis;
+        let canary_requests = rows.iter().filter(|o| o.borrow().canary()).count() as u64;
         let mut pr = PromptReport {
-            prompt_id: prompt_id.clone(),
-            stable_requests: count(Variant::Stable),
-            canary_requests: count(Variant::Canary),
+            prompt_id: prompt_id.to_string(),
+            stable_requests: rows.len() as u64 - canary_requests,
+            canary_requests,
             checks: Vec::new(),
         };
         for check in &a.checks {
-            let stream = build_stream(*check, prompt_rows);
+            let stream = build_stream(*check, rows);
             pr.checks.push(run_stream(
                 stream,
                 TestConfig {
-                    alpha: alpha_each,
+                    alpha: self.alpha_each,
                     margin: 0.0,
                     scale: a.mixture_scale,
                     min_n: a.min_requests,
@@ -279,60 +428,74 @@ pub fn analyze(
                 },
             ));
         }
-        report.prompts.push(pr);
+        self.report.prompts.push(pr);
     }
 
-    let all: Vec<&CheckReport> = report.prompts.iter().flat_map(|p| &p.checks).collect();
-    let worse: Vec<String> = report
-        .prompts
-        .iter()
-        .flat_map(|p| {
-            p.checks
+    /// The decision over every prompt replayed.
+    pub(crate) fn finish(self) -> CanaryReport {
+        let Replay {
+            rollout,
+            mut report,
+            ..
+        } = self;
+        let a = &rollout.analysis;
+        if rollout.canary.is_none() {
+            report.reason = "rollout.yaml has no canary".into();
+            return report;
+        }
+        report.prompts.sort_by(|x, y| x.prompt_id.cmp(&y.prompt_id));
+        let all: Vec<&CheckReport> = report.prompts.iter().flat_map(|p| &p.checks).collect();
+        let worse: Vec<String> = report
+            .prompts
+            .iter()
+            .flat_map(|p| {
+                p.checks
+                    .iter()
+                    .filter(|c| c.status == CheckStatus::Worse)
+                    .map(move |c| {
+                        format!(
+                            "{}: {} worse than {}",
+                            p.prompt_id,
+                            c.metric.as_str(),
+                            c.limit
+                        )
+                    })
+            })
+            .collect();
+        (report.decision, report.reason) = if !worse.is_empty() {
+            (Decision::Rollback, worse.join("; "))
+        } else if a.checks.is_empty() {
+            (
+                Decision::Continue,
+                "analysis.checks is empty: nothing to test".into(),
+            )
+        } else if report.prompts.iter().all(|p| p.canary_requests == 0) {
+            (
+                Decision::Continue,
+                "no canary traffic in the window yet".into(),
+            )
+        } else if all.iter().all(|c| c.status == CheckStatus::NotWorse) {
+            (
+                Decision::Promote,
+                "every check shows the canary not worse than allowed".into(),
+            )
+        } else {
+            let waiting = all
                 .iter()
-                .filter(|c| c.status == CheckStatus::Worse)
-                .map(move |c| {
-                    format!(
-                        "{}: {} worse than {}",
-                        p.prompt_id,
-                        c.metric.as_str(),
-                        c.limit
-                    )
-                })
-        })
-        .collect();
-    (report.decision, report.reason) = if !worse.is_empty() {
-        (Decision::Rollback, worse.join("; "))
-    } else if a.checks.is_empty() {
-        (
-            Decision::Continue,
-            "analysis.checks is empty: nothing to test".into(),
-        )
-    } else if report.prompts.iter().all(|p| p.canary_requests == 0) {
-        (
-            Decision::Continue,
-            "no canary traffic in the window yet".into(),
-        )
-    } else if all.iter().all(|c| c.status == CheckStatus::NotWorse) {
-        (
-            Decision::Promote,
-            "every check shows the canary not worse than allowed".into(),
-        )
-    } else {
-        let waiting = all
-            .iter()
-            .filter(|c| c.status == CheckStatus::NotEnoughData)
-            .count();
-        let open = all
-            .iter()
-            .filter(|c| c.status == CheckStatus::Inconclusive)
-            .count();
-        (
-            Decision::Continue,
-            format!("{waiting} check(s) below min_requests, {open} inconclusive"),
-        )
-    };
-    report.action = plan(rollout, report.decision);
-    Ok(report)
+                .filter(|c| c.status == CheckStatus::NotEnoughData)
+                .count();
+            let open = all
+                .iter()
+                .filter(|c| c.status == CheckStatus::Inconclusive)
+                .count();
+            (
+                Decision::Continue,
+                format!("{waiting} check(s) below min_requests, {open} inconclusive"),
+            )
+        };
+        report.action = plan(rollout, report.decision);
+        report
+    }
 }
 
 /// The action the rollout's settings attach to a decision.
@@ -397,11 +560,7 @@ fn limit_text(c: &MetricCheck) -> String {
     }
 }
 
-fn is_error(s: &RequestStatus) -> bool {
-    !matches!(s, RequestStatus::Ok | RequestStatus::ClientClosed)
-}
-
-fn build_stream(check: MetricCheck, rows: &[(&RequestLogRow, Option<f64>)]) -> Stream {
+fn build_stream<O: std::borrow::Borrow<Observation>>(check: MetricCheck, rows: &[O]) -> Stream {
     let mut s = Stream {
         check,
         tested: String::new(),
@@ -414,10 +573,10 @@ fn build_stream(check: MetricCheck, rows: &[(&RequestLogRow, Option<f64>)]) -> S
         stable_n: 0,
         canary_n: 0,
     };
-    let canary = |r: &RequestLogRow| r.variant == Variant::Canary;
-    let values = |f: &dyn Fn(&RequestLogRow, Option<f64>) -> Option<f64>| -> Vec<(bool, f64)> {
-        rows.iter()
-            .filter_map(|(r, score)| f(r, *score).map(|v| (canary(r), v)))
+    let rows = || rows.iter().map(std::borrow::Borrow::borrow);
+    let values = |f: &dyn Fn(&Observation) -> Option<f64>| -> Vec<(bool, f64)> {
+        rows()
+            .filter_map(|o| f(o).map(|v| (o.canary(), v)))
             .collect()
     };
     let side_mean = |obs: &[(bool, f64)], c: bool| {
@@ -428,7 +587,7 @@ fn build_stream(check: MetricCheck, rows: &[(&RequestLogRow, Option<f64>)]) -> S
         Metric::OnlinePassRate => {
             s.tested = "failure rate (1 - online pass rate)".into();
             s.margin = check.max_drop.unwrap_or(0.0);
-            s.obs = values(&|r, _| r.online_pass.map(|p| if p { 0.0 } else { 1.0 }));
+            s.obs = values(&|o| o.online_pass().map(|p| if p { 0.0 } else { 1.0 }));
             s.stable_value = side_mean(&s.obs, false).map(|f| 1.0 - f);
             s.canary_value = side_mean(&s.obs, true).map(|f| 1.0 - f);
         }
@@ -436,28 +595,27 @@ fn build_stream(check: MetricCheck, rows: &[(&RequestLogRow, Option<f64>)]) -> S
             s.tested = "negated mean feedback score".into();
             s.kind = Kind::Mean;
             s.margin = check.max_drop.unwrap_or(0.0);
-            s.obs = values(&|_, score| score.map(|v| -v));
+            s.obs = values(&|o| o.score().map(|v| -v));
             s.stable_value = side_mean(&s.obs, false).map(|v| -v);
             s.canary_value = side_mean(&s.obs, true).map(|v| -v);
         }
         Metric::ErrorRate => {
             s.tested = "error rate".into();
             s.margin = check.max_increase.unwrap_or(0.0);
-            s.obs = values(&|r, _| {
-                (r.status != RequestStatus::ClientClosed).then_some(if is_error(&r.status) {
-                    1.0
-                } else {
-                    0.0
-                })
+            s.obs = values(&|o| match o.outcome() {
+                Outcome::ClientClosed => None,
+                Outcome::Error => Some(1.0),
+                Outcome::Ok => Some(0.0),
             });
             s.stable_value = side_mean(&s.obs, false);
             s.canary_value = side_mean(&s.obs, true);
         }
         Metric::LatencyP95Ms => {
+            let ok = |o: &Observation| o.outcome() == Outcome::Ok;
             let lat = |c: bool| -> Vec<f64> {
-                rows.iter()
-                    .filter(|(r, _)| r.status == RequestStatus::Ok && canary(r) == c)
-                    .map(|(r, _)| r.latency_ms)
+                rows()
+                    .filter(|o| ok(o) && o.canary() == c)
+                    .map(|o| o.latency_ms)
                     .collect()
             };
             let (sl, cl) = (lat(false), lat(true));
@@ -480,18 +638,18 @@ fn build_stream(check: MetricCheck, rows: &[(&RequestLogRow, Option<f64>)]) -> S
             // Stable rows count toward min_requests but are not observations
             // of the one-sample test.
             s.stable_n = sl.len() as u64;
+            drop(sl);
             if let Some(t) = threshold {
-                s.obs = rows
-                    .iter()
-                    .filter(|(r, _)| r.status == RequestStatus::Ok && canary(r))
-                    .map(|(r, _)| (true, if r.latency_ms > t { 1.0 } else { 0.0 }))
+                s.obs = rows()
+                    .filter(|o| ok(o) && o.canary())
+                    .map(|o| (true, if o.latency_ms > t { 1.0 } else { 0.0 }))
                     .collect();
             }
         }
         Metric::CostPerCall => {
             s.tested = "mean cost per call".into();
             s.kind = Kind::Mean;
-            s.obs = values(&|r, _| Some(r.cost));
+            s.obs = values(&|o| Some(o.cost));
             s.stable_value = side_mean(&s.obs, false);
             s.canary_value = side_mean(&s.obs, true);
             s.margin = match (check.max_increase, check.max_increase_pct) {

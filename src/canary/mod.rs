@@ -1,30 +1,34 @@
 //! Canary analysis and its git actions.
 //!
-//! [`analysis::analyze`] is a pure function from the rollout, the window
-//! start and the log rows to a [`CanaryReport`] (decision, action and the
-//! evidence); [`act()`] carries the action out (a commit on the control
+//! The [`analysis`] is a pure function from the rollout, the window start
+//! and the window's rows to a [`CanaryReport`] (decision, action and the
+//! evidence); [`evidence`] reads those rows from the log roots by a
+//! projected, ordered scan, in passes over files that must stay in place
+//! until the report is made; [`act()`] carries the action out (a commit on the control
 //! branch through [`actions::apply`], its push, or an alert and its
 //! webhook). [`load`] gathers what both need from the repository, so the
 //! proxy's analyzer task and `promptgate canary` share one path:
 //!
 //! ```text
 //! let state = canary::load(&git, control_ref)?;           // rollout + origin
-//! let (rows, feedback) = state.read_evidence(&logs)?;
-//! let report = state.analyze(&rows, &feedback)?;          // pure
+//! let evidence = state.read_evidence(&logs)?;             // first pass
+//! let report = state.analyze(&evidence)?;                 // grouped passes
 //! let acted = canary::act(root, &state, &report, push).await?;
 //! ```
 
 pub mod act;
 pub mod actions;
 pub mod analysis;
+pub mod evidence;
 
 use chrono::{DateTime, Utc};
 
 pub use act::{Acted, act};
 pub use actions::{Applied, CanaryOrigin, ControlBranch, apply, canary_origin, rollout_at};
-pub use analysis::{CanaryReport, Decision, analyze};
+pub use analysis::{CanaryReport, Decision};
+pub use evidence::Evidence;
 
-use crate::logstore::{FeedbackRecord, LogStoreError, RequestLogRow};
+use crate::logstore::LogStoreError;
 use crate::repo::{GitRepo, RepoError};
 use crate::spec::rollout::Rollout;
 
@@ -34,6 +38,8 @@ pub enum CanaryError {
     Repo(#[from] RepoError),
     #[error(transparent)]
     Logs(#[from] LogStoreError),
+    #[error(transparent)]
+    Lake(#[from] crate::lake::LakeError),
     #[error("{0}")]
     Invalid(String),
     #[error("rollout.yaml: analysis.checks[{index}]: {message}")]
@@ -60,32 +66,18 @@ impl CanaryState {
     }
 
     /// The evidence in the request logs at `logs` (log roots, partition
-    /// folders or files; one per replica): the rows of the analysis window
-    /// and the feedback of the folders.
-    pub fn read_evidence(
-        &self,
-        logs: &[std::path::PathBuf],
-    ) -> Result<(Vec<RequestLogRow>, Vec<FeedbackRecord>), CanaryError> {
-        let filter = crate::logstore::RequestFilter {
-            since: Some(self.since()),
-            ..Default::default()
-        };
-        let rows = crate::logstore::read_requests(logs, &filter)?;
-        let dirs: Vec<&std::path::Path> = logs
-            .iter()
-            .map(std::path::PathBuf::as_path)
-            .filter(|p| p.is_dir())
-            .collect();
-        let feedback = crate::logstore::read_feedback(&dirs)?;
-        Ok((rows, feedback))
+    /// folders or files; one per replica): the analysis window's rows, by
+    /// the projected, ordered scan of [`evidence::scan`], and the feedback
+    /// of the folders.
+    pub fn read_evidence(&self, logs: &[std::path::PathBuf]) -> Result<Evidence, CanaryError> {
+        evidence::scan(&self.rollout, self.since(), logs)
     }
 
-    pub fn analyze(
-        &self,
-        rows: &[RequestLogRow],
-        feedback: &[FeedbackRecord],
-    ) -> Result<CanaryReport, CanaryError> {
-        analyze(&self.rollout, self.since(), rows, feedback)
+    /// The report on `evidence` (the one `analysis::analyze` gives on the
+    /// same rows read whole; tests hold them equal). The log roots it was
+    /// read from must still be there.
+    pub fn analyze(&self, evidence: &Evidence) -> Result<CanaryReport, CanaryError> {
+        evidence.analyze(&self.rollout)
     }
 }
 

@@ -10,7 +10,6 @@ use anyhow::Context;
 use super::ExitStatus;
 use crate::canary::{self, Acted, CanaryReport, Decision};
 use crate::lake::source;
-use crate::logstore;
 use crate::repo::GitRepo;
 use crate::settings::{Overrides, Scope, Settings};
 use crate::spec::config::StoreOptions;
@@ -100,8 +99,9 @@ fn run_inner(args: CommonArgs, apply: bool, push: bool) -> anyhow::Result<ExitSt
     } else {
         crate::lake::source::default_sources(&settings.config.logging, &settings.log_dir)
     };
-    let (rows, feedback) = read_logs(&sources, &state, &settings.config.logging.store_options)?;
-    let report = state.analyze(&rows, &feedback)?;
+    // The view holds the files fetched from a store: the analysis reads them.
+    let (_view, evidence) = read_logs(&sources, &state, &settings.config.logging.store_options)?;
+    let report = state.analyze(&evidence)?;
 
     let acted = if apply {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -171,13 +171,11 @@ fn render(out: &Output<'_>) -> String {
     text
 }
 
-type Logs = (Vec<logstore::RequestLogRow>, Vec<logstore::FeedbackRecord>);
-
 fn read_logs(
     logs: &[PathBuf],
     state: &canary::CanaryState,
     store: &StoreOptions,
-) -> anyhow::Result<Logs> {
+) -> anyhow::Result<(source::LocalView, canary::Evidence)> {
     for l in logs {
         anyhow::ensure!(
             l.exists() || source::any_store(std::slice::from_ref(l)),
@@ -188,7 +186,8 @@ fn read_logs(
     // Only the partitions of the analysis window are fetched from a store.
     let view = source::LocalView::open(logs, store, Some(state.since().date_naive()))
         .context("reading the log lake")?;
-    state
+    let evidence = state
         .read_evidence(view.roots())
-        .context("reading the request logs")
+        .context("reading the request logs")?;
+    Ok((view, evidence))
 }

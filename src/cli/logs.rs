@@ -123,10 +123,16 @@ fn compact(args: CompactArgs) -> anyhow::Result<ExitStatus> {
             " (live journal not rotated)"
         }
     ));
-    text.push_str(&format!(
-        "compacted {} partition(s): {} row(s) merged, {} file(s) removed\n",
-        report.partitions_merged, report.rows_merged, report.files_removed
-    ));
+    if report.uploading {
+        text.push_str(
+            "not merged: this folder uploads to logging.store (it holds .replica); its files go to the store as they are\n",
+        );
+    } else {
+        text.push_str(&format!(
+            "compacted {} partition(s): {} row(s) merged, {} file(s) removed\n",
+            report.partitions_merged, report.rows_merged, report.files_removed
+        ));
+    }
     super::out(&text)?;
     Ok(ExitStatus::Success)
 }

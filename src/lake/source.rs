@@ -80,16 +80,30 @@ impl LocalView {
             .tempdir()
             .map_err(LakeError::io(std::env::temp_dir()))?;
         let mut roots = Vec::new();
+        let mut store_roots = Vec::new();
         let mut fetched = 0;
+        for (i, src) in parsed.iter().enumerate() {
+            if let LogSource::Store(url) = src {
+                let root = temp.path().join(format!("store-{i}"));
+                let client = store::open(url, opts, Patience::Reader)?;
+                fetched += block_on(fetch_prefix(client, url.clone(), root.clone(), since))??;
+                store_roots.push(root);
+            }
+        }
+        // Local roots after every store: a file uploaded in between is in
+        // the store listing or still here, never in neither unless its
+        // local copy went too (then the next read sees it).
         for (i, src) in parsed.into_iter().enumerate() {
             match src {
-                LogSource::Local(p) => roots.push(p),
-                LogSource::Store(url) => {
-                    let root = temp.path().join(format!("store-{i}"));
-                    let client = store::open(&url, opts, Patience::Reader)?;
-                    fetched += block_on(fetch_prefix(client, url, root.clone(), since))??;
-                    roots.push(root);
-                }
+                LogSource::Store(_) => roots.push(temp.path().join(format!("store-{i}"))),
+                LogSource::Local(p) => match super::upload::read_replica(&p) {
+                    Some(replica) => {
+                        let mirror = temp.path().join(format!("local-{i}"));
+                        mirror_not_uploaded(&p, &replica, &store_roots, &mirror, since)?;
+                        roots.push(mirror);
+                    }
+                    None => roots.push(p),
+                },
             }
         }
         Ok(LocalView {
@@ -124,6 +138,81 @@ pub(crate) fn block_on<T: Send>(fut: impl Future<Output = T> + Send) -> Result<T
             })
         })
     })
+}
+
+/// Links (or copies) into `mirror` the files of the uploading log root
+/// `local` (replica `replica`) that no store root among `stores` holds:
+/// request files whose object (`<replica>-<name>` in the same partition) was
+/// not fetched, and all feedback (readers keep one record per feedback id).
+/// A file that was uploaded and deleted meanwhile is skipped.
+fn mirror_not_uploaded(
+    local: &Path,
+    replica: &str,
+    stores: &[PathBuf],
+    mirror: &Path,
+    since: Option<NaiveDate>,
+) -> Result<()> {
+    let requests = local.join(REQUESTS_DIR);
+    std::fs::create_dir_all(mirror.join(REQUESTS_DIR)).map_err(LakeError::io(mirror))?;
+    for (date, dir) in crate::logstore::partition_dirs(&requests)? {
+        if since.is_some_and(|s| date < s) {
+            continue;
+        }
+        let partition = crate::logstore::partition_name(date);
+        for path in crate::logstore::partition_files(&dir)?.live {
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let object = format!("{replica}-{name}");
+            if stores
+                .iter()
+                .any(|s| s.join(REQUESTS_DIR).join(&partition).join(&object).exists())
+            {
+                continue;
+            }
+            link_or_copy(
+                &path,
+                &mirror.join(REQUESTS_DIR).join(&partition).join(name),
+            )?;
+        }
+    }
+    let feedback = local.join(FEEDBACK_DIR);
+    for (date, dir) in crate::logstore::partition_dirs(&feedback)? {
+        let partition = crate::logstore::partition_name(date);
+        for path in crate::logstore::partition_files(&dir)?.live {
+            if let Some(name) = path.file_name() {
+                link_or_copy(
+                    &path,
+                    &mirror.join(FEEDBACK_DIR).join(&partition).join(name),
+                )?;
+            }
+        }
+    }
+    // Journals: the live one and rotated ones awaiting conversion.
+    for entry in crate::logstore::entries(&feedback)? {
+        let name = entry.file_name();
+        if name
+            .to_str()
+            .is_some_and(|n| n.ends_with(".jsonl") && !n.starts_with('.'))
+        {
+            link_or_copy(&entry.path(), &mirror.join(FEEDBACK_DIR).join(name))?;
+        }
+    }
+    Ok(())
+}
+
+/// A hard link at `to` of `from` (its folders made), or a copy across file
+/// systems; nothing when `from` is gone.
+fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent).map_err(LakeError::io(parent))?;
+    }
+    let done = std::fs::hard_link(from, to).or_else(|_| std::fs::copy(from, to).map(|_| ()));
+    match done {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(LakeError::io(from)(e)),
+    }
 }
 
 /// The date of a key's `date=YYYY-MM-DD` segment.
@@ -209,9 +298,10 @@ async fn fetch_prefix(
 
 /// What a reader reads when no `--logs` is given: the store (when
 /// `logging.store` is set; this replica's uploaded files and every other
-/// replica's) and then the local log folder (files not uploaded yet). Read
-/// in that order, a file uploaded meanwhile is missed by this read rather
-/// than counted twice.
+/// replica's) and then the local log folder (files not uploaded yet).
+/// [`LocalView`] reads a local root that uploads (it holds `.replica`)
+/// without the files the store listing already holds, so a file between
+/// its upload and its local delete counts once.
 pub fn default_sources(
     logging: &crate::spec::config::LoggingConfig,
     log_dir: &Path,

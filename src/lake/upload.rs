@@ -37,7 +37,7 @@ use crate::provider::retry::RetryPolicy;
 use crate::spec::config::StoreOptions;
 
 /// Holds this replica's name in the log root.
-const REPLICA_FILE: &str = ".replica";
+use crate::logstore::REPLICA_FILE;
 
 /// What the uploader is started with.
 #[derive(Debug, Clone)]
@@ -321,6 +321,12 @@ fn backlog(dir: &Path) -> Result<Vec<Pending>> {
         }
     }
     Ok(out)
+}
+
+/// The replica name of a log root that uploads (its `.replica` file), if any.
+pub(crate) fn read_replica(dir: &Path) -> Option<String> {
+    let s = std::fs::read_to_string(dir.join(REPLICA_FILE)).ok()?;
+    valid_replica(s.trim()).then(|| s.trim().to_string())
 }
 
 /// The replica's name: `<host>-<8 hex>`, made once and kept in

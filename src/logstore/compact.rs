@@ -32,6 +32,9 @@ pub struct CompactReport {
     pub files_removed: usize,
     /// Rows in the merged files written.
     pub rows_merged: u64,
+    /// The root uploads to `logging.store` (it holds `.replica`): its
+    /// partitions were not merged (see [`compact`]).
+    pub uploading: bool,
 }
 
 /// The two kinds of partitioned data.
@@ -79,6 +82,13 @@ pub(crate) enum CrashPoint {
 /// Compacts every partition under the log root `dir` and converts the
 /// feedback journals. Also recovers leftover temporaries when no writer is
 /// running. Fails with [`LogStoreError::Locked`] if another compaction runs.
+///
+/// A root that uploads to `logging.store` (it holds `.replica`) is not
+/// merged: a file uploaded but not yet deleted (a crash between the PUT and
+/// the delete) is re-uploaded under the same key, but merged into a file
+/// of a new name its rows would reach the store twice. Its files are
+/// transient anyway (each leaves once the store has it); recovery and the
+/// journals' conversion (whose outputs are uploaded like any file) still run.
 pub fn compact(dir: &Path) -> Result<CompactReport> {
     let Some(_compact) = DirLock::try_acquire(dir, COMPACT_LOCK)? else {
         return Err(LogStoreError::Locked {
@@ -93,6 +103,10 @@ pub fn compact(dir: &Path) -> Result<CompactReport> {
     let journal_lock = DirLock::try_acquire(dir, JOURNAL_LOCK)?;
     report.feedback = feedback::process_journals(dir, journal_lock.is_some())?;
     drop(journal_lock);
+    if dir.join(files::REPLICA_FILE).exists() {
+        report.uploading = true;
+        return Ok(report);
+    }
     for kind in [Kind::Requests, Kind::Feedback] {
         for (_, folder) in files::partition_dirs(&dir.join(kind.dir()))? {
             if let Some((rows, removed)) = compact_partition(&folder, kind, None)? {

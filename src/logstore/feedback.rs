@@ -548,6 +548,7 @@ pub struct RequestWithFeedback<'a> {
 
 impl RequestWithFeedback<'_> {
     /// The latest score given, if any (a user's revised opinion wins).
+    #[cfg(test)]
     pub fn score(&self) -> Option<f64> {
         self.feedback.last().map(|f| f.score)
     }

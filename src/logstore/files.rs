@@ -285,3 +285,7 @@ impl DirLock {
 pub(crate) const WRITER_LOCK: &str = ".writer.lock";
 pub(crate) const JOURNAL_LOCK: &str = ".journal.lock";
 pub(crate) const COMPACT_LOCK: &str = ".compact.lock";
+/// Holds the replica name of a log root whose files the uploader moves to
+/// `logging.store` ([`crate::lake::upload`]); its presence marks the root
+/// as uploading.
+pub(crate) const REPLICA_FILE: &str = ".replica";

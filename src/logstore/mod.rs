@@ -127,10 +127,13 @@ pub(crate) use feedback::join_feedback;
 pub use feedback::{FeedbackJournal, FeedbackRecord, feedback_schema, read_feedback};
 pub(crate) use feedback::{id_like, repair_tail};
 pub(crate) use files::{
-    COMPACT_LOCK, DirLock, partition_date, partition_dirs, partition_files, partition_name,
+    COMPACT_LOCK, DirLock, REPLICA_FILE, entries, partition_date, partition_dirs, partition_files,
+    partition_name,
 };
 pub use read::{RequestFilter, read_requests, read_requests_by_id, read_requests_by_id_in};
-pub(crate) use read::{read_projected, read_selected_rows, request_files, stream_projected};
+pub(crate) use read::{
+    read_projected, read_selected_rows, request_files, stream_projected, stream_projected_since,
+};
 pub(crate) use redact::Redactor;
 #[cfg(test)]
 pub(crate) use row::rows_to_batch;

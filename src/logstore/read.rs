@@ -205,7 +205,21 @@ pub(crate) fn stream_projected(
     path: &Path,
     columns: &[&str],
 ) -> Result<impl Iterator<Item = Result<RecordBatch>>> {
-    let builder = open_reader(path)?;
+    stream_projected_since(path, columns, None)
+}
+
+/// [`stream_projected`] without the row groups whose `ts` statistics show
+/// every row before `since` (their pages are not read).
+pub(crate) fn stream_projected_since(
+    path: &Path,
+    columns: &[&str],
+    since: Option<DateTime<Utc>>,
+) -> Result<impl Iterator<Item = Result<RecordBatch>>> {
+    let mut builder = open_reader(path)?;
+    if let Some(since) = since {
+        let groups = groups_reaching(builder.metadata(), since.timestamp_micros());
+        builder = builder.with_row_groups(groups);
+    }
     let mask = ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied());
     let reader =
         builder
@@ -243,6 +257,29 @@ pub(crate) fn read_selected_rows(path: &Path, rows: &[usize]) -> Result<Vec<Requ
         );
     }
     Ok(out)
+}
+
+/// The row groups whose `ts` maximum is `since_micros` or later (all, for
+/// a file without `ts` statistics).
+fn groups_reaching(
+    meta: &parquet::file::metadata::ParquetMetaData,
+    since_micros: i64,
+) -> Vec<usize> {
+    let ts = meta
+        .file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .position(|c| c.path().string() == "ts");
+    (0..meta.num_row_groups())
+        .filter(|&g| {
+            let max = ts.and_then(|i| match meta.row_group(g).column(i).statistics() {
+                Some(parquet::file::statistics::Statistics::Int64(s)) => s.max_opt().copied(),
+                _ => None,
+            });
+            max.is_none_or(|m| m >= since_micros)
+        })
+        .collect()
 }
 
 fn open_reader(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<std::fs::File>> {

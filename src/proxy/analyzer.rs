@@ -7,7 +7,9 @@
 //! Each round flushes the request logger, then (on the blocking pool) loads
 //! the rollout and the canary's origin from the control branch
 //! ([`crate::canary::load`]), reads the rows of the analysis window and the
-//! feedback from Parquet, analyses, and acts as `canary analyze --apply`
+//! feedback from Parquet (with `logging.store`, every replica's uploaded
+//! files plus this replica's not uploaded yet, each file once: the source
+//! `canary analyze` reads), analyses, and acts as `canary analyze --apply`
 //! does ([`crate::canary::act()`]: the commit, pushed when `analysis.push`
 //! is set; an alert and its webhook). Because the evidence is re-read from
 //! the log every round, a restart does not reset it.
@@ -28,6 +30,7 @@ use super::status::{AnalysisRun, TaskStatus};
 use crate::canary::{self, CanaryError, CanaryReport, CanaryState, Decision};
 use crate::logstore::RequestLogger;
 use crate::repo::GitRepo;
+use crate::spec::config::StoreOptions;
 
 /// How the analyzer runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +58,10 @@ pub struct AnalyzerTarget {
     pub control_ref: String,
     /// This replica's request log root.
     pub log_dir: PathBuf,
+    /// `logging.store`: when set, the evidence is the store (every
+    /// replica's uploaded files) plus this replica's files not uploaded yet.
+    pub store: Option<String>,
+    pub store_options: StoreOptions,
 }
 
 /// What the analyzer uses of the server.
@@ -203,16 +210,22 @@ fn analyse(t: &AnalyzerTarget) -> Result<Analysis, CanaryError> {
             report: None,
         });
     }
-    // No log folder yet: no traffic, no rows.
-    let logs = if t.log_dir.exists() {
-        vec![t.log_dir.clone()]
-    } else {
-        Vec::new()
-    };
-    let (rows, feedback) = state.read_evidence(&logs)?;
-    let report = state.analyze(&rows, &feedback)?;
+    // The store first, then the local files it does not hold yet; no log
+    // folder yet: no traffic here.
+    let mut logs: Vec<PathBuf> = t.store.iter().map(PathBuf::from).collect();
+    if t.log_dir.exists() {
+        logs.push(t.log_dir.clone());
+    }
+    let view = crate::lake::source::LocalView::open(
+        &logs,
+        &t.store_options,
+        Some(state.since().date_naive()),
+    )?;
+    let evidence = state.read_evidence(view.roots())?;
+    let rows = evidence.rows;
+    let report = state.analyze(&evidence)?;
     Ok(Analysis {
-        rows: rows.len(),
+        rows,
         state,
         report: Some(report),
     })

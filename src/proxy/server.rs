@@ -280,16 +280,12 @@ fn spawn_tasks(app: &App, opts: &ServeOptions) -> Vec<AbortOnDrop> {
     let (root, control_ref) = (settings.root().to_path_buf(), settings.control_ref.clone());
     let mut tasks = Vec::new();
     if opts.analyzer.enabled {
-        if settings.config.logging.store.is_some() {
-            // Its window is this replica's local folder, which the uploader empties.
-            tracing::warn!(
-                "logging.store is set: the analyzer sees only rows not uploaded yet; run `serve --no-analyzer` and `canary analyze --logs <store>` on a schedule"
-            );
-        }
         let target = AnalyzerTarget {
             root: root.clone(),
             control_ref: control_ref.clone(),
             log_dir: settings.log_dir.clone(),
+            store: settings.config.logging.store.clone(),
+            store_options: settings.config.logging.store_options.clone(),
         };
         let handles = AnalyzerHandles {
             reloader: app.reloader.clone(),

@@ -538,3 +538,181 @@ async fn logs_query_runs_sql_over_the_bucket_and_local_roots_alike() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(stderr(&bad).contains("nope"), "{}", stderr(&bad));
 }
+
+/// serve's analyzer with `logging.store` reads the bucket (every replica's
+/// uploaded files) plus its own files not uploaded yet, each file once:
+/// before, it read only its local folder, which the uploader empties, so
+/// its rounds counted only the rows not uploaded yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn serves_analyzer_with_a_store_counts_the_uploaded_rows_of_every_replica() {
+    let Some(s3) = S3::start() else { return };
+    let mock = MockServer::start(MockConfig::default()).await.unwrap();
+    let s = lake_scaffold(&mock, &s3, 1024);
+    // Report only: a round that acted would end the canary and its rows.
+    let rollout = s
+        .read("rollout.yaml")
+        .replace("on_regression: rollback", "on_regression: alert");
+    commit_main(&s, &[("rollout.yaml", &rollout)], "canary: alert only");
+    let other = replica(&s, "b");
+    let mut env = ENV.to_vec();
+    env.push(("PROMPTGATE_LOG_DIR", ".promptgate/logs-a"));
+    let mut p = Proxy::start_with(&s.root(), &["--analysis-interval-ms", "150"], &env);
+
+    let (mut acked, failed) = load(&p.url, 0, 60, 8).await;
+    assert_eq!(failed, 0);
+    let (ids, failed) = load(&other.url, 1000, 60, 8).await;
+    assert_eq!(failed, 0);
+    acked.extend(ids);
+    for r in [&p, &other] {
+        wait_metric(
+            r,
+            "promptgate_lake_uploaded_files",
+            |v| v > 0.0,
+            Duration::from_secs(30),
+        )
+        .await;
+        wait_metric(
+            r,
+            "promptgate_lake_backlog_files",
+            |v| v == 0.0,
+            Duration::from_secs(30),
+        )
+        .await;
+    }
+    // The last flush may follow the last round: wait for its upload too.
+    let start = Instant::now();
+    loop {
+        let local: Vec<String> = local_parquet(&s.root())
+            .into_iter()
+            .filter(|f| f.contains("/requests/"))
+            .collect();
+        if local.is_empty() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "uploaded files are still local: {local:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Rounds while uploads happen never count a row twice; a round after
+    // them counts every row of both replicas.
+    let start = Instant::now();
+    let last = loop {
+        let st = crate::support::serve::status(&p).await;
+        let rows = st["analysis"]["last"]["rows"].as_u64().unwrap_or(0);
+        assert!(rows <= 120, "a round counted {rows} rows of 120: {st:#}");
+        if rows == 120 {
+            break st;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no round counted the 120 uploaded rows: {st:#}\n{}",
+            p.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let report = &last["analysis"]["last"]["report"];
+    let capital = &report["prompts"][0];
+    let n =
+        capital["stable_requests"].as_u64().unwrap() + capital["canary_requests"].as_u64().unwrap();
+    assert_eq!(n, 120, "{report:#}");
+    assert!(last["analysis"]["last"]["error"].is_null(), "{last:#}");
+
+    // The same evidence as the fleet's `canary analyze` over the bucket.
+    let fleet = analyze(&s, &[&s3.url()]);
+    assert_eq!(fleet["prompts"], report["prompts"], "{fleet:#}");
+    assert_eq!(p.terminate(), Some(0), "{}", p.stderr());
+    s3.read(None).assert_exactly(&acked);
+}
+
+/// A file between its upload and its local delete (a crash there) is read
+/// once by a reader of the store and the replica's folder together, and
+/// `logs compact` of that folder does not merge it into a file of a new
+/// name that would be uploaded too: after the replica's next start, every
+/// row is in the bucket once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_file_uploaded_but_still_local_is_counted_and_stored_once_even_after_compact() {
+    let Some(s3) = S3::start() else { return };
+    let mock = MockServer::start(MockConfig::default()).await.unwrap();
+    let s = lake_scaffold(&mock, &s3, 1024);
+    let mut p = replica(&s, "a");
+    // Two batches, two uploaded files (of one partition).
+    let mut acked = Vec::new();
+    for batch in 0..2 {
+        let (ids, failed) = load(&p.url, batch * 1000, 20, 8).await;
+        assert_eq!(failed, 0);
+        acked.extend(ids);
+        wait_metric(
+            &p,
+            "promptgate_lake_uploaded_files",
+            |v| v >= (batch + 1) as f64,
+            Duration::from_secs(30),
+        )
+        .await;
+    }
+    assert_eq!(p.terminate(), Some(0), "{}", p.stderr());
+    s3.read(None).assert_exactly(&acked);
+
+    // Put the uploaded request files back as if the local deletes had not
+    // happened yet (a crash right after the PUTs).
+    let bucket = tempfile::tempdir().unwrap();
+    s3.read(Some(bucket.path()));
+    let logs = s.root().join(".promptgate/logs-a");
+    let replica_name = std::fs::read_to_string(logs.join(".replica")).unwrap();
+    let prefix = format!("{}-", replica_name.trim());
+    let mut restored = 0;
+    for part in std::fs::read_dir(bucket.path().join("requests"))
+        .unwrap()
+        .flatten()
+    {
+        for e in std::fs::read_dir(part.path()).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            let Some(local_name) = name.strip_prefix(&prefix) else {
+                continue;
+            };
+            let to = logs.join("requests").join(part.file_name());
+            std::fs::create_dir_all(&to).unwrap();
+            std::fs::copy(e.path(), to.join(local_name)).unwrap();
+            restored += 1;
+        }
+    }
+    assert!(
+        restored > 1,
+        "{restored} object(s) of replica {replica_name}: compaction merges two or more"
+    );
+
+    // Readers of the store and the folder count each row once.
+    let both = analyze(&s, &[&s3.url(), logs.to_str().unwrap()]);
+    let capital = &both["prompts"][0];
+    let n =
+        capital["stable_requests"].as_u64().unwrap() + capital["canary_requests"].as_u64().unwrap();
+    assert_eq!(n, acked.len() as u64, "{both:#}");
+
+    // A manual compaction leaves the uploading folder's files as they are.
+    let o = promptgate(
+        &s.root(),
+        &["logs", "compact", "--dir", logs.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The next start re-uploads them under the same keys and deletes them.
+    let mut p = replica(&s, "a");
+    wait_metric(
+        &p,
+        "promptgate_lake_uploaded_files",
+        |v| v >= restored as f64,
+        Duration::from_secs(30),
+    )
+    .await;
+    wait_metric(
+        &p,
+        "promptgate_lake_backlog_files",
+        |v| v == 0.0,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(p.terminate(), Some(0), "{}", p.stderr());
+    s3.read(None).assert_exactly(&acked);
+    assert!(stdout(&o).contains("not merged"), "{}", stdout(&o));
+}

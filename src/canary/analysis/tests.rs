@@ -3,6 +3,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 use super::*;
+use crate::logstore::RequestStatus;
 use crate::spec::rollout::{Analysis, Canary};
 
 fn rollout(checks: Vec<MetricCheck>) -> Rollout {
