@@ -53,6 +53,8 @@ pub struct LocalView {
     roots: Vec<PathBuf>,
     /// Objects fetched from stores.
     pub fetched: usize,
+    /// Objects a cached view already held (see [`LocalView::open_cached`]).
+    pub reused: usize,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -64,6 +66,30 @@ impl LocalView {
         opts: &StoreOptions,
         since: Option<NaiveDate>,
     ) -> Result<LocalView> {
+        Self::open_in(sources, opts, since, None)
+    }
+
+    /// [`LocalView::open`] for a reader that comes back (serve's analyzer,
+    /// every `interval_s`): a store's objects are kept under `cache` between
+    /// views and fetched again only when new or of another size (objects
+    /// are written once under unique names), and cached files the listing
+    /// no longer names (older partitions, objects gone) are deleted, so the
+    /// cache holds the window and a round downloads only what is new.
+    pub fn open_cached(
+        sources: &[PathBuf],
+        opts: &StoreOptions,
+        since: Option<NaiveDate>,
+        cache: &Path,
+    ) -> Result<LocalView> {
+        Self::open_in(sources, opts, since, Some(cache))
+    }
+
+    fn open_in(
+        sources: &[PathBuf],
+        opts: &StoreOptions,
+        since: Option<NaiveDate>,
+        cache: Option<&Path>,
+    ) -> Result<LocalView> {
         let parsed = sources
             .iter()
             .map(|s| LogSource::parse(s))
@@ -72,6 +98,7 @@ impl LocalView {
             return Ok(LocalView {
                 roots: sources.to_vec(),
                 fetched: 0,
+                reused: 0,
                 _temp: None,
             });
         }
@@ -81,21 +108,36 @@ impl LocalView {
             .map_err(LakeError::io(std::env::temp_dir()))?;
         let mut roots = Vec::new();
         let mut store_roots = Vec::new();
-        let mut fetched = 0;
+        let (mut fetched, mut reused) = (0, 0);
         for (i, src) in parsed.iter().enumerate() {
             if let LogSource::Store(url) = src {
-                let root = temp.path().join(format!("store-{i}"));
+                let root = match cache {
+                    Some(c) => c.join(format!(
+                        "store-{:016x}",
+                        crate::drift::features::id_hash(&url.to_string())
+                    )),
+                    None => temp.path().join(format!("store-{i}")),
+                };
                 let client = store::open(url, opts, Patience::Reader)?;
-                fetched += block_on(fetch_prefix(client, url.clone(), root.clone(), since))??;
+                let count = block_on(fetch_prefix(
+                    client,
+                    url.clone(),
+                    root.clone(),
+                    since,
+                    cache.is_some(),
+                ))??;
+                fetched += count.fetched;
+                reused += count.reused;
                 store_roots.push(root);
             }
         }
+        let mut store_roots_in_order = store_roots.iter();
         // Local roots after every store: a file uploaded in between is in
         // the store listing or still here, never in neither unless its
         // local copy went too (then the next read sees it).
         for (i, src) in parsed.into_iter().enumerate() {
             match src {
-                LogSource::Store(_) => roots.push(temp.path().join(format!("store-{i}"))),
+                LogSource::Store(_) => roots.extend(store_roots_in_order.next().cloned()),
                 LogSource::Local(p) => match super::upload::read_replica(&p) {
                     Some(replica) => {
                         let mirror = temp.path().join(format!("local-{i}"));
@@ -109,6 +151,7 @@ impl LocalView {
         Ok(LocalView {
             roots,
             fetched,
+            reused,
             _temp: Some(temp),
         })
     }
@@ -227,14 +270,24 @@ pub(crate) fn is_data_key(key: &ObjectPath) -> bool {
         .is_some_and(|n| n.ends_with(".parquet") && !n.starts_with('.'))
 }
 
+/// Objects downloaded and objects a cache already held.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct FetchCount {
+    fetched: usize,
+    reused: usize,
+}
+
 /// Copies `url`'s `requests/` (dated `since` or later) and `feedback/`
 /// objects under `root`, keeping their keys below the prefix as paths.
+/// With `reuse`, `root` is a cache from an earlier call: a file of the
+/// object's size stays, files of objects not listed now are deleted.
 async fn fetch_prefix(
     client: std::sync::Arc<dyn ObjectStore>,
     url: StoreUrl,
     root: PathBuf,
     since: Option<NaiveDate>,
-) -> Result<usize> {
+    reuse: bool,
+) -> Result<FetchCount> {
     let mut wanted = Vec::new();
     for (dir, prune) in [(REQUESTS_DIR, true), (FEEDBACK_DIR, false)] {
         let prefix = url.key([dir]);
@@ -253,7 +306,7 @@ async fn fetch_prefix(
             {
                 continue;
             }
-            wanted.push(m.location);
+            wanted.push((m.location, m.size));
         }
     }
     // Create the folders first: the fetches then only write files.
@@ -266,14 +319,23 @@ async fn fetch_prefix(
         p
     };
     std::fs::create_dir_all(root.join(REQUESTS_DIR)).map_err(LakeError::io(&root))?;
-    for key in &wanted {
+    let listed = wanted.len();
+    if reuse {
+        let keep: std::collections::HashSet<PathBuf> =
+            wanted.iter().map(|(key, _)| local_of(key)).collect();
+        remove_unlisted(&root, &keep)?;
+        wanted.retain(|(key, size)| {
+            std::fs::metadata(local_of(key)).map_or(true, |m| m.len() != *size)
+        });
+    }
+    for (key, _) in &wanted {
         if let Some(parent) = local_of(key).parent() {
             std::fs::create_dir_all(parent).map_err(LakeError::io(parent))?;
         }
     }
-    let n = wanted.len();
+    let fetched = wanted.len();
     futures_util::stream::iter(wanted)
-        .map(|key| {
+        .map(|(key, _)| {
             let client = client.clone();
             let path = local_of(&key);
             let url = &url;
@@ -285,7 +347,14 @@ async fn fetch_prefix(
                     .bytes()
                     .await
                     .map_err(LakeError::store(format!("{url} ({key})")))?;
-                tokio::fs::write(&path, bytes)
+                // Whole or absent under its name: a cache read later never
+                // meets a half-written file (a dot name is not read).
+                let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+                let part = path.with_file_name(format!(".{}.part", name.unwrap_or_default()));
+                tokio::fs::write(&part, bytes)
+                    .await
+                    .map_err(LakeError::io(&part))?;
+                tokio::fs::rename(&part, &path)
                     .await
                     .map_err(LakeError::io(&path))
             }
@@ -293,7 +362,27 @@ async fn fetch_prefix(
         .buffer_unordered(FETCH_CONCURRENCY)
         .try_collect::<Vec<()>>()
         .await?;
-    Ok(n)
+    Ok(FetchCount {
+        fetched,
+        reused: listed - fetched,
+    })
+}
+
+/// Deletes the files under `root`'s `requests/` and `feedback/` partitions
+/// that are not in `keep` (objects no longer listed, partitions now before
+/// the window, leftovers of an interrupted fetch).
+fn remove_unlisted(root: &Path, keep: &std::collections::HashSet<PathBuf>) -> Result<()> {
+    for kind in [REQUESTS_DIR, FEEDBACK_DIR] {
+        for (_, dir) in crate::logstore::partition_dirs(&root.join(kind))? {
+            for entry in crate::logstore::entries(&dir)? {
+                let path = entry.path();
+                if !keep.contains(&path) {
+                    std::fs::remove_file(&path).map_err(LakeError::io(&path))?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What a reader reads when no `--logs` is given: the store (when

@@ -18,7 +18,7 @@
 //! `/status` first, then the proxy reloads (the ref watcher would too) and
 //! serves the new state.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -101,6 +101,8 @@ pub async fn run(handles: AnalyzerHandles, target: AnalyzerTarget, opts: Analyze
 struct Analysis {
     state: CanaryState,
     rows: usize,
+    /// Store objects downloaded and reused by this round.
+    store_objects: (usize, usize),
     /// None when rollout.yaml has no canary.
     report: Option<CanaryReport>,
 }
@@ -111,6 +113,8 @@ pub async fn analyze_once(handles: &AnalyzerHandles, target: &AnalyzerTarget) ->
         at: Utc::now(),
         control_commit: None,
         rows: 0,
+        store_objects_fetched: 0,
+        store_objects_reused: 0,
         report: None,
         applied: None,
         pushed: Vec::new(),
@@ -133,6 +137,7 @@ pub async fn analyze_once(handles: &AnalyzerHandles, target: &AnalyzerTarget) ->
     let Analysis {
         state,
         rows,
+        store_objects,
         report,
     } = match analysis {
         Ok(a) => a,
@@ -144,6 +149,7 @@ pub async fn analyze_once(handles: &AnalyzerHandles, target: &AnalyzerTarget) ->
     };
     run.control_commit = Some(state.control.commit.clone());
     run.rows = rows;
+    (run.store_objects_fetched, run.store_objects_reused) = store_objects;
     let Some(report) = report else { return run };
     record(&handles.metrics, &report);
     act(target, &state, &report, &mut run).await;
@@ -199,6 +205,17 @@ fn record(metrics: &Metrics, report: &CanaryReport) {
     }
 }
 
+/// Where serve's analyzer keeps the store's objects between rounds: in the
+/// repository's state folder, not under the log root (a glob over the log
+/// folder must not find the fleet's files twice), one folder per log root
+/// (replicas of one checkout must not share it).
+pub fn store_cache_dir(root: &Path, log_dir: &Path) -> PathBuf {
+    let key = crate::drift::features::id_hash(&log_dir.to_string_lossy());
+    root.join(crate::settings::STATE_DIR)
+        .join("cache/store")
+        .join(format!("{key:016x}"))
+}
+
 /// Reads the rollout and the evidence and analyses (blocking: git and Parquet).
 fn analyse(t: &AnalyzerTarget) -> Result<Analysis, CanaryError> {
     let git = GitRepo::open(&t.root)?;
@@ -207,6 +224,7 @@ fn analyse(t: &AnalyzerTarget) -> Result<Analysis, CanaryError> {
         return Ok(Analysis {
             state,
             rows: 0,
+            store_objects: (0, 0),
             report: None,
         });
     }
@@ -216,16 +234,24 @@ fn analyse(t: &AnalyzerTarget) -> Result<Analysis, CanaryError> {
     if t.log_dir.exists() {
         logs.push(t.log_dir.clone());
     }
-    let view = crate::lake::source::LocalView::open(
-        &logs,
-        &t.store_options,
-        Some(state.since().date_naive()),
-    )?;
+    let since = Some(state.since().date_naive());
+    let view = match &t.store {
+        // A round every `interval_s`: download only the objects uploaded
+        // since the last one.
+        Some(_) => crate::lake::source::LocalView::open_cached(
+            &logs,
+            &t.store_options,
+            since,
+            &store_cache_dir(&t.root, &t.log_dir),
+        )?,
+        None => crate::lake::source::LocalView::open(&logs, &t.store_options, since)?,
+    };
     let evidence = state.read_evidence(view.roots())?;
     let rows = evidence.rows;
     let report = state.analyze(&evidence)?;
     Ok(Analysis {
         rows,
+        store_objects: (view.fetched, view.reused),
         state,
         report: Some(report),
     })

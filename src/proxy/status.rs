@@ -162,6 +162,12 @@ pub struct AnalysisRun {
     pub control_commit: Option<String>,
     /// Request rows of the analysis window read from the log.
     pub rows: usize,
+    /// With `logging.store`: objects of the window this round downloaded,
+    /// and those it already held from earlier rounds.
+    #[serde(default)]
+    pub store_objects_fetched: usize,
+    #[serde(default)]
+    pub store_objects_reused: usize,
     /// None when rollout.yaml has no canary (nothing to analyse).
     pub report: Option<CanaryReport>,
     pub applied: Option<Applied>,

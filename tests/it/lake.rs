@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -283,10 +283,17 @@ async fn load(url: &str, from: usize, n: usize, concurrency: usize) -> (Vec<Stri
     (results.into_iter().flatten().collect(), failed)
 }
 
-/// Parquet files still in the replicas' local log folders.
+/// Parquet files still in the replicas' local log folders
+/// (`.promptgate/logs*`; the analyzer's store cache is elsewhere).
 fn local_parquet(root: &Path) -> Vec<String> {
     let mut out = Vec::new();
-    let mut stack = vec![root.join(".promptgate")];
+    let mut stack: Vec<PathBuf> = std::fs::read_dir(root.join(".promptgate"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("logs"))
+        .map(|e| e.path())
+        .collect();
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
             let p = e.path();
@@ -613,6 +620,38 @@ async fn serves_analyzer_with_a_store_counts_the_uploaded_rows_of_every_replica(
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
+    // Rounds keep the store's objects (under the log root's cache): once
+    // nothing new is uploaded, a round downloads nothing and reads the same.
+    let held = last["analysis"]["last"]["store_objects_reused"]
+        .as_u64()
+        .unwrap()
+        + last["analysis"]["last"]["store_objects_fetched"]
+            .as_u64()
+            .unwrap();
+    assert!(held > 0, "{last:#}");
+    let runs = last["analysis"]["runs"].as_u64().unwrap();
+    let start = Instant::now();
+    let quiet = loop {
+        let st = crate::support::serve::status(&p).await;
+        if st["analysis"]["runs"].as_u64().unwrap() > runs + 1 {
+            break st;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{st:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let round = &quiet["analysis"]["last"];
+    assert_eq!(round["store_objects_fetched"], 0, "{quiet:#}");
+    assert_eq!(
+        round["store_objects_reused"].as_u64(),
+        Some(held),
+        "{quiet:#}"
+    );
+    assert_eq!(round["rows"], 120, "{quiet:#}");
+    assert!(
+        s.root().join(".promptgate/cache/store").is_dir(),
+        "the cache lives in the state folder"
+    );
+
     let report = &last["analysis"]["last"]["report"];
     let capital = &report["prompts"][0];
     let n =

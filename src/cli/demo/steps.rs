@@ -461,6 +461,8 @@ mod tests {
             at: chrono::Utc::now(),
             control_commit: Some("c".into()),
             rows: 10,
+            store_objects_fetched: 0,
+            store_objects_reused: 0,
             report: None,
             applied: Some(Applied {
                 action,
