@@ -266,41 +266,63 @@ fn permute<T: Copy>(values: &[T], order: &[usize]) -> Vec<T> {
 
 type FileKey = (PathBuf, u64, Option<SystemTime>);
 
-/// The latest feedback per request, and every record for the call page.
+/// Every feedback record, found by request id for the call page and the
+/// table, and the latest score per request id hash for the overview. Built
+/// with no map keyed by `String` (hashing half a million ids with SipHash
+/// and allocating a list per id made most of a cold start).
 #[derive(Debug, Default)]
 pub struct Feedback {
-    pub by_request: HashMap<String, Vec<FeedbackRecord>>,
+    /// As read: in time order.
+    records: Vec<FeedbackRecord>,
+    /// ([`id_hash`] of the request id, index into `records`), ordered by
+    /// hash then index: a request's records are one run, in time order.
+    by_hash: Vec<(u64, usize)>,
     /// The latest score per [`id_hash`] of the request id. Two ids sharing a
     /// 64-bit hash (odds about 1e-8 among a million calls) would share a
-    /// score in the overview; the call page reads `by_request`.
+    /// score in the overview; the call page and the table compare the ids.
     latest_by_hash: IdMap<f64>,
 }
 
 impl Feedback {
     pub fn from_records(records: impl IntoIterator<Item = FeedbackRecord>) -> Feedback {
-        let mut by_request: HashMap<String, Vec<FeedbackRecord>> = HashMap::new();
-        for r in records {
-            by_request.entry(r.request_id.clone()).or_default().push(r);
-        }
-        let latest_by_hash = by_request
+        let records: Vec<FeedbackRecord> = records.into_iter().collect();
+        let mut by_hash: Vec<(u64, usize)> = records
             .iter()
-            .filter_map(|(id, v)| {
-                let latest = v.iter().max_by_key(|r| r.ts)?;
-                Some((id_hash(id), latest.score))
-            })
+            .enumerate()
+            .map(|(i, r)| (id_hash(&r.request_id), i))
             .collect();
+        by_hash.sort_unstable();
+        let mut latest_by_hash = IdMap::default();
+        latest_by_hash.reserve(by_hash.len());
+        for run in by_hash.chunk_by(|a, b| a.0 == b.0) {
+            if let Some(r) = latest(run.iter().map(|(_, i)| &records[*i])) {
+                latest_by_hash.insert(run[0].0, r.score);
+            }
+        }
         Feedback {
-            by_request,
+            records,
+            by_hash,
             latest_by_hash,
         }
     }
 
+    /// Every record given to `request_id`, oldest first.
+    pub fn records_of<'a>(
+        &'a self,
+        request_id: &'a str,
+    ) -> impl Iterator<Item = &'a FeedbackRecord> + 'a {
+        let h = id_hash(request_id);
+        let start = self.by_hash.partition_point(|(x, _)| *x < h);
+        self.by_hash[start..]
+            .iter()
+            .take_while(move |(x, _)| *x == h)
+            .map(|(_, i)| &self.records[*i])
+            .filter(move |r| r.request_id == request_id)
+    }
+
     /// The latest score given to `request_id`.
     pub fn latest(&self, request_id: &str) -> Option<f64> {
-        self.by_request
-            .get(request_id)
-            .and_then(|v| v.iter().max_by_key(|r| r.ts))
-            .map(|r| r.score)
+        latest(self.records_of(request_id)).map(|r| r.score)
     }
 
     /// The latest score given to the call whose id hashes to `id_hash`.
@@ -309,8 +331,13 @@ impl Feedback {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_request.is_empty()
+        self.records.is_empty()
     }
+}
+
+/// The latest of `records` (the last of those given at the latest time).
+fn latest<'a>(records: impl Iterator<Item = &'a FeedbackRecord>) -> Option<&'a FeedbackRecord> {
+    records.max_by_key(|r| r.ts)
 }
 
 /// The latest feedback score of each call of one file that has one, by
@@ -694,5 +721,26 @@ mod tests {
         let snap = Snapshot::new(vec![file], Arc::new(feedback));
         // In time order: y (index 0), z, x (index 2).
         assert_eq!(&*snap.scores[0], &[(0, 0.25), (2, 1.0)]);
+    }
+
+    #[test]
+    fn a_requests_records_come_oldest_first_and_the_latest_wins() {
+        let at = |id: &str, score: f64, secs: i64| {
+            let mut r = FeedbackRecord::new(id, score);
+            r.ts = DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap_or_default();
+            r
+        };
+        let mut records = vec![at("a", 0.1, 1), at("b", 0.5, 2), at("a", 0.9, 3)];
+        records.extend((0..50).map(|i| at(&format!("other{i}"), 0.0, i)));
+        records.sort_by_key(|r| r.ts);
+        let fb = Feedback::from_records(records);
+        let scores: Vec<f64> = fb.records_of("a").map(|r| r.score).collect();
+        assert_eq!(scores, [0.1, 0.9]);
+        assert_eq!(fb.latest("a"), Some(0.9));
+        assert_eq!(fb.latest_by_hash(id_hash("a")), Some(0.9));
+        assert_eq!(fb.latest("b"), Some(0.5));
+        assert_eq!(fb.latest("c"), None);
+        assert_eq!(fb.records_of("c").count(), 0);
+        assert!(Feedback::default().is_empty() && !fb.is_empty());
     }
 }

@@ -119,12 +119,8 @@ pub fn call(
         .into_iter()
         .find(|r| r.request_id == request_id)
         .ok_or_else(|| UiError::NoSuchCall(request_id.to_string()))?;
-    let mut feedback = snapshot
-        .feedback
-        .by_request
-        .get(request_id)
-        .cloned()
-        .unwrap_or_default();
+    let mut feedback: Vec<FeedbackRecord> =
+        snapshot.feedback.records_of(request_id).cloned().collect();
     feedback.sort_by_key(|r| r.ts);
     Ok((row, feedback))
 }

@@ -630,7 +630,10 @@ mod tests {
         prop::collection::vec(call, 0..80)
     }
 
-    fn case() -> impl Strategy<Value = (i64, Vec<Vec<Call>>, Vec<(String, f64)>, usize)> {
+    /// `now` in µs, the files' calls, (request id, score), a window index.
+    type Case = (i64, Vec<Vec<Call>>, Vec<(String, f64)>, usize);
+
+    fn case() -> impl Strategy<Value = Case> {
         (0i64..1_000_000).prop_flat_map(|micros| {
             let now_us = 1_800_000_000_000_000 + micros;
             (
