@@ -83,14 +83,13 @@ pub struct Figures {
     pub feedback_mean: Option<f64>,
 }
 
-/// Accumulates calls into [`Figures`].
-#[derive(Debug, Default)]
+/// Accumulates the counts and sums of calls into [`Figures`]; their
+/// values for the percentiles are laid out in a [`Scratch`].
+#[derive(Debug, Default, Clone)]
 struct Acc {
     requests: u64,
     errors: u64,
     timeouts: u64,
-    latency: Vec<f64>,
-    ttft: Vec<f64>,
     input_tokens: u64,
     output_tokens: u64,
     cost: f64,
@@ -112,8 +111,6 @@ impl Acc {
                 _ => {}
             }
         }
-        self.latency.extend_from_slice(&file.latency_ms[r.clone()]);
-        self.ttft.extend_from_slice(file.ttft_in(r.clone()));
         self.input_tokens += file.input_tokens[r.clone()].iter().sum::<u64>();
         self.output_tokens += file.output_tokens[r.clone()].iter().sum::<u64>();
         self.cost += file.cost[r.clone()].iter().sum::<f64>();
@@ -134,8 +131,6 @@ impl Acc {
         self.requests += other.requests;
         self.errors += other.errors;
         self.timeouts += other.timeouts;
-        self.latency.extend_from_slice(&other.latency);
-        self.ttft.extend_from_slice(&other.ttft);
         self.input_tokens += other.input_tokens;
         self.output_tokens += other.output_tokens;
         self.cost += other.cost;
@@ -145,11 +140,11 @@ impl Acc {
         self.feedback_sum += other.feedback_sum;
     }
 
-    /// The figures; reorders the values it holds.
-    fn finish(&mut self) -> Figures {
+    /// The figures, with the calls' `latency` and `ttft` values (reordered).
+    fn finish(&self, latency: &mut [f64], ttft: &mut [f64]) -> Figures {
         let rate = |k: u64, n: u64| (n > 0).then(|| k as f64 / n as f64);
-        let lat = percentiles(&mut self.latency, &[0.5, 0.95, 0.99]);
-        let ttft = percentiles(&mut self.ttft, &[0.5, 0.95]);
+        let lat = percentiles(latency, &[0.5, 0.95, 0.99]);
+        let ttft = percentiles(ttft, &[0.5, 0.95]);
         Figures {
             requests: self.requests,
             errors: self.errors,
@@ -225,13 +220,45 @@ pub struct Overview {
     pub total: Figures,
 }
 
+/// Where the percentiles are selected, kept between refreshes: a 7-day
+/// refresh over a million calls selects in tens of megabytes, which fresh
+/// from the allocator each time cost more in page faults than selecting.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    latency: Vec<f64>,
+    ttft: Vec<f64>,
+}
+
+/// One interval of one group: its counts and where its calls are.
+#[derive(Debug, Default)]
+struct Interval {
+    acc: Acc,
+    /// (file index, call range) of every run of its calls.
+    pieces: Vec<(usize, Range<usize>)>,
+}
+
+/// The figures of one set of calls, with its values in the scratch.
+type Job<'a> = Mutex<(Acc, &'a mut [f64], &'a mut [f64])>;
+
+/// [`overview_in`] with buffers of its own.
+pub fn overview(snapshot: &Snapshot, window: Window, now: DateTime<Utc>) -> Overview {
+    overview_in(snapshot, window, now, &mut Scratch::default())
+}
+
 /// Computes the overview of the calls in `[now - window, now)`.
 ///
 /// Each file keeps a group's calls in time order, so an interval's calls
-/// are a range found by binary search: the figures of each (group,
-/// interval) are sums over slices, a group's whole window and the total
-/// are merged from those, and the percentiles are selected on every core.
-pub fn overview(snapshot: &Snapshot, window: Window, now: DateTime<Utc>) -> Overview {
+/// are a range found by binary search: the counts and sums of each (group,
+/// interval) are sums over slices, and a group's whole window and the total
+/// add those up. The values for the percentiles are copied once into
+/// `scratch`, interval after interval, group after group; a group's window
+/// and the total select on copies of those runs, on every core.
+pub fn overview_in(
+    snapshot: &Snapshot,
+    window: Window,
+    now: DateTime<Utc>,
+    scratch: &mut Scratch,
+) -> Overview {
     let since = now - window.duration();
     let (from, until) = (since.timestamp_micros(), now.timestamp_micros());
     let nb = window.buckets();
@@ -242,7 +269,7 @@ pub fn overview(snapshot: &Snapshot, window: Window, now: DateTime<Utc>) -> Over
         .map(|i| (from + width * i as i64).min(until))
         .chain([until])
         .collect();
-    let mut groups: BTreeMap<&Group, Vec<Acc>> = BTreeMap::new();
+    let mut groups: BTreeMap<&Group, Vec<Interval>> = BTreeMap::new();
     let no_scores: FileScores = Arc::from([]);
     for (i, file) in snapshot.files.iter().enumerate() {
         let scores = snapshot.scores.get(i).unwrap_or(&no_scores);
@@ -257,59 +284,96 @@ pub fn overview(snapshot: &Snapshot, window: Window, now: DateTime<Utc>) -> Over
             }
             let series = groups
                 .entry(g)
-                .or_insert_with(|| (0..nb).map(|_| Acc::default()).collect());
-            for (acc, w) in series.iter_mut().zip(bounds.windows(2)) {
+                .or_insert_with(|| (0..nb).map(|_| Interval::default()).collect());
+            for (interval, w) in series.iter_mut().zip(bounds.windows(2)) {
                 if w[0] < w[1] {
-                    acc.add_calls(file, scores, w[0]..w[1]);
+                    interval.acc.add_calls(file, scores, w[0]..w[1]);
+                    interval.pieces.push((i, w[0]..w[1]));
                 }
             }
         }
     }
+
+    // The values, interval after interval, group after group: a group's
+    // window is one run. Then a copy for the groups' windows and, unless a
+    // lone group's window is the total, one for the total.
+    let Scratch { latency, ttft } = scratch;
+    latency.clear();
+    ttft.clear();
+    let mut sizes: Vec<(usize, usize)> = Vec::with_capacity(groups.len() * nb);
+    for interval in groups.values().flatten() {
+        let (l0, t0) = (latency.len(), ttft.len());
+        for (f, r) in &interval.pieces {
+            let file = &snapshot.files[*f];
+            latency.extend_from_slice(&file.latency_ms[r.clone()]);
+            ttft.extend_from_slice(file.ttft_in(r.clone()));
+        }
+        sizes.push((latency.len() - l0, ttft.len() - t0));
+    }
+    let (n_lat, n_ttft) = (latency.len(), ttft.len());
+    let separate_total = groups.len() != 1;
+    for _ in 0..if separate_total { 2 } else { 1 } {
+        latency.extend_from_within(..n_lat);
+        ttft.extend_from_within(..n_ttft);
+    }
+    let (lat_intervals, lat_rest) = latency.split_at_mut(n_lat);
+    let (mut lat_windows, lat_total) = lat_rest.split_at_mut(n_lat);
+    let (ttft_intervals, ttft_rest) = ttft.split_at_mut(n_ttft);
+    let (mut ttft_windows, ttft_total) = ttft_rest.split_at_mut(n_ttft);
+
     // Everything to finish, the largest first so that the cores end
-    // together: each group's window, the total (a lone group's window is
-    // the total), then every interval.
-    let mut currents: Vec<Acc> = groups
+    // together: the total, each group's window, then every interval.
+    let names: Vec<&Group> = groups.keys().copied().collect();
+    let windows: Vec<Acc> = groups
         .values()
         .map(|series| {
             let mut cur = Acc::default();
-            let n: usize = series.iter().map(|a| a.latency.len()).sum();
-            let k: usize = series.iter().map(|a| a.ttft.len()).sum();
-            cur.latency.reserve_exact(n);
-            cur.ttft.reserve_exact(k);
-            for a in series {
-                cur.merge(a);
+            for interval in series {
+                cur.merge(&interval.acc);
             }
             cur
         })
         .collect();
-    let separate_total = currents.len() != 1;
-    let total = if separate_total {
-        let mut t = Acc::default();
-        for c in &currents {
-            t.merge(c);
+    let mut jobs: Vec<Job<'_>> = Vec::with_capacity(names.len() * (nb + 1) + 1);
+    if separate_total {
+        let mut total = Acc::default();
+        for w in &windows {
+            total.merge(w);
         }
-        Some(t)
-    } else {
-        None
-    };
-    let n_groups = currents.len();
-    let names: Vec<&Group> = groups.keys().copied().collect();
-    let mut jobs: Vec<Mutex<Acc>> = Vec::with_capacity(n_groups * (nb + 1) + 1);
-    jobs.extend(total.into_iter().map(Mutex::new));
-    jobs.extend(currents.drain(..).map(Mutex::new));
-    jobs.extend(groups.into_values().flatten().map(Mutex::new));
-    let mut figures = parallel_map(&jobs, |acc| {
-        acc.lock().unwrap_or_else(PoisonError::into_inner).finish()
+        jobs.push(Mutex::new((total, lat_total, ttft_total)));
+    }
+    for (acc, series_sizes) in windows.into_iter().zip(sizes.chunks(nb)) {
+        let nl = series_sizes.iter().map(|s| s.0).sum();
+        let nt = series_sizes.iter().map(|s| s.1).sum();
+        let (l, rest) = std::mem::take(&mut lat_windows).split_at_mut(nl);
+        lat_windows = rest;
+        let (t, rest) = std::mem::take(&mut ttft_windows).split_at_mut(nt);
+        ttft_windows = rest;
+        jobs.push(Mutex::new((acc, l, t)));
+    }
+    let (mut lat_rest, mut ttft_rest) = (lat_intervals, ttft_intervals);
+    for (interval, (nl, nt)) in groups.into_values().flatten().zip(sizes) {
+        let (l, rest) = std::mem::take(&mut lat_rest).split_at_mut(nl);
+        lat_rest = rest;
+        let (t, rest) = std::mem::take(&mut ttft_rest).split_at_mut(nt);
+        ttft_rest = rest;
+        jobs.push(Mutex::new((interval.acc, l, t)));
+    }
+    let mut figures = parallel_map(&jobs, |job| {
+        let mut job = job.lock().unwrap_or_else(PoisonError::into_inner);
+        let (acc, l, t) = &mut *job;
+        acc.finish(l, t)
     })
     .into_iter();
+
     let total = if separate_total { figures.next() } else { None };
-    let currents: Vec<Figures> = figures.by_ref().take(n_groups).collect();
+    let currents: Vec<Figures> = figures.by_ref().take(names.len()).collect();
     let bucket_starts = (0..nb)
         .map(|i| DateTime::from_timestamp_micros(from + width * i as i64).unwrap_or(since))
         .collect();
     let total = total
         .or_else(|| currents.first().cloned())
-        .unwrap_or_else(|| Acc::default().finish());
+        .unwrap_or_else(|| Acc::default().finish(&mut [], &mut []));
     Overview {
         window,
         since,
@@ -662,7 +726,12 @@ mod tests {
                 feedback.into_iter().filter(|(id, _)| seen.insert(id.clone())).collect();
             let now = DateTime::from_timestamp_micros(now_us).unwrap_or_default();
             let window = Window::ALL[w];
-            let ov = overview(&snapshot(&files, &feedback), window, now);
+            let snap = snapshot(&files, &feedback);
+            // Buffers left over from another window's refresh change nothing.
+            let mut scratch = Scratch::default();
+            overview_in(&snap, Window::ALL[(w + 1) % 3], now, &mut scratch);
+            let ov = overview_in(&snap, window, now, &mut scratch);
+            prop_assert_eq!(&serde_json::to_value(&ov).ok(), &serde_json::to_value(overview(&snap, window, now)).ok());
             let (groups, total) = naive(&files, &feedback, window, now);
             assert_same(&ov.total, &total, "total");
             prop_assert_eq!(ov.groups.len(), groups.len());
