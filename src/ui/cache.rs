@@ -149,11 +149,16 @@ pub struct CallRecord<'a> {
     pub online_pass: Option<bool>,
 }
 
+/// Up to how many groups [`FileCallsBuilder::group`] scans.
+const SCAN_GROUPS: usize = 8;
+
 /// Gathers a file's calls in file order; [`FileCallsBuilder::finish`] orders
 /// them by group and time.
 #[derive(Debug, Default)]
 pub struct FileCallsBuilder {
     groups: Vec<Group>,
+    /// prompt -> variant -> index into `groups`.
+    index: HashMap<String, HashMap<String, usize>>,
     group: Vec<u16>,
     ttft: Vec<Option<f64>>,
     calls: FileCalls,
@@ -161,20 +166,29 @@ pub struct FileCallsBuilder {
 
 impl FileCallsBuilder {
     /// The index of the group `(prompt, variant)`, added if new. Files
-    /// hold a handful of groups: a scan beats hashing two strings per call.
+    /// mostly hold a handful of groups, where a scan beats hashing two
+    /// strings per call; past [`SCAN_GROUPS`] a map finds them.
     pub fn group(&mut self, prompt: &str, variant: &str) -> u16 {
-        if let Some(i) = self
-            .groups
-            .iter()
-            .position(|g| g.variant == variant && g.prompt == prompt)
-        {
+        let found = if self.groups.len() <= SCAN_GROUPS {
+            self.groups
+                .iter()
+                .position(|g| g.variant == variant && g.prompt == prompt)
+        } else {
+            self.index.get(prompt).and_then(|v| v.get(variant)).copied()
+        };
+        if let Some(i) = found {
             return u16::try_from(i).unwrap_or(u16::MAX);
         }
+        let i = self.groups.len();
         self.groups.push(Group {
             prompt: prompt.to_string(),
             variant: variant.to_string(),
         });
-        u16::try_from(self.groups.len() - 1).unwrap_or(u16::MAX)
+        self.index
+            .entry(prompt.to_string())
+            .or_default()
+            .insert(variant.to_string(), i);
+        u16::try_from(i).unwrap_or(u16::MAX)
     }
 
     pub fn push(&mut self, group: u16, call: CallRecord<'_>) {
@@ -199,6 +213,7 @@ impl FileCallsBuilder {
             group,
             ttft,
             mut calls,
+            index: _,
         } = self;
         let n = group.len();
         let key = |i: usize| (group[i], calls.ts[i]);
@@ -742,5 +757,16 @@ mod tests {
         assert_eq!(fb.latest("c"), None);
         assert_eq!(fb.records_of("c").count(), 0);
         assert!(Feedback::default().is_empty() && !fb.is_empty());
+    }
+
+    #[test]
+    fn many_groups_keep_their_indices_past_the_scan() {
+        let mut b = FileCallsBuilder::default();
+        let names: Vec<String> = (0..3 * SCAN_GROUPS).map(|i| format!("p{i}")).collect();
+        let first: Vec<u16> = names.iter().map(|p| b.group(p, "v")).collect();
+        let again: Vec<u16> = names.iter().map(|p| b.group(p, "v")).collect();
+        assert_eq!(first, again);
+        assert_eq!(first, (0..3 * SCAN_GROUPS as u16).collect::<Vec<_>>());
+        assert_eq!(b.group("p3", "w"), 3 * SCAN_GROUPS as u16);
     }
 }
