@@ -7,7 +7,9 @@
 //!    calls still fall in the 7-day window.
 //! 2. `promptgate ui --logs DIR`: the 7-day overview page (HTML with its
 //!    eleven charts), cold (first request of a fresh process; three
-//!    processes) and warm (`W` requests after that): p50, p95, max.
+//!    processes) and warm (`W` requests after that): p50, p95, max. The
+//!    dashboard keeps no finished pages: each warm request recomputes the
+//!    overview from its cached columns.
 //! 3. `promptgate serve` in front of `mock-llm` (a MOCK) with that log folder
 //!    as its `logging.dir`: one client's back-to-back requests, in blocks
 //!    alternating between no dashboard and a dashboard loading the 7-day

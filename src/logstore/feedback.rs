@@ -516,9 +516,17 @@ pub fn read_feedback(sources: &[impl AsRef<Path>]) -> Result<Vec<FeedbackRecord>
         }
         all.extend(read_journal(&fdir.join(JOURNAL))?.0);
     }
-    let mut seen = HashSet::new();
-    all.retain(|r| seen.insert(r.feedback_id.clone()));
-    all.sort_by(|a, b| {
+    // The first of each id, found without copying the ids.
+    let keep: Vec<bool> = {
+        let mut seen = HashSet::with_capacity(all.len());
+        all.iter()
+            .map(|r| seen.insert(r.feedback_id.as_str()))
+            .collect()
+    };
+    let mut keep = keep.into_iter();
+    all.retain(|_| keep.next().unwrap_or(true));
+    // No two records share an id any more: an unstable sort is exact.
+    all.sort_unstable_by(|a, b| {
         a.ts.cmp(&b.ts)
             .then_with(|| a.feedback_id.cmp(&b.feedback_id))
     });

@@ -54,51 +54,52 @@ pub fn table(snapshot: &Snapshot, f: &CallFilter, since_us: i64) -> (Vec<CallRow
     let limit = f.limit.unwrap_or(200).clamp(1, 5000);
     let mut hits = Vec::new();
     for file in &snapshot.files {
-        for c in &file.calls {
-            if c.ts < since_us {
-                continue;
-            }
-            let g = &file.groups[usize::from(c.group)];
+        for (g, run) in file.groups.iter().zip(&file.runs) {
             if non_empty(&f.prompt).is_some_and(|p| p != g.prompt)
                 || non_empty(&f.variant).is_some_and(|v| v != g.variant)
-                || non_empty(&f.status).is_some_and(|s| s != c.status.as_str())
-                || (non_empty(&f.online) == Some("fail") && c.online_pass != Some(false))
             {
                 continue;
             }
-            let fb = snapshot.feedback.latest(&c.request_id);
-            let keep = match non_empty(&f.feedback) {
-                Some("any") => fb.is_some(),
-                Some("none") => fb.is_none(),
-                Some("low") => fb.is_some_and(|s| s < 0.5),
-                _ => true,
-            };
-            if keep {
-                hits.push((c, g, fb));
+            // A group's calls are in time order: skip those before `since_us`.
+            let first = run.start + file.ts[run.clone()].partition_point(|t| *t < since_us);
+            for i in first..run.end {
+                let status = file.status[i];
+                if non_empty(&f.status).is_some_and(|s| s != status.as_str())
+                    || (non_empty(&f.online) == Some("fail") && file.online_pass[i] != Some(false))
+                {
+                    continue;
+                }
+                let id = file.request_id(i);
+                let fb = snapshot.feedback.latest(id);
+                let keep = match non_empty(&f.feedback) {
+                    Some("any") => fb.is_some(),
+                    Some("none") => fb.is_none(),
+                    Some("low") => fb.is_some_and(|s| s < 0.5),
+                    _ => true,
+                };
+                if keep {
+                    hits.push((file.ts[i], id, file, g, i, fb));
+                }
             }
         }
     }
     let matched = hits.len();
-    hits.sort_by(|a, b| {
-        b.0.ts
-            .cmp(&a.0.ts)
-            .then_with(|| a.0.request_id.cmp(&b.0.request_id))
-    });
+    hits.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
     let rows = hits
         .into_iter()
         .take(limit)
-        .map(|(c, g, fb)| CallRow {
-            request_id: c.request_id.clone(),
-            ts: chrono::DateTime::from_timestamp_micros(c.ts)
+        .map(|(ts, id, file, g, i, fb)| CallRow {
+            request_id: id.to_string(),
+            ts: chrono::DateTime::from_timestamp_micros(ts)
                 .map(|t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
                 .unwrap_or_default(),
             prompt: g.prompt.clone(),
             variant: g.variant.clone(),
-            status: c.status.as_str(),
-            latency_ms: c.latency_ms,
-            cost: c.cost,
+            status: file.status[i].as_str(),
+            latency_ms: file.latency_ms[i],
+            cost: file.cost[i],
             feedback: fb,
-            online_pass: c.online_pass,
+            online_pass: file.online_pass[i],
         })
         .collect();
     (rows, matched)
@@ -112,18 +113,14 @@ pub fn call(
     let file = snapshot
         .files
         .iter()
-        .find(|f| f.calls.iter().any(|c| c.request_id == request_id))
+        .find(|f| (0..f.len()).any(|i| f.request_id(i) == request_id))
         .ok_or_else(|| UiError::NoSuchCall(request_id.to_string()))?;
     let row = logstore::read_requests(&[&file.path], &RequestFilter::default())?
         .into_iter()
         .find(|r| r.request_id == request_id)
         .ok_or_else(|| UiError::NoSuchCall(request_id.to_string()))?;
-    let mut feedback = snapshot
-        .feedback
-        .by_request
-        .get(request_id)
-        .cloned()
-        .unwrap_or_default();
+    let mut feedback: Vec<FeedbackRecord> =
+        snapshot.feedback.records_of(request_id).cloned().collect();
     feedback.sort_by_key(|r| r.ts);
     Ok((row, feedback))
 }

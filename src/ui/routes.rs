@@ -41,6 +41,8 @@ pub struct Dashboard {
     pub(crate) mode: String,
     /// Analyzer rounds seen so far, by time (the confidence sequence).
     rounds: Mutex<BTreeMap<String, AnalysisView>>,
+    /// The overview's buffers, reused by one refresh at a time.
+    scratch: Mutex<overview::Scratch>,
 }
 
 impl std::fmt::Debug for Dashboard {
@@ -65,6 +67,7 @@ impl Dashboard {
             cost: None,
             mode: mode.into(),
             rounds: Mutex::new(BTreeMap::new()),
+            scratch: Mutex::new(overview::Scratch::default()),
         }
     }
 
@@ -266,7 +269,11 @@ fn compute_overview(
 ) -> Result<(overview::Overview, usize, usize), UiError> {
     let now = Utc::now();
     let snapshot = dash.cache.refresh(now - window.duration())?;
-    let ov = overview::overview(&snapshot, window, now);
+    // A refresh running beside another computes in buffers of its own.
+    let ov = match dash.scratch.try_lock() {
+        Ok(mut scratch) => overview::overview_in(&snapshot, window, now, &mut scratch),
+        Err(_) => overview::overview(&snapshot, window, now),
+    };
     Ok((ov, snapshot.files.len(), snapshot.files_read))
 }
 
