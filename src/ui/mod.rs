@@ -23,6 +23,7 @@ pub(crate) mod cache;
 pub(crate) mod calls;
 pub(crate) mod overview;
 pub(crate) mod pages;
+pub(crate) mod priority;
 pub(crate) mod routes;
 
 use std::path::PathBuf;

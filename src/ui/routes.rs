@@ -349,7 +349,7 @@ async fn overview_page(
     gate(&dash, &method, "/ui", &headers)?;
     let window = window_of(q.window.as_deref()).map_err(|e| ui_error(&dash, e))?;
     let d = dash.clone();
-    let body = tokio::task::spawn_blocking(move || -> Result<String, UiError> {
+    let body = super::priority::below_requests(move || -> Result<String, UiError> {
         let (ov, files, files_read) = compute_overview(&d, window)?;
         let charts = overview_charts(&ov);
         let live = d.host.live();
@@ -386,7 +386,7 @@ async fn overview_json(
     let window = window_of(q.window.as_deref())
         .map_err(|e| json_error(StatusCode::BAD_REQUEST, "window", &e.to_string()))?;
     let d = dash.clone();
-    let result = tokio::task::spawn_blocking(move || {
+    let result = super::priority::below_requests(move || {
         compute_overview(&d, window).map(|(ov, files, files_read)| {
             json!({"overview": ov, "files": files, "files_read": files_read, "live": d.host.live()})
         })
@@ -410,7 +410,7 @@ async fn calls_page(
     gate(&dash, &method, "/ui/calls", &headers)?;
     let window = window_of(f.window.as_deref().or(Some("7d"))).map_err(|e| ui_error(&dash, e))?;
     let d = dash.clone();
-    let body = tokio::task::spawn_blocking(move || -> Result<String, UiError> {
+    let body = super::priority::below_requests(move || -> Result<String, UiError> {
         let since = Utc::now() - window.duration();
         let snapshot = d.cache.refresh(since)?;
         let (rows, matched) = calls::table(&snapshot, &f, since.timestamp_micros());
@@ -453,7 +453,7 @@ async fn call_page(
 ) -> Page {
     gate(&dash, &method, &format!("/ui/calls/{id}"), &headers)?;
     let d = dash.clone();
-    let body = tokio::task::spawn_blocking(move || -> Result<String, UiError> {
+    let body = super::priority::below_requests(move || -> Result<String, UiError> {
         let snapshot = d.cache.refresh(Utc::now() - Window::Week.duration())?;
         let (mut row, mut feedback) = calls::call(&snapshot, &id)?;
         let redactor = d.redactor();
@@ -562,7 +562,7 @@ async fn rollout_page(
 ) -> Page {
     gate(&dash, &method, "/ui/rollout", &headers)?;
     let d = dash.clone();
-    let body = tokio::task::spawn_blocking(move || -> Result<String, UiError> {
+    let body = super::priority::below_requests(move || -> Result<String, UiError> {
         let rollout = d.host.rollout();
         let rounds = remember_round(&d, rollout.as_ref());
         let last = rounds.last().cloned();
@@ -666,7 +666,7 @@ async fn drift_page(
     gate(&dash, &method, "/ui/drift", &headers)?;
     let window = window_of(q.window.as_deref()).map_err(|e| ui_error(&dash, e))?;
     let d = dash.clone();
-    let body = tokio::task::spawn_blocking(move || -> Result<String, UiError> {
+    let body = super::priority::below_requests(move || -> Result<String, UiError> {
         use crate::logstore::{RequestFilter, read_requests};
         let now = Utc::now();
         let (mid, start) = (now - window.duration(), now - window.duration() * 2);
@@ -736,7 +736,7 @@ async fn cost_page(State(dash): State<Arc<Dashboard>>, method: Method, headers: 
         ));
     };
     let d = dash.clone();
-    let body = tokio::task::spawn_blocking(move || -> Result<String, UiError> {
+    let body = super::priority::below_requests(move || -> Result<String, UiError> {
         let points = plane.plane(d.cache.roots()).map_err(UiError::Unavailable)?;
         let svg_points: Vec<svg::Point> = points
             .iter()
