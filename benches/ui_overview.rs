@@ -11,13 +11,17 @@
 //!    dashboard keeps no finished pages: each warm request recomputes the
 //!    overview from its cached columns.
 //! 3. `promptgate serve` in front of `mock-llm` (a MOCK) with that log folder
-//!    as its `logging.dir`: one client's back-to-back requests, in blocks
-//!    alternating between no dashboard and a dashboard loading the 7-day
-//!    overview every second; the proxy's added latency is its latency minus
-//!    the mock's own, called directly in the same blocks.
+//!    as its `logging.dir`: one client's back-to-back requests, alternating
+//!    between the proxy and the mock called directly, in P pairs of 4 s
+//!    blocks: one block with no dashboard, one with a dashboard loading the
+//!    7-day overview every second (which goes first alternates). A block's
+//!    added latency is the proxy's latency minus the mock's own; the
+//!    dashboard's effect is the busy-minus-quiet difference per pair,
+//!    relative to the quiet figure, with a 95% t-interval over the pairs.
 //!
-//! Run: `cargo bench --bench ui_overview -- [N] [W]`. Figures go to
-//! benches/README.md.
+//! Run: `cargo bench --bench ui_overview -- [N] [W] [P]` (defaults
+//! 1,000,000, 50, 30); `UI_BENCH_BIN=path` measures another build of
+//! promptgate. Figures go to benches/README.md.
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
@@ -34,7 +38,11 @@ use promptgate::logstore::{self, RequestLogger};
 use promptgate::spec::config::LoggingConfig;
 use support::{Generator, Shape};
 
-const BIN: &str = env!("CARGO_BIN_EXE_promptgate");
+/// The binary measured: this build's, or another one (an older build, to
+/// compare in one sitting) named by `UI_BENCH_BIN`.
+fn bin() -> String {
+    std::env::var("UI_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_promptgate").to_string())
+}
 
 fn write_logs(dir: &Path, n: usize) {
     let stamp = dir.join(".complete-ui-v1");
@@ -86,6 +94,29 @@ fn write_logs(dir: &Path, n: usize) {
         report.rows_merged
     );
     std::fs::write(stamp, Utc::now().timestamp().to_string()).unwrap();
+}
+
+/// Deletes the request files an earlier run's proxy wrote beside the
+/// generated calls (the generated ones are all compacted into `merged-*`
+/// files), so that every run starts from the same logs.
+fn forget_proxy_files(dir: &Path) {
+    fn walk(d: &Path, removed: &mut usize) {
+        for e in std::fs::read_dir(d).unwrap().map(Result::unwrap) {
+            let p = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if e.file_type().unwrap().is_dir() {
+                walk(&p, removed);
+            } else if name.starts_with("part-") && name.ends_with(".parquet") {
+                std::fs::remove_file(&p).unwrap();
+                *removed += 1;
+            }
+        }
+    }
+    let mut removed = 0;
+    walk(&dir.join("requests"), &mut removed);
+    if removed > 0 {
+        println!("removed {removed} request files an earlier run's proxy wrote");
+    }
 }
 
 /// A child process killed when dropped, and the URL its `listening on`
@@ -171,7 +202,7 @@ fn overview_speed(dir: &Path, warm_n: usize) {
     let mut cold = Vec::new();
     let mut warm = Vec::new();
     for round in 0..3 {
-        let ui = Server::start(Command::new(BIN).args([
+        let ui = Server::start(Command::new(bin()).args([
             "ui",
             "--listen",
             "127.0.0.1:0",
@@ -205,7 +236,7 @@ fn overview_speed(dir: &Path, warm_n: usize) {
 fn scaffold(base: &Path, mock_url: &str, log_dir: &Path) -> PathBuf {
     let repo = base.join("repo");
     let _ = std::fs::remove_dir_all(&repo);
-    let ok = Command::new(BIN)
+    let ok = Command::new(bin())
         .args(["init"])
         .arg(&repo)
         .stdout(Stdio::null())
@@ -244,30 +275,71 @@ fn scaffold(base: &Path, mock_url: &str, log_dir: &Path) -> PathBuf {
     repo
 }
 
-/// Back-to-back requests of one client for `d`; latencies in ms.
-async fn hammer(
+/// One client's back-to-back requests for `d`, alternating between the
+/// proxy and the mock called directly, so that both meet the same moment
+/// of the machine; (proxy, direct) latencies in ms.
+async fn hammer_pairs(
     client: &reqwest::Client,
-    url: &str,
-    body: &serde_json::Value,
+    proxy: (&str, &serde_json::Value),
+    direct: (&str, &serde_json::Value),
     d: Duration,
-) -> Vec<f64> {
-    let mut out = Vec::new();
+) -> (Vec<f64>, Vec<f64>) {
+    let (mut p, mut q) = (Vec::new(), Vec::new());
     let end = Instant::now() + d;
     while Instant::now() < end {
-        let t = Instant::now();
-        let r = client.post(url).json(body).send().await.unwrap();
-        assert_eq!(r.status(), 200);
-        let _ = r.bytes().await.unwrap();
-        out.push(t.elapsed().as_secs_f64() * 1000.0);
+        for ((url, body), out) in [(proxy, &mut p), (direct, &mut q)] {
+            let t = Instant::now();
+            let r = client.post(url).json(body).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            let _ = r.bytes().await.unwrap();
+            out.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
     }
-    out
+    (p, q)
 }
 
-fn proxy_under_refresh(base: &Path, log_dir: &Path, blocks: usize, block: Duration) {
-    let mock = Server::start(Command::new(BIN).args(["mock-llm", "--listen", "127.0.0.1:0"]));
+/// The proxy's added latency in one block: mean and median of the proxy's
+/// latencies minus those of the direct calls made between them.
+#[derive(Debug, Clone, Copy)]
+struct Added {
+    mean: f64,
+    p50: f64,
+    p99: f64,
+}
+
+impl Added {
+    fn of(mut proxy: Vec<f64>, mut direct: Vec<f64>) -> Added {
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        Added {
+            mean: mean(&proxy) - mean(&direct),
+            p50: pct(&mut proxy, 0.5) - pct(&mut direct, 0.5),
+            p99: pct(&mut proxy, 0.99) - pct(&mut direct, 0.99),
+        }
+    }
+}
+
+/// The change of a figure from the quiet to the busy block of each pair,
+/// relative to its quiet mean: estimate and 95% t-interval over the pairs
+/// (the quiet mean, averaged over every pair, is taken as known).
+fn relative_change(quiet: &[f64], busy: &[f64]) -> (f64, f64, f64) {
+    use statrs::distribution::{ContinuousCDF, StudentsT};
+    let n = quiet.len() as f64;
+    let base = quiet.iter().sum::<f64>() / n;
+    let d: Vec<f64> = busy.iter().zip(quiet).map(|(b, q)| b - q).collect();
+    let mean = d.iter().sum::<f64>() / n;
+    let sd = (d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+    let t = StudentsT::new(0.0, 1.0, n - 1.0)
+        .unwrap()
+        .inverse_cdf(0.975);
+    let half = t * sd / n.sqrt();
+    (mean / base, (mean - half) / base, (mean + half) / base)
+}
+
+fn proxy_under_refresh(base: &Path, log_dir: &Path, pairs: usize, block: Duration) {
+    let mock = Server::start(Command::new(bin()).args(["mock-llm", "--listen", "127.0.0.1:0"]));
     let repo = scaffold(base, &mock.url, log_dir);
     let serve = Server::start(
-        Command::new(BIN)
+        Command::new(bin())
             .args([
                 "serve",
                 "--no-analyzer",
@@ -290,63 +362,70 @@ fn proxy_under_refresh(base: &Path, log_dir: &Path, blocks: usize, block: Durati
             {"role": "user", "content": "What is the capital of Chile?"}
         ]
     });
+    let proxy = (proxy_url.as_str(), &proxy_body);
+    let direct = (direct_url.as_str(), &direct_body);
     let dash_url = format!("{}/ui?window=7d", serve.url);
     // Warm the dashboard's cache and both paths.
     rt.block_on(timed_get(&client, &dash_url));
-    rt.block_on(hammer(
-        &client,
-        &proxy_url,
-        &proxy_body,
-        Duration::from_secs(2),
-    ));
+    rt.block_on(hammer_pairs(&client, proxy, direct, Duration::from_secs(2)));
     let (mut quiet, mut busy) = (Vec::new(), Vec::new());
-    let (mut quiet_direct, mut busy_direct) = (Vec::new(), Vec::new());
     let mut refresh_ms = Vec::new();
-    for b in 0..blocks {
-        let refreshing = b % 2 == 1;
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let refresher = refreshing.then(|| {
-            let (client, url, stop) = (client.clone(), dash_url.clone(), stop.clone());
-            rt.spawn(async move {
-                let mut times = Vec::new();
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let t = Instant::now();
-                    times.push(timed_get(&client, &url).await);
-                    tokio::time::sleep(Duration::from_secs(1).saturating_sub(t.elapsed())).await;
-                }
-                times
-            })
-        });
-        let p = rt.block_on(hammer(&client, &proxy_url, &proxy_body, block));
-        let d = rt.block_on(hammer(&client, &direct_url, &direct_body, block / 4));
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(h) = refresher {
-            refresh_ms.extend(rt.block_on(h).unwrap());
-            busy.extend(p);
-            busy_direct.extend(d);
-        } else {
-            quiet.extend(p);
-            quiet_direct.extend(d);
+    let mut calls = 0;
+    for pair in 0..pairs {
+        // Quiet first in even pairs, busy first in odd ones: a drift of
+        // the machine over a pair does not fall on one side only.
+        for refreshing in [pair % 2 == 1, pair % 2 == 0] {
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let refresher = refreshing.then(|| {
+                let (client, url, stop) = (client.clone(), dash_url.clone(), stop.clone());
+                rt.spawn(async move {
+                    let mut times = Vec::new();
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let t = Instant::now();
+                        times.push(timed_get(&client, &url).await);
+                        tokio::time::sleep(Duration::from_secs(1).saturating_sub(t.elapsed()))
+                            .await;
+                    }
+                    times
+                })
+            });
+            let (p, d) = rt.block_on(hammer_pairs(&client, proxy, direct, block));
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            calls += p.len();
+            let added = Added::of(p, d);
+            if let Some(h) = refresher {
+                refresh_ms.extend(rt.block_on(h).unwrap());
+                busy.push(added);
+            } else {
+                quiet.push(added);
+            }
         }
     }
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    let added = |p: &mut Vec<f64>, d: &mut Vec<f64>, q: f64| pct(p, q) - pct(d, q);
+    let figure = |v: &[Added], f: fn(&Added) -> f64| v.iter().map(f).collect::<Vec<f64>>();
+    let avg = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     println!(
-        "proxy added latency, no dashboard: p50 {:.3} ms, p99 {:.3} ms, mean {:.3} ms ({} calls)",
-        added(&mut quiet, &mut quiet_direct, 0.5),
-        added(&mut quiet, &mut quiet_direct, 0.99),
-        mean(&quiet) - mean(&quiet_direct),
-        quiet.len()
-    );
-    println!(
-        "proxy added latency, 7-day overview every second: p50 {:.3} ms, p99 {:.3} ms, mean {:.3} ms ({} calls; {} refreshes, p50 {:.0} ms)",
-        added(&mut busy, &mut busy_direct, 0.5),
-        added(&mut busy, &mut busy_direct, 0.99),
-        mean(&busy) - mean(&busy_direct),
-        busy.len(),
+        "{pairs} pairs of {:.0} s blocks (one quiet, one with the 7-day overview loaded every second), {calls} proxy calls; {} refreshes, p50 {:.1} ms, max {:.1} ms",
+        block.as_secs_f64(),
         refresh_ms.len(),
-        pct(&mut refresh_ms, 0.5)
+        pct(&mut refresh_ms, 0.5),
+        pct(&mut refresh_ms, 1.0),
     );
+    for (name, f) in [
+        ("mean", (|a: &Added| a.mean) as fn(&Added) -> f64),
+        ("p50", |a: &Added| a.p50),
+        ("p99", |a: &Added| a.p99),
+    ] {
+        let (q, b) = (figure(&quiet, f), figure(&busy, f));
+        let (est, lo, hi) = relative_change(&q, &b);
+        println!(
+            "proxy added latency, {name} per block: no dashboard {:.4} ms, refreshing {:.4} ms: {:+.1}% (95% CI {:+.1}% to {:+.1}%)",
+            avg(&q),
+            avg(&b),
+            est * 100.0,
+            lo * 100.0,
+            hi * 100.0
+        );
+    }
 }
 
 fn main() {
@@ -364,6 +443,8 @@ fn main() {
     let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ui-bench");
     let logs = base.join(format!("logs-{n}"));
     write_logs(&logs, n);
+    forget_proxy_files(&logs);
     overview_speed(&logs, warm_n);
-    proxy_under_refresh(&base, &logs, 6, Duration::from_secs(10));
+    let pairs: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(30);
+    proxy_under_refresh(&base, &logs, pairs, Duration::from_secs(4));
 }

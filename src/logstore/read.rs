@@ -86,7 +86,16 @@ fn walk(folder: &Path, filter: &RequestFilter, out: &mut BTreeSet<PathBuf>) -> R
         return Ok(());
     }
     let parts = files::partition_files(folder)?;
-    out.extend(parts.live.iter().map(|p| canonical(p)));
+    // Live files are regular files (never links), so the folder is
+    // resolved once instead of every file's path, component by component.
+    let resolved = canonical(folder);
+    out.extend(
+        parts
+            .live
+            .iter()
+            .filter_map(|p| p.file_name())
+            .map(|name| resolved.join(name)),
+    );
     let entries = std::fs::read_dir(folder).map_err(LogStoreError::io(folder))?;
     let mut subdirs = Vec::new();
     for entry in entries {

@@ -279,7 +279,7 @@ fn permute<T: Copy>(values: &[T], order: &[usize]) -> Vec<T> {
     order.iter().map(|&i| values[i]).collect()
 }
 
-type FileKey = (PathBuf, u64, Option<SystemTime>);
+type FileKey = (std::ffi::OsString, u64, Option<SystemTime>);
 
 /// Every feedback record, found by request id for the call page and the
 /// table, and the latest score per request id hash for the overview. Built
@@ -500,7 +500,7 @@ impl LogCache {
             let feedback_read = feedback
                 .is_none()
                 .then(|| scope.spawn(|| self.read_feedback().map(Arc::new)));
-            let read = parallel_map(&missing, |k| read_calls(&k.0).map(Arc::new));
+            let read = parallel_map(&missing, |k| read_calls(Path::new(&k.0)).map(Arc::new));
             let feedback = match (feedback, feedback_read) {
                 (Some(f), _) => Ok(f),
                 (None, Some(h)) => h
@@ -585,7 +585,7 @@ impl LogCache {
 fn file_key(p: &Path) -> FileKey {
     let meta = std::fs::metadata(p).ok();
     (
-        p.to_path_buf(),
+        p.as_os_str().to_owned(),
         meta.as_ref().map_or(0, std::fs::Metadata::len),
         meta.and_then(|m| m.modified().ok()),
     )

@@ -1,12 +1,14 @@
 //! The overview's figures: per prompt and variant over a window (1 h,
 //! 24 h, 7 d), the current figures of the whole window and a time series
-//! of equal intervals. Percentiles are exact nearest-rank values (the
-//! smallest value with at least `q` of the calls at or below it), so an
-//! independent reader of the same Parquet files finds the same numbers.
+//! of intervals aligned to the clock (1 min, 30 min, 2 h; the first cut at
+//! the window's start, the last at its end). Percentiles are exact
+//! nearest-rank values (the smallest value with at least `q` of the calls
+//! at or below it), so an independent reader of the same Parquet files
+//! finds the same numbers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
@@ -49,12 +51,26 @@ impl Window {
         }
     }
 
-    /// Intervals of the time series: 1 min, 30 min, 2 h.
+    /// Intervals of the time series in the window's duration: 1 min,
+    /// 30 min, 2 h.
     pub fn buckets(self) -> usize {
         match self {
             Window::Hour => 60,
             Window::Day => 48,
             Window::Week => 84,
+        }
+    }
+
+    /// Width of an interval of the time series in microseconds.
+    pub fn interval_micros(self) -> i64 {
+        self.duration().num_microseconds().unwrap_or(i64::MAX) / self.buckets() as i64
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Window::Hour => 0,
+            Window::Day => 1,
+            Window::Week => 2,
         }
     }
 }
@@ -83,8 +99,8 @@ pub struct Figures {
     pub feedback_mean: Option<f64>,
 }
 
-/// Accumulates the counts and sums of calls into [`Figures`]; their
-/// values for the percentiles are laid out in a [`Scratch`].
+/// Counts and sums of a set of calls. Their values for the percentiles
+/// are kept apart, sorted, in the [`Piece`]s the set is made of.
 #[derive(Debug, Default, Clone)]
 struct Acc {
     requests: u64,
@@ -100,26 +116,34 @@ struct Acc {
 }
 
 impl Acc {
-    /// Adds the calls `range` of `file`, whose scores are `scores`.
-    fn add_calls(&mut self, file: &FileCalls, scores: &[(usize, f64)], range: Range<usize>) {
-        let r = range.clone();
-        self.requests += r.len() as u64;
-        for s in &file.status[r.clone()] {
+    /// The counts of the calls `range` of `file`, without their feedback
+    /// (which changes while the file does not).
+    fn of_calls(file: &FileCalls, range: Range<usize>) -> Acc {
+        let mut acc = Acc {
+            requests: range.len() as u64,
+            input_tokens: file.input_tokens[range.clone()].iter().sum::<u64>(),
+            output_tokens: file.output_tokens[range.clone()].iter().sum::<u64>(),
+            cost: file.cost[range.clone()].iter().sum::<f64>(),
+            ..Acc::default()
+        };
+        for s in &file.status[range.clone()] {
             match s {
-                Status::Error => self.errors += 1,
-                Status::Timeout => self.timeouts += 1,
+                Status::Error => acc.errors += 1,
+                Status::Timeout => acc.timeouts += 1,
                 _ => {}
             }
         }
-        self.input_tokens += file.input_tokens[r.clone()].iter().sum::<u64>();
-        self.output_tokens += file.output_tokens[r.clone()].iter().sum::<u64>();
-        self.cost += file.cost[r.clone()].iter().sum::<f64>();
-        for p in file.online_pass[r.clone()].iter().flatten() {
-            self.online_scored += 1;
-            self.online_passed += u64::from(*p);
+        for p in file.online_pass[range].iter().flatten() {
+            acc.online_scored += 1;
+            acc.online_passed += u64::from(*p);
         }
-        let first = scores.partition_point(|(i, _)| *i < r.start);
-        let end = scores.partition_point(|(i, _)| *i < r.end);
+        acc
+    }
+
+    /// Adds the scores of the calls `range` (`scores` is by call index).
+    fn add_scores(&mut self, scores: &[(usize, f64)], range: &Range<usize>) {
+        let first = scores.partition_point(|(i, _)| *i < range.start);
+        let end = scores.partition_point(|(i, _)| *i < range.end);
         for (_, s) in &scores[first..end] {
             self.feedback_count += 1;
             self.feedback_sum += s;
@@ -140,11 +164,12 @@ impl Acc {
         self.feedback_sum += other.feedback_sum;
     }
 
-    /// The figures, with the calls' `latency` and `ttft` values (reordered).
-    fn finish(&self, latency: &mut [f64], ttft: &mut [f64]) -> Figures {
+    /// The figures, with the percentiles of the calls' values, which lie
+    /// in the sorted runs `latency` and `ttft`.
+    fn finish(&self, latency: &[&[f64]], ttft: &[&[f64]]) -> Figures {
         let rate = |k: u64, n: u64| (n > 0).then(|| k as f64 / n as f64);
-        let lat = percentiles(latency, &[0.5, 0.95, 0.99]);
-        let ttft = percentiles(ttft, &[0.5, 0.95]);
+        let lat = sorted_percentiles(latency, &[0.5, 0.95, 0.99]);
+        let ttft = sorted_percentiles(ttft, &[0.5, 0.95]);
         Figures {
             requests: self.requests,
             errors: self.errors,
@@ -168,22 +193,28 @@ impl Acc {
     }
 }
 
-/// Nearest-rank percentiles of `values` (reordered in place). Each
+/// 0-based nearest rank of quantile `q` among `n > 0` values.
+fn rank(q: f64, n: usize) -> usize {
+    ((q * n as f64).ceil() as usize).clamp(1, n) - 1
+}
+
+/// Nearest-rank percentiles of `values` (reordered in place): the
+/// tests' oracle for the selection among sorted runs. Each
 /// selection after the first searches only above the rank found before
 /// (everything there is at or above it).
-pub fn percentiles(values: &mut [f64], qs: &[f64]) -> Vec<Option<f64>> {
+#[cfg(test)]
+fn percentiles(values: &mut [f64], qs: &[f64]) -> Vec<Option<f64>> {
     let n = values.len();
     if n == 0 {
         return vec![None; qs.len()];
     }
-    let rank = |q: f64| ((q * n as f64).ceil() as usize).clamp(1, n) - 1;
     let mut order: Vec<usize> = (0..qs.len()).collect();
-    order.sort_by_key(|&i| rank(qs[i]));
+    order.sort_by_key(|&i| rank(qs[i], n));
     let mut out = vec![None; qs.len()];
     // (rank, value) of the last selection: values[..=rank] are at or below it.
     let mut last: Option<(usize, f64)> = None;
     for i in order {
-        let r = rank(qs[i]);
+        let r = rank(qs[i], n);
         let v = match last {
             Some((lr, lv)) if lr == r => lv,
             _ => {
@@ -198,7 +229,117 @@ pub fn percentiles(values: &mut [f64], qs: &[f64]) -> Vec<Option<f64>> {
     out
 }
 
-/// One prompt and variant over the window.
+/// Nearest-rank percentiles of the values of several runs together, each
+/// run sorted by [`f64::total_cmp`].
+fn sorted_percentiles(runs: &[&[f64]], qs: &[f64]) -> Vec<Option<f64>> {
+    let n: usize = runs.iter().map(|r| r.len()).sum();
+    if n == 0 {
+        return vec![None; qs.len()];
+    }
+    let runs: Vec<&[f64]> = runs.iter().copied().filter(|r| !r.is_empty()).collect();
+    qs.iter()
+        .map(|q| {
+            let r = rank(*q, n);
+            Some(match runs.as_slice() {
+                [one] => one[r],
+                many => select_in_sorted(many, r),
+            })
+        })
+        .collect()
+}
+
+/// A key whose unsigned order is [`f64::total_cmp`]'s order.
+fn order_key(x: f64) -> u64 {
+    let bits = x.to_bits();
+    if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | 1 << 63
+    }
+}
+
+/// The value whose [`order_key`] is `key`.
+fn from_order_key(key: u64) -> f64 {
+    f64::from_bits(if key >> 63 == 1 {
+        key & !(1 << 63)
+    } else {
+        !key
+    })
+}
+
+/// The value of 0-based rank `r` among the values of non-empty sorted
+/// `runs` together, without merging them: bisects the values' order (at
+/// most 64 steps), counting in each run by binary search only within the
+/// part not yet known to lie below or above the bracket, until few enough
+/// values are left in it to select among them.
+fn select_in_sorted(runs: &[&[f64]], r: usize) -> f64 {
+    select_gathering_below(runs, r, GATHER)
+}
+
+/// [`select_in_sorted`], selecting directly once at most `gather` values
+/// are left in the bracket.
+fn select_gathering_below(runs: &[&[f64]], r: usize, gather: usize) -> f64 {
+    let first = |s: &[f64]| order_key(s[0]);
+    let last = |s: &[f64]| order_key(s[s.len() - 1]);
+    let mut lo = runs.iter().map(|s| first(s)).min().unwrap_or(0);
+    let mut hi = runs.iter().map(|s| last(s)).max().unwrap_or(0);
+    // The answer is the smallest key K with count(key <= K) > r, and
+    // lo <= K <= hi. In each open run (values, a, b): values[..a] have keys
+    // below lo, values[b..] above hi; `settled` counts the values below lo
+    // of the runs with nothing left between.
+    let mut open: Vec<(&[f64], usize, usize)> = runs.iter().map(|s| (*s, 0, s.len())).collect();
+    let mut settled = 0usize;
+    let mut cuts: Vec<usize> = Vec::with_capacity(open.len());
+    loop {
+        let inside: usize = open.iter().map(|(_, a, b)| b - a).sum();
+        if lo == hi {
+            return from_order_key(lo);
+        }
+        if inside <= gather {
+            // Few values left between lo and hi: select among them.
+            let below = settled + open.iter().map(|(_, a, _)| a).sum::<usize>();
+            let mut left: Vec<f64> = Vec::with_capacity(inside);
+            for (s, a, b) in &open {
+                left.extend_from_slice(&s[*a..*b]);
+            }
+            let (_, v, _) = left.select_nth_unstable_by(r - below, f64::total_cmp);
+            return *v;
+        }
+        let mid = lo + (hi - lo) / 2;
+        cuts.clear();
+        let mut count = settled;
+        for (s, a, b) in &open {
+            let cut = a + s[*a..*b].partition_point(|x| order_key(*x) <= mid);
+            count += cut;
+            cuts.push(cut);
+        }
+        let at_or_below = count > r;
+        if at_or_below {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+        for ((_, a, b), cut) in open.iter_mut().zip(&cuts) {
+            if at_or_below {
+                *b = *cut;
+            } else {
+                *a = *cut;
+            }
+        }
+        open.retain(|(_, a, b)| {
+            if a == b {
+                settled += a;
+            }
+            a != b
+        });
+    }
+}
+
+/// Below this many values left in the bracket, [`select_in_sorted`] stops
+/// bisecting and selects among them.
+const GATHER: usize = 2048;
+
+/// One group and variant's view of the window.
 #[derive(Debug, Clone, Serialize)]
 pub struct GroupOverview {
     pub prompt: String,
@@ -214,181 +355,344 @@ pub struct Overview {
     pub window: Window,
     pub since: DateTime<Utc>,
     pub until: DateTime<Utc>,
-    /// Start of each interval of the series.
+    /// Start of each interval of the series: the first is `since`, the
+    /// others are multiples of the interval's width since the epoch (UTC).
     pub bucket_starts: Vec<DateTime<Utc>>,
     pub groups: Vec<GroupOverview>,
     pub total: Figures,
 }
 
-/// Where the percentiles are selected, kept between refreshes: a 7-day
-/// refresh over a million calls selects in tens of megabytes, which fresh
-/// from the allocator each time cost more in page faults than selecting.
-#[derive(Debug, Default)]
-pub struct Scratch {
+/// One file's calls of one group within one interval: their counts, and
+/// their latency and time-to-first-token values sorted. A file never
+/// changes, so a piece is computed once and reused by every refresh whose
+/// interval holds the same calls of that file.
+#[derive(Debug)]
+struct Piece {
+    /// Held so that the address in the piece's key stays this file's.
+    _file: Arc<FileCalls>,
+    calls: Acc,
     latency: Vec<f64>,
     ttft: Vec<f64>,
+    /// The refresh of each window that used it last.
+    used: [u64; 3],
 }
 
-/// One interval of one group: its counts and where its calls are.
+impl Piece {
+    fn new(file: &Arc<FileCalls>, range: Range<usize>) -> Piece {
+        let mut latency = file.latency_ms[range.clone()].to_vec();
+        let mut ttft = file.ttft_in(range.clone()).to_vec();
+        latency.sort_unstable_by(f64::total_cmp);
+        ttft.sort_unstable_by(f64::total_cmp);
+        Piece {
+            _file: file.clone(),
+            calls: Acc::of_calls(file, range),
+            latency,
+            ttft,
+            used: [0; 3],
+        }
+    }
+}
+
+/// (address of the file's calls, first call, end).
+type PieceKey = (usize, usize, usize);
+
+/// The values of an interval made of several pieces, merged into one
+/// sorted run and kept between refreshes, updated by the pieces that came
+/// (a file of the latest second) and went (the cut at `since` moved, a
+/// file was compacted): a window's percentiles then select among one run
+/// per interval, however many small files the proxy wrote.
 #[derive(Debug, Default)]
-struct Interval {
-    acc: Acc,
-    /// (file index, call range) of every run of its calls.
-    pieces: Vec<(usize, Range<usize>)>,
+struct MergedRun {
+    /// Its pieces, sorted.
+    keys: Vec<PieceKey>,
+    latency: Vec<f64>,
+    ttft: Vec<f64>,
+    /// The refresh of each window that used it last.
+    used: [u64; 3],
 }
 
-/// The figures of one set of calls, with its values in the scratch.
-type Job<'a> = Mutex<(Acc, &'a mut [f64], &'a mut [f64])>;
+impl MergedRun {
+    /// Brings the run to the pieces `keys` (sorted, all in `pieces`). The
+    /// pieces it leaves are read from `pieces` to take their values out;
+    /// if one is no longer there, the run is rebuilt.
+    fn update(&mut self, keys: &[PieceKey], pieces: &HashMap<PieceKey, Piece>) {
+        if self.keys == keys {
+            return;
+        }
+        let gone: Vec<&Piece> = self
+            .keys
+            .iter()
+            .filter(|k| keys.binary_search(k).is_err())
+            .filter_map(|k| pieces.get(k))
+            .collect();
+        let came: Vec<&Piece> = keys
+            .iter()
+            .filter(|k| self.keys.binary_search(k).is_err())
+            .map(|k| &pieces[k])
+            .collect();
+        let left = self
+            .keys
+            .iter()
+            .filter(|k| keys.binary_search(k).is_err())
+            .count();
+        if self.keys.is_empty() || gone.len() < left {
+            let all: Vec<&Piece> = keys.iter().map(|k| &pieces[k]).collect();
+            self.latency = sorted_values(&all, |p| &p.latency);
+            self.ttft = sorted_values(&all, |p| &p.ttft);
+        } else {
+            let pick: [fn(&Piece) -> &[f64]; 2] = [|p| &p.latency, |p| &p.ttft];
+            for (values, pick) in [&mut self.latency, &mut self.ttft].into_iter().zip(pick) {
+                let kept = remove_sorted(values, &sorted_values(&gone, pick));
+                *values = merge_sorted(&kept, &sorted_values(&came, pick));
+            }
+        }
+        self.keys = keys.to_vec();
+    }
+}
 
-/// [`overview_in`] with buffers of its own.
-pub fn overview(snapshot: &Snapshot, window: Window, now: DateTime<Utc>) -> Overview {
-    overview_in(snapshot, window, now, &mut Scratch::default())
+/// The values `pick` takes from each of `pieces`, sorted together.
+fn sorted_values(pieces: &[&Piece], pick: fn(&Piece) -> &[f64]) -> Vec<f64> {
+    let mut v: Vec<f64> = pieces.iter().flat_map(|p| pick(p)).copied().collect();
+    v.sort_unstable_by(f64::total_cmp);
+    v
+}
+
+/// Sorted `a` without the values of sorted `b` (as a multiset; values of
+/// `b` not in `a` are ignored).
+fn remove_sorted(a: &[f64], b: &[f64]) -> Vec<f64> {
+    let mut out = Vec::with_capacity(a.len().saturating_sub(b.len()));
+    let mut j = 0;
+    for x in a {
+        while j < b.len() && b[j].total_cmp(x).is_lt() {
+            j += 1;
+        }
+        if j < b.len() && b[j].to_bits() == x.to_bits() {
+            j += 1;
+        } else {
+            out.push(*x);
+        }
+    }
+    out
+}
+
+/// Sorted `a` and `b` merged.
+fn merge_sorted(a: &[f64], b: &[f64]) -> Vec<f64> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        if b[j].total_cmp(&a[i]).is_lt() {
+            out.push(b[j]);
+            j += 1;
+        } else {
+            out.push(a[i]);
+            i += 1;
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out
+}
+
+/// The overview's pieces, kept between refreshes. Intervals are aligned
+/// to the clock, so as the window slides only the pieces of its first
+/// interval (cut at `since`) and of files new since the last refresh are
+/// computed; every other piece, and so most of the work of sorting a
+/// million values, is reused. A piece no refresh of any window used last
+/// time is dropped.
+#[derive(Debug, Default)]
+pub struct PieceCache {
+    pieces: HashMap<PieceKey, Piece>,
+    /// Per group, interval width and aligned interval: the merged values
+    /// of the intervals made of several pieces.
+    merged: HashMap<(Group, i64, i64), MergedRun>,
+    /// Number of the latest refresh of each window.
+    latest: [u64; 3],
+    refreshes: u64,
+    /// Pieces computed by the latest refresh.
+    computed: usize,
+}
+
+impl PieceCache {
+    /// How many pieces the latest refresh computed, and how many it kept.
+    pub fn stats(&self) -> (usize, usize) {
+        (self.computed, self.pieces.len())
+    }
+}
+
+/// [`overview_in`] with a cache of its own.
+#[cfg(test)]
+fn overview(snapshot: &Snapshot, window: Window, now: DateTime<Utc>) -> Overview {
+    overview_in(snapshot, window, now, &mut PieceCache::default())
 }
 
 /// Computes the overview of the calls in `[now - window, now)`.
 ///
 /// Each file keeps a group's calls in time order, so an interval's calls
-/// are a range found by binary search: the counts and sums of each (group,
-/// interval) are sums over slices, and a group's whole window and the total
-/// add those up. The values for the percentiles are copied once into
-/// `scratch`, interval after interval, group after group; a group's window
-/// and the total select on copies of those runs, on every core.
+/// in a file are a range found by binary search: a piece. Counts and sums
+/// add up over the pieces; percentiles are selected among the pieces'
+/// sorted values without merging them.
 pub fn overview_in(
     snapshot: &Snapshot,
     window: Window,
     now: DateTime<Utc>,
-    scratch: &mut Scratch,
+    cache: &mut PieceCache,
 ) -> Overview {
     let since = now - window.duration();
     let (from, until) = (since.timestamp_micros(), now.timestamp_micros());
-    let nb = window.buckets();
-    let width = ((until - from) / nb as i64).max(1);
-    // Interval b holds the calls with edges[b] <= ts < edges[b + 1]; the
-    // last one runs to `until`.
-    let edges: Vec<i64> = (0..nb)
-        .map(|i| (from + width * i as i64).min(until))
+    let width = window.interval_micros();
+    // Interval b holds the calls with edges[b] <= ts < edges[b + 1]: the
+    // first starts at `from`, the last ends at `until`, the others are
+    // aligned to the clock.
+    let edges: Vec<i64> = std::iter::once(from)
+        .chain((from.div_euclid(width) + 1..=(until - 1).div_euclid(width)).map(|k| k * width))
         .chain([until])
         .collect();
-    let mut groups: BTreeMap<&Group, Vec<Interval>> = BTreeMap::new();
-    let no_scores: FileScores = Arc::from([]);
+    let nb = edges.len() - 1;
+    let w = window.index();
+    cache.refreshes += 1;
+    let refresh = cache.refreshes;
+    cache.latest[w] = refresh;
+
+    // (file, calls) of every piece, per group and interval.
+    type Parts = Vec<Vec<(usize, Range<usize>)>>;
+    let mut groups: BTreeMap<&Group, Parts> = BTreeMap::new();
     for (i, file) in snapshot.files.iter().enumerate() {
-        let scores = snapshot.scores.get(i).unwrap_or(&no_scores);
         for (g, run) in file.groups.iter().zip(&file.runs) {
             let ts = &file.ts[run.clone()];
-            let bounds: Vec<usize> = edges
-                .iter()
-                .map(|e| run.start + ts.partition_point(|t| t < e))
+            let (Some(first), Some(last)) = (ts.first(), ts.last()) else {
+                continue;
+            };
+            // Only the edges within the run's time span are searched for:
+            // a small file of the latest seconds meets one or two.
+            let (inner_from, inner_to) = (
+                edges.partition_point(|e| e <= first),
+                edges.partition_point(|e| e <= last),
+            );
+            let bounds: Vec<usize> = (0..edges.len())
+                .map(|j| match j {
+                    j if j < inner_from => run.start,
+                    j if j >= inner_to => run.end,
+                    j => run.start + ts.partition_point(|t| *t < edges[j]),
+                })
                 .collect();
             if bounds[0] == bounds[nb] {
                 continue;
             }
-            let series = groups
-                .entry(g)
-                .or_insert_with(|| (0..nb).map(|_| Interval::default()).collect());
-            for (interval, w) in series.iter_mut().zip(bounds.windows(2)) {
-                if w[0] < w[1] {
-                    interval.acc.add_calls(file, scores, w[0]..w[1]);
-                    interval.pieces.push((i, w[0]..w[1]));
+            let series = groups.entry(g).or_insert_with(|| vec![Vec::new(); nb]);
+            for (parts, b) in series.iter_mut().zip(bounds.windows(2)) {
+                if b[0] < b[1] {
+                    parts.push((i, b[0]..b[1]));
                 }
             }
         }
     }
-
-    // The values, interval after interval, group after group: a group's
-    // window is one run. Then a copy for the groups' windows and, unless a
-    // lone group's window is the total, one for the total.
-    let Scratch { latency, ttft } = scratch;
-    latency.clear();
-    ttft.clear();
-    let mut sizes: Vec<(usize, usize)> = Vec::with_capacity(groups.len() * nb);
-    for interval in groups.values().flatten() {
-        let (l0, t0) = (latency.len(), ttft.len());
-        for (f, r) in &interval.pieces {
-            let file = &snapshot.files[*f];
-            latency.extend_from_slice(&file.latency_ms[r.clone()]);
-            ttft.extend_from_slice(file.ttft_in(r.clone()));
+    let key = |f: usize, r: &Range<usize>| -> PieceKey {
+        (Arc::as_ptr(&snapshot.files[f]) as usize, r.start, r.end)
+    };
+    let mut missing: Vec<(PieceKey, usize, Range<usize>)> = Vec::new();
+    for (f, r) in groups.values().flatten().flatten() {
+        let k = key(*f, r);
+        match cache.pieces.get_mut(&k) {
+            Some(p) => p.used[w] = refresh,
+            None => missing.push((k, *f, r.clone())),
         }
-        sizes.push((latency.len() - l0, ttft.len() - t0));
     }
-    let (n_lat, n_ttft) = (latency.len(), ttft.len());
-    let separate_total = groups.len() != 1;
-    for _ in 0..if separate_total { 2 } else { 1 } {
-        latency.extend_from_within(..n_lat);
-        ttft.extend_from_within(..n_ttft);
+    missing.sort_unstable_by_key(|m| m.0);
+    missing.dedup_by_key(|m| m.0);
+    let computed = parallel_map(&missing, |(_, f, r)| {
+        Piece::new(&snapshot.files[*f], r.clone())
+    });
+    cache.computed = computed.len();
+    for ((k, _, _), mut p) in missing.into_iter().zip(computed) {
+        p.used[w] = refresh;
+        cache.pieces.insert(k, p);
     }
-    let (lat_intervals, lat_rest) = latency.split_at_mut(n_lat);
-    let (mut lat_windows, lat_total) = lat_rest.split_at_mut(n_lat);
-    let (ttft_intervals, ttft_rest) = ttft.split_at_mut(n_ttft);
-    let (mut ttft_windows, ttft_total) = ttft_rest.split_at_mut(n_ttft);
-
-    // Everything to finish, the largest first so that the cores end
-    // together: the total, each group's window, then every interval.
-    let names: Vec<&Group> = groups.keys().copied().collect();
-    let windows: Vec<Acc> = groups
-        .values()
-        .map(|series| {
-            let mut cur = Acc::default();
-            for interval in series {
-                cur.merge(&interval.acc);
+    // Intervals of several pieces: their merged runs, brought up to date
+    // while the pieces they leave are still cached.
+    for (g, series) in &groups {
+        for (b, parts) in series.iter().enumerate() {
+            if parts.len() < 2 {
+                continue;
             }
-            cur
-        })
-        .collect();
-    let mut jobs: Vec<Job<'_>> = Vec::with_capacity(names.len() * (nb + 1) + 1);
-    if separate_total {
-        let mut total = Acc::default();
-        for w in &windows {
-            total.merge(w);
+            let mut keys: Vec<PieceKey> = parts.iter().map(|(f, r)| key(*f, r)).collect();
+            keys.sort_unstable();
+            let id = ((*g).clone(), width, edges[b].div_euclid(width));
+            let run = cache.merged.entry(id).or_default();
+            run.update(&keys, &cache.pieces);
+            run.used[w] = refresh;
         }
-        jobs.push(Mutex::new((total, lat_total, ttft_total)));
     }
-    for (acc, series_sizes) in windows.into_iter().zip(sizes.chunks(nb)) {
-        let nl = series_sizes.iter().map(|s| s.0).sum();
-        let nt = series_sizes.iter().map(|s| s.1).sum();
-        let (l, rest) = std::mem::take(&mut lat_windows).split_at_mut(nl);
-        lat_windows = rest;
-        let (t, rest) = std::mem::take(&mut ttft_windows).split_at_mut(nt);
-        ttft_windows = rest;
-        jobs.push(Mutex::new((acc, l, t)));
-    }
-    let (mut lat_rest, mut ttft_rest) = (lat_intervals, ttft_intervals);
-    for (interval, (nl, nt)) in groups.into_values().flatten().zip(sizes) {
-        let (l, rest) = std::mem::take(&mut lat_rest).split_at_mut(nl);
-        lat_rest = rest;
-        let (t, rest) = std::mem::take(&mut ttft_rest).split_at_mut(nt);
-        ttft_rest = rest;
-        jobs.push(Mutex::new((interval.acc, l, t)));
-    }
-    let mut figures = parallel_map(&jobs, |job| {
-        let mut job = job.lock().unwrap_or_else(PoisonError::into_inner);
-        let (acc, l, t) = &mut *job;
-        acc.finish(l, t)
-    })
-    .into_iter();
+    let latest = cache.latest;
+    let live = |used: &[u64; 3]| (0..3).any(|w| latest[w] > 0 && used[w] == latest[w]);
+    cache.pieces.retain(|_, p| live(&p.used));
+    cache.merged.retain(|_, r| live(&r.used));
 
-    let total = if separate_total { figures.next() } else { None };
-    let currents: Vec<Figures> = figures.by_ref().take(names.len()).collect();
-    let bucket_starts = (0..nb)
-        .map(|i| DateTime::from_timestamp_micros(from + width * i as i64).unwrap_or(since))
-        .collect();
-    let total = total
-        .or_else(|| currents.first().cloned())
-        .unwrap_or_else(|| Acc::default().finish(&mut [], &mut []));
+    // The figures of each interval, of each group's window and of the
+    // total, from the pieces, with the feedback joined at this refresh.
+    let no_scores: FileScores = Arc::from([]);
+    let (pieces, merged) = (&cache.pieces, &cache.merged);
+    let piece_acc = |f: usize, r: &Range<usize>| -> (&Piece, Acc) {
+        let p = &pieces[&key(f, r)];
+        let mut acc = p.calls.clone();
+        acc.add_scores(snapshot.scores.get(f).unwrap_or(&no_scores), r);
+        (p, acc)
+    };
+    let mut total = Acc::default();
+    let (mut total_lat, mut total_ttft): (Vec<&[f64]>, Vec<&[f64]>) = (Vec::new(), Vec::new());
+    let n_groups = groups.len();
+    let mut out_groups = Vec::with_capacity(n_groups);
+    for (g, series) in groups {
+        let mut window_acc = Acc::default();
+        let (mut lat, mut ttft): (Vec<&[f64]>, Vec<&[f64]>) = (Vec::new(), Vec::new());
+        let series: Vec<Figures> = series
+            .iter()
+            .enumerate()
+            .map(|(b, parts)| {
+                let mut acc = Acc::default();
+                let (l0, t0) = (lat.len(), ttft.len());
+                for (f, r) in parts {
+                    let (p, a) = piece_acc(*f, r);
+                    acc.merge(&a);
+                    if parts.len() == 1 {
+                        lat.push(&p.latency);
+                        ttft.push(&p.ttft);
+                    }
+                }
+                if parts.len() > 1 {
+                    let run = &merged[&(g.clone(), width, edges[b].div_euclid(width))];
+                    lat.push(&run.latency);
+                    ttft.push(&run.ttft);
+                }
+                window_acc.merge(&acc);
+                acc.finish(&lat[l0..], &ttft[t0..])
+            })
+            .collect();
+        let current = window_acc.finish(&lat, &ttft);
+        total.merge(&window_acc);
+        if n_groups > 1 {
+            total_lat.extend(lat);
+            total_ttft.extend(ttft);
+        }
+        out_groups.push(GroupOverview {
+            prompt: g.prompt.clone(),
+            variant: g.variant.clone(),
+            current,
+            series,
+        });
+    }
+    let total = match out_groups.as_slice() {
+        [one] => one.current.clone(),
+        _ => total.finish(&total_lat, &total_ttft),
+    };
     Overview {
         window,
         since,
         until: now,
-        bucket_starts,
-        groups: names
-            .into_iter()
-            .zip(currents)
-            .map(|(g, current)| GroupOverview {
-                prompt: g.prompt.clone(),
-                variant: g.variant.clone(),
-                current,
-                series: figures.by_ref().take(nb).collect(),
-            })
+        bucket_starts: edges[..nb]
+            .iter()
+            .map(|t| DateTime::from_timestamp_micros(*t).unwrap_or(since))
             .collect(),
+        groups: out_groups,
         total,
     }
 }
@@ -520,7 +824,130 @@ mod tests {
         assert_eq!(per_minute.iter().sum::<u64>(), 3);
     }
 
+    #[test]
+    fn a_refresh_computes_only_the_pieces_of_new_files_and_of_the_cut_interval() {
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();
+        let at = |ago: Duration| (now - ago).timestamp_micros();
+        // A call every 10 minutes over the week, none within 1 s after the
+        // window's start.
+        let week: Vec<Call> = (0..7 * 24 * 6)
+            .map(|k| {
+                let ts = at(Duration::minutes(10 * k + 5));
+                call(&format!("w{k}"), ts, "stable", Status::Ok, k as f64)
+            })
+            .collect();
+        let old = file_of("old", &week);
+        let mut cache = PieceCache::default();
+        let snap = Snapshot::new(vec![old.clone()], Arc::default());
+        let first = overview_in(&snap, Window::Week, now, &mut cache);
+        assert_eq!(
+            first.bucket_starts.len(),
+            84,
+            "`now` on an edge: no cut interval"
+        );
+        assert_eq!(cache.stats(), (84, 84));
+
+        // One second later, one new file with one call: one new piece.
+        let later = now + Duration::seconds(1);
+        let new = file_of(
+            "new",
+            &[call(
+                "n",
+                at(-Duration::milliseconds(500)),
+                "stable",
+                Status::Error,
+                7.5,
+            )],
+        );
+        let snap = Snapshot::new(vec![old.clone(), new.clone()], Arc::default());
+        let ov = overview_in(&snap, Window::Week, later, &mut cache);
+        assert_eq!(cache.stats(), (1, 85));
+        assert_eq!(
+            ov.bucket_starts.len(),
+            85,
+            "a cut first interval and a new last one"
+        );
+        assert_eq!(ov.total.requests, first.total.requests + 1);
+        assert_eq!(ov.total.errors, 1);
+
+        // A new file whose call is on the next refresh's start: its piece
+        // is the only one computed (the old file's first piece, cut 1 µs
+        // later, holds the same calls).
+        let next = later + Duration::microseconds(1);
+        let start = (next - Duration::days(7)).timestamp_micros();
+        let edge = file_of("edge", &[call("e", start, "stable", Status::Ok, 1.0)]);
+        let snap = Snapshot::new(vec![old, new, edge], Arc::default());
+        let ov2 = overview_in(&snap, Window::Week, next, &mut cache);
+        assert_eq!(cache.stats(), (1, 86));
+        assert_eq!(ov2.total.requests, ov.total.requests + 1);
+        assert_eq!(
+            ov2.groups[0].series[0].requests,
+            1 + ov.groups[0].series[0].requests
+        );
+        assert_eq!(
+            serde_json::to_value(&ov2).ok(),
+            serde_json::to_value(overview(&snap, Window::Week, next)).ok()
+        );
+    }
+
+    #[test]
+    fn selection_among_sorted_runs_orders_as_total_cmp() {
+        let runs: [&[f64]; 3] = [
+            &[-0.0, 1.0, 3.0],
+            &[f64::NEG_INFINITY, 0.0, 3.0],
+            &[-2.5, 2.0],
+        ];
+        let mut all: Vec<f64> = runs.concat();
+        all.sort_by(f64::total_cmp);
+        for (r, want) in all.iter().enumerate() {
+            for gather in [0, 3, GATHER] {
+                let got = select_gathering_below(&runs, r, gather);
+                assert_eq!(got.to_bits(), want.to_bits(), "rank {r}, gather {gather}");
+            }
+        }
+    }
+
     proptest! {
+        #[test]
+        fn selection_among_sorted_runs_equals_sorting_them_together(
+            runs in prop::collection::vec(
+                prop::collection::vec(prop_oneof![any::<f64>(), (0u8..8).prop_map(f64::from)], 1..30),
+                1..8,
+            ),
+            q in 0.0f64..=1.0,
+        ) {
+            let mut runs = runs;
+            for r in &mut runs {
+                r.sort_by(f64::total_cmp);
+            }
+            let refs: Vec<&[f64]> = runs.iter().map(Vec::as_slice).collect();
+            let mut all = runs.concat();
+            let want = percentiles(&mut all, &[q])[0].map(f64::to_bits);
+            prop_assert_eq!(sorted_percentiles(&refs, &[q])[0].map(f64::to_bits), want);
+            // Bisecting all the way, and stopping part of the way.
+            let r = rank(q, all.len());
+            for gather in [0, 1, 7] {
+                prop_assert_eq!(Some(select_gathering_below(&refs, r, gather).to_bits()), want);
+            }
+        }
+
+        #[test]
+        fn removing_and_merging_sorted_values_keeps_the_multiset(
+            a in prop::collection::vec(0u8..10, 0..40),
+            take in prop::collection::vec(any::<bool>(), 40),
+            b in prop::collection::vec(0u8..10, 0..40),
+        ) {
+            let sorted = |v: Vec<f64>| { let mut v = v; v.sort_by(f64::total_cmp); v };
+            let a = sorted(a.into_iter().map(f64::from).collect());
+            let gone = sorted(a.iter().zip(&take).filter(|(_, t)| **t).map(|(x, _)| *x).collect());
+            let kept = sorted(a.iter().zip(&take).filter(|(_, t)| !**t).map(|(x, _)| *x).collect());
+            prop_assert_eq!(&remove_sorted(&a, &gone), &kept);
+            let b = sorted(b.into_iter().map(f64::from).collect());
+            let mut both = a.clone();
+            both.extend(&b);
+            prop_assert_eq!(merge_sorted(&a, &b), sorted(both));
+        }
+
         #[test]
         fn percentile_is_the_smallest_value_covering_q(
             mut v in prop::collection::vec(-1e6f64..1e6, 1..200),
@@ -589,15 +1016,16 @@ mod tests {
         let latest: HashMap<&str, f64> = feedback.iter().map(|(id, s)| (id.as_str(), *s)).collect();
         let since = now - window.duration();
         let (from, until) = (since.timestamp_micros(), now.timestamp_micros());
-        let nb = window.buckets();
-        let width = (until - from) / nb as i64;
+        let width = window.interval_micros();
+        let first = from.div_euclid(width);
+        let nb = ((until - 1).div_euclid(width) - first + 1) as usize;
         let mut groups: BTreeMap<Group, (Plain, Vec<Plain>)> = BTreeMap::new();
         let mut total = Plain::default();
         for c in files.iter().flatten() {
             if c.ts < from || c.ts >= until {
                 continue;
             }
-            let b = (((c.ts - from) / width) as usize).min(nb - 1);
+            let b = (c.ts.div_euclid(width) - first) as usize;
             let key = Group {
                 prompt: c.prompt.into(),
                 variant: c.variant.into(),
@@ -652,9 +1080,10 @@ mod tests {
         let week = 7 * 86_400_000_000i64;
         let offset = prop_oneof![
             0..(week + week / 7),
-            // Edges of every window's intervals, give or take 1 µs.
+            // Edges of every window's intervals (aligned to the clock)
+            // and its start, give or take 1 µs.
             (
-                0i64..=84,
+                0i64..=85,
                 prop_oneof![
                     Just(3_600_000_000i64 / 60),
                     Just(86_400_000_000 / 48),
@@ -662,7 +1091,12 @@ mod tests {
                 ],
                 -1i64..=1
             )
-                .prop_map(|(k, w, d)| k * w + d),
+                .prop_map(move |(k, w, d)| now_us - ((now_us.div_euclid(w) - k) * w + d)),
+            (
+                prop_oneof![Just(3_600_000_000i64), Just(86_400_000_000), Just(week)],
+                -1i64..=1
+            )
+                .prop_map(|(w, d)| w + d),
             Just(-1i64),
         ];
         let call = (
@@ -718,6 +1152,8 @@ mod tests {
         #[test]
         fn overview_equals_the_per_call_computation(
             (now_us, files, feedback, w) in case(),
+            earlier_files in 0usize..4,
+            earlier_by in prop_oneof![Just(0i64), 1i64..=1_000_000, 1i64..=20_000_000_000],
         ) {
             // One score per id: `Feedback` keeps the latest by time, the
             // naive join the last given.
@@ -727,11 +1163,23 @@ mod tests {
             let now = DateTime::from_timestamp_micros(now_us).unwrap_or_default();
             let window = Window::ALL[w];
             let snap = snapshot(&files, &feedback);
-            // Buffers left over from another window's refresh change nothing.
-            let mut scratch = Scratch::default();
-            overview_in(&snap, Window::ALL[(w + 1) % 3], now, &mut scratch);
-            let ov = overview_in(&snap, window, now, &mut scratch);
+            // Pieces left over from earlier refreshes (fewer files, other
+            // feedback, an earlier `now`, another window) change nothing.
+            let mut cache = PieceCache::default();
+            let earlier = Snapshot::new(
+                snap.files[..earlier_files.min(snap.files.len())].to_vec(),
+                Arc::new(Feedback::from_records(
+                    feedback.iter().skip(1).map(|(id, s)| FeedbackRecord::new(id.clone(), 1.0 - s)),
+                )),
+            );
+            let before = now - Duration::microseconds(earlier_by);
+            overview_in(&earlier, window, before, &mut cache);
+            overview_in(&snap, Window::ALL[(w + 1) % 3], now, &mut cache);
+            let ov = overview_in(&snap, window, now, &mut cache);
             prop_assert_eq!(&serde_json::to_value(&ov).ok(), &serde_json::to_value(overview(&snap, window, now)).ok());
+            let again = overview_in(&snap, window, now, &mut cache);
+            prop_assert_eq!(cache.stats().0, 0, "nothing new: every piece reused");
+            prop_assert_eq!(&serde_json::to_value(&again).ok(), &serde_json::to_value(&ov).ok());
             let (groups, total) = naive(&files, &feedback, window, now);
             assert_same(&ov.total, &total, "total");
             prop_assert_eq!(ov.groups.len(), groups.len());
@@ -742,6 +1190,48 @@ mod tests {
                 for (b, (x, y)) in got.series.iter().zip(series).enumerate() {
                     assert_same(x, y, &format!("{} {} interval {b}", g.prompt, g.variant));
                 }
+            }
+        }
+
+        #[test]
+        fn a_kept_cache_equals_a_fresh_one_over_any_sequence_of_refreshes(
+            files in prop::collection::vec(
+                prop::collection::vec((0i64..200_000_000, 0u8..6, 0usize..2, prop::option::of(0u8..4)), 1..25),
+                1..8,
+            ),
+            steps in prop::collection::vec((any::<u8>(), 0i64..150_000_000, 0usize..3), 1..6),
+        ) {
+            // Calls of the last minutes before `base`, in small files:
+            // intervals made of several pieces in every window.
+            let base = 1_800_000_000_000_000i64 + 123_456;
+            let files: Vec<Arc<FileCalls>> = files
+                .iter()
+                .enumerate()
+                .map(|(i, calls)| {
+                    let calls: Vec<Call> = calls
+                        .iter()
+                        .enumerate()
+                        .map(|(j, (ago, lat, v, ttft))| Call {
+                            ttft_ms: ttft.map(f64::from),
+                            ..call(&format!("f{i}c{j}"), base - ago, VARIANTS[*v], Status::Ok, f64::from(*lat))
+                        })
+                        .collect();
+                    file_of(&format!("f{i}"), &calls)
+                })
+                .collect();
+            let mut cache = PieceCache::default();
+            for (mask, later, w) in steps {
+                let chosen: Vec<Arc<FileCalls>> = files
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| mask >> (i % 8) & 1 == 1)
+                    .map(|(_, f)| f.clone())
+                    .collect();
+                let snap = Snapshot::new(chosen, Arc::default());
+                let now = DateTime::from_timestamp_micros(base + later).unwrap_or_default();
+                let kept = overview_in(&snap, Window::ALL[w], now, &mut cache);
+                let fresh = overview(&snap, Window::ALL[w], now);
+                prop_assert_eq!(serde_json::to_value(&kept).ok(), serde_json::to_value(&fresh).ok());
             }
         }
 

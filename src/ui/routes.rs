@@ -41,8 +41,9 @@ pub struct Dashboard {
     pub(crate) mode: String,
     /// Analyzer rounds seen so far, by time (the confidence sequence).
     rounds: Mutex<BTreeMap<String, AnalysisView>>,
-    /// The overview's buffers, reused by one refresh at a time.
-    scratch: Mutex<overview::Scratch>,
+    /// The overview's pieces, kept between refreshes (one at a time: a
+    /// refresh beside another waits, then reuses what the other computed).
+    pieces: Mutex<overview::PieceCache>,
 }
 
 impl std::fmt::Debug for Dashboard {
@@ -67,7 +68,7 @@ impl Dashboard {
             cost: None,
             mode: mode.into(),
             rounds: Mutex::new(BTreeMap::new()),
-            scratch: Mutex::new(overview::Scratch::default()),
+            pieces: Mutex::new(overview::PieceCache::default()),
         }
     }
 
@@ -263,18 +264,30 @@ fn window_of(s: Option<&str>) -> Result<Window, UiError> {
     }
 }
 
-fn compute_overview(
-    dash: &Dashboard,
-    window: Window,
-) -> Result<(overview::Overview, usize, usize), UiError> {
+/// An overview and what its refresh did.
+struct Computed {
+    overview: overview::Overview,
+    files: usize,
+    files_read: usize,
+    /// Pieces (one file's calls of a group in an interval) computed by
+    /// this refresh, and kept for the next.
+    pieces_computed: usize,
+    pieces_kept: usize,
+}
+
+fn compute_overview(dash: &Dashboard, window: Window) -> Result<Computed, UiError> {
+    let mut pieces = dash.pieces.lock().unwrap_or_else(PoisonError::into_inner);
     let now = Utc::now();
     let snapshot = dash.cache.refresh(now - window.duration())?;
-    // A refresh running beside another computes in buffers of its own.
-    let ov = match dash.scratch.try_lock() {
-        Ok(mut scratch) => overview::overview_in(&snapshot, window, now, &mut scratch),
-        Err(_) => overview::overview(&snapshot, window, now),
-    };
-    Ok((ov, snapshot.files.len(), snapshot.files_read))
+    let overview = overview::overview_in(&snapshot, window, now, &mut pieces);
+    let (pieces_computed, pieces_kept) = pieces.stats();
+    Ok(Computed {
+        overview,
+        files: snapshot.files.len(),
+        files_read: snapshot.files_read,
+        pieces_computed,
+        pieces_kept,
+    })
 }
 
 const COLORS: &[&str] = &[
@@ -350,7 +363,12 @@ async fn overview_page(
     let window = window_of(q.window.as_deref()).map_err(|e| ui_error(&dash, e))?;
     let d = dash.clone();
     let body = super::priority::below_requests(move || -> Result<String, UiError> {
-        let (ov, files, files_read) = compute_overview(&d, window)?;
+        let Computed {
+            overview: ov,
+            files,
+            files_read,
+            ..
+        } = compute_overview(&d, window)?;
         let charts = overview_charts(&ov);
         let live = d.host.live();
         render(
@@ -387,8 +405,15 @@ async fn overview_json(
         .map_err(|e| json_error(StatusCode::BAD_REQUEST, "window", &e.to_string()))?;
     let d = dash.clone();
     let result = super::priority::below_requests(move || {
-        compute_overview(&d, window).map(|(ov, files, files_read)| {
-            json!({"overview": ov, "files": files, "files_read": files_read, "live": d.host.live()})
+        compute_overview(&d, window).map(|c| {
+            json!({
+                "overview": c.overview,
+                "files": c.files,
+                "files_read": c.files_read,
+                "pieces_computed": c.pieces_computed,
+                "pieces_kept": c.pieces_kept,
+                "live": d.host.live(),
+            })
         })
     })
     .await

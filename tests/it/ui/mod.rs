@@ -241,13 +241,16 @@ async fn pages_show_the_logged_figures_escaped_and_only_with_the_token() {
             "promptgate_input_tokens_total{prompt=\"capital\",variant=\"stable\"}"
         ))
     );
-    // A second refresh reads no file again.
+    // A second refresh reads no file again, and with nothing logged since
+    // it reuses every piece it keeps.
     let again: Value = get(&format!("{}/ui/api/overview?window=1h", p.url), true)
         .await
         .json()
         .await
         .unwrap();
     assert_eq!(again["files_read"], 0, "{again}");
+    assert_eq!(again["pieces_computed"], 0, "{again:#}");
+    assert!(again["pieces_kept"].as_u64() > Some(0), "{again:#}");
     assert_eq!(again["overview"]["groups"], ov["overview"]["groups"]);
 
     // Every page answers; the table lists every call.
