@@ -45,7 +45,7 @@ fn bin() -> String {
 }
 
 fn write_logs(dir: &Path, n: usize) {
-    let stamp = dir.join(".complete-ui-v1");
+    let stamp = dir.join(".complete-ui-v2");
     let fresh = std::fs::read_to_string(&stamp)
         .ok()
         .and_then(|s| s.trim().parse::<i64>().ok())
@@ -93,27 +93,43 @@ fn write_logs(dir: &Path, n: usize) {
         started.elapsed().as_secs_f64(),
         report.rows_merged
     );
+    // Today's calls stay in `part-*` files (compaction leaves the current
+    // day alone): name them, so that only the proxy's are forgotten later.
+    let mut generated = Vec::new();
+    walk_parts(&dir.join("requests"), &mut |p| {
+        generated.push(p.to_string_lossy().into_owned())
+    });
+    std::fs::write(dir.join(GENERATED_PARTS), generated.join("\n")).unwrap();
     std::fs::write(stamp, Utc::now().timestamp().to_string()).unwrap();
 }
 
-/// Deletes the request files an earlier run's proxy wrote beside the
-/// generated calls (the generated ones are all compacted into `merged-*`
-/// files), so that every run starts from the same logs.
-fn forget_proxy_files(dir: &Path) {
-    fn walk(d: &Path, removed: &mut usize) {
-        for e in std::fs::read_dir(d).unwrap().map(Result::unwrap) {
-            let p = e.path();
-            let name = e.file_name().to_string_lossy().into_owned();
-            if e.file_type().unwrap().is_dir() {
-                walk(&p, removed);
-            } else if name.starts_with("part-") && name.ends_with(".parquet") {
-                std::fs::remove_file(&p).unwrap();
-                *removed += 1;
-            }
+/// Lists the `part-*` request files the generator left (one path a line).
+const GENERATED_PARTS: &str = ".generated-parts";
+
+fn walk_parts(d: &Path, found: &mut dyn FnMut(&Path)) {
+    for e in std::fs::read_dir(d).unwrap().map(Result::unwrap) {
+        let p = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if e.file_type().unwrap().is_dir() {
+            walk_parts(&p, found);
+        } else if name.starts_with("part-") && name.ends_with(".parquet") {
+            found(&p);
         }
     }
+}
+
+/// Deletes the request files an earlier run's proxy wrote beside the
+/// generated calls, so that every run starts from the same logs.
+fn forget_proxy_files(dir: &Path) {
+    let listed = std::fs::read_to_string(dir.join(GENERATED_PARTS)).unwrap();
+    let generated: std::collections::HashSet<&str> = listed.lines().collect();
     let mut removed = 0;
-    walk(&dir.join("requests"), &mut removed);
+    walk_parts(&dir.join("requests"), &mut |p| {
+        if !generated.contains(p.to_string_lossy().as_ref()) {
+            std::fs::remove_file(p).unwrap();
+            removed += 1;
+        }
+    });
     if removed > 0 {
         println!("removed {removed} request files an earlier run's proxy wrote");
     }
