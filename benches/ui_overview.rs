@@ -314,8 +314,8 @@ async fn hammer_pairs(
     (p, q)
 }
 
-/// The proxy's added latency in one block: mean and median of the proxy's
-/// latencies minus those of the direct calls made between them.
+/// The proxy's added latency in one block: mean, median and p99 of the
+/// proxy's latencies minus those of the direct calls made between them.
 #[derive(Debug, Clone, Copy)]
 struct Added {
     mean: f64,

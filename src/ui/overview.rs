@@ -419,23 +419,18 @@ impl MergedRun {
         if self.keys == keys {
             return;
         }
-        let gone: Vec<&Piece> = self
+        let left: Vec<&PieceKey> = self
             .keys
             .iter()
             .filter(|k| keys.binary_search(k).is_err())
-            .filter_map(|k| pieces.get(k))
             .collect();
+        let gone: Vec<&Piece> = left.iter().filter_map(|k| pieces.get(*k)).collect();
         let came: Vec<&Piece> = keys
             .iter()
             .filter(|k| self.keys.binary_search(k).is_err())
             .map(|k| &pieces[k])
             .collect();
-        let left = self
-            .keys
-            .iter()
-            .filter(|k| keys.binary_search(k).is_err())
-            .count();
-        if self.keys.is_empty() || gone.len() < left {
+        if self.keys.is_empty() || gone.len() < left.len() {
             let all: Vec<&Piece> = keys.iter().map(|k| &pieces[k]).collect();
             self.latency = sorted_values(&all, |p| &p.latency);
             self.ttft = sorted_values(&all, |p| &p.ttft);
